@@ -1,0 +1,9 @@
+//! sysfile: a BuildKit frontend that compiles a declarative Sysfile into LLB for system containers.
+//!
+//! The stages, in order: `spec` (TOML text to a validated `model`), `plan`
+//! (the build in sysfile's own vocabulary), `llb` (canonical BuildKit ops) and
+//! `gateway` (the only part that does I/O with BuildKit). See ARCHITECTURE.md.
+
+pub mod diag;
+pub mod model;
+pub mod pb;

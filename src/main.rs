@@ -1,0 +1,2 @@
+//! The `sysfile` binary: the CLI and the BuildKit frontend entry point.
+fn main() {}

@@ -1,0 +1,301 @@
+//! The validated Sysfile model: every value checked and normalised, spans kept for later diagnostics.
+//!
+//! Produced by `spec` (which alone knows TOML) and consumed by `plan`. A value
+//! of these types is always valid: paths are absolute or context-relative and
+//! normalised, unit names carry their suffix, build arguments are already
+//! interpolated, durations and sizes are numbers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::diag::Span;
+
+/// A value together with the span of the spec text it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, span: Span) -> Spanned<T> {
+        Spanned { value, span }
+    }
+}
+
+/// A whole validated spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub image: Image,
+    /// Declared build arguments with their effective values (default or `--build-arg`).
+    pub args: Vec<BuildArg>,
+    pub packages: Packages,
+    pub files: Vec<FileEntry>,
+    pub users: Vec<User>,
+    /// `[[run]]` steps in declaration order (each knows its phase).
+    pub runs: Vec<RunStep>,
+    pub services: Services,
+    pub systemd: Systemd,
+    pub config: Config,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// The base image reference as written (after interpolation).
+    pub from: Spanned<String>,
+    /// An OCI platform string such as `linux/amd64`.
+    pub platform: Option<Spanned<String>>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// The span of the `[image]` table header.
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildArg {
+    pub name: String,
+    /// The effective value: the `--build-arg` override, else the default.
+    pub value: String,
+    pub default: String,
+    /// The comment lines directly above the declaration (for `frontend.outline`).
+    pub description: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PackageManager {
+    Apt,
+    Dnf,
+    Zypper,
+    Pacman,
+}
+
+impl PackageManager {
+    pub fn name(self) -> &'static str {
+        match self {
+            PackageManager::Apt => "apt",
+            PackageManager::Dnf => "dnf",
+            PackageManager::Zypper => "zypper",
+            PackageManager::Pacman => "pacman",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Packages {
+    pub install: Vec<Spanned<String>>,
+    pub remove: Vec<Spanned<String>>,
+    /// Explicit `manager`; `None` means detect from the base image.
+    pub manager: Option<Spanned<PackageManager>>,
+    /// The span of the `[packages]` table (or the `[image]` table when absent).
+    pub span: Span,
+}
+
+/// `owner = "user"`, `"user:group"` or `"uid:gid"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub user: OwnerId,
+    pub group: Option<OwnerId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerId {
+    Name(String),
+    Id(u32),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileSource {
+    /// A normalised path relative to the build context root (no `..`, no leading `/`).
+    Context(String),
+    /// Inline content.
+    Content(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    pub source: FileSource,
+    /// Absolute, normalised destination path in the image.
+    pub dest: String,
+    /// Permission bits (0o7777 at most).
+    pub mode: Option<u32>,
+    pub owner: Option<Owner>,
+    /// The span of this `[[files]]` entry.
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: Option<u32>,
+    pub groups: Vec<String>,
+    /// Absolute path of the login shell.
+    pub shell: Option<String>,
+    /// Context-relative paths of public key files, concatenated into `~/.ssh/authorized_keys`.
+    pub authorized_keys: Vec<String>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// A script run by `/bin/sh -c`; never interpolated, build args reach it as environment.
+    Shell(String),
+    /// An argv run without a shell.
+    Exec(Vec<String>),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The builder's default (which `force-network-mode` may override).
+    #[default]
+    Default,
+    None,
+    Host,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    BeforePackages,
+    /// After packages, files and users (the default).
+    #[default]
+    AfterPackages,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheSharing {
+    Shared,
+    Private,
+    #[default]
+    Locked,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindFrom {
+    Context,
+    Image(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountKind {
+    /// `source` is context-relative (for `from = "context"`) or an absolute path in the image.
+    Bind { source: String, from: BindFrom, readonly: bool },
+    /// `id` defaults to the target path.
+    Cache { id: String, sharing: CacheSharing },
+    Tmpfs { size: Option<u64> },
+    Secret { id: String, required: bool, mode: Option<u32> },
+    Ssh { id: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunMount {
+    /// Absolute mount point (secrets default to `/run/secrets/<id>`, ssh to `/run/buildkit/ssh_agent.0`).
+    pub target: String,
+    pub kind: MountKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunStep {
+    pub name: Option<String>,
+    pub command: Command,
+    /// Extra environment, in declaration order.
+    pub env: Vec<(String, String)>,
+    /// Absolute working directory.
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub network: Network,
+    pub phase: Phase,
+    pub mounts: Vec<RunMount>,
+    /// The span of this `[[run]]` entry (what a failing step points at).
+    pub span: Span,
+}
+
+/// A systemd unit name, always with its suffix (`ssh` becomes `ssh.service`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unit {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Services {
+    pub enable: Vec<Unit>,
+    pub disable: Vec<Unit>,
+    pub mask: Vec<Unit>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Health {
+    /// `systemctl is-system-running` must say `running`.
+    #[default]
+    Running,
+    /// `running` or `degraded` are both healthy.
+    RunningOrDegraded,
+    /// No healthcheck.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Emerg,
+    Alert,
+    Crit,
+    Err,
+    Warning,
+    Notice,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Emerg => "emerg",
+            LogLevel::Alert => "alert",
+            LogLevel::Crit => "crit",
+            LogLevel::Err => "err",
+            LogLevel::Warning => "warning",
+            LogLevel::Notice => "notice",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Systemd {
+    /// The default target (`multi-user.target` unless set).
+    pub target: Unit,
+    pub log_level: Option<LogLevel>,
+    /// The value of `container=` (default `docker`).
+    pub container: String,
+    pub console_logs: bool,
+    /// systemd's `DefaultTimeoutStopSec` (default 20 s); the engine stop timeout label is derived from it.
+    pub stop_timeout: Duration,
+    pub health: Health,
+    /// Units never masked by the default mask lists (`[systemd] keep`).
+    pub keep: Vec<Unit>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Port {
+    pub number: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Image `Env` and the manager's `DefaultEnvironment`, in declaration order.
+    pub env: Vec<(String, String)>,
+    pub labels: BTreeMap<String, String>,
+    pub expose: Vec<Port>,
+    /// Absolute paths.
+    pub volumes: Vec<String>,
+    pub workdir: Option<String>,
+}

@@ -1,0 +1,22 @@
+//! The protobuf and gRPC types generated from `proto/` (BuildKit wire subsets).
+//!
+//! Generated code is never edited by hand; `build.rs` regenerates it on every
+//! change under `proto/`. Only `llb` and `gateway` use these types.
+
+#[allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/protos.rs"));
+}
+
+/// LLB: `Op`, `Definition`, source maps (BuildKit package `pb`).
+pub use generated::pb as llb;
+/// The gateway frontend API (`moby.buildkit.v1.frontend`).
+pub use generated::moby::buildkit::v1::frontend as gateway;
+/// API capability records (`moby.buildkit.v1.apicaps`).
+pub use generated::moby::buildkit::v1::apicaps;
+/// Worker records (`moby.buildkit.v1.types`).
+pub use generated::moby::buildkit::v1::types;
+/// File stat records (`fsutil.types`).
+pub use generated::fsutil::types as fsutil;
+/// `google.rpc.Status`.
+pub use generated::google::rpc;
