@@ -5,6 +5,10 @@
 //! `gateway` (the only part that does I/O with BuildKit). See ARCHITECTURE.md.
 
 pub mod diag;
+pub mod distro;
+pub mod image;
 pub mod llb;
+pub mod lower;
 pub mod model;
 pub mod pb;
+pub mod plan;

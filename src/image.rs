@@ -1,0 +1,298 @@
+//! The image config: the base image's config plus the systemd runtime contract and sysfile's labels.
+//!
+//! Pure: the base config JSON comes in as bytes (resolved by the gateway), the
+//! finished config goes out as JSON for `containerimage.config`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::model::{Health, Protocol, Spec};
+use crate::plan::Plan;
+
+/// The label prefix for sysfile's runtime contract.
+pub const LABEL_PREFIX: &str = "sysfile";
+
+/// Everything about the build that the config records besides the spec and the plan.
+#[derive(Clone, Debug, Default)]
+pub struct ImageInputs<'a> {
+    /// The base image config JSON (empty for an unknown base).
+    pub base_config: &'a [u8],
+    /// The base image as named in the spec (normalised).
+    pub base_name: String,
+    /// The manifest digest the base was pinned to (may be empty).
+    pub base_digest: String,
+    /// `label:*` build options, merged over every other label.
+    pub extra_labels: BTreeMap<String, String>,
+    /// `os` and `architecture` (and `variant`) of the result.
+    pub os: String,
+    pub architecture: String,
+    pub variant: String,
+    /// `(created_by, empty_layer)` per build step.
+    pub history: Vec<(String, bool)>,
+    /// SOURCE_DATE_EPOCH, used for history and `created`.
+    pub epoch: Option<u64>,
+}
+
+/// The seconds an engine should wait for a clean shutdown: systemd's stop timeout plus a margin.
+pub fn engine_stop_timeout(stop: Duration) -> u64 {
+    stop.as_secs() + if stop.subsec_nanos() > 0 { 1 } else { 0 } + 10
+}
+
+/// The Docker healthcheck command for a health policy (`None` for `health = "none"`).
+pub fn health_command(health: Health) -> Option<&'static str> {
+    match health {
+        Health::Running => Some("systemctl is-system-running --quiet"),
+        Health::RunningOrDegraded => Some(
+            "s=$(systemctl is-system-running 2>/dev/null); [ \"$s\" = running ] || [ \"$s\" = degraded ]",
+        ),
+        Health::None => None,
+    }
+}
+
+/// The tmpfs mounts the engine must provide, in the `sysfile.runtime.tmpfs` format.
+pub const RUNTIME_TMPFS: &str = "/run:exec,mode=755;/run/lock;/tmp";
+
+/// The Docker flags that boot the image on a cgroup v2 host with Docker ≥ 28 (other hosts: see `sysfile run`).
+pub fn docker_flags(stop_timeout: u64) -> String {
+    format!(
+        "-t --init=false --cgroupns=private --security-opt writable-cgroups=true \
+         --tmpfs /run:exec,mode=755 --tmpfs /run/lock --tmpfs /tmp --stop-timeout {stop_timeout}"
+    )
+}
+
+/// Builds the final image config JSON.
+pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value {
+    let mut image: Map<String, Value> = serde_json::from_slice::<Value>(inputs.base_config)
+        .ok()
+        .and_then(|v| match v {
+            Value::Object(map) => Some(map),
+            _ => None,
+        })
+        .unwrap_or_default();
+    image.remove("created");
+    image.remove("rootfs");
+    image.remove("container_config");
+    image.remove("container");
+    image.insert("os".into(), json!(inputs.os));
+    image.insert("architecture".into(), json!(inputs.architecture));
+    if inputs.variant.is_empty() {
+        image.remove("variant");
+    } else {
+        image.insert("variant".into(), json!(inputs.variant));
+    }
+    if let Some(epoch) = inputs.epoch {
+        image.insert("created".into(), json!(rfc3339(epoch)));
+    }
+
+    let mut config = match image.remove("config") {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    config.insert("Entrypoint".into(), json!(plan.entrypoint));
+    if plan.cmd.is_empty() {
+        config.remove("Cmd");
+    } else {
+        config.insert("Cmd".into(), json!(plan.cmd));
+    }
+    config.insert("Env".into(), json!(env(spec, &config)));
+    config.insert("StopSignal".into(), json!("SIGRTMIN+3"));
+    match health_command(spec.systemd.health) {
+        Some(cmd) => {
+            config.insert(
+                "Healthcheck".into(),
+                json!({
+                    "Test": ["CMD-SHELL", cmd],
+                    "Interval": 15_000_000_000u64,
+                    "Timeout": 10_000_000_000u64,
+                    "StartPeriod": 60_000_000_000u64,
+                    "StartInterval": 1_000_000_000u64,
+                    "Retries": 3,
+                }),
+            );
+        }
+        None => {
+            config.remove("Healthcheck");
+        }
+    }
+    if !spec.config.expose.is_empty() {
+        let ports: Map<String, Value> = spec
+            .config
+            .expose
+            .iter()
+            .map(|p| {
+                let proto = match p.protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                };
+                (format!("{}/{proto}", p.number), json!({}))
+            })
+            .collect();
+        merge_object(&mut config, "ExposedPorts", ports);
+    }
+    if !spec.config.volumes.is_empty() {
+        let volumes: Map<String, Value> = spec.config.volumes.iter().map(|v| (v.clone(), json!({}))).collect();
+        merge_object(&mut config, "Volumes", volumes);
+    }
+    if let Some(workdir) = &spec.config.workdir {
+        config.insert("WorkingDir".into(), json!(workdir));
+    }
+    let labels: Map<String, Value> = labels(spec, plan, inputs, &config).into_iter().map(|(k, v)| (k, json!(v))).collect();
+    config.insert("Labels".into(), Value::Object(labels));
+    config.remove("OnBuild");
+    image.insert("config".into(), Value::Object(config));
+
+    let mut history = match image.remove("history") {
+        Some(Value::Array(entries)) => entries,
+        _ => Vec::new(),
+    };
+    for (created_by, empty_layer) in &inputs.history {
+        let mut entry = Map::new();
+        if let Some(epoch) = inputs.epoch {
+            entry.insert("created".into(), json!(rfc3339(epoch)));
+        }
+        entry.insert("created_by".into(), json!(created_by));
+        entry.insert("comment".into(), json!("sysfile.v1"));
+        if *empty_layer {
+            entry.insert("empty_layer".into(), json!(true));
+        }
+        history.push(Value::Object(entry));
+    }
+    image.insert("history".into(), Value::Array(history));
+    Value::Object(image)
+}
+
+fn env(spec: &Spec, config: &Map<String, Value>) -> Vec<String> {
+    let mut env: Vec<(String, String)> = config
+        .get("Env")
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(Value::as_str)
+                .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut set = |key: &str, value: &str| {
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value.to_string()));
+    };
+    if !env_has(&config_env(config), "PATH") {
+        set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    }
+    set("container", &spec.systemd.container);
+    for (k, v) in &spec.config.env {
+        set(k, v);
+    }
+    env.retain(|(k, _)| k != "SYSTEMD_OFFLINE");
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+fn config_env(config: &Map<String, Value>) -> Vec<String> {
+    config
+        .get("Env")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn env_has(env: &[String], key: &str) -> bool {
+    env.iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == key))
+}
+
+fn merge_object(config: &mut Map<String, Value>, key: &str, add: Map<String, Value>) {
+    let mut existing = match config.remove(key) {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    existing.extend(add);
+    config.insert(key.into(), Value::Object(existing));
+}
+
+fn labels(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>, config: &Map<String, Value>) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = config
+        .get("Labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default();
+    if let Some(title) = &spec.image.title {
+        labels.insert("org.opencontainers.image.title".into(), title.clone());
+    }
+    if let Some(description) = &spec.image.description {
+        labels.insert("org.opencontainers.image.description".into(), description.clone());
+    }
+    labels.insert("org.opencontainers.image.base.name".into(), inputs.base_name.clone());
+    if !inputs.base_digest.is_empty() {
+        labels.insert("org.opencontainers.image.base.digest".into(), inputs.base_digest.clone());
+    }
+    let stop = engine_stop_timeout(spec.systemd.stop_timeout);
+    let p = LABEL_PREFIX;
+    labels.insert(format!("{p}.version"), env!("CARGO_PKG_VERSION").to_string());
+    labels.insert(format!("{p}.systemd.boot"), "true".into());
+    labels.insert(format!("{p}.systemd.target"), plan.default_target.clone());
+    labels.insert(format!("{p}.systemd.container"), spec.systemd.container.clone());
+    labels.insert(format!("{p}.systemd.units.enabled"), plan.enabled_units.join(","));
+    labels.insert(format!("{p}.systemd.units.disabled"), plan.disabled_units.join(","));
+    labels.insert(format!("{p}.systemd.units.masked"), plan.masked_units.join(","));
+    labels.insert(format!("{p}.runtime.tmpfs"), RUNTIME_TMPFS.into());
+    labels.insert(format!("{p}.runtime.tty"), "required".into());
+    labels.insert(format!("{p}.runtime.stop-timeout"), stop.to_string());
+    labels.insert(format!("{p}.runtime.docker"), docker_flags(stop));
+    labels.insert(
+        format!("{p}.health.cmd"),
+        health_command(spec.systemd.health).unwrap_or("").to_string(),
+    );
+    labels.insert(
+        "RUN".into(),
+        format!("podman run -d --name NAME --systemd=always -t --stop-timeout={stop} IMAGE"),
+    );
+    for (k, v) in &spec.config.labels {
+        labels.insert(k.clone(), v.clone());
+    }
+    for (k, v) in &inputs.extra_labels {
+        labels.insert(k.clone(), v.clone());
+    }
+    labels
+}
+
+/// Formats Unix seconds as RFC 3339 UTC (`1970-01-01T00:00:00Z`), without a date library.
+pub fn rfc3339(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm), valid for all u64 days we can meet.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn stop_timeout_adds_a_margin() {
+        assert_eq!(engine_stop_timeout(Duration::from_secs(20)), 30);
+        assert_eq!(engine_stop_timeout(Duration::from_millis(1500)), 12);
+    }
+}

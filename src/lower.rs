@@ -1,0 +1,263 @@
+//! Lowering: a build plan becomes an LLB definition with a source location on every op.
+//!
+//! The build-step rules of the systemd contract live here: every exec gets a
+//! tmpfs on `/run` and `/tmp` and `SYSTEMD_OFFLINE=1` in its environment (never
+//! in the image config), and the builder's forced network mode applies to
+//! every step that did not choose one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::diag::{Sources, Span};
+use crate::llb::{self, CopyOptions, FileAction, Graph, LocalOptions, Mount, NetMode, OpOptions, Output};
+use crate::model::{self, BindFrom, MountKind, Network, OwnerId};
+use crate::pb::llb as pb;
+use crate::plan::{CONTEXT_MOUNT, ExecStep, FileStep, Plan, StepKind};
+
+/// Everything lowering needs besides the plan; gathered by the gateway or the CLI.
+#[derive(Clone, Debug, Default)]
+pub struct LowerOptions {
+    /// The base image reference, normalised and pinned (`docker.io/library/debian:12@sha256:…`).
+    pub base_ref: String,
+    /// The span of `[image] from`, for the base image op.
+    pub base_span: Span,
+    /// The base image's `Env` (for `PATH`), applied to every step.
+    pub base_env: Vec<String>,
+    /// The base image's working directory (`/` when empty).
+    pub base_workdir: String,
+    pub platform: Option<pb::Platform>,
+    /// The client session for `local://` sources (empty outside a gateway build).
+    pub session_id: String,
+    /// The name of the local holding the build context.
+    pub context_name: String,
+    /// `force-network-mode` from the builder (`docker build --network=host`).
+    pub force_network: Option<NetMode>,
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--no-cache`: every step runs again.
+    pub no_cache: bool,
+    /// The `image.resolvemode` attr of image sources (`default`, `pull`, `local`).
+    pub resolve_mode: String,
+    /// LLB caps the daemon reports; `None` means assume a current daemon.
+    pub llb_caps: Option<BTreeSet<String>>,
+}
+
+impl LowerOptions {
+    fn has_cap(&self, cap: &str) -> bool {
+        self.llb_caps.as_ref().is_none_or(|caps| caps.contains(cap))
+    }
+}
+
+/// The result of lowering: the definition plus one history line per step.
+#[derive(Clone, Debug)]
+pub struct Lowered {
+    pub definition: pb::Definition,
+    /// `(created_by, empty_layer)` per step, in order.
+    pub history: Vec<(String, bool)>,
+}
+
+/// Lowers `plan` to LLB. `sources` provides the spec files for the source map.
+pub fn lower(plan: &Plan, sources: &Sources, options: &LowerOptions) -> Lowered {
+    let mut graph = Graph::new(options.platform.clone());
+    for (_, file) in sources.iter() {
+        graph.add_source_file(&file.name, file.text.as_bytes(), "TOML");
+    }
+    let location = |span: Span| Some(location(sources, span));
+    let mut attrs = BTreeMap::new();
+    if !options.resolve_mode.is_empty() && options.resolve_mode != "default" {
+        attrs.insert("image.resolvemode".to_string(), options.resolve_mode.clone());
+    }
+    let base_name = format!("[sysfile] base {}", options.base_ref);
+    let mut current = graph.image(
+        &options.base_ref,
+        attrs,
+        OpOptions::named(base_name).at(location(options.base_span)).ignore_cache(false),
+    );
+    let context = if plan.context_paths.is_empty() {
+        None
+    } else {
+        let local = LocalOptions {
+            session: options.session_id.clone(),
+            include_patterns: plan.context_paths.clone(),
+            follow_paths: plan.context_paths.clone(),
+            shared_key_hint: options.context_name.clone(),
+            ..LocalOptions::default()
+        };
+        let name = format!("[sysfile] load build context: {}", plan.context_paths.join(" "));
+        Some(graph.local(&options.context_name, &local, OpOptions::named(name)))
+    };
+
+    let mut history = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        let op_options = OpOptions::named(step.name.clone()).at(location(step.span)).ignore_cache(options.no_cache);
+        current = match &step.kind {
+            StepKind::Exec(exec) => lower_exec(&mut graph, exec, &current, context.as_ref(), op_options, options),
+            StepKind::Files(files) => lower_files(&mut graph, files, &current, context.as_ref(), op_options),
+        };
+        history.push((step.name.clone(), false));
+    }
+    Lowered { definition: graph.finish(&current), history }
+}
+
+/// The 1-based line/column range of a span, as a source-map location.
+pub fn location(sources: &Sources, span: Span) -> llb::Location {
+    let file = sources.get(span.file);
+    let start = file.line_col(span.start);
+    let end = file.line_col(span.end.max(span.start));
+    llb::Location {
+        source: span.file.0 as i32,
+        start_line: start.line as i32,
+        start_column: start.column as i32,
+        end_line: end.line as i32,
+        end_column: end.column as i32,
+    }
+}
+
+fn lower_exec(
+    graph: &mut Graph,
+    exec: &ExecStep,
+    root: &Output,
+    context: Option<&Output>,
+    op_options: OpOptions,
+    options: &LowerOptions,
+) -> Output {
+    let mut env: Vec<String> = Vec::new();
+    let mut set_env = |key: &str, value: &str| {
+        env.retain(|e| e.split_once('=').is_none_or(|(k, _)| k != key));
+        env.push(format!("{key}={value}"));
+    };
+    for entry in &options.base_env {
+        if let Some((k, v)) = entry.split_once('=') {
+            set_env(k, v);
+        }
+    }
+    set_env("SYSTEMD_OFFLINE", "1");
+    for (k, v) in &exec.env {
+        set_env(k, v);
+    }
+    let mut mounts = vec![Mount::root(root.clone()), Mount::tmpfs("/run"), Mount::tmpfs("/tmp")];
+    if exec.needs_context {
+        mounts.push(Mount {
+            dest: CONTEXT_MOUNT.to_string(),
+            kind: llb::MountKind::Bind { input: context.cloned(), selector: String::new(), readonly: true, output: false },
+        });
+    }
+    for mount in &exec.mounts {
+        mounts.retain(|m| m.dest != mount.target);
+        mounts.push(lower_mount(graph, mount, context, options));
+    }
+    let network = match exec.network {
+        Network::Host => NetMode::Host,
+        Network::None => NetMode::None,
+        Network::Default => options.force_network.unwrap_or_default(),
+    };
+    let exec = llb::Exec {
+        args: exec.args.clone(),
+        env,
+        cwd: exec.workdir.clone().unwrap_or_else(|| {
+            if options.base_workdir.is_empty() { "/".to_string() } else { options.base_workdir.clone() }
+        }),
+        user: exec.user.clone().unwrap_or_default(),
+        network,
+        extra_hosts: options.extra_hosts.clone(),
+        hostname: String::new(),
+        remove_mount_stubs_recursive: options.has_cap("exec.meta.removemountstubs.recursive"),
+        mounts,
+    };
+    let outputs = graph.exec(exec, op_options);
+    outputs.get("/").cloned().unwrap_or_else(|| root.clone())
+}
+
+fn lower_mount(graph: &mut Graph, mount: &model::RunMount, context: Option<&Output>, options: &LowerOptions) -> Mount {
+    let kind = match &mount.kind {
+        MountKind::Bind { source, from, readonly } => {
+            let (input, selector) = match from {
+                BindFrom::Context => (context.cloned(), format!("/{source}")),
+                BindFrom::Image(reference) => {
+                    let image = graph.image(reference, BTreeMap::new(), OpOptions::named(format!("[sysfile] image {reference}")));
+                    (Some(image), source.clone())
+                }
+            };
+            let selector = if selector == "/" { String::new() } else { selector };
+            // A writable bind whose changes are thrown away: no output.
+            llb::MountKind::Bind { input, selector, readonly: *readonly, output: false }
+        }
+        MountKind::Cache { id, sharing } => llb::MountKind::Cache {
+            id: id.clone(),
+            sharing: match sharing {
+                model::CacheSharing::Shared => llb::CacheSharing::Shared,
+                model::CacheSharing::Private => llb::CacheSharing::Private,
+                model::CacheSharing::Locked => llb::CacheSharing::Locked,
+            },
+        },
+        MountKind::Tmpfs { size } => llb::MountKind::Tmpfs {
+            size: if options.has_cap("exec.mount.tmpfs.size") { size.map_or(0, |s| s as i64) } else { 0 },
+        },
+        MountKind::Secret { id, required, mode } => llb::MountKind::Secret {
+            id: id.clone(),
+            uid: 0,
+            gid: 0,
+            mode: mode.unwrap_or(0o400),
+            optional: !required,
+        },
+        MountKind::Ssh { id } => llb::MountKind::Ssh { id: id.clone(), uid: 0, gid: 0, mode: 0o600, optional: false },
+    };
+    Mount { dest: mount.target.clone(), kind }
+}
+
+fn lower_files(
+    graph: &mut Graph,
+    files: &[FileStep],
+    base: &Output,
+    context: Option<&Output>,
+    op_options: OpOptions,
+) -> Output {
+    let mut actions = Vec::new();
+    for file in files {
+        match file {
+            FileStep::CopyFromContext { src, dest, mode, owner } => {
+                if let Some(context) = context {
+                    actions.push(FileAction::Copy {
+                        from: context.clone(),
+                        src: format!("/{src}"),
+                        dest: dest.clone(),
+                        options: CopyOptions { owner: owner.as_ref().map(chown), mode: *mode, ..CopyOptions::default() },
+                    });
+                }
+            }
+            FileStep::Write { path, data, mode, owner } => {
+                if let Some(parent) = parent_dir(path) {
+                    actions.push(FileAction::Mkdir {
+                        path: parent.to_string(),
+                        mode: 0o755,
+                        make_parents: true,
+                        owner: None,
+                        timestamp: None,
+                    });
+                }
+                actions.push(FileAction::Mkfile {
+                    path: path.clone(),
+                    mode: *mode,
+                    data: data.clone(),
+                    owner: owner.as_ref().map(chown),
+                    timestamp: None,
+                });
+            }
+            FileStep::Remove { path, wildcard } => {
+                actions.push(FileAction::Rm { path: path.clone(), allow_not_found: true, allow_wildcard: *wildcard });
+            }
+        }
+    }
+    graph.file(Some(base), actions, op_options)
+}
+
+fn parent_dir(path: &str) -> Option<&str> {
+    let parent = path.rsplit_once('/')?.0;
+    (!parent.is_empty()).then_some(parent)
+}
+
+fn chown(owner: &model::Owner) -> llb::Chown {
+    let user = |id: &OwnerId| match id {
+        OwnerId::Name(name) => llb::UserRef::Name(name.clone()),
+        OwnerId::Id(id) => llb::UserRef::Id(*id),
+    };
+    llb::Chown { user: Some(user(&owner.user)), group: owner.group.as_ref().map(user) }
+}

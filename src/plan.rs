@@ -1,0 +1,575 @@
+//! The build plan: a validated spec turned into ordered steps in sysfile's own vocabulary.
+//!
+//! No protobuf and no I/O here. Every step carries the span of the spec entry
+//! that asked for it, and every command is an argv: user-supplied values reach
+//! shells only as positional arguments or environment variables, never as
+//! script text.
+
+use std::collections::BTreeSet;
+
+use crate::diag::Span;
+use crate::distro::{self, Family};
+use crate::model::{
+    self, CacheSharing, Command, FileSource, MountKind, Network, Owner, PackageManager, Phase, RunMount, Spec,
+};
+
+/// What the planner knows about the base image (found by the gateway, or given on the CLI).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseFacts {
+    pub family: Family,
+    /// systemd is installed in the base image.
+    pub has_systemd: bool,
+    /// `/sbin/init` exists in the base image (and is systemd when `has_systemd`).
+    pub has_sbin_init: bool,
+}
+
+impl BaseFacts {
+    /// Facts assumed when nothing could be read: a base that already boots systemd.
+    pub fn assumed(family: Family) -> BaseFacts {
+        BaseFacts { family, has_systemd: true, has_sbin_init: true }
+    }
+}
+
+/// Where build steps see the build context, read-only, when they need it.
+pub const CONTEXT_MOUNT: &str = "/run/sysfile/context";
+
+/// The drop-in that carries the manager settings (`DefaultEnvironment=`, stop timeout).
+pub const SYSTEM_DROP_IN: &str = "/etc/systemd/system.conf.d/50-sysfile.conf";
+/// The journald drop-in (console forwarding, no kernel log).
+pub const JOURNALD_DROP_IN: &str = "/etc/systemd/journald.conf.d/50-sysfile.conf";
+/// The unit that regenerates SSH host keys at first boot on Debian-family images.
+pub const SSH_KEYGEN_UNIT: &str = "sysfile-ssh-host-keys.service";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub family: Family,
+    pub manager: PackageManager,
+    pub steps: Vec<Step>,
+    /// Context-relative paths the build reads (the include patterns of the context source).
+    pub context_paths: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub default_target: String,
+    pub enabled_units: Vec<String>,
+    pub disabled_units: Vec<String>,
+    pub masked_units: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The progress name, e.g. `[sysfile] install packages: openssh-server sudo`.
+    pub name: String,
+    /// The spec entry this step comes from.
+    pub span: Span,
+    pub kind: StepKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    Exec(ExecStep),
+    Files(Vec<FileStep>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecStep {
+    pub args: Vec<String>,
+    /// Added to the image environment, after `SYSTEMD_OFFLINE=1`.
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub network: Network,
+    /// Extra mounts besides the root and the tmpfs on `/run` and `/tmp`.
+    pub mounts: Vec<RunMount>,
+    /// Bind the build context read-only at [`CONTEXT_MOUNT`].
+    pub needs_context: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileStep {
+    /// Copy a context path (file or directory contents) to `dest`.
+    CopyFromContext { src: String, dest: String, mode: Option<u32>, owner: Option<Owner> },
+    /// Write a file, creating its parent directories.
+    Write { path: String, data: Vec<u8>, mode: u32, owner: Option<Owner> },
+    /// Remove a path; `wildcard` allows globs. Missing paths are fine.
+    Remove { path: String, wildcard: bool },
+}
+
+/// Plans the build of `spec` on a base described by `facts`.
+pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
+    let manager = spec.packages.manager.as_ref().map_or(facts.family.package_manager(), |m| m.value);
+    let mut steps = Vec::new();
+    let mut context_paths = BTreeSet::new();
+    let build_args: Vec<(String, String)> = spec.args.iter().map(|a| (a.name.clone(), a.value.clone())).collect();
+
+    for run in spec.runs.iter().filter(|r| r.phase == Phase::BeforePackages) {
+        steps.push(run_step(run, &build_args, &mut context_paths));
+    }
+
+    let mut install: Vec<String> = spec.packages.install.iter().map(|p| p.value.clone()).collect();
+    if !facts.has_systemd || !facts.has_sbin_init {
+        for package in facts.family.systemd_packages() {
+            if !install.iter().any(|p| p == package) {
+                install.push((*package).to_string());
+            }
+        }
+    }
+    if !install.is_empty() {
+        steps.push(package_step(manager, PackageAction::Install, &install, spec.packages.span));
+    }
+    let remove: Vec<String> = spec.packages.remove.iter().map(|p| p.value.clone()).collect();
+    if !remove.is_empty() {
+        steps.push(package_step(manager, PackageAction::Remove, &remove, spec.packages.span));
+    }
+
+    for user in &spec.users {
+        steps.push(user_step(user));
+        if !user.authorized_keys.is_empty() {
+            context_paths.extend(user.authorized_keys.iter().cloned());
+            steps.push(authorized_keys_step(user));
+        }
+    }
+
+    for file in &spec.files {
+        let (name, action) = match &file.source {
+            FileSource::Context(src) => {
+                context_paths.insert(src.clone());
+                (
+                    format!("[sysfile] copy {src} -> {}", file.dest),
+                    FileStep::CopyFromContext {
+                        src: src.clone(),
+                        dest: file.dest.clone(),
+                        mode: file.mode,
+                        owner: file.owner.clone(),
+                    },
+                )
+            }
+            FileSource::Content(content) => (
+                format!("[sysfile] write {}", file.dest),
+                FileStep::Write {
+                    path: file.dest.clone(),
+                    data: content.as_bytes().to_vec(),
+                    mode: file.mode.unwrap_or(0o644),
+                    owner: file.owner.clone(),
+                },
+            ),
+        };
+        steps.push(Step { name, span: file.span, kind: StepKind::Files(vec![action]) });
+    }
+
+    for run in spec.runs.iter().filter(|r| r.phase == Phase::AfterPackages) {
+        steps.push(run_step(run, &build_args, &mut context_paths));
+    }
+
+    let units = UnitPlan::new(spec, facts.family);
+    steps.push(systemd_config_step(spec, facts.family));
+    steps.push(units.step(spec));
+    steps.push(hygiene_step(spec));
+
+    let entrypoint = if facts.has_sbin_init || !facts.has_systemd {
+        // Without systemd the install step adds the package that provides /sbin/init.
+        vec!["/sbin/init".to_string()]
+    } else {
+        vec![facts.family.systemd_binary().to_string()]
+    };
+    let cmd = spec.systemd.log_level.map(|l| vec![format!("--log-level={}", l.name())]).unwrap_or_default();
+
+    Plan {
+        family: facts.family,
+        manager,
+        steps,
+        context_paths: context_paths.into_iter().collect(),
+        entrypoint,
+        cmd,
+        default_target: spec.systemd.target.name.clone(),
+        enabled_units: units.enable,
+        disabled_units: units.disable,
+        masked_units: units.mask,
+    }
+}
+
+fn run_step(run: &model::RunStep, build_args: &[(String, String)], context_paths: &mut BTreeSet<String>) -> Step {
+    let args = match &run.command {
+        Command::Shell(script) => vec!["/bin/sh".to_string(), "-c".to_string(), script.clone()],
+        Command::Exec(argv) => argv.clone(),
+    };
+    for mount in &run.mounts {
+        if let MountKind::Bind { source, from: model::BindFrom::Context, .. } = &mount.kind {
+            context_paths.insert(source.clone());
+        }
+    }
+    let label = run.name.clone().unwrap_or_else(|| match &run.command {
+        Command::Shell(script) => first_line(script),
+        Command::Exec(argv) => argv.join(" "),
+    });
+    let mut env = build_args.to_vec();
+    env.extend(run.env.iter().cloned());
+    Step {
+        name: format!("[sysfile] run: {label}"),
+        span: run.span,
+        kind: StepKind::Exec(ExecStep {
+            args,
+            env,
+            workdir: run.workdir.clone(),
+            user: run.user.clone(),
+            network: run.network,
+            mounts: run.mounts.clone(),
+            needs_context: false,
+        }),
+    }
+}
+
+fn first_line(script: &str) -> String {
+    let line = script.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut chars = line.chars();
+    let short: String = chars.by_ref().take(60).collect();
+    if chars.next().is_some() { format!("{short}…") } else { short }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PackageAction {
+    Install,
+    Remove,
+}
+
+/// Fixed scripts; package names arrive as `"$@"` (validated not to start with `-`).
+fn package_script(manager: PackageManager, action: PackageAction) -> &'static str {
+    match (manager, action) {
+        (PackageManager::Apt, PackageAction::Install) => concat!(
+            "set -eu\n",
+            "export DEBIAN_FRONTEND=noninteractive\n",
+            "apt-get update -o APT::Update::Error-Mode=any\n",
+            "apt-get install -y --no-install-recommends -o Binary::apt::APT::Keep-Downloaded-Packages=true -- \"$@\"\n",
+        ),
+        (PackageManager::Apt, PackageAction::Remove) => {
+            "set -eu\nexport DEBIAN_FRONTEND=noninteractive\napt-get purge -y --auto-remove -- \"$@\"\n"
+        }
+        (PackageManager::Dnf, PackageAction::Install) => {
+            "set -eu\ndnf -y install --setopt=install_weak_deps=False --setopt=keepcache=True -- \"$@\"\n"
+        }
+        (PackageManager::Dnf, PackageAction::Remove) => "set -eu\ndnf -y remove -- \"$@\"\n",
+        (PackageManager::Zypper, PackageAction::Install) => concat!(
+            "set -eu\n",
+            "zypper --non-interactive --gpg-auto-import-keys refresh\n",
+            "zypper --non-interactive install --no-recommends -- \"$@\"\n",
+        ),
+        (PackageManager::Zypper, PackageAction::Remove) => "set -eu\nzypper --non-interactive remove -- \"$@\"\n",
+        (PackageManager::Pacman, PackageAction::Install) => "set -eu\npacman -Sy --noconfirm --needed -- \"$@\"\n",
+        (PackageManager::Pacman, PackageAction::Remove) => "set -eu\npacman -Rns --noconfirm -- \"$@\"\n",
+    }
+}
+
+/// The package caches, kept in cache mounts (never in layers) and shared between builds under a lock.
+fn package_caches(manager: PackageManager) -> &'static [&'static str] {
+    match manager {
+        PackageManager::Apt => &["/var/cache/apt", "/var/lib/apt/lists"],
+        PackageManager::Dnf => &["/var/cache/dnf", "/var/cache/libdnf5"],
+        PackageManager::Zypper => &["/var/cache/zypp"],
+        PackageManager::Pacman => &["/var/cache/pacman/pkg"],
+    }
+}
+
+fn package_step(manager: PackageManager, action: PackageAction, packages: &[String], span: Span) -> Step {
+    let verb = match action {
+        PackageAction::Install => "install",
+        PackageAction::Remove => "remove",
+    };
+    let mut args = vec!["/bin/sh".to_string(), "-c".to_string(), package_script(manager, action).to_string()];
+    args.push(format!("sysfile-{verb}"));
+    args.extend(packages.iter().cloned());
+    let mounts = package_caches(manager)
+        .iter()
+        .map(|target| RunMount {
+            target: (*target).to_string(),
+            kind: MountKind::Cache { id: format!("sysfile:{}:{target}", manager.name()), sharing: CacheSharing::Locked },
+            span,
+        })
+        .collect();
+    Step {
+        name: format!("[sysfile] {verb} packages: {}", packages.join(" ")),
+        span,
+        kind: StepKind::Exec(ExecStep {
+            args,
+            env: vec![],
+            workdir: None,
+            user: None,
+            network: Network::Default,
+            mounts,
+            needs_context: false,
+        }),
+    }
+}
+
+/// Creates the user, or updates it when it exists (so `root` can be given keys).
+const USER_SCRIPT: &str = r#"set -eu
+name=$1 uid=$2 groups=$3 shell=$4
+if getent passwd "$name" >/dev/null; then
+  set --
+  if [ -n "$uid" ]; then set -- "$@" --uid "$uid"; fi
+  if [ -n "$groups" ]; then set -- "$@" --append --groups "$groups"; fi
+  if [ -n "$shell" ]; then set -- "$@" --shell "$shell"; fi
+  if [ "$#" -gt 0 ]; then usermod "$@" "$name"; fi
+else
+  set -- --create-home
+  if [ -n "$uid" ]; then set -- "$@" --uid "$uid"; fi
+  if [ -n "$groups" ]; then set -- "$@" --groups "$groups"; fi
+  if [ -n "$shell" ]; then set -- "$@" --shell "$shell"; fi
+  useradd "$@" "$name"
+fi
+"#;
+
+/// Installs `~/.ssh/authorized_keys` (0600, in a 0700 directory) owned by the user.
+const AUTHORIZED_KEYS_SCRIPT: &str = r#"set -eu
+name=$1; shift
+home=$(getent passwd "$name" | cut -d: -f6)
+group=$(id -gn "$name")
+install -d -m 0700 -o "$name" -g "$group" "$home/.ssh"
+cat -- "$@" > "$home/.ssh/authorized_keys"
+chown "$name:$group" "$home/.ssh/authorized_keys"
+chmod 0600 "$home/.ssh/authorized_keys"
+"#;
+
+fn user_step(user: &model::User) -> Step {
+    let args = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        USER_SCRIPT.to_string(),
+        "sysfile-user".to_string(),
+        user.name.clone(),
+        user.uid.map(|u| u.to_string()).unwrap_or_default(),
+        user.groups.join(","),
+        user.shell.clone().unwrap_or_default(),
+    ];
+    Step {
+        name: format!("[sysfile] user {}", user.name),
+        span: user.span,
+        kind: StepKind::Exec(ExecStep {
+            args,
+            env: vec![],
+            workdir: None,
+            user: None,
+            network: Network::None,
+            mounts: vec![],
+            needs_context: false,
+        }),
+    }
+}
+
+fn authorized_keys_step(user: &model::User) -> Step {
+    let mut args = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        AUTHORIZED_KEYS_SCRIPT.to_string(),
+        "sysfile-authorized-keys".to_string(),
+        user.name.clone(),
+    ];
+    args.extend(user.authorized_keys.iter().map(|k| format!("{CONTEXT_MOUNT}/{k}")));
+    Step {
+        name: format!("[sysfile] authorized keys for {}", user.name),
+        span: user.span,
+        kind: StepKind::Exec(ExecStep {
+            args,
+            env: vec![],
+            workdir: None,
+            user: None,
+            network: Network::None,
+            mounts: vec![],
+            needs_context: true,
+        }),
+    }
+}
+
+/// Quotes one `KEY=value` assignment for systemd's `DefaultEnvironment=`.
+pub fn systemd_quote(assignment: &str) -> String {
+    let mut out = String::with_capacity(assignment.len() + 2);
+    out.push('"');
+    for c in assignment.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn systemd_config_step(spec: &Spec, family: Family) -> Step {
+    let mut manager = String::from("# Written by sysfile: the system manager's settings for this image.\n[Manager]\n");
+    manager.push_str(&format!("DefaultTimeoutStopSec={}\n", duration_for_systemd(spec.systemd.stop_timeout)));
+    if !spec.config.env.is_empty() {
+        let assignments: Vec<String> =
+            spec.config.env.iter().map(|(k, v)| systemd_quote(&format!("{k}={v}"))).collect();
+        manager.push_str(&format!("DefaultEnvironment={}\n", assignments.join(" ")));
+    }
+    let mut journald = String::from("# Written by sysfile: journald settings for a container.\n[Journal]\nReadKMsg=no\n");
+    if spec.systemd.console_logs {
+        journald.push_str("ForwardToConsole=yes\nTTYPath=/dev/console\nMaxLevelConsole=info\n");
+    }
+    let mut files = vec![
+        FileStep::Write { path: SYSTEM_DROP_IN.to_string(), data: manager.into_bytes(), mode: 0o644, owner: None },
+        FileStep::Write { path: JOURNALD_DROP_IN.to_string(), data: journald.into_bytes(), mode: 0o644, owner: None },
+        FileStep::Write {
+            path: "/etc/fstab".to_string(),
+            data: b"# Emptied by sysfile: mounts come from the container engine.\n".to_vec(),
+            mode: 0o644,
+            owner: None,
+        },
+    ];
+    if !family.has_ssh_keygen_unit() {
+        files.push(FileStep::Write {
+            path: format!("/etc/systemd/system/{SSH_KEYGEN_UNIT}"),
+            data: SSH_KEYGEN_UNIT_TEXT.as_bytes().to_vec(),
+            mode: 0o644,
+            owner: None,
+        });
+    }
+    Step { name: "[sysfile] systemd configuration".to_string(), span: spec.systemd.target.span, kind: StepKind::Files(files) }
+}
+
+const SSH_KEYGEN_UNIT_TEXT: &str = "# Written by sysfile: every container gets its own SSH host keys.
+[Unit]
+Description=Generate SSH host keys
+ConditionPathExists=/usr/bin/ssh-keygen
+ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
+Before=ssh.service sshd.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// Formats a duration the way systemd parses it (`20s`, `1500ms`).
+pub fn duration_for_systemd(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}
+
+/// Which units end up enabled, disabled and masked.
+struct UnitPlan {
+    enable: Vec<String>,
+    disable: Vec<String>,
+    mask: Vec<String>,
+}
+
+impl UnitPlan {
+    fn new(spec: &Spec, family: Family) -> UnitPlan {
+        let names = |units: &[model::Unit]| -> Vec<String> { units.iter().map(|u| u.name.clone()).collect() };
+        let mut enable = names(&spec.services.enable);
+        if !family.has_ssh_keygen_unit() {
+            enable.push(SSH_KEYGEN_UNIT.to_string());
+        }
+        let disable = names(&spec.services.disable);
+        let keep: BTreeSet<String> = spec.systemd.keep.iter().map(|u| u.name.clone()).collect();
+        let mut mask: Vec<String> = Vec::new();
+        for unit in family.core_masks().into_iter().chain(family.vm_migration_masks()) {
+            let wanted = keep.contains(unit) || enable.iter().any(|e| e == unit) || disable.iter().any(|d| d == unit);
+            if !wanted && !distro::never_mask(unit) {
+                mask.push(unit.to_string());
+            }
+        }
+        for unit in &spec.services.mask {
+            if !mask.contains(&unit.name) {
+                mask.push(unit.name.clone());
+            }
+        }
+        UnitPlan { enable, disable, mask }
+    }
+
+    fn step(&self, spec: &Spec) -> Step {
+        let mut args = vec!["/bin/sh".to_string(), "-c".to_string(), UNITS_SCRIPT.to_string(), "sysfile-units".to_string()];
+        args.push("--default".to_string());
+        args.push(spec.systemd.target.name.clone());
+        for (flag, units) in [("--enable", &self.enable), ("--disable", &self.disable), ("--mask", &self.mask)] {
+            if !units.is_empty() {
+                args.push(flag.to_string());
+                args.extend(units.iter().cloned());
+            }
+        }
+        let mut summary = vec![format!("default {}", spec.systemd.target.name)];
+        if !self.enable.is_empty() {
+            let shown: Vec<&str> = spec.services.enable.iter().map(|u| short_unit(&u.name)).collect();
+            if !shown.is_empty() {
+                summary.insert(0, format!("enable units: {}", shown.join(" ")));
+            }
+        }
+        if !self.disable.is_empty() {
+            summary.push(format!("disable {}", self.disable.len()));
+        }
+        summary.push(format!("mask {}", self.mask.len()));
+        let span = spec.services.enable.first().map_or(spec.systemd.target.span, |u| u.span);
+        Step {
+            name: format!("[sysfile] {}", summary.join(", ")),
+            span,
+            kind: StepKind::Exec(ExecStep {
+                args,
+                env: vec![],
+                workdir: None,
+                user: None,
+                network: Network::None,
+                mounts: vec![],
+                needs_context: false,
+            }),
+        }
+    }
+}
+
+fn short_unit(name: &str) -> &str {
+    name.strip_suffix(".service").unwrap_or(name)
+}
+
+/// Applies the unit states offline; unit names arrive as arguments, one `systemctl` call each.
+const UNITS_SCRIPT: &str = r#"set -eu
+mode=
+for arg do
+  case "$arg" in
+    --default|--enable|--disable|--mask) mode=$arg; continue ;;
+  esac
+  case "$mode" in
+    --default) systemctl set-default "$arg" ;;
+    --enable) systemctl enable "$arg" ;;
+    --disable) systemctl disable "$arg" ;;
+    --mask) systemctl mask "$arg" ;;
+  esac
+done
+"#;
+
+fn hygiene_step(spec: &Spec) -> Step {
+    let remove = |path: &str, wildcard: bool| FileStep::Remove { path: path.to_string(), wildcard };
+    let files = vec![
+        FileStep::Write { path: "/etc/machine-id".to_string(), data: vec![], mode: 0o444, owner: None },
+        remove("/var/lib/systemd/random-seed", false),
+        remove("/var/lib/systemd/credential.secret", false),
+        remove("/var/lib/dbus/machine-id", false),
+        remove("/etc/ssh/ssh_host_*", true),
+        remove("/usr/sbin/policy-rc.d", false),
+        remove("/run/*", true),
+    ];
+    Step { name: "[sysfile] image hygiene".to_string(), span: spec.systemd.target.span, kind: StepKind::Files(files) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_quoting_escapes_quotes_backslashes_and_newlines() {
+        assert_eq!(systemd_quote("A=b c"), "\"A=b c\"");
+        assert_eq!(systemd_quote("A=\"x\"\\\n"), "\"A=\\\"x\\\"\\\\\\n\"");
+    }
+
+    #[test]
+    fn durations_format_for_systemd() {
+        assert_eq!(duration_for_systemd(std::time::Duration::from_secs(20)), "20s");
+        assert_eq!(duration_for_systemd(std::time::Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn first_line_is_shortened() {
+        assert_eq!(first_line("\n  echo hi\nmore"), "echo hi");
+        assert_eq!(first_line(&"x".repeat(70)).chars().count(), 61);
+    }
+}
