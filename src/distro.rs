@@ -30,7 +30,12 @@ impl Family {
         let field = |key: &str| -> Option<String> {
             text.lines().find_map(|line| {
                 let value = line.trim().strip_prefix(key)?.strip_prefix('=')?;
-                Some(value.trim().trim_matches(|c| c == '"' || c == '\'').to_ascii_lowercase())
+                Some(
+                    value
+                        .trim()
+                        .trim_matches(|c| c == '"' || c == '\'')
+                        .to_ascii_lowercase(),
+                )
             })
         };
         let mut ids = Vec::new();
@@ -46,9 +51,15 @@ impl Family {
 
     fn from_ids(ids: &[&str]) -> Option<Family> {
         ids.iter().find_map(|id| match *id {
-            "debian" | "ubuntu" | "raspbian" | "linuxmint" | "devuan" | "kali" | "pop" => Some(Family::Debian),
-            "fedora" | "rhel" | "centos" | "rocky" | "almalinux" | "ol" | "amzn" | "redhat" => Some(Family::Fedora),
-            "suse" | "opensuse" | "opensuse-leap" | "opensuse-tumbleweed" | "sles" | "sled" => Some(Family::Suse),
+            "debian" | "ubuntu" | "raspbian" | "linuxmint" | "devuan" | "kali" | "pop" => {
+                Some(Family::Debian)
+            }
+            "fedora" | "rhel" | "centos" | "rocky" | "almalinux" | "ol" | "amzn" | "redhat" => {
+                Some(Family::Fedora)
+            }
+            "suse" | "opensuse" | "opensuse-leap" | "opensuse-tumbleweed" | "sles" | "sled" => {
+                Some(Family::Suse)
+            }
             "arch" | "archlinux" | "manjaro" | "endeavouros" => Some(Family::Arch),
             _ => None,
         })
@@ -178,7 +189,8 @@ pub fn never_mask(unit: &str) -> bool {
         "systemd-sysusers.service",
         "systemd-journal-flush.service",
     ];
-    (unit.starts_with("systemd-journald") && unit != "systemd-journald-audit.socket") || KEEP.contains(&unit)
+    (unit.starts_with("systemd-journald") && unit != "systemd-journald-audit.socket")
+        || KEEP.contains(&unit)
 }
 
 #[cfg(test)]
@@ -187,7 +199,8 @@ mod tests {
 
     #[test]
     fn detects_families_from_os_release() {
-        let debian = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
+        let debian =
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
         assert_eq!(Family::from_os_release(debian), Some(Family::Debian));
         let rocky = "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n";
         assert_eq!(Family::from_os_release(rocky), Some(Family::Fedora));
@@ -202,8 +215,15 @@ mod tests {
     #[test]
     fn never_masks_the_keep_list() {
         for family in Family::ALL {
-            for unit in family.core_masks().into_iter().chain(family.vm_migration_masks()) {
-                assert!(!never_mask(unit), "{unit} is in a mask list and the keep list");
+            for unit in family
+                .core_masks()
+                .into_iter()
+                .chain(family.vm_migration_masks())
+            {
+                assert!(
+                    !never_mask(unit),
+                    "{unit} is in a mask list and the keep list"
+                );
             }
         }
         assert!(never_mask("systemd-journald.service"));

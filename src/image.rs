@@ -132,13 +132,21 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
         merge_object(&mut config, "ExposedPorts", ports);
     }
     if !spec.config.volumes.is_empty() {
-        let volumes: Map<String, Value> = spec.config.volumes.iter().map(|v| (v.clone(), json!({}))).collect();
+        let volumes: Map<String, Value> = spec
+            .config
+            .volumes
+            .iter()
+            .map(|v| (v.clone(), json!({})))
+            .collect();
         merge_object(&mut config, "Volumes", volumes);
     }
     if let Some(workdir) = &spec.config.workdir {
         config.insert("WorkingDir".into(), json!(workdir));
     }
-    let labels: Map<String, Value> = labels(spec, plan, inputs, &config).into_iter().map(|(k, v)| (k, json!(v))).collect();
+    let labels: Map<String, Value> = labels(spec, plan, inputs, &config)
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
     config.insert("Labels".into(), Value::Object(labels));
     config.remove("OnBuild");
     image.insert("config".into(), Value::Object(config));
@@ -171,7 +179,10 @@ fn env(spec: &Spec, config: &Map<String, Value>) -> Vec<String> {
             entries
                 .iter()
                 .filter_map(Value::as_str)
-                .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .filter_map(|e| {
+                    e.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -180,7 +191,10 @@ fn env(spec: &Spec, config: &Map<String, Value>) -> Vec<String> {
         env.push((key.to_string(), value.to_string()));
     };
     if !env_has(&config_env(config), "PATH") {
-        set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        set(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
     }
     set("container", &spec.systemd.container);
     for (k, v) in &spec.config.env {
@@ -194,12 +208,18 @@ fn config_env(config: &Map<String, Value>) -> Vec<String> {
     config
         .get("Env")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn env_has(env: &[String], key: &str) -> bool {
-    env.iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == key))
+    env.iter()
+        .any(|e| e.split_once('=').is_some_and(|(k, _)| k == key))
 }
 
 fn merge_object(config: &mut Map<String, Value>, key: &str, add: Map<String, Value>) {
@@ -211,38 +231,73 @@ fn merge_object(config: &mut Map<String, Value>, key: &str, add: Map<String, Val
     config.insert(key.into(), Value::Object(existing));
 }
 
-fn labels(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>, config: &Map<String, Value>) -> BTreeMap<String, String> {
+fn labels(
+    spec: &Spec,
+    plan: &Plan,
+    inputs: &ImageInputs<'_>,
+    config: &Map<String, Value>,
+) -> BTreeMap<String, String> {
     let mut labels: BTreeMap<String, String> = config
         .get("Labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(title) = &spec.image.title {
         labels.insert("org.opencontainers.image.title".into(), title.clone());
     }
     if let Some(description) = &spec.image.description {
-        labels.insert("org.opencontainers.image.description".into(), description.clone());
+        labels.insert(
+            "org.opencontainers.image.description".into(),
+            description.clone(),
+        );
     }
-    labels.insert("org.opencontainers.image.base.name".into(), inputs.base_name.clone());
+    labels.insert(
+        "org.opencontainers.image.base.name".into(),
+        inputs.base_name.clone(),
+    );
     if !inputs.base_digest.is_empty() {
-        labels.insert("org.opencontainers.image.base.digest".into(), inputs.base_digest.clone());
+        labels.insert(
+            "org.opencontainers.image.base.digest".into(),
+            inputs.base_digest.clone(),
+        );
     }
     let stop = engine_stop_timeout(spec.systemd.stop_timeout);
     let p = LABEL_PREFIX;
-    labels.insert(format!("{p}.version"), env!("CARGO_PKG_VERSION").to_string());
+    labels.insert(
+        format!("{p}.version"),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
     labels.insert(format!("{p}.systemd.boot"), "true".into());
     labels.insert(format!("{p}.systemd.target"), plan.default_target.clone());
-    labels.insert(format!("{p}.systemd.container"), spec.systemd.container.clone());
-    labels.insert(format!("{p}.systemd.units.enabled"), plan.enabled_units.join(","));
-    labels.insert(format!("{p}.systemd.units.disabled"), plan.disabled_units.join(","));
-    labels.insert(format!("{p}.systemd.units.masked"), plan.masked_units.join(","));
+    labels.insert(
+        format!("{p}.systemd.container"),
+        spec.systemd.container.clone(),
+    );
+    labels.insert(
+        format!("{p}.systemd.units.enabled"),
+        plan.enabled_units.join(","),
+    );
+    labels.insert(
+        format!("{p}.systemd.units.disabled"),
+        plan.disabled_units.join(","),
+    );
+    labels.insert(
+        format!("{p}.systemd.units.masked"),
+        plan.masked_units.join(","),
+    );
     labels.insert(format!("{p}.runtime.tmpfs"), RUNTIME_TMPFS.into());
     labels.insert(format!("{p}.runtime.tty"), "required".into());
     labels.insert(format!("{p}.runtime.stop-timeout"), stop.to_string());
     labels.insert(format!("{p}.runtime.docker"), docker_flags(stop));
     labels.insert(
         format!("{p}.health.cmd"),
-        health_command(spec.systemd.health).unwrap_or("").to_string(),
+        health_command(spec.systemd.health)
+            .unwrap_or("")
+            .to_string(),
     );
     labels.insert(
         "RUN".into(),

@@ -12,3 +12,4 @@ pub mod lower;
 pub mod model;
 pub mod pb;
 pub mod plan;
+pub mod reference;

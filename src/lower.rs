@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Sources, Span};
-use crate::llb::{self, CopyOptions, FileAction, Graph, LocalOptions, Mount, NetMode, OpOptions, Output};
+use crate::llb::{
+    self, CopyOptions, FileAction, Graph, LocalOptions, Mount, NetMode, OpOptions, Output,
+};
 use crate::model::{self, BindFrom, MountKind, Network, OwnerId};
 use crate::pb::llb as pb;
 use crate::plan::{CONTEXT_MOUNT, ExecStep, FileStep, Plan, StepKind};
@@ -63,13 +65,18 @@ pub fn lower(plan: &Plan, sources: &Sources, options: &LowerOptions) -> Lowered 
     let location = |span: Span| Some(location(sources, span));
     let mut attrs = BTreeMap::new();
     if !options.resolve_mode.is_empty() && options.resolve_mode != "default" {
-        attrs.insert("image.resolvemode".to_string(), options.resolve_mode.clone());
+        attrs.insert(
+            "image.resolvemode".to_string(),
+            options.resolve_mode.clone(),
+        );
     }
     let base_name = format!("[sysfile] base {}", options.base_ref);
     let mut current = graph.image(
         &options.base_ref,
         attrs,
-        OpOptions::named(base_name).at(location(options.base_span)).ignore_cache(false),
+        OpOptions::named(base_name)
+            .at(location(options.base_span))
+            .ignore_cache(false),
     );
     let context = if plan.context_paths.is_empty() {
         None
@@ -81,20 +88,37 @@ pub fn lower(plan: &Plan, sources: &Sources, options: &LowerOptions) -> Lowered 
             shared_key_hint: options.context_name.clone(),
             ..LocalOptions::default()
         };
-        let name = format!("[sysfile] load build context: {}", plan.context_paths.join(" "));
+        let name = format!(
+            "[sysfile] load build context: {}",
+            plan.context_paths.join(" ")
+        );
         Some(graph.local(&options.context_name, &local, OpOptions::named(name)))
     };
 
     let mut history = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
-        let op_options = OpOptions::named(step.name.clone()).at(location(step.span)).ignore_cache(options.no_cache);
+        let op_options = OpOptions::named(step.name.clone())
+            .at(location(step.span))
+            .ignore_cache(options.no_cache);
         current = match &step.kind {
-            StepKind::Exec(exec) => lower_exec(&mut graph, exec, &current, context.as_ref(), op_options, options),
-            StepKind::Files(files) => lower_files(&mut graph, files, &current, context.as_ref(), op_options),
+            StepKind::Exec(exec) => lower_exec(
+                &mut graph,
+                exec,
+                &current,
+                context.as_ref(),
+                op_options,
+                options,
+            ),
+            StepKind::Files(files) => {
+                lower_files(&mut graph, files, &current, context.as_ref(), op_options)
+            }
         };
         history.push((step.name.clone(), false));
     }
-    Lowered { definition: graph.finish(&current), history }
+    Lowered {
+        definition: graph.finish(&current),
+        history,
+    }
 }
 
 /// The 1-based line/column range of a span, as a source-map location.
@@ -133,11 +157,20 @@ fn lower_exec(
     for (k, v) in &exec.env {
         set_env(k, v);
     }
-    let mut mounts = vec![Mount::root(root.clone()), Mount::tmpfs("/run"), Mount::tmpfs("/tmp")];
+    let mut mounts = vec![
+        Mount::root(root.clone()),
+        Mount::tmpfs("/run"),
+        Mount::tmpfs("/tmp"),
+    ];
     if exec.needs_context {
         mounts.push(Mount {
             dest: CONTEXT_MOUNT.to_string(),
-            kind: llb::MountKind::Bind { input: context.cloned(), selector: String::new(), readonly: true, output: false },
+            kind: llb::MountKind::Bind {
+                input: context.cloned(),
+                selector: String::new(),
+                readonly: true,
+                output: false,
+            },
         });
     }
     for mount in &exec.mounts {
@@ -153,7 +186,11 @@ fn lower_exec(
         args: exec.args.clone(),
         env,
         cwd: exec.workdir.clone().unwrap_or_else(|| {
-            if options.base_workdir.is_empty() { "/".to_string() } else { options.base_workdir.clone() }
+            if options.base_workdir.is_empty() {
+                "/".to_string()
+            } else {
+                options.base_workdir.clone()
+            }
         }),
         user: exec.user.clone().unwrap_or_default(),
         network,
@@ -166,19 +203,41 @@ fn lower_exec(
     outputs.get("/").cloned().unwrap_or_else(|| root.clone())
 }
 
-fn lower_mount(graph: &mut Graph, mount: &model::RunMount, context: Option<&Output>, options: &LowerOptions) -> Mount {
+fn lower_mount(
+    graph: &mut Graph,
+    mount: &model::RunMount,
+    context: Option<&Output>,
+    options: &LowerOptions,
+) -> Mount {
     let kind = match &mount.kind {
-        MountKind::Bind { source, from, readonly } => {
+        MountKind::Bind {
+            source,
+            from,
+            readonly,
+        } => {
             let (input, selector) = match from {
                 BindFrom::Context => (context.cloned(), format!("/{source}")),
                 BindFrom::Image(reference) => {
-                    let image = graph.image(reference, BTreeMap::new(), OpOptions::named(format!("[sysfile] image {reference}")));
+                    let image = graph.image(
+                        reference,
+                        BTreeMap::new(),
+                        OpOptions::named(format!("[sysfile] image {reference}")),
+                    );
                     (Some(image), source.clone())
                 }
             };
-            let selector = if selector == "/" { String::new() } else { selector };
+            let selector = if selector == "/" {
+                String::new()
+            } else {
+                selector
+            };
             // A writable bind whose changes are thrown away: no output.
-            llb::MountKind::Bind { input, selector, readonly: *readonly, output: false }
+            llb::MountKind::Bind {
+                input,
+                selector,
+                readonly: *readonly,
+                output: false,
+            }
         }
         MountKind::Cache { id, sharing } => llb::MountKind::Cache {
             id: id.clone(),
@@ -189,7 +248,11 @@ fn lower_mount(graph: &mut Graph, mount: &model::RunMount, context: Option<&Outp
             },
         },
         MountKind::Tmpfs { size } => llb::MountKind::Tmpfs {
-            size: if options.has_cap("exec.mount.tmpfs.size") { size.map_or(0, |s| s as i64) } else { 0 },
+            size: if options.has_cap("exec.mount.tmpfs.size") {
+                size.map_or(0, |s| s as i64)
+            } else {
+                0
+            },
         },
         MountKind::Secret { id, required, mode } => llb::MountKind::Secret {
             id: id.clone(),
@@ -198,9 +261,18 @@ fn lower_mount(graph: &mut Graph, mount: &model::RunMount, context: Option<&Outp
             mode: mode.unwrap_or(0o400),
             optional: !required,
         },
-        MountKind::Ssh { id } => llb::MountKind::Ssh { id: id.clone(), uid: 0, gid: 0, mode: 0o600, optional: false },
+        MountKind::Ssh { id } => llb::MountKind::Ssh {
+            id: id.clone(),
+            uid: 0,
+            gid: 0,
+            mode: 0o600,
+            optional: false,
+        },
     };
-    Mount { dest: mount.target.clone(), kind }
+    Mount {
+        dest: mount.target.clone(),
+        kind,
+    }
 }
 
 fn lower_files(
@@ -213,17 +285,31 @@ fn lower_files(
     let mut actions = Vec::new();
     for file in files {
         match file {
-            FileStep::CopyFromContext { src, dest, mode, owner } => {
+            FileStep::CopyFromContext {
+                src,
+                dest,
+                mode,
+                owner,
+            } => {
                 if let Some(context) = context {
                     actions.push(FileAction::Copy {
                         from: context.clone(),
                         src: format!("/{src}"),
                         dest: dest.clone(),
-                        options: CopyOptions { owner: owner.as_ref().map(chown), mode: *mode, ..CopyOptions::default() },
+                        options: CopyOptions {
+                            owner: owner.as_ref().map(chown),
+                            mode: *mode,
+                            ..CopyOptions::default()
+                        },
                     });
                 }
             }
-            FileStep::Write { path, data, mode, owner } => {
+            FileStep::Write {
+                path,
+                data,
+                mode,
+                owner,
+            } => {
                 if let Some(parent) = parent_dir(path) {
                     actions.push(FileAction::Mkdir {
                         path: parent.to_string(),
@@ -242,7 +328,11 @@ fn lower_files(
                 });
             }
             FileStep::Remove { path, wildcard } => {
-                actions.push(FileAction::Rm { path: path.clone(), allow_not_found: true, allow_wildcard: *wildcard });
+                actions.push(FileAction::Rm {
+                    path: path.clone(),
+                    allow_not_found: true,
+                    allow_wildcard: *wildcard,
+                });
             }
         }
     }
@@ -259,5 +349,8 @@ fn chown(owner: &model::Owner) -> llb::Chown {
         OwnerId::Name(name) => llb::UserRef::Name(name.clone()),
         OwnerId::Id(id) => llb::UserRef::Id(*id),
     };
-    llb::Chown { user: Some(user(&owner.user)), group: owner.group.as_ref().map(user) }
+    llb::Chown {
+        user: Some(user(&owner.user)),
+        group: owner.group.as_ref().map(user),
+    }
 }

@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use crate::diag::Span;
 use crate::distro::{self, Family};
 use crate::model::{
-    self, CacheSharing, Command, FileSource, MountKind, Network, Owner, PackageManager, Phase, RunMount, Spec,
+    self, CacheSharing, Command, FileSource, MountKind, Network, Owner, PackageManager, Phase,
+    RunMount, Spec,
 };
 
 /// What the planner knows about the base image (found by the gateway, or given on the CLI).
@@ -26,7 +27,11 @@ pub struct BaseFacts {
 impl BaseFacts {
     /// Facts assumed when nothing could be read: a base that already boots systemd.
     pub fn assumed(family: Family) -> BaseFacts {
-        BaseFacts { family, has_systemd: true, has_sbin_init: true }
+        BaseFacts {
+            family,
+            has_systemd: true,
+            has_sbin_init: true,
+        }
     }
 }
 
@@ -87,25 +92,52 @@ pub struct ExecStep {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileStep {
     /// Copy a context path (file or directory contents) to `dest`.
-    CopyFromContext { src: String, dest: String, mode: Option<u32>, owner: Option<Owner> },
+    CopyFromContext {
+        src: String,
+        dest: String,
+        mode: Option<u32>,
+        owner: Option<Owner>,
+    },
     /// Write a file, creating its parent directories.
-    Write { path: String, data: Vec<u8>, mode: u32, owner: Option<Owner> },
+    Write {
+        path: String,
+        data: Vec<u8>,
+        mode: u32,
+        owner: Option<Owner>,
+    },
     /// Remove a path; `wildcard` allows globs. Missing paths are fine.
     Remove { path: String, wildcard: bool },
 }
 
 /// Plans the build of `spec` on a base described by `facts`.
 pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
-    let manager = spec.packages.manager.as_ref().map_or(facts.family.package_manager(), |m| m.value);
+    let manager = spec
+        .packages
+        .manager
+        .as_ref()
+        .map_or(facts.family.package_manager(), |m| m.value);
     let mut steps = Vec::new();
     let mut context_paths = BTreeSet::new();
-    let build_args: Vec<(String, String)> = spec.args.iter().map(|a| (a.name.clone(), a.value.clone())).collect();
+    let build_args: Vec<(String, String)> = spec
+        .args
+        .iter()
+        .map(|a| (a.name.clone(), a.value.clone()))
+        .collect();
 
-    for run in spec.runs.iter().filter(|r| r.phase == Phase::BeforePackages) {
+    for run in spec
+        .runs
+        .iter()
+        .filter(|r| r.phase == Phase::BeforePackages)
+    {
         steps.push(run_step(run, &build_args, &mut context_paths));
     }
 
-    let mut install: Vec<String> = spec.packages.install.iter().map(|p| p.value.clone()).collect();
+    let mut install: Vec<String> = spec
+        .packages
+        .install
+        .iter()
+        .map(|p| p.value.clone())
+        .collect();
     if !facts.has_systemd || !facts.has_sbin_init {
         for package in facts.family.systemd_packages() {
             if !install.iter().any(|p| p == package) {
@@ -114,11 +146,26 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         }
     }
     if !install.is_empty() {
-        steps.push(package_step(manager, PackageAction::Install, &install, spec.packages.span));
+        steps.push(package_step(
+            manager,
+            PackageAction::Install,
+            &install,
+            spec.packages.span,
+        ));
     }
-    let remove: Vec<String> = spec.packages.remove.iter().map(|p| p.value.clone()).collect();
+    let remove: Vec<String> = spec
+        .packages
+        .remove
+        .iter()
+        .map(|p| p.value.clone())
+        .collect();
     if !remove.is_empty() {
-        steps.push(package_step(manager, PackageAction::Remove, &remove, spec.packages.span));
+        steps.push(package_step(
+            manager,
+            PackageAction::Remove,
+            &remove,
+            spec.packages.span,
+        ));
     }
 
     for user in &spec.users {
@@ -153,7 +200,11 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
                 },
             ),
         };
-        steps.push(Step { name, span: file.span, kind: StepKind::Files(vec![action]) });
+        steps.push(Step {
+            name,
+            span: file.span,
+            kind: StepKind::Files(vec![action]),
+        });
     }
 
     for run in spec.runs.iter().filter(|r| r.phase == Phase::AfterPackages) {
@@ -171,7 +222,11 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     } else {
         vec![facts.family.systemd_binary().to_string()]
     };
-    let cmd = spec.systemd.log_level.map(|l| vec![format!("--log-level={}", l.name())]).unwrap_or_default();
+    let cmd = spec
+        .systemd
+        .log_level
+        .map(|l| vec![format!("--log-level={}", l.name())])
+        .unwrap_or_default();
 
     Plan {
         family: facts.family,
@@ -187,13 +242,22 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     }
 }
 
-fn run_step(run: &model::RunStep, build_args: &[(String, String)], context_paths: &mut BTreeSet<String>) -> Step {
+fn run_step(
+    run: &model::RunStep,
+    build_args: &[(String, String)],
+    context_paths: &mut BTreeSet<String>,
+) -> Step {
     let args = match &run.command {
         Command::Shell(script) => vec!["/bin/sh".to_string(), "-c".to_string(), script.clone()],
         Command::Exec(argv) => argv.clone(),
     };
     for mount in &run.mounts {
-        if let MountKind::Bind { source, from: model::BindFrom::Context, .. } = &mount.kind {
+        if let MountKind::Bind {
+            source,
+            from: model::BindFrom::Context,
+            ..
+        } = &mount.kind
+        {
             context_paths.insert(source.clone());
         }
     }
@@ -219,10 +283,18 @@ fn run_step(run: &model::RunStep, build_args: &[(String, String)], context_paths
 }
 
 fn first_line(script: &str) -> String {
-    let line = script.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = script
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let mut chars = line.chars();
     let short: String = chars.by_ref().take(60).collect();
-    if chars.next().is_some() { format!("{short}…") } else { short }
+    if chars.next().is_some() {
+        format!("{short}…")
+    } else {
+        short
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,9 +324,15 @@ fn package_script(manager: PackageManager, action: PackageAction) -> &'static st
             "zypper --non-interactive --gpg-auto-import-keys refresh\n",
             "zypper --non-interactive install --no-recommends -- \"$@\"\n",
         ),
-        (PackageManager::Zypper, PackageAction::Remove) => "set -eu\nzypper --non-interactive remove -- \"$@\"\n",
-        (PackageManager::Pacman, PackageAction::Install) => "set -eu\npacman -Sy --noconfirm --needed -- \"$@\"\n",
-        (PackageManager::Pacman, PackageAction::Remove) => "set -eu\npacman -Rns --noconfirm -- \"$@\"\n",
+        (PackageManager::Zypper, PackageAction::Remove) => {
+            "set -eu\nzypper --non-interactive remove -- \"$@\"\n"
+        }
+        (PackageManager::Pacman, PackageAction::Install) => {
+            "set -eu\npacman -Sy --noconfirm --needed -- \"$@\"\n"
+        }
+        (PackageManager::Pacman, PackageAction::Remove) => {
+            "set -eu\npacman -Rns --noconfirm -- \"$@\"\n"
+        }
     }
 }
 
@@ -268,19 +346,31 @@ fn package_caches(manager: PackageManager) -> &'static [&'static str] {
     }
 }
 
-fn package_step(manager: PackageManager, action: PackageAction, packages: &[String], span: Span) -> Step {
+fn package_step(
+    manager: PackageManager,
+    action: PackageAction,
+    packages: &[String],
+    span: Span,
+) -> Step {
     let verb = match action {
         PackageAction::Install => "install",
         PackageAction::Remove => "remove",
     };
-    let mut args = vec!["/bin/sh".to_string(), "-c".to_string(), package_script(manager, action).to_string()];
+    let mut args = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        package_script(manager, action).to_string(),
+    ];
     args.push(format!("sysfile-{verb}"));
     args.extend(packages.iter().cloned());
     let mounts = package_caches(manager)
         .iter()
         .map(|target| RunMount {
             target: (*target).to_string(),
-            kind: MountKind::Cache { id: format!("sysfile:{}:{target}", manager.name()), sharing: CacheSharing::Locked },
+            kind: MountKind::Cache {
+                id: format!("sysfile:{}:{target}", manager.name()),
+                sharing: CacheSharing::Locked,
+            },
             span,
         })
         .collect();
@@ -362,7 +452,11 @@ fn authorized_keys_step(user: &model::User) -> Step {
         "sysfile-authorized-keys".to_string(),
         user.name.clone(),
     ];
-    args.extend(user.authorized_keys.iter().map(|k| format!("{CONTEXT_MOUNT}/{k}")));
+    args.extend(
+        user.authorized_keys
+            .iter()
+            .map(|k| format!("{CONTEXT_MOUNT}/{k}")),
+    );
     Step {
         name: format!("[sysfile] authorized keys for {}", user.name),
         span: user.span,
@@ -396,20 +490,41 @@ pub fn systemd_quote(assignment: &str) -> String {
 }
 
 fn systemd_config_step(spec: &Spec, family: Family) -> Step {
-    let mut manager = String::from("# Written by sysfile: the system manager's settings for this image.\n[Manager]\n");
-    manager.push_str(&format!("DefaultTimeoutStopSec={}\n", duration_for_systemd(spec.systemd.stop_timeout)));
+    let mut manager = String::from(
+        "# Written by sysfile: the system manager's settings for this image.\n[Manager]\n",
+    );
+    manager.push_str(&format!(
+        "DefaultTimeoutStopSec={}\n",
+        duration_for_systemd(spec.systemd.stop_timeout)
+    ));
     if !spec.config.env.is_empty() {
-        let assignments: Vec<String> =
-            spec.config.env.iter().map(|(k, v)| systemd_quote(&format!("{k}={v}"))).collect();
+        let assignments: Vec<String> = spec
+            .config
+            .env
+            .iter()
+            .map(|(k, v)| systemd_quote(&format!("{k}={v}")))
+            .collect();
         manager.push_str(&format!("DefaultEnvironment={}\n", assignments.join(" ")));
     }
-    let mut journald = String::from("# Written by sysfile: journald settings for a container.\n[Journal]\nReadKMsg=no\n");
+    let mut journald = String::from(
+        "# Written by sysfile: journald settings for a container.\n[Journal]\nReadKMsg=no\n",
+    );
     if spec.systemd.console_logs {
         journald.push_str("ForwardToConsole=yes\nTTYPath=/dev/console\nMaxLevelConsole=info\n");
     }
     let mut files = vec![
-        FileStep::Write { path: SYSTEM_DROP_IN.to_string(), data: manager.into_bytes(), mode: 0o644, owner: None },
-        FileStep::Write { path: JOURNALD_DROP_IN.to_string(), data: journald.into_bytes(), mode: 0o644, owner: None },
+        FileStep::Write {
+            path: SYSTEM_DROP_IN.to_string(),
+            data: manager.into_bytes(),
+            mode: 0o644,
+            owner: None,
+        },
+        FileStep::Write {
+            path: JOURNALD_DROP_IN.to_string(),
+            data: journald.into_bytes(),
+            mode: 0o644,
+            owner: None,
+        },
         FileStep::Write {
             path: "/etc/fstab".to_string(),
             data: b"# Emptied by sysfile: mounts come from the container engine.\n".to_vec(),
@@ -425,10 +540,15 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
             owner: None,
         });
     }
-    Step { name: "[sysfile] systemd configuration".to_string(), span: spec.systemd.target.span, kind: StepKind::Files(files) }
+    Step {
+        name: "[sysfile] systemd configuration".to_string(),
+        span: spec.systemd.target.span,
+        kind: StepKind::Files(files),
+    }
 }
 
-const SSH_KEYGEN_UNIT_TEXT: &str = "# Written by sysfile: every container gets its own SSH host keys.
+const SSH_KEYGEN_UNIT_TEXT: &str =
+    "# Written by sysfile: every container gets its own SSH host keys.
 [Unit]
 Description=Generate SSH host keys
 ConditionPathExists=/usr/bin/ssh-keygen
@@ -445,7 +565,11 @@ WantedBy=multi-user.target
 
 /// Formats a duration the way systemd parses it (`20s`, `1500ms`).
 pub fn duration_for_systemd(d: std::time::Duration) -> String {
-    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 /// Which units end up enabled, disabled and masked.
@@ -457,7 +581,9 @@ struct UnitPlan {
 
 impl UnitPlan {
     fn new(spec: &Spec, family: Family) -> UnitPlan {
-        let names = |units: &[model::Unit]| -> Vec<String> { units.iter().map(|u| u.name.clone()).collect() };
+        let names = |units: &[model::Unit]| -> Vec<String> {
+            units.iter().map(|u| u.name.clone()).collect()
+        };
         let mut enable = names(&spec.services.enable);
         if !family.has_ssh_keygen_unit() {
             enable.push(SSH_KEYGEN_UNIT.to_string());
@@ -465,8 +591,14 @@ impl UnitPlan {
         let disable = names(&spec.services.disable);
         let keep: BTreeSet<String> = spec.systemd.keep.iter().map(|u| u.name.clone()).collect();
         let mut mask: Vec<String> = Vec::new();
-        for unit in family.core_masks().into_iter().chain(family.vm_migration_masks()) {
-            let wanted = keep.contains(unit) || enable.iter().any(|e| e == unit) || disable.iter().any(|d| d == unit);
+        for unit in family
+            .core_masks()
+            .into_iter()
+            .chain(family.vm_migration_masks())
+        {
+            let wanted = keep.contains(unit)
+                || enable.iter().any(|e| e == unit)
+                || disable.iter().any(|d| d == unit);
             if !wanted && !distro::never_mask(unit) {
                 mask.push(unit.to_string());
             }
@@ -476,14 +608,27 @@ impl UnitPlan {
                 mask.push(unit.name.clone());
             }
         }
-        UnitPlan { enable, disable, mask }
+        UnitPlan {
+            enable,
+            disable,
+            mask,
+        }
     }
 
     fn step(&self, spec: &Spec) -> Step {
-        let mut args = vec!["/bin/sh".to_string(), "-c".to_string(), UNITS_SCRIPT.to_string(), "sysfile-units".to_string()];
+        let mut args = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            UNITS_SCRIPT.to_string(),
+            "sysfile-units".to_string(),
+        ];
         args.push("--default".to_string());
         args.push(spec.systemd.target.name.clone());
-        for (flag, units) in [("--enable", &self.enable), ("--disable", &self.disable), ("--mask", &self.mask)] {
+        for (flag, units) in [
+            ("--enable", &self.enable),
+            ("--disable", &self.disable),
+            ("--mask", &self.mask),
+        ] {
             if !units.is_empty() {
                 args.push(flag.to_string());
                 args.extend(units.iter().cloned());
@@ -491,7 +636,12 @@ impl UnitPlan {
         }
         let mut summary = vec![format!("default {}", spec.systemd.target.name)];
         if !self.enable.is_empty() {
-            let shown: Vec<&str> = spec.services.enable.iter().map(|u| short_unit(&u.name)).collect();
+            let shown: Vec<&str> = spec
+                .services
+                .enable
+                .iter()
+                .map(|u| short_unit(&u.name))
+                .collect();
             if !shown.is_empty() {
                 summary.insert(0, format!("enable units: {}", shown.join(" ")));
             }
@@ -500,7 +650,11 @@ impl UnitPlan {
             summary.push(format!("disable {}", self.disable.len()));
         }
         summary.push(format!("mask {}", self.mask.len()));
-        let span = spec.services.enable.first().map_or(spec.systemd.target.span, |u| u.span);
+        let span = spec
+            .services
+            .enable
+            .first()
+            .map_or(spec.systemd.target.span, |u| u.span);
         Step {
             name: format!("[sysfile] {}", summary.join(", ")),
             span,
@@ -538,9 +692,17 @@ done
 "#;
 
 fn hygiene_step(spec: &Spec) -> Step {
-    let remove = |path: &str, wildcard: bool| FileStep::Remove { path: path.to_string(), wildcard };
+    let remove = |path: &str, wildcard: bool| FileStep::Remove {
+        path: path.to_string(),
+        wildcard,
+    };
     let files = vec![
-        FileStep::Write { path: "/etc/machine-id".to_string(), data: vec![], mode: 0o444, owner: None },
+        FileStep::Write {
+            path: "/etc/machine-id".to_string(),
+            data: vec![],
+            mode: 0o444,
+            owner: None,
+        },
         remove("/var/lib/systemd/random-seed", false),
         remove("/var/lib/systemd/credential.secret", false),
         remove("/var/lib/dbus/machine-id", false),
@@ -548,7 +710,11 @@ fn hygiene_step(spec: &Spec) -> Step {
         remove("/usr/sbin/policy-rc.d", false),
         remove("/run/*", true),
     ];
-    Step { name: "[sysfile] image hygiene".to_string(), span: spec.systemd.target.span, kind: StepKind::Files(files) }
+    Step {
+        name: "[sysfile] image hygiene".to_string(),
+        span: spec.systemd.target.span,
+        kind: StepKind::Files(files),
+    }
 }
 
 #[cfg(test)]
@@ -563,8 +729,14 @@ mod tests {
 
     #[test]
     fn durations_format_for_systemd() {
-        assert_eq!(duration_for_systemd(std::time::Duration::from_secs(20)), "20s");
-        assert_eq!(duration_for_systemd(std::time::Duration::from_millis(1500)), "1500ms");
+        assert_eq!(
+            duration_for_systemd(std::time::Duration::from_secs(20)),
+            "20s"
+        );
+        assert_eq!(
+            duration_for_systemd(std::time::Duration::from_millis(1500)),
+            "1500ms"
+        );
     }
 
     #[test]
