@@ -161,3 +161,61 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 }
+
+impl Sources {
+    /// The file with this id, if there is one.
+    pub fn try_get(&self, id: FileId) -> Option<&SourceFile> {
+        self.files.get(id.0 as usize)
+    }
+}
+
+/// Clamps a span to `text`, on character boundaries.
+fn clamp(text: &str, span: Span) -> std::ops::Range<usize> {
+    let floor = |mut i: usize| {
+        i = i.min(text.len());
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let start = floor(span.start);
+    let end = floor(span.end.max(span.start));
+    start..end
+}
+
+/// Renders diagnostics like rustc and cargo: `error[code]: message`, ` --> file:line:col`, the source with carets and label, `= help: …`.
+///
+/// `color = false` gives stable plain text (used by snapshot tests). A
+/// diagnostic whose file is unknown is rendered without a snippet.
+pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> String {
+    use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+
+    let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+    let mut out = String::new();
+    for diagnostic in diagnostics {
+        let level = match diagnostic.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
+        };
+        let title = level.primary_title(diagnostic.message.as_str()).id(diagnostic.code);
+        let mut group = match sources.try_get(diagnostic.span.file) {
+            Some(file) => {
+                let range = clamp(&file.text, diagnostic.span);
+                let mut annotation = AnnotationKind::Primary.span(range);
+                if !diagnostic.label.is_empty() {
+                    annotation = annotation.label(diagnostic.label.as_str());
+                }
+                Group::with_title(title).element(
+                    Snippet::source(file.text.as_str()).path(file.name.as_str()).annotation(annotation),
+                )
+            }
+            None => Group::with_title(title),
+        };
+        if let Some(help) = &diagnostic.help {
+            group = group.element(Level::HELP.message(help.as_str()));
+        }
+        out.push_str(&renderer.render(&[group]));
+        out.push_str("\n\n");
+    }
+    out
+}

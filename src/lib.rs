@@ -13,3 +13,4 @@ pub mod model;
 pub mod pb;
 pub mod plan;
 pub mod reference;
+pub mod spec;

@@ -1,0 +1,876 @@
+//! One function per table of the spec language, turning the spanned TOML tree into the `model`.
+//!
+//! Each function reports what is wrong and returns a best-effort value (with
+//! placeholders where a value was wrong); `load` drops the spec when any
+//! error was reported, so placeholders never escape.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+use super::LoadOptions;
+use super::values::{self, did_you_mean, list};
+use super::walk::{Ctx, Table, Value, integer_value};
+use crate::diag::{Diagnostic, FileId};
+use crate::model::*;
+
+const TOP_KEYS: &[&str] = &["image", "args", "packages", "files", "users", "run", "services", "systemd", "config"];
+const IMAGE_KEYS: &[&str] = &["from", "platform", "title", "description"];
+const PACKAGES_KEYS: &[&str] = &["install", "remove", "manager"];
+const FILES_KEYS: &[&str] = &["src", "content", "dest", "mode", "owner"];
+const USERS_KEYS: &[&str] = &["name", "uid", "groups", "shell", "authorized_keys"];
+const RUN_KEYS: &[&str] = &["name", "sh", "argv", "env", "workdir", "user", "network", "phase", "mounts"];
+const SERVICES_KEYS: &[&str] = &["enable", "disable", "mask"];
+const SYSTEMD_KEYS: &[&str] = &["target", "log_level", "container", "console_logs", "stop_timeout", "health", "keep"];
+const CONFIG_KEYS: &[&str] = &["env", "labels", "expose", "volumes", "workdir"];
+
+const MOUNT_TYPES: &[&str] = &["bind", "cache", "tmpfs", "secret", "ssh"];
+const MOUNT_KEYS: &[&str] = &["type", "target", "source", "from", "readonly", "id", "sharing", "size", "required", "mode"];
+
+fn mount_keys(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "bind" => &["type", "target", "source", "from", "readonly"],
+        "cache" => &["type", "target", "id", "sharing"],
+        "tmpfs" => &["type", "target", "size"],
+        "secret" => &["type", "id", "target", "required", "mode"],
+        _ => &["type", "id", "target"],
+    }
+}
+
+/// Targets after which the default target is reached before any ordinary service starts.
+const EARLY_BOOT_TARGETS: &[&str] = &[
+    "sysinit.target",
+    "basic.target",
+    "sockets.target",
+    "paths.target",
+    "timers.target",
+    "slices.target",
+    "swap.target",
+    "local-fs.target",
+    "local-fs-pre.target",
+    "remote-fs.target",
+    "emergency.target",
+];
+
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(20);
+const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Build arguments BuildKit and docker pass on their own; never reported as undeclared.
+fn is_builtin_arg(name: &str) -> bool {
+    const PROXIES: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
+    const PLATFORM: &[&str] = &[
+        "SOURCE_DATE_EPOCH",
+        "TARGETPLATFORM",
+        "TARGETOS",
+        "TARGETARCH",
+        "TARGETVARIANT",
+        "BUILDPLATFORM",
+        "BUILDOS",
+        "BUILDARCH",
+        "BUILDVARIANT",
+    ];
+    name.starts_with("BUILDKIT_")
+        || PROXIES.iter().any(|p| p.eq_ignore_ascii_case(name))
+        || PLATFORM.contains(&name)
+}
+
+/// The whole check: parse, walk every table, assemble the model.
+pub(crate) fn check(text: &str, file: FileId, options: &LoadOptions) -> (Option<Spec>, Vec<Diagnostic>) {
+    let mut ctx = Ctx::new(file, text);
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(error) => {
+            let range = error.span().unwrap_or(0..0);
+            let message = error.message().trim().trim_end_matches('.').to_string();
+            let message = if message.is_empty() { "invalid TOML".to_string() } else { message };
+            ctx.error(
+                "toml-syntax",
+                range,
+                format!("invalid TOML: {message}"),
+                "here",
+                "a Sysfile is a TOML document; fix the syntax at this point (see https://toml.io)",
+            );
+            return (None, ctx.diagnostics);
+        }
+    };
+    let root = Table::new("the Sysfile", 0..0, root.get_ref());
+    ctx.check_keys(&root, TOP_KEYS);
+
+    let image_value = root.get("image");
+    let image_span = image_value.map_or(0..0, |v| v.span());
+    let args = args(&mut ctx, root.get("args"), &image_span, options);
+    let image = image(&mut ctx, image_value);
+    let packages = packages(&mut ctx, root.get("packages"), &image_span);
+    let files = root.get("files").map(|v| files(&mut ctx, v)).unwrap_or_default();
+    let users = root.get("users").map(|v| users(&mut ctx, v)).unwrap_or_default();
+    let runs = root.get("run").map(|v| runs(&mut ctx, v)).unwrap_or_default();
+    let services = root.get("services").map(|v| services(&mut ctx, v)).unwrap_or_default();
+    let systemd = systemd(&mut ctx, root.get("systemd"));
+    let config = root.get("config").map(|v| config(&mut ctx, v)).unwrap_or_default();
+
+    let spec = image.map(|image| Spec { image, args, packages, files, users, runs, services, systemd, config });
+    (spec, ctx.diagnostics)
+}
+
+/// The `#` comment lines directly above the line holding `offset`, without the `# `.
+fn comment_above(text: &str, offset: usize) -> String {
+    let Some(before) = text.get(..offset) else { return String::new() };
+    let mut end = before.rfind('\n').map_or(0, |i| i + 1);
+    let mut lines = Vec::new();
+    while end > 0 {
+        let line_end = end - 1;
+        let line_start = before[..line_end].rfind('\n').map_or(0, |i| i + 1);
+        let line = before[line_start..line_end].trim();
+        let Some(comment) = line.strip_prefix('#') else { break };
+        lines.push(comment.strip_prefix(' ').unwrap_or(comment).trim_end());
+        end = line_start;
+    }
+    lines.reverse();
+    lines.join("\n")
+}
+
+fn args(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>, options: &LoadOptions) -> Vec<BuildArg> {
+    let mut out = Vec::new();
+    let table = value.and_then(|v| ctx.table("args", v, "`[args]`"));
+    if let Some(table) = &table {
+        for (key, value) in &table.entries {
+            let name: &str = key.get_ref();
+            if !values::is_env_name(name) {
+                ctx.error(
+                    "bad-arg-name",
+                    key.span(),
+                    format!("`{name}` is not a valid build-argument name"),
+                    "invalid name",
+                    "build-argument names start with a letter or `_` and hold letters, digits and `_`, such as `APP_VERSION`",
+                );
+                continue;
+            }
+            let default = match value.get_ref() {
+                DeValue::String(s) => s.to_string(),
+                DeValue::Boolean(b) => b.to_string(),
+                DeValue::Integer(_) => match integer_value(value.get_ref()) {
+                    Some(n) => n.to_string(),
+                    None => ctx.text.get(value.span()).unwrap_or_default().to_string(),
+                },
+                _ => {
+                    ctx.error(
+                        "wrong-type",
+                        value.span(),
+                        format!("expected a string, found {}", super::walk::type_name(value.get_ref())),
+                        "expected a string",
+                        format!("give `{name}` a default value in quotes, such as `{name} = \"\"`"),
+                    );
+                    continue;
+                }
+            };
+            let effective = options.build_args.get(name).cloned().unwrap_or_else(|| default.clone());
+            ctx.args.insert(name.to_string(), effective.clone());
+            out.push(BuildArg {
+                name: name.to_string(),
+                value: effective,
+                default,
+                description: comment_above(ctx.text, key.span().start),
+                span: ctx.span(key.span().start..value.span().end),
+            });
+        }
+    }
+    let at = table.as_ref().map_or_else(|| image_span.clone(), |t| t.span.clone());
+    for name in options.build_args.keys() {
+        if ctx.args.contains_key(name) || is_builtin_arg(name) {
+            continue;
+        }
+        let help = match did_you_mean(name, ctx.args.keys().map(String::as_str)) {
+            Some(candidate) => format!("did you mean `{candidate}`? Otherwise declare it under `[args]` or drop the --build-arg"),
+            None => format!("declare it under `[args]`, such as `{name} = \"\"`, or drop the --build-arg"),
+        };
+        ctx.warning(
+            "undeclared-build-arg",
+            at.clone(),
+            format!("build argument `{name}` was given but is not declared"),
+            "not declared here",
+            help,
+        );
+    }
+    out
+}
+
+fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
+    let Some(value) = value else {
+        ctx.error(
+            "missing-key",
+            0..0,
+            "the Sysfile has no `[image]` table",
+            "`[image]` is required",
+            "start the Sysfile with `[image]` and `from = \"debian:bookworm\"` (the base image)",
+        );
+        return None;
+    };
+    let table = ctx.table("image", value, "`[image]`")?;
+    ctx.check_keys(&table, IMAGE_KEYS);
+    let from = ctx.require(&table, "from", "\"debian:bookworm\"").and_then(|v| ctx.string("from", v));
+    if let Some(from) = &from {
+        if let Err(e) = values::check_image_reference(from.get_ref()) {
+            ctx.invalid(from.span(), e, "not an image reference");
+        }
+    }
+    let platform = table.get("platform").and_then(|v| ctx.string("platform", v));
+    if let Some(platform) = &platform {
+        if let Err(e) = values::check_platform(platform.get_ref()) {
+            ctx.invalid(platform.span(), e, "not a platform");
+        }
+    }
+    let title = table.get("title").and_then(|v| ctx.string("title", v)).map(|s| s.into_inner());
+    let description = table.get("description").and_then(|v| ctx.string("description", v)).map(|s| s.into_inner());
+    let span = ctx.span(table.span.clone());
+    let from = from.map_or_else(|| Spanned::new(String::new(), span), |s| Spanned::new(s.get_ref().clone(), ctx.span(s.span())));
+    let platform = platform.map(|s| Spanned::new(s.get_ref().clone(), ctx.span(s.span())));
+    Some(Image { from, platform, title, description, span })
+}
+
+fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>) -> Packages {
+    let Some(table) = value.and_then(|v| ctx.table("packages", v, "`[packages]`")) else {
+        return Packages { span: ctx.span(image_span.clone()), ..Packages::default() };
+    };
+    ctx.check_keys(&table, PACKAGES_KEYS);
+    let names = |ctx: &mut Ctx<'_>, key: &str| -> Vec<Spanned<String>> {
+        let Some(value) = table.get(key) else { return Vec::new() };
+        let mut out = Vec::new();
+        for name in ctx.strings(key, value) {
+            match values::check_package_name(name.get_ref()) {
+                Ok(()) => out.push(Spanned::new(name.get_ref().clone(), ctx.span(name.span()))),
+                Err(e) => ctx.invalid(name.span(), e, "not a package name"),
+            }
+        }
+        out
+    };
+    let install = names(ctx, "install");
+    let remove = names(ctx, "remove");
+    let managers = [
+        ("apt", PackageManager::Apt),
+        ("dnf", PackageManager::Dnf),
+        ("zypper", PackageManager::Zypper),
+        ("pacman", PackageManager::Pacman),
+    ];
+    let manager = table
+        .get("manager")
+        .and_then(|v| ctx.choice("manager", v, &managers).map(|m| Spanned::new(m, ctx.span(v.span()))));
+    Packages { install, remove, manager, span: ctx.span(table.span.clone()) }
+}
+
+/// Reports `conflicting-keys` when both of two mutually exclusive keys are set; `missing-key` when neither is.
+fn exactly_one(ctx: &mut Ctx<'_>, table: &Table<'_, '_>, a: &str, b: &str) {
+    match (table.key_span(a), table.key_span(b)) {
+        (Some(_), Some(second)) => ctx.error(
+            "conflicting-keys",
+            second,
+            format!("{} sets both `{a}` and `{b}`", table.what),
+            format!("`{a}` is already set"),
+            format!("keep either `{a}` or `{b}`"),
+        ),
+        (None, None) => ctx.error(
+            "missing-key",
+            table.span.clone(),
+            format!("{} needs `{a}` or `{b}`", table.what),
+            format!("`{a}` or `{b}` is required here"),
+            format!("add `{a} = …` or `{b} = …`"),
+        ),
+        _ => {}
+    }
+}
+
+fn owner(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Owner> {
+    let s = ctx.string("owner", value)?;
+    values::parse_owner(s.get_ref()).map_err(|e| ctx.invalid(value.span(), e, "not an owner")).ok()
+}
+
+fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
+    let mut out = Vec::new();
+    for table in ctx.tables("files", value, "this `[[files]]` entry") {
+        ctx.check_keys(&table, FILES_KEYS);
+        exactly_one(ctx, &table, "src", "content");
+        let source = if let Some(v) = table.get("src") {
+            ctx.context_path("src", v).map(|p| FileSource::Context(p.into_inner()))
+        } else if let Some(v) = table.get("content") {
+            ctx.raw_string("content", v).map(FileSource::Content)
+        } else {
+            None
+        };
+        let dest_value = ctx.require(&table, "dest", "\"/etc/app/app.conf\"");
+        let raw_dest = dest_value.and_then(|v| ctx.string("dest", v));
+        let mut dest = None;
+        if let Some(raw) = &raw_dest {
+            match values::normalize_absolute_path(raw.get_ref()) {
+                Ok(path) => dest = Some(path),
+                Err(e) => ctx.invalid(raw.span(), e, "must be absolute"),
+            }
+        }
+        if let (Some(raw), Some(d)) = (&raw_dest, &mut dest) {
+            let into_dir = raw.get_ref().ends_with('/') || d == "/";
+            match &source {
+                Some(FileSource::Context(src)) if into_dir && src != "." => {
+                    let base = src.rsplit('/').next().unwrap_or(src);
+                    *d = if d == "/" { format!("/{base}") } else { format!("{d}/{base}") };
+                }
+                Some(FileSource::Content(_)) if into_dir => ctx.error(
+                    "bad-dest",
+                    raw.span(),
+                    format!("`{}` is a directory, but inline `content` needs a file path", raw.get_ref()),
+                    "names a directory",
+                    "write the full path of the file to create, such as \"/etc/motd\"",
+                ),
+                _ => {}
+            }
+        }
+        let mode = table.get("mode").and_then(|v| ctx.mode("mode", v));
+        let owner = table.get("owner").and_then(|v| owner(ctx, v));
+        if let (Some(source), Some(dest)) = (source, dest) {
+            out.push(FileEntry { source, dest, mode, owner, span: ctx.span(table.span.clone()) });
+        }
+    }
+    out
+}
+
+fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
+    let mut out = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut uids: HashMap<u32, usize> = HashMap::new();
+    for table in ctx.tables("users", value, "this `[[users]]` entry") {
+        ctx.check_keys(&table, USERS_KEYS);
+        let name = ctx.require(&table, "name", "\"admin\"").and_then(|v| ctx.string("name", v));
+        if let Some(name) = &name {
+            if !values::is_user_name(name.get_ref()) {
+                ctx.error(
+                    "bad-user-name",
+                    name.span(),
+                    format!("`{}` is not a valid user name", name.get_ref()),
+                    "invalid user name",
+                    "user names start with a lowercase letter or `_`, hold lowercase letters, digits, `_` and `-`, and are at most 32 characters",
+                );
+            } else if let Some(first) = names.get(name.get_ref()) {
+                let line = ctx.line_of(*first);
+                ctx.error(
+                    "duplicate-user",
+                    name.span(),
+                    format!("user `{}` is declared twice", name.get_ref()),
+                    format!("`{}` is already declared on line {line}", name.get_ref()),
+                    "merge the two `[[users]]` entries into one",
+                );
+            } else {
+                names.insert(name.get_ref().clone(), name.span().start);
+            }
+        }
+        let uid = table
+            .get("uid")
+            .and_then(|v| ctx.integer("uid", v, 0..=i64::from(i32::MAX), "bad-uid").map(|n| (n, v.span())));
+        if let Some((uid, span)) = &uid {
+            let uid = u32::try_from(*uid).unwrap_or_default();
+            if let Some(first) = uids.get(&uid) {
+                let line = ctx.line_of(*first);
+                ctx.error(
+                    "duplicate-uid",
+                    span.clone(),
+                    format!("uid {uid} is given to two users"),
+                    format!("uid {uid} is already used on line {line}"),
+                    "give each user its own uid, or leave `uid` out to let the system choose",
+                );
+            } else {
+                uids.insert(uid, span.start);
+            }
+        }
+        let mut groups = Vec::new();
+        if let Some(v) = table.get("groups") {
+            for group in ctx.strings("groups", v) {
+                if values::is_user_name(group.get_ref()) {
+                    groups.push(group.into_inner());
+                } else {
+                    ctx.error(
+                        "bad-group-name",
+                        group.span(),
+                        format!("`{}` is not a valid group name", group.get_ref()),
+                        "invalid group name",
+                        "group names start with a lowercase letter or `_` and hold lowercase letters, digits, `_` and `-`",
+                    );
+                }
+            }
+        }
+        let shell = table.get("shell").and_then(|v| ctx.absolute_path("shell", v)).map(|s| s.into_inner());
+        let mut authorized_keys = Vec::new();
+        if let Some(v) = table.get("authorized_keys") {
+            for item in ctx.array("authorized_keys", v) {
+                if let Some(path) = ctx.context_path("authorized_keys", item) {
+                    authorized_keys.push(path.into_inner());
+                }
+            }
+        }
+        if let Some(name) = name {
+            out.push(User {
+                name: name.into_inner(),
+                uid: uid.and_then(|(n, _)| u32::try_from(n).ok()),
+                groups,
+                shell,
+                authorized_keys,
+                span: ctx.span(table.span.clone()),
+            });
+        }
+    }
+    out
+}
+
+/// An environment table whose names must be valid variable names.
+fn env(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in ctx.string_map("env", value) {
+        if values::is_env_name(name.get_ref()) {
+            out.push((name.into_inner(), value.into_inner()));
+        } else {
+            ctx.error(
+                "bad-env-name",
+                name.span(),
+                format!("`{}` is not a valid environment variable name", name.get_ref()),
+                "invalid name",
+                "environment variable names start with a letter or `_` and hold letters, digits and `_`",
+            );
+        }
+    }
+    out
+}
+
+fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
+    let mut out = Vec::new();
+    for table in ctx.tables("run", value, "this `[[run]]` step") {
+        ctx.check_keys(&table, RUN_KEYS);
+        exactly_one(ctx, &table, "sh", "argv");
+        let command = if let Some(v) = table.get("sh") {
+            ctx.raw_string("sh", v).map(Command::Shell)
+        } else if let Some(v) = table.get("argv") {
+            let argv: Vec<String> = ctx.strings("argv", v).into_iter().map(|s| s.into_inner()).collect();
+            if matches!(v.get_ref(), DeValue::Array(a) if a.iter().next().is_none()) {
+                ctx.error(
+                    "empty-argv",
+                    v.span(),
+                    "`argv` is empty",
+                    "no program to run",
+                    "give the program and its arguments, such as `argv = [\"systemctl\", \"preset-all\"]`",
+                );
+            }
+            Some(Command::Exec(argv))
+        } else {
+            None
+        };
+        let name = table.get("name").and_then(|v| ctx.string("name", v)).map(|s| s.into_inner());
+        let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
+        let workdir = table.get("workdir").and_then(|v| ctx.absolute_path("workdir", v)).map(|s| s.into_inner());
+        let user = table.get("user").and_then(|v| ctx.string("user", v)).map(|s| s.into_inner());
+        if let (Some(user), Some(v)) = (&user, table.get("user")) {
+            if let Err(e) = values::parse_owner(user) {
+                ctx.error(
+                    "bad-user",
+                    v.span(),
+                    format!("`{user}` is not a user"),
+                    "not a user",
+                    e.help.replace("an owner", "a user"),
+                );
+            }
+        }
+        let network = table
+            .get("network")
+            .and_then(|v| {
+                ctx.choice("network", v, &[("default", Network::Default), ("none", Network::None), ("host", Network::Host)])
+            })
+            .unwrap_or_default();
+        let phase = table
+            .get("phase")
+            .and_then(|v| {
+                ctx.choice("phase", v, &[("before-packages", Phase::BeforePackages), ("after-packages", Phase::AfterPackages)])
+            })
+            .unwrap_or_default();
+        let mounts = table.get("mounts").map(|v| mounts(ctx, v)).unwrap_or_default();
+        if let Some(command) = command {
+            out.push(RunStep { name, command, env, workdir, user, network, phase, mounts, span: ctx.span(table.span.clone()) });
+        }
+    }
+    out
+}
+
+/// A mount target: absolute, normalised, not `/`.
+fn mount_target(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<String> {
+    let target = ctx.absolute_path("target", value)?;
+    if target.get_ref() == "/" {
+        ctx.error(
+            "mount-on-root",
+            value.span(),
+            "a mount cannot cover `/`",
+            "mounts over the root filesystem",
+            "mount on a directory such as \"/var/cache/apt\"",
+        );
+        return None;
+    }
+    Some(target.into_inner())
+}
+
+fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
+    let mut out: Vec<RunMount> = Vec::new();
+    let mut targets: BTreeMap<String, usize> = BTreeMap::new();
+    for table in ctx.tables("mounts", value, "this mount") {
+        let kind = ctx.require(&table, "type", "\"cache\"").and_then(|v| {
+            let choices: Vec<(&str, &str)> = MOUNT_TYPES.iter().map(|t| (*t, *t)).collect();
+            ctx.choice("type", v, &choices)
+        });
+        let Some(kind) = kind else {
+            ctx.check_keys(&table, MOUNT_KEYS);
+            continue;
+        };
+        let allowed = mount_keys(kind);
+        for (key, _) in &table.entries {
+            let name: &str = key.get_ref();
+            if allowed.contains(&name) {
+                continue;
+            }
+            let valid = list(allowed);
+            let help = match did_you_mean(name, allowed.iter().copied()) {
+                Some(candidate) => format!("did you mean `{candidate}`? A {kind} mount accepts {valid}"),
+                None => format!("a {kind} mount accepts {valid}"),
+            };
+            let message = if MOUNT_KEYS.contains(&name) {
+                format!("`{name}` is not an option of a {kind} mount")
+            } else {
+                format!("unknown mount option `{name}`")
+            };
+            ctx.error("bad-mount-option", key.span(), message, format!("not a {kind} mount option"), help);
+        }
+        let target_value = table.get("target");
+        let explicit_target = match (kind, target_value) {
+            (_, Some(v)) => mount_target(ctx, v),
+            ("bind" | "cache" | "tmpfs", None) => {
+                ctx.require(&table, "target", "\"/var/cache/app\"");
+                None
+            }
+            _ => None,
+        };
+        let mount = match kind {
+            "bind" => {
+                let from = match table.get("from").and_then(|v| ctx.string("from", v)) {
+                    None => Some(BindFrom::Context),
+                    Some(from) if from.get_ref() == "context" => Some(BindFrom::Context),
+                    Some(from) => match values::check_image_reference(from.get_ref()) {
+                        Ok(()) => Some(BindFrom::Image(from.into_inner())),
+                        Err(mut e) => {
+                            e.help = format!("`from` is \"context\" (the default) or an image reference; {}", e.help);
+                            ctx.invalid(from.span(), e, "not an image reference");
+                            None
+                        }
+                    },
+                };
+                let source = ctx.require(&table, "source", "\"dir\"").and_then(|v| match from {
+                    Some(BindFrom::Image(_)) => ctx.absolute_path("source", v).map(|s| s.into_inner()),
+                    _ => ctx.context_path("source", v).map(|s| s.into_inner()),
+                });
+                let readonly = table.get("readonly").and_then(|v| ctx.bool("readonly", v)).unwrap_or(true);
+                match (source, from) {
+                    (Some(source), Some(from)) => explicit_target.map(|t| (t, MountKind::Bind { source, from, readonly })),
+                    _ => None,
+                }
+            }
+            "cache" => {
+                let id = table.get("id").and_then(|v| ctx.string("id", v)).map(|s| s.into_inner());
+                let sharing = table
+                    .get("sharing")
+                    .and_then(|v| {
+                        ctx.choice(
+                            "sharing",
+                            v,
+                            &[("shared", CacheSharing::Shared), ("private", CacheSharing::Private), ("locked", CacheSharing::Locked)],
+                        )
+                    })
+                    .unwrap_or_default();
+                explicit_target.map(|t| (t.clone(), MountKind::Cache { id: id.unwrap_or(t), sharing }))
+            }
+            "tmpfs" => {
+                let size = table.get("size").and_then(|v| ctx.size("size", v));
+                explicit_target.map(|t| (t, MountKind::Tmpfs { size }))
+            }
+            "secret" => {
+                let id = ctx.require(&table, "id", "\"token\"").and_then(|v| ctx.string("id", v)).map(|s| s.into_inner());
+                let required = table.get("required").and_then(|v| ctx.bool("required", v)).unwrap_or(true);
+                let mode = table.get("mode").and_then(|v| ctx.mode("mode", v));
+                id.and_then(|id| {
+                    let target = match target_value {
+                        Some(_) => explicit_target?,
+                        None => values::normalize_absolute_path(&format!("/run/secrets/{id}")).unwrap_or_default(),
+                    };
+                    Some((target, MountKind::Secret { id, required, mode }))
+                })
+            }
+            _ => {
+                let id = table.get("id").and_then(|v| ctx.string("id", v)).map_or_else(|| "default".to_string(), |s| s.into_inner());
+                let target = match target_value {
+                    Some(_) => explicit_target,
+                    None => Some("/run/buildkit/ssh_agent.0".to_string()),
+                };
+                target.map(|t| (t, MountKind::Ssh { id }))
+            }
+        };
+        let Some((target, kind)) = mount else { continue };
+        let at = target_value.map_or(table.span.clone(), |v| v.span());
+        if let Some(first) = targets.get(&target) {
+            let line = ctx.line_of(*first);
+            ctx.error(
+                "duplicate-mount-target",
+                at,
+                format!("two mounts of this step use the target `{target}`"),
+                format!("`{target}` is already a mount target on line {line}"),
+                "give each mount of a step its own target",
+            );
+            continue;
+        }
+        targets.insert(target.clone(), at.start);
+        out.push(RunMount { target, kind, span: ctx.span(table.span.clone()) });
+    }
+    out
+}
+
+/// A list of unit names, normalised with `default_suffix`.
+fn units(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &str) -> Vec<Unit> {
+    let mut out = Vec::new();
+    for name in ctx.strings(key, value) {
+        match values::normalize_unit(name.get_ref(), default_suffix) {
+            Ok(unit) => out.push(Unit { name: unit, span: ctx.span(name.span()) }),
+            Err(e) => ctx.invalid(name.span(), e, "not a unit name"),
+        }
+    }
+    out
+}
+
+fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
+    let Some(table) = ctx.table("services", value, "`[services]`") else { return Services::default() };
+    ctx.check_keys(&table, SERVICES_KEYS);
+    let mut lists: Vec<Vec<Unit>> = Vec::new();
+    let mut seen: HashMap<String, (&str, usize)> = HashMap::new();
+    for key in SERVICES_KEYS {
+        let mut kept = Vec::new();
+        let found = table.get(key).map(|v| units(ctx, key, v, ".service")).unwrap_or_default();
+        for unit in found {
+            if *key == "enable" && values::is_template_without_instance(&unit.name) {
+                let suggestion = unit.name.replacen("@.", "@instance.", 1);
+                ctx.error(
+                    "template-unit",
+                    unit.span.start..unit.span.end,
+                    format!("`{}` is a template and cannot be enabled without an instance", unit.name),
+                    "template unit",
+                    format!("name an instance, such as \"{suggestion}\""),
+                );
+                continue;
+            }
+            match seen.get(&unit.name) {
+                Some((other, first)) if other == key => {
+                    let line = ctx.line_of(*first);
+                    ctx.warning(
+                        "duplicate-unit",
+                        unit.span.start..unit.span.end,
+                        format!("`{}` is listed twice in `{key}`", unit.name),
+                        format!("already listed on line {line}"),
+                        "remove the repeated entry",
+                    );
+                }
+                Some((other, first)) => {
+                    let line = ctx.line_of(*first);
+                    ctx.error(
+                        "conflicting-unit-state",
+                        unit.span.start..unit.span.end,
+                        format!("`{}` is in both `{other}` and `{key}`", unit.name),
+                        format!("already in `{other}` on line {line}"),
+                        format!("a unit has one state: keep `{}` in `{other}` or in `{key}`, not both", unit.name),
+                    );
+                }
+                None => {
+                    seen.insert(unit.name.clone(), (key, unit.span.start));
+                    kept.push(unit);
+                }
+            }
+        }
+        lists.push(kept);
+    }
+    let mask = lists.pop().unwrap_or_default();
+    let disable = lists.pop().unwrap_or_default();
+    let enable = lists.pop().unwrap_or_default();
+    Services { enable, disable, mask }
+}
+
+fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
+    let mut systemd = Systemd {
+        target: Unit { name: "multi-user.target".to_string(), span: ctx.span(0..0) },
+        log_level: None,
+        container: "docker".to_string(),
+        console_logs: false,
+        stop_timeout: DEFAULT_STOP_TIMEOUT,
+        health: Health::Running,
+        keep: Vec::new(),
+    };
+    let Some(table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else { return systemd };
+    systemd.target.span = ctx.span(table.span.clone());
+    ctx.check_keys(&table, SYSTEMD_KEYS);
+    if let Some(v) = table.get("target") {
+        if let Some(unit) = units_one(ctx, "target", v, ".target") {
+            if !unit.name.ends_with(".target") {
+                ctx.error(
+                    "bad-target",
+                    v.span(),
+                    format!("`{}` is not a target unit", unit.name),
+                    "not a `.target`",
+                    "the default target is a `.target` unit, such as \"multi-user.target\"; enable services with `[services] enable`",
+                );
+            } else if EARLY_BOOT_TARGETS.contains(&unit.name.as_str()) {
+                ctx.warning(
+                    "early-boot-target",
+                    v.span(),
+                    format!("`{}` is reached early in boot, before ordinary services", unit.name),
+                    "early-boot target",
+                    "services wanted by multi-user.target will never start; use \"multi-user.target\" (the default) or a target of your own",
+                );
+                systemd.target = unit;
+            } else {
+                systemd.target = unit;
+            }
+        }
+    }
+    let levels = [
+        ("emerg", LogLevel::Emerg),
+        ("alert", LogLevel::Alert),
+        ("crit", LogLevel::Crit),
+        ("err", LogLevel::Err),
+        ("warning", LogLevel::Warning),
+        ("notice", LogLevel::Notice),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+    ];
+    systemd.log_level = table.get("log_level").and_then(|v| ctx.choice("log_level", v, &levels));
+    if let Some(container) = table.get("container").and_then(|v| ctx.string("container", v)) {
+        let ok = !container.get_ref().is_empty()
+            && container.get_ref().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            systemd.container = container.into_inner();
+        } else {
+            ctx.error(
+                "bad-container-name",
+                container.span(),
+                format!("`{}` is not a valid `container` value", container.get_ref()),
+                "expected lowercase letters, digits and `-`",
+                "write a lowercase name such as \"docker\", \"podman\" or \"oci\"",
+            );
+        }
+    }
+    if let Some(v) = table.get("console_logs") {
+        systemd.console_logs = ctx.bool("console_logs", v).unwrap_or_default();
+    }
+    if let Some(v) = table.get("stop_timeout") {
+        if let Some(timeout) = ctx.duration("stop_timeout", v) {
+            if timeout.is_zero() || timeout > MAX_STOP_TIMEOUT {
+                ctx.error(
+                    "bad-duration",
+                    v.span(),
+                    "`stop_timeout` must be more than 0 and at most 1h",
+                    "out of range",
+                    "write a duration such as \"20s\" (the default) or \"2m\"",
+                );
+            } else {
+                systemd.stop_timeout = timeout;
+            }
+        }
+    }
+    let healths = [("running", Health::Running), ("running-or-degraded", Health::RunningOrDegraded), ("none", Health::None)];
+    if let Some(health) = table.get("health").and_then(|v| ctx.choice("health", v, &healths)) {
+        systemd.health = health;
+    }
+    systemd.keep = table.get("keep").map(|v| units(ctx, "keep", v, ".service")).unwrap_or_default();
+    systemd
+}
+
+fn units_one(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &str) -> Option<Unit> {
+    let name = ctx.string(key, value)?;
+    match values::normalize_unit(name.get_ref(), default_suffix) {
+        Ok(unit) => Some(Unit { name: unit, span: ctx.span(name.span()) }),
+        Err(e) => {
+            ctx.invalid(name.span(), e, "not a unit name");
+            None
+        }
+    }
+}
+
+fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
+    let Some(table) = ctx.table("config", value, "`[config]`") else { return Config::default() };
+    ctx.check_keys(&table, CONFIG_KEYS);
+    let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
+    let mut labels = BTreeMap::new();
+    if let Some(v) = table.get("labels") {
+        for (key, value) in ctx.string_map("labels", v) {
+            if key.get_ref().is_empty() {
+                ctx.error("bad-label", key.span(), "a label key is empty", "empty key", "label keys are names such as \"org.example.team\"");
+            } else {
+                labels.insert(key.into_inner(), value.into_inner());
+            }
+        }
+    }
+    let mut expose = Vec::new();
+    if let Some(v) = table.get("expose") {
+        for item in ctx.array("expose", v) {
+            let port = match item.get_ref() {
+                DeValue::Integer(_) => values::port_number(integer_value(item.get_ref()).unwrap_or(-1)),
+                DeValue::String(_) => match ctx.string("expose", item) {
+                    Some(s) => values::parse_port(s.get_ref()),
+                    None => continue,
+                },
+                other => {
+                    ctx.error(
+                        "wrong-type",
+                        item.span(),
+                        format!("expected a port, found {}", super::walk::type_name(other)),
+                        "expected a port",
+                        "write a port as 80 or \"80/tcp\" or \"53/udp\"",
+                    );
+                    continue;
+                }
+            };
+            match port {
+                Ok(port) if !expose.contains(&port) => expose.push(port),
+                Ok(_) => {}
+                Err(e) => ctx.invalid(item.span(), e, "not a port"),
+            }
+        }
+    }
+    let mut volumes = Vec::new();
+    if let Some(v) = table.get("volumes") {
+        for item in ctx.array("volumes", v) {
+            if let Some(path) = ctx.absolute_path("volumes", item) {
+                volumes.push(path.into_inner());
+            }
+        }
+    }
+    let workdir = table.get("workdir").and_then(|v| ctx.absolute_path("workdir", v)).map(|s| s.into_inner());
+    Config { env, labels, expose, volumes, workdir }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_above() {
+        let text = "[args]\n# The version.\n#  Indented\n#\nV = \"1\"\n\n# not this\n\nW = \"2\"\n";
+        let v = text.find("V =").unwrap();
+        assert_eq!(comment_above(text, v), "The version.\n Indented\n");
+        let w = text.find("W =").unwrap();
+        assert_eq!(comment_above(text, w), "");
+        assert_eq!(comment_above("# a\nX = 1", 4), "a");
+        assert_eq!(comment_above("X = 1", 0), "");
+    }
+
+    #[test]
+    fn builtin_args() {
+        assert!(is_builtin_arg("BUILDKIT_INLINE_CACHE"));
+        assert!(is_builtin_arg("http_proxy"));
+        assert!(is_builtin_arg("TARGETARCH"));
+        assert!(!is_builtin_arg("VERSION"));
+    }
+}

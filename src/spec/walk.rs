@@ -1,0 +1,438 @@
+//! Typed access to `toml`'s spanned tree: each getter checks the type, interpolates and reports at the right span.
+//!
+//! Getters never fail hard: a wrong value becomes a diagnostic in [`Ctx`] and
+//! the getter returns `None` (or an empty list), so the walk goes on and
+//! every problem is reported in one pass.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
+
+use super::interpolate::{Problem, interpolate};
+use super::values::{self, Invalid, did_you_mean, list};
+use crate::diag::{Diagnostic, FileId, Span};
+
+pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
+pub(crate) type Key<'i> = Spanned<DeString<'i>>;
+
+/// One TOML table of the spec, its entries in source order.
+pub(crate) struct Table<'t, 'i> {
+    /// How messages name it: "`[image]`", "this `[[files]]` entry", "this mount".
+    pub what: String,
+    pub span: Range<usize>,
+    pub entries: Vec<(&'t Key<'i>, &'t Value<'i>)>,
+}
+
+impl<'t, 'i> Table<'t, 'i> {
+    pub fn new(what: impl Into<String>, span: Range<usize>, table: &'t DeTable<'i>) -> Table<'t, 'i> {
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        Table { what: what.into(), span, entries }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'t Value<'i>> {
+        self.entries.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| *v)
+    }
+
+    pub fn key_span(&self, key: &str) -> Option<Range<usize>> {
+        self.entries.iter().find(|(k, _)| k.get_ref() == key).map(|(k, _)| k.span())
+    }
+}
+
+/// "a string", "an integer", … for `found …` messages.
+pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// Reads a TOML integer whatever its radix; `None` when it does not fit an `i64`.
+pub(crate) fn integer_value(value: &DeValue<'_>) -> Option<i64> {
+    let DeValue::Integer(i) = value else { return None };
+    let digits: String = i.as_str().chars().filter(|c| *c != '_').collect();
+    i64::from_str_radix(&digits, i.radix()).ok()
+}
+
+/// The walk's state: where we are, the declared build arguments, and the diagnostics so far.
+pub(crate) struct Ctx<'s> {
+    pub file: FileId,
+    pub text: &'s str,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Declared build arguments and their effective values (for interpolation).
+    pub args: BTreeMap<String, String>,
+}
+
+impl<'s> Ctx<'s> {
+    pub fn new(file: FileId, text: &'s str) -> Ctx<'s> {
+        Ctx { file, text, diagnostics: Vec::new(), args: BTreeMap::new() }
+    }
+
+    pub fn span(&self, range: Range<usize>) -> Span {
+        Span::new(self.file, range)
+    }
+
+    pub fn error(&mut self, code: &'static str, range: Range<usize>, message: impl Into<String>, label: impl Into<String>, help: impl Into<String>) {
+        let diagnostic = Diagnostic::error(code, self.span(range), message).with_label(label).with_help(help);
+        self.diagnostics.push(diagnostic);
+    }
+
+    pub fn warning(&mut self, code: &'static str, range: Range<usize>, message: impl Into<String>, label: impl Into<String>, help: impl Into<String>) {
+        let diagnostic = Diagnostic::warning(code, self.span(range), message).with_label(label).with_help(help);
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// Reports a value rejected by one of the `values` checks.
+    pub fn invalid(&mut self, range: Range<usize>, invalid: Invalid, label: impl Into<String>) {
+        self.error(invalid.code, range, invalid.message, label, invalid.help);
+    }
+
+    /// The 1-based line of a byte offset (for labels that refer to another place).
+    pub fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    }
+
+    /// Reports every key of `table` not in `allowed` as `unknown-key`.
+    pub fn check_keys(&mut self, table: &Table<'_, '_>, allowed: &[&str]) {
+        for (key, _) in &table.entries {
+            let name: &str = key.get_ref();
+            if allowed.contains(&name) {
+                continue;
+            }
+            let help = match did_you_mean(name, allowed.iter().copied()) {
+                Some(candidate) => format!("did you mean `{candidate}`?"),
+                None => format!("{} accepts {}", table.what, list(allowed)),
+            };
+            self.error("unknown-key", key.span(), format!("unknown key `{name}` in {}", table.what), "unknown key", help);
+        }
+    }
+
+    fn wrong_type(&mut self, value: &Value<'_>, expected: &str, help: String) {
+        self.error(
+            "wrong-type",
+            value.span(),
+            format!("expected {expected}, found {}", type_name(value.get_ref())),
+            format!("expected {expected}"),
+            help,
+        );
+    }
+
+    /// `key` must be present in `table`; reports `missing-key` at the table otherwise.
+    pub fn require<'t, 'i>(&mut self, table: &Table<'t, 'i>, key: &str, example: &str) -> Option<&'t Value<'i>> {
+        let value = table.get(key);
+        if value.is_none() {
+            self.error(
+                "missing-key",
+                table.span.clone(),
+                format!("{} is missing the required key `{key}`", table.what),
+                format!("`{key}` is required here"),
+                format!("add `{key} = {example}`"),
+            );
+        }
+        value
+    }
+
+    /// A table (inline or not).
+    pub fn table<'t, 'i>(&mut self, key: &str, value: &'t Value<'i>, what: impl Into<String>) -> Option<Table<'t, 'i>> {
+        match value.get_ref() {
+            DeValue::Table(table) => Some(Table::new(what, value.span(), table)),
+            _ => {
+                self.wrong_type(value, "a table", format!("write `{key}` as a table: `[{key}]` followed by `key = value` lines"));
+                None
+            }
+        }
+    }
+
+    /// An array of tables (`[[key]]` entries or an array of inline tables).
+    pub fn tables<'t, 'i>(&mut self, key: &str, value: &'t Value<'i>, what: &str) -> Vec<Table<'t, 'i>> {
+        let DeValue::Array(array) = value.get_ref() else {
+            self.wrong_type(
+                value,
+                "an array of tables",
+                format!("write each entry under its own `[[{key}]]` header, or as `{key} = [{{ … }}, {{ … }}]`"),
+            );
+            return Vec::new();
+        };
+        let mut tables = Vec::new();
+        for item in array.iter() {
+            match item.get_ref() {
+                DeValue::Table(table) => tables.push(Table::new(what, item.span(), table)),
+                _ => self.wrong_type(item, "a table", format!("each element of `{key}` is a table such as `{{ … }}`")),
+            }
+        }
+        tables
+    }
+
+    /// A string, with `${NAME}` build arguments interpolated.
+    pub fn string(&mut self, key: &str, value: &Value<'_>) -> Option<Spanned<String>> {
+        let raw = self.raw_string(key, value)?;
+        self.interpolate(&raw, value.span()).map(|s| Spanned::new(value.span(), s))
+    }
+
+    /// A string used verbatim (shell scripts, file contents).
+    pub fn raw_string(&mut self, key: &str, value: &Value<'_>) -> Option<String> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.wrong_type(value, "a string", format!("`{key}` takes a string: put the value in double quotes"));
+                None
+            }
+        }
+    }
+
+    pub fn bool(&mut self, key: &str, value: &Value<'_>) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(value, "a boolean", format!("`{key}` takes `true` or `false` (without quotes)"));
+                None
+            }
+        }
+    }
+
+    /// The elements of an array, each reported separately if wrong.
+    pub fn array<'t, 'i>(&mut self, key: &str, value: &'t Value<'i>) -> Vec<&'t Value<'i>> {
+        match value.get_ref() {
+            DeValue::Array(array) => array.iter().collect(),
+            _ => {
+                self.wrong_type(value, "an array", format!("`{key}` takes an array such as `[\"a\", \"b\"]`"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// An array of strings, each interpolated.
+    pub fn strings(&mut self, key: &str, value: &Value<'_>) -> Vec<Spanned<String>> {
+        self.array(key, value).into_iter().filter_map(|item| self.string(key, item)).collect()
+    }
+
+    /// A table of string values, such as `env`; keys come with their spans.
+    pub fn string_map(&mut self, key: &str, value: &Value<'_>) -> Vec<(Spanned<String>, Spanned<String>)> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.wrong_type(value, "a table", format!("write `{key}` as a table such as `{{ NAME = \"value\" }}`"));
+            return Vec::new();
+        };
+        let table = Table::new("", value.span(), table);
+        let mut out = Vec::new();
+        for (k, v) in table.entries {
+            if let Some(s) = self.string(k.get_ref(), v) {
+                out.push((Spanned::new(k.span(), k.get_ref().to_string()), s));
+            }
+        }
+        out
+    }
+
+    /// One of a fixed set of strings.
+    pub fn choice<T: Copy>(&mut self, key: &str, value: &Value<'_>, choices: &[(&str, T)]) -> Option<T> {
+        let s = self.string(key, value)?;
+        if let Some((_, v)) = choices.iter().find(|(name, _)| *name == s.get_ref()) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+        let help = match did_you_mean(s.get_ref(), names.iter().copied()) {
+            Some(candidate) => format!("did you mean \"{candidate}\"?"),
+            None => format!("`{key}` is one of {}", list(&names)),
+        };
+        self.error(
+            "bad-value",
+            value.span(),
+            format!("`{}` is not a valid `{key}`", s.get_ref()),
+            format!("expected one of {}", list(&names)),
+            help,
+        );
+        None
+    }
+
+    /// An integer in `range`, reported with `code` otherwise.
+    pub fn integer(&mut self, key: &str, value: &Value<'_>, range: std::ops::RangeInclusive<i64>, code: &'static str) -> Option<i64> {
+        if !matches!(value.get_ref(), DeValue::Integer(_)) {
+            self.wrong_type(value, "an integer", format!("`{key}` takes a whole number without quotes"));
+            return None;
+        }
+        match integer_value(value.get_ref()) {
+            Some(n) if range.contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    code,
+                    value.span(),
+                    format!("`{key}` is out of range"),
+                    format!("expected {} to {}", range.start(), range.end()),
+                    format!("`{key}` takes a whole number from {} to {}", range.start(), range.end()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A file mode: an octal string or a TOML octal integer.
+    pub fn mode(&mut self, key: &str, value: &Value<'_>) -> Option<u32> {
+        match value.get_ref() {
+            DeValue::String(_) => {
+                let s = self.string(key, value)?;
+                values::parse_mode(s.get_ref()).map_err(|e| self.invalid(value.span(), e, "not an octal mode")).ok()
+            }
+            DeValue::Integer(i) if i.radix() == 8 => {
+                let mode = integer_value(value.get_ref()).and_then(|n| u32::try_from(n).ok()).unwrap_or(u32::MAX);
+                values::check_mode(mode).map_err(|e| self.invalid(value.span(), e, "too large")).ok()
+            }
+            DeValue::Integer(i) => {
+                let digits = i.as_str();
+                let help = if i.radix() == 10 && !digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                    format!("write 0o{digits} or \"0{digits}\"")
+                } else {
+                    values::MODE_HELP.to_string()
+                };
+                self.error(
+                    "bad-mode",
+                    value.span(),
+                    format!("`{key}` is a decimal integer, but modes are octal"),
+                    "read as a decimal number",
+                    help,
+                );
+                None
+            }
+            _ => {
+                self.wrong_type(value, "an octal mode", values::MODE_HELP.to_string());
+                None
+            }
+        }
+    }
+
+    /// A duration: a string with a unit, or integer seconds.
+    pub fn duration(&mut self, key: &str, value: &Value<'_>) -> Option<std::time::Duration> {
+        match value.get_ref() {
+            DeValue::String(_) => {
+                let s = self.string(key, value)?;
+                values::parse_duration(s.get_ref()).map_err(|e| self.invalid(value.span(), e, "not a duration")).ok()
+            }
+            DeValue::Integer(_) => {
+                let seconds = self.integer(key, value, 0..=i64::from(u32::MAX), "bad-duration")?;
+                Some(std::time::Duration::from_secs(seconds.unsigned_abs()))
+            }
+            _ => {
+                self.wrong_type(value, "a duration", "write a duration such as \"15s\", \"500ms\" or \"2m\", or integer seconds".into());
+                None
+            }
+        }
+    }
+
+    /// A size: a string with a unit, or integer bytes.
+    pub fn size(&mut self, key: &str, value: &Value<'_>) -> Option<u64> {
+        match value.get_ref() {
+            DeValue::String(_) => {
+                let s = self.string(key, value)?;
+                values::parse_size(s.get_ref()).map_err(|e| self.invalid(value.span(), e, "not a size")).ok()
+            }
+            DeValue::Integer(_) => self.integer(key, value, 0..=i64::MAX, "bad-size").map(i64::unsigned_abs),
+            _ => {
+                self.wrong_type(value, "a size", "write a size such as \"64m\" or \"1g\", or integer bytes".into());
+                None
+            }
+        }
+    }
+
+    /// A build-context path, normalised.
+    pub fn context_path(&mut self, key: &str, value: &Value<'_>) -> Option<Spanned<String>> {
+        let s = self.string(key, value)?;
+        match values::normalize_context_path(s.get_ref()) {
+            Ok(path) => Some(Spanned::new(value.span(), path)),
+            Err(e) => {
+                self.invalid(value.span(), e, "not a path inside the build context");
+                None
+            }
+        }
+    }
+
+    /// An absolute path in the image, normalised.
+    pub fn absolute_path(&mut self, key: &str, value: &Value<'_>) -> Option<Spanned<String>> {
+        let s = self.string(key, value)?;
+        match values::normalize_absolute_path(s.get_ref()) {
+            Ok(path) => Some(Spanned::new(value.span(), path)),
+            Err(e) => {
+                self.invalid(value.span(), e, "must be absolute");
+                None
+            }
+        }
+    }
+
+    /// Interpolates a string whose TOML literal is at `range`, reporting problems at the reference itself.
+    fn interpolate(&mut self, s: &str, range: Range<usize>) -> Option<String> {
+        let problems = match interpolate(s, |name| self.args.get(name).map(String::as_str)) {
+            Ok(out) => return Some(out),
+            Err(problems) => problems,
+        };
+        for problem in problems {
+            match problem {
+                Problem::Undeclared { name, range: inner } => {
+                    let at = self.inner_range(&range, s, inner);
+                    let help = match did_you_mean(&name, self.args.keys().map(String::as_str)) {
+                        Some(candidate) => format!("did you mean `${{{candidate}}}`?"),
+                        None => format!(
+                            "declare it under `[args]`, such as `{name} = \"default\"`, or write `$${{{name}}}` for a literal `${{{name}}}`"
+                        ),
+                    };
+                    self.error(
+                        "undeclared-arg",
+                        at,
+                        format!("build argument `{name}` is not declared"),
+                        "not declared in `[args]`",
+                        help,
+                    );
+                }
+                Problem::Unterminated { range: inner } => {
+                    let at = self.inner_range(&range, s, inner);
+                    self.error(
+                        "unterminated-interpolation",
+                        at,
+                        "`${` is not closed by `}`",
+                        "unterminated `${`",
+                        "close the reference as `${NAME}`, or write `$$` for a literal `$`",
+                    );
+                }
+                Problem::BadName { name, range: inner } => {
+                    let at = self.inner_range(&range, s, inner);
+                    self.error(
+                        "bad-interpolation",
+                        at,
+                        format!("`${{{name}}}` does not name a build argument"),
+                        "not a build-argument reference",
+                        "build-argument names are letters, digits and `_`, such as `${VERSION}`; write `$$` for a literal `$`",
+                    );
+                }
+            }
+        }
+        None
+    }
+
+    /// Maps a byte range of a decoded string to the source when the literal has no escapes; else the whole literal.
+    fn inner_range(&self, literal: &Range<usize>, decoded: &str, inner: Range<usize>) -> Range<usize> {
+        let Some(raw) = self.text.get(literal.clone()) else { return literal.clone() };
+        for delimiter in ["\"\"\"", "'''", "\"", "'"] {
+            if raw.len() >= 2 * delimiter.len() && raw.starts_with(delimiter) && raw.ends_with(delimiter) {
+                let mut body_start = delimiter.len();
+                let body_end = raw.len() - delimiter.len();
+                if delimiter.len() == 3 {
+                    if raw[body_start..].starts_with("\r\n") {
+                        body_start += 2;
+                    } else if raw[body_start..].starts_with('\n') {
+                        body_start += 1;
+                    }
+                }
+                if raw.get(body_start..body_end) == Some(decoded) {
+                    let base = literal.start + body_start;
+                    return base + inner.start..base + inner.end;
+                }
+                break;
+            }
+        }
+        literal.clone()
+    }
+}
