@@ -5,5 +5,6 @@
 //! `gateway` (the only part that does I/O with BuildKit). See ARCHITECTURE.md.
 
 pub mod diag;
+pub mod gateway;
 pub mod model;
 pub mod pb;
