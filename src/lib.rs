@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod distro;
+pub mod gateway;
 pub mod image;
 pub mod llb;
 pub mod lower;
