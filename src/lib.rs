@@ -4,8 +4,10 @@
 //! (the build in sysfile's own vocabulary), `llb` (canonical BuildKit ops) and
 //! `gateway` (the only part that does I/O with BuildKit). See ARCHITECTURE.md.
 
+pub mod cli;
 pub mod diag;
 pub mod distro;
+pub mod frontend;
 pub mod gateway;
 pub mod image;
 pub mod llb;

@@ -1,2 +1,5 @@
-//! The `sysfile` binary: the CLI and the BuildKit frontend entry point.
-fn main() {}
+//! The `sysfile` binary: a thin entry point that maps the CLI's outcome to an exit code.
+
+fn main() {
+    std::process::exit(sysfile::cli::main());
+}

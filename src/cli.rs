@@ -1,0 +1,180 @@
+//! The command line: `check`, `llb`, `frontend` and the helper commands, and their exit codes.
+//!
+//! The CLI reads files and writes to stdout/stderr; everything it calls below
+//! `spec`, `plan`, `lower` and `image` is pure.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use prost::Message as _;
+
+use crate::diag::{self, SourceFile};
+use crate::distro::Family;
+use crate::llb::NetMode;
+use crate::lower::{self, LowerOptions};
+use crate::plan::{self, BaseFacts};
+use crate::reference::Reference;
+use crate::spec::{self, LoadOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "sysfile", version, about = "Build system containers (PID 1 = systemd) from a declarative Sysfile")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a Sysfile and print its diagnostics (exit 1 on errors).
+    Check(SpecArgs),
+    /// Compile a Sysfile to a serialized LLB definition on stdout (for `buildctl build`).
+    Llb(LlbArgs),
+    /// Run as a BuildKit gateway frontend (the frontend image's entrypoint).
+    Frontend,
+    /// Print the frontend caps the image label must declare.
+    FrontendCaps,
+}
+
+#[derive(Debug, clap::Args)]
+struct SpecArgs {
+    /// The spec file.
+    #[arg(short = 'f', long = "file", default_value = "Sysfile")]
+    file: PathBuf,
+    /// Set a declared build argument (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    build_args: Vec<(String, String)>,
+}
+
+#[derive(Debug, clap::Args)]
+struct LlbArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The base image's distribution family or ID (debian, ubuntu, fedora, rocky, opensuse, arch, …).
+    #[arg(long)]
+    distro: Option<String>,
+    /// Target platform, e.g. linux/amd64.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Network mode for steps that do not choose one (host, none, sandbox).
+    #[arg(long)]
+    network: Option<String>,
+    /// Print a readable dump instead of the binary definition.
+    #[arg(long)]
+    dump: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Llb(args) => llb(&args),
+        Command::Frontend => crate::frontend::main(),
+        Command::FrontendCaps => {
+            println!("{}", crate::frontend::FRONTEND_CAPS.join(","));
+            Ok(0)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            2
+        }
+    }
+}
+
+fn load(args: &SpecArgs) -> Result<spec::Loaded> {
+    let text = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
+    let name = args.file.file_name().map_or_else(|| args.file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let options = LoadOptions { build_args: args.build_args.iter().cloned().collect::<BTreeMap<_, _>>() };
+    Ok(spec::load(SourceFile::new(name, text), &options))
+}
+
+fn print_diagnostics(loaded: &spec::Loaded) {
+    if loaded.diagnostics.is_empty() {
+        return;
+    }
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    eprint!("{}", diag::render(&loaded.diagnostics, &loaded.sources, color));
+}
+
+fn check(args: &SpecArgs) -> Result<i32> {
+    let loaded = load(args)?;
+    print_diagnostics(&loaded);
+    let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = loaded.diagnostics.len() - errors;
+    if errors > 0 {
+        eprintln!("{}: {errors} error(s), {warnings} warning(s)", args.file.display());
+        Ok(1)
+    } else {
+        eprintln!("{}: ok ({warnings} warning(s))", args.file.display());
+        Ok(0)
+    }
+}
+
+fn llb(args: &LlbArgs) -> Result<i32> {
+    let loaded = load(&args.spec)?;
+    print_diagnostics(&loaded);
+    let Some(spec) = loaded.spec.as_ref() else { return Ok(1) };
+    let family = match &args.distro {
+        Some(name) => Family::from_name(name).with_context(|| format!("unknown distribution `{name}`"))?,
+        None => spec.packages.manager.as_ref().map_or(Family::Debian, |m| family_of(m.value)),
+    };
+    let force_network = match args.network.as_deref() {
+        None | Some("sandbox") | Some("default") => None,
+        Some("host") => Some(NetMode::Host),
+        Some("none") => Some(NetMode::None),
+        Some(other) => bail!("unknown network mode `{other}` (host, none, sandbox)"),
+    };
+    let platform = args.platform.as_deref().map(parse_platform).transpose()?;
+    let base = Reference::parse(&spec.image.from.value).map_err(anyhow::Error::msg)?;
+    let plan = plan::plan(spec, &BaseFacts::assumed(family));
+    let options = LowerOptions {
+        base_ref: base.normalized(),
+        base_span: spec.image.from.span,
+        platform,
+        context_name: "context".to_string(),
+        force_network,
+        ..LowerOptions::default()
+    };
+    let lowered = lower::lower(&plan, &loaded.sources, &options);
+    let mut stdout = std::io::stdout().lock();
+    if args.dump {
+        stdout.write_all(crate::llb::dump::render(&lowered.definition)?.as_bytes())?;
+    } else {
+        stdout.write_all(&lowered.definition.encode_to_vec())?;
+    }
+    stdout.flush()?;
+    Ok(0)
+}
+
+/// The family whose default package manager is `manager`.
+pub fn family_of(manager: crate::model::PackageManager) -> Family {
+    Family::ALL.into_iter().find(|f| f.package_manager() == manager).unwrap_or(Family::Debian)
+}
+
+/// Parses `os/arch[/variant]`.
+pub fn parse_platform(s: &str) -> Result<crate::pb::llb::Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(crate::pb::llb::Platform {
+            os: (*os).to_string(),
+            architecture: (*arch).to_string(),
+            variant: parts.get(2).map(|v| (*v).to_string()).unwrap_or_default(),
+            ..Default::default()
+        }),
+        _ => bail!("`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)"),
+    }
+}

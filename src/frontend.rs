@@ -1,0 +1,360 @@
+//! The gateway frontend: reads the Sysfile through BuildKit, compiles it, solves it and returns the image.
+//!
+//! This is the only place where the pipeline meets BuildKit: options and the
+//! spec come in through `gateway`, the pure stages (`spec`, `plan`, `lower`,
+//! `image`) run in between, and the result or a source-located error goes back
+//! through `Return`. Nothing but gRPC is ever written to stdout.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::diag::{Diagnostic, SourceFile, Sources};
+use crate::distro::Family;
+use crate::gateway::{Bridge, BridgeError, FrontendOptions, errors, transport};
+use crate::llb::{Graph, LocalOptions, OpOptions};
+use crate::lower::{self, LowerOptions};
+use crate::pb;
+use crate::plan::{self, BaseFacts};
+use crate::reference::Reference;
+use crate::spec::{self, LoadOptions};
+use crate::{cli, image};
+
+/// Frontend caps this frontend implements (the `moby.buildkit.frontend.caps` image label).
+pub const FRONTEND_CAPS: &[&str] = &["moby.buildkit.frontend.subrequests"];
+
+/// The subrequests answered (`requestid`), with their descriptions.
+const SUBREQUESTS: &[(&str, &str)] = &[("frontend.subrequests.describe", "List available subrequests")];
+
+/// Runs the frontend over stdin/stdout; returns the exit code.
+pub fn main() -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let options = FrontendOptions::from_env(std::env::vars());
+        let channel = transport::connect_stdio().await?;
+        let bridge = Bridge::new(transport::client(channel));
+        serve(bridge, &options).await
+    })
+}
+
+/// Why a build did not produce an image.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The spec is wrong: diagnostics that point into it.
+    Spec { diagnostics: Vec<Diagnostic>, sources: Sources },
+    /// BuildKit reported an error: passed through unchanged.
+    Buildkit(BridgeError),
+    /// A subrequest this frontend does not answer.
+    Subrequest(String),
+    /// Anything else, as a message.
+    Other(String),
+}
+
+impl From<BridgeError> for BuildError {
+    fn from(e: BridgeError) -> BuildError {
+        BuildError::Buildkit(e)
+    }
+}
+
+impl BuildError {
+    fn status(&self) -> pb::rpc::Status {
+        match self {
+            BuildError::Spec { diagnostics, sources } => errors::status_from_diagnostics(diagnostics, sources),
+            BuildError::Buildkit(e) => e.to_rpc_status(),
+            BuildError::Subrequest(name) => errors::subrequest_unsupported(name),
+            BuildError::Other(message) => errors::plain_status(message.clone()),
+        }
+    }
+}
+
+/// Pings, builds and returns exactly once. The exit code is 0 whenever `Return` went through.
+pub async fn serve(mut bridge: Bridge, options: &FrontendOptions) -> anyhow::Result<i32> {
+    if let Err(e) = bridge.ping().await {
+        eprintln!("sysfile: ping failed: {e}");
+        return Ok(1);
+    }
+    let outcome = match options.request_id() {
+        Some(id) => subrequest(&id),
+        None => build(&bridge, options).await,
+    };
+    let returned = match outcome {
+        Ok(result) => bridge.return_result(result).await,
+        Err(err) => {
+            let status = err.status();
+            eprintln!("sysfile: build failed: {}", status.message);
+            bridge.return_error(status).await
+        }
+    };
+    match returned {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("sysfile: Return failed: {e}");
+            Ok(1)
+        }
+    }
+}
+
+fn metadata_result(metadata: BTreeMap<String, Vec<u8>>) -> pb::gateway::Result {
+    pb::gateway::Result {
+        result: Some(pb::gateway::result::Result::Ref(pb::gateway::Ref::default())),
+        metadata,
+    }
+}
+
+fn subrequest(id: &str) -> Result<pb::gateway::Result, BuildError> {
+    if id != "frontend.subrequests.describe" {
+        return Err(BuildError::Subrequest(id.to_string()));
+    }
+    let described: Vec<_> = SUBREQUESTS
+        .iter()
+        .map(|(name, description)| {
+            json!({
+                "name": name,
+                "version": "1.0.0",
+                "type": "rpc",
+                "description": description,
+                "opts": [],
+                "metadata": [{"name": "result.json"}, {"name": "result.txt"}],
+            })
+        })
+        .collect();
+    let mut text = String::from("NAME\tVERSION\tDESCRIPTION\n");
+    for (name, description) in SUBREQUESTS {
+        text.push_str(&format!("{name}\t1.0.0\t{description}\n"));
+    }
+    Ok(metadata_result(BTreeMap::from([
+        ("result.json".to_string(), serde_json::to_vec(&described).unwrap_or_default()),
+        ("result.txt".to_string(), text.into_bytes()),
+        ("version".to_string(), b"1.0.0".to_vec()),
+    ])))
+}
+
+/// The spec as read from the `dockerfile` local, with the digest of the op that loaded it.
+struct SpecFile {
+    file: SourceFile,
+    load_digest: String,
+}
+
+async fn read_spec(bridge: &Bridge, options: &FrontendOptions) -> Result<SpecFile, BuildError> {
+    let key = options.dockerfile_key();
+    let explicit = options.get("filename").map(str::to_string);
+    let candidates: Vec<String> = match &explicit {
+        Some(name) => vec![name.clone()],
+        None => vec!["Dockerfile".to_string(), "Sysfile".to_string()],
+    };
+    let local = LocalOptions {
+        session: options.local_session(&key).unwrap_or_default(),
+        follow_paths: candidates.clone(),
+        shared_key_hint: key.clone(),
+        ..LocalOptions::default()
+    };
+    let mut graph = Graph::new(None);
+    let name = format!("[internal] load build definition from {}", candidates.join(" or "));
+    let output = graph.local(&key, &local, OpOptions::named(name));
+    let load_digest = output.digest.clone();
+    let reference = bridge.solve(graph.finish(&output), vec![], false).await?;
+    for candidate in &candidates {
+        if let Some(data) = bridge.read_file_opt(&reference, candidate).await? {
+            let text = String::from_utf8(data)
+                .map_err(|_| BuildError::Other(format!("{candidate} is not UTF-8 text")))?;
+            let display = candidate.rsplit('/').next().unwrap_or(candidate).to_string();
+            return Ok(SpecFile { file: SourceFile::new(display, text), load_digest });
+        }
+    }
+    Err(BuildError::Other(format!(
+        "no spec found: {} does not exist in the build definition context (use -f to name it)",
+        candidates.join(" or ")
+    )))
+}
+
+async fn warn(bridge: &Bridge, diagnostics: &[Diagnostic], sources: &Sources, digest: &str) {
+    for diagnostic in diagnostics.iter().filter(|d| !d.is_error()) {
+        if let Err(e) = bridge.warn(errors::warn_request(diagnostic, sources, digest)).await {
+            eprintln!("sysfile: warning not delivered: {e}");
+        }
+    }
+}
+
+async fn build(bridge: &Bridge, options: &FrontendOptions) -> Result<pb::gateway::Result, BuildError> {
+    let caps = bridge.caps().clone();
+    for (cap, feature) in [("solve.base", "solving LLB"), ("readfile", "reading the spec"), ("return", "returning a result")] {
+        caps.require_gateway(cap, feature).map_err(|e| BuildError::Other(e.to_string()))?;
+    }
+    caps.require_llb("file.base", "file operations").map_err(|e| BuildError::Other(e.to_string()))?;
+    let other = |e: anyhow::Error| BuildError::Other(format!("{e:#}"));
+
+    let spec_file = read_spec(bridge, options).await?;
+    let build_args = options.build_args();
+    let loaded = spec::load(spec_file.file, &LoadOptions { build_args });
+    warn(bridge, &loaded.diagnostics, &loaded.sources, &spec_file.load_digest).await;
+    let Some(spec) = loaded.spec.as_ref() else {
+        return Err(BuildError::Spec { diagnostics: loaded.diagnostics, sources: loaded.sources });
+    };
+    if let Some(target) = options.target() {
+        let note = Diagnostic::warning(
+            "target-ignored",
+            spec.image.span,
+            format!("the build target `{target}` is ignored: a Sysfile has a single target"),
+        );
+        warn(bridge, &[note], &loaded.sources, &spec_file.load_digest).await;
+    }
+
+    let platforms = options.platforms();
+    if platforms.len() > 1 {
+        return Err(BuildError::Other(format!(
+            "building for several platforms at once ({}) is not supported yet; build one platform at a time",
+            platforms.join(", ")
+        )));
+    }
+    let platform_text = platforms
+        .first()
+        .cloned()
+        .or_else(|| spec.image.platform.as_ref().map(|p| p.value.clone()))
+        .or_else(|| {
+            let workers = options.workers().ok()?;
+            let p = workers.first()?.platforms.first()?;
+            Some(format!("{}/{}", p.os, p.architecture) + &if p.variant.is_empty() { String::new() } else { format!("/{}", p.variant) })
+        })
+        .unwrap_or_else(|| "linux/amd64".to_string());
+    let platform = cli::parse_platform(&platform_text).map_err(other)?;
+
+    let base = Reference::parse(&spec.image.from.value).map_err(|message| BuildError::Spec {
+        diagnostics: vec![Diagnostic::error("bad-image-reference", spec.image.from.span, message)],
+        sources: loaded.sources.clone(),
+    })?;
+    let resolve_mode = options.image_resolve_mode().map_err(other)?;
+    let (digest, base_config) = bridge
+        .resolve_image_config(
+            &base.normalized(),
+            Some(platform.clone()),
+            resolve_mode,
+            &format!("[sysfile] load metadata for {}", base.normalized()),
+        )
+        .await?;
+    let base_ref = if digest.is_empty() || base.digest.is_some() { base.normalized() } else { base.pinned(&digest) };
+    let base_digest = if digest.is_empty() { base.digest.clone().unwrap_or_default() } else { digest };
+
+    let facts = detect_base(bridge, spec, &base_ref, &platform, &loaded.sources).await?;
+    let base_json: serde_json::Value = serde_json::from_slice(&base_config).unwrap_or(serde_json::Value::Null);
+    let base_env: Vec<String> = base_json["config"]["Env"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let base_workdir = base_json["config"]["WorkingDir"].as_str().unwrap_or("").to_string();
+
+    let plan = plan::plan(spec, &facts);
+    let force_network = options.force_network_mode().map_err(other)?.and_then(|mode| match mode {
+        crate::gateway::NetworkMode::Host => Some(crate::llb::NetMode::Host),
+        crate::gateway::NetworkMode::None => Some(crate::llb::NetMode::None),
+        crate::gateway::NetworkMode::Sandbox => None,
+    });
+    if force_network == Some(crate::llb::NetMode::Host) {
+        caps.require_llb("exec.meta.network", "host networking").map_err(|e| BuildError::Other(e.to_string()))?;
+    }
+    let context_key = options.context_key();
+    let lower_options = LowerOptions {
+        base_ref: base_ref.clone(),
+        base_span: spec.image.from.span,
+        base_env,
+        base_workdir,
+        platform: Some(platform.clone()),
+        session_id: options.local_session(&context_key).unwrap_or_default(),
+        context_name: context_key,
+        force_network,
+        extra_hosts: options.add_hosts().map_err(other)?,
+        no_cache: options.no_cache(),
+        resolve_mode: resolve_mode.as_str().to_string(),
+        llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
+    };
+    let lowered = lower::lower(&plan, &loaded.sources, &lower_options);
+    let cache_imports = options.cache_imports().map_err(other)?;
+    let result_ref = bridge.solve(lowered.definition, cache_imports, false).await?;
+
+    let epoch = options.source_date_epoch().map_err(other)?;
+    let config = image::image_config(
+        spec,
+        &plan,
+        &image::ImageInputs {
+            base_config: &base_config,
+            base_name: base.normalized(),
+            base_digest,
+            extra_labels: options.labels(),
+            os: platform.os.clone(),
+            architecture: platform.architecture.clone(),
+            variant: platform.variant.clone(),
+            history: lowered.history,
+            epoch,
+        },
+    );
+    let mut metadata = BTreeMap::from([(
+        "containerimage.config".to_string(),
+        serde_json::to_vec(&config).map_err(|e| BuildError::Other(e.to_string()))?,
+    )]);
+    if let Some(epoch) = epoch {
+        metadata.insert("source.date.epoch".to_string(), epoch.to_string().into_bytes());
+    }
+    Ok(pb::gateway::Result {
+        result: Some(pb::gateway::result::Result::Ref(pb::gateway::Ref { id: result_ref, def: None })),
+        metadata,
+    })
+}
+
+/// Solves the base image and reads what the planner needs: distribution family and systemd.
+async fn detect_base(
+    bridge: &Bridge,
+    spec: &crate::model::Spec,
+    base_ref: &str,
+    platform: &pb::llb::Platform,
+    sources: &Sources,
+) -> Result<BaseFacts, BuildError> {
+    let mut graph = Graph::new(Some(platform.clone()));
+    let image = graph.image(base_ref, BTreeMap::new(), OpOptions::named(format!("[sysfile] inspect {base_ref}")));
+    let reference = bridge.solve(graph.finish(&image), vec![], false).await?;
+    let mut os_release = None;
+    for path in ["/etc/os-release", "/usr/lib/os-release"] {
+        if let Some(data) = bridge.read_file_opt(&reference, path).await? {
+            os_release = Some(String::from_utf8_lossy(&data).into_owned());
+            break;
+        }
+    }
+    let detected = os_release.as_deref().and_then(Family::from_os_release);
+    let family = match (&spec.packages.manager, detected) {
+        (Some(manager), _) => cli::family_of(manager.value),
+        (None, Some(family)) => family,
+        (None, None) => {
+            let found = os_release
+                .as_deref()
+                .and_then(|t| t.lines().find(|l| l.starts_with("ID=")).map(str::to_string))
+                .unwrap_or_else(|| "no os-release file".to_string());
+            return Err(BuildError::Spec {
+                diagnostics: vec![
+                    Diagnostic::error(
+                        "unknown-distribution",
+                        spec.image.from.span,
+                        format!("cannot tell which distribution `{}` is ({found})", spec.image.from.value),
+                    )
+                    .with_label("base image")
+                    .with_help("set `manager = \"apt\"` (or dnf, zypper, pacman) in [packages]"),
+                ],
+                sources: sources.clone(),
+            });
+        }
+    };
+    let mut has_systemd = false;
+    for path in ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"] {
+        if exists(bridge, &reference, path).await? {
+            has_systemd = true;
+            break;
+        }
+    }
+    let has_sbin_init = exists(bridge, &reference, "/sbin/init").await?;
+    Ok(BaseFacts { family, has_systemd, has_sbin_init })
+}
+
+async fn exists(bridge: &Bridge, reference: &str, path: &str) -> Result<bool, BuildError> {
+    match bridge.stat_file(reference, path).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
