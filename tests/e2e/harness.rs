@@ -227,7 +227,7 @@ impl Engine {
             eprintln!(
                 "[e2e] frontend image {tag} ready in {:.1}s: {}",
                 started.elapsed().as_secs_f64(),
-                text.lines().last().unwrap_or("")
+                text.lines().rfind(|l| l.contains(" size: ")).unwrap_or("")
             );
             Ok(tag)
         });
@@ -394,7 +394,7 @@ impl Build {
     pub fn assert_ok(&self, what: &str) -> &Build {
         assert!(
             self.code == 0,
-            "{what}: docker build failed (exit {}):\n{}",
+            "{what}: the build failed (exit {}):\n{}",
             self.code,
             tail(&self.output, 60)
         );
@@ -405,7 +405,7 @@ impl Build {
     pub fn assert_failed(&self, what: &str) -> &Build {
         assert!(
             self.code != 0,
-            "{what}: docker build was expected to fail but succeeded:\n{}",
+            "{what}: the build was expected to fail but succeeded:\n{}",
             tail(&self.output, 40)
         );
         self
