@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -174,11 +175,13 @@ impl Engine {
                          makes this an error. Run scripts/setup-engine first."
                     );
                 }
-                eprintln!(
+                // Straight to the process's stderr: libtest captures eprintln! of passing tests,
+                // and a skip must be visible.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "=== SKIPPED: e2e test {test}: no Docker daemon reachable (set SYSFILE_E2E=required \
-                     to make this an error) ==="
+                     to make this an error) ===\n    reason: {why}"
                 );
-                eprintln!("    reason: {why}");
                 None
             }
         }
