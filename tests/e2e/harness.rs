@@ -1,0 +1,838 @@
+//! The e2e harness: drives the real Docker daemon (`/usr/bin/docker`) for `tests/e2e.rs`.
+//!
+//! * [`Engine::detect`] decides whether a test runs: no daemon means a loud skip, or a failure
+//!   when `SYSFILE_E2E=required` (CI sets it).
+//! * [`Engine::frontend_image`] runs `scripts/frontend-image` once per test process.
+//! * Builds go through a semaphore (at most [`MAX_PARALLEL_BUILDS`] at a time) and return their
+//!   combined `--progress=plain` output; containers and images are removed by Drop guards, also
+//!   when a test panics.
+//! * [`contract_flags_for`] is the Rust twin of `contract_flags` in `scripts/lib.sh`.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Debian's client, never whatever is first on PATH (docker-offline.md §3.2).
+pub const DOCKER: &str = "/usr/bin/docker";
+/// The base image `scripts/setup-engine` makes.
+pub const BASE_IMAGE: &str = "local/debian:bookworm";
+/// The frontend tag the examples' `# syntax=` lines name.
+pub const DEFAULT_FRONTEND_IMAGE: &str = "local/sysfile:dev";
+/// Parallel `docker build`s on a 2-core machine.
+pub const MAX_PARALLEL_BUILDS: usize = 2;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The frontend image tag: `SYSFILE_FRONTEND_IMAGE` or `local/sysfile:dev`.
+pub fn frontend_tag() -> String {
+    std::env::var("SYSFILE_FRONTEND_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_FRONTEND_IMAGE.to_string())
+}
+
+/// A name unique within this machine's test runs: `sysfile-e2e-<test>-<pid>-<n>`.
+pub fn unique_name(test: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let test: String = test
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("sysfile-e2e-{test}-{}-{n}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// The result of a finished command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Runs a program to completion with stdin closed.
+pub fn run(program: &str, args: &[&str]) -> Run {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn docker(args: &[&str]) -> Run {
+    run(DOCKER, args)
+}
+
+/// Runs docker with stderr merged into stdout (the order a user sees), returning (code, output).
+pub fn docker_combined(args: &[&str]) -> (i32, String) {
+    let mut full = vec!["-c", "exec \"$0\" \"$@\" 2>&1", DOCKER];
+    full.extend_from_slice(args);
+    let r = run("sh", &full);
+    (r.code, r.stdout)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contract flags
+
+/// The `docker run` flags that boot a systemd image on a host with the given cgroup file system
+/// type (`stat -fc %T /sys/fs/cgroup`: `cgroup2fs` or `tmpfs`) and Docker major version.
+///
+/// KEEP IN AGREEMENT with `contract_flags` in `scripts/lib.sh` (used by `scripts/demo`); the test
+/// `contract_flags_agree_with_scripts_lib` compares both for every case. On this project's hosts
+/// (cgroup v1 hybrid, Docker 26) the result is
+/// `-t --init=false --tmpfs /run:exec,mode=755 --tmpfs /run/lock --tmpfs /tmp
+///  -v /sys/fs/cgroup:/sys/fs/cgroup:rw --stop-timeout 30`.
+pub fn contract_flags_for(cgroup_fstype: &str, docker_major: u32) -> Vec<String> {
+    let mut f: Vec<&str> = vec![
+        "-t",
+        "--init=false",
+        "--tmpfs",
+        "/run:exec,mode=755",
+        "--tmpfs",
+        "/run/lock",
+        "--tmpfs",
+        "/tmp",
+    ];
+    if cgroup_fstype == "cgroup2fs" {
+        if docker_major >= 28 {
+            // Not verified on this project's machines (systemd-contract.md §5.2, recipe A).
+            f.extend([
+                "--cgroupns=private",
+                "--security-opt",
+                "writable-cgroups=true",
+            ]);
+        } else {
+            // kind's recipe; `docker stop` then exits 130 (CAP_SYS_BOOT).
+            f.extend(["--privileged", "--cgroupns=private"]);
+        }
+    } else {
+        // cgroup v1 / hybrid: rw bind of the host tree; `:ro` fails on Docker >= 25 (recursive).
+        f.extend(["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]);
+    }
+    f.extend(["--stop-timeout", "30"]);
+    f.into_iter().map(String::from).collect()
+}
+
+/// The exit code `docker stop` leaves with those flags: 130 when privileged, else 0. Never 137.
+pub fn contract_stop_exit_code(flags: &[String]) -> i32 {
+    if flags.iter().any(|f| f == "--privileged") {
+        130
+    } else {
+        0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+/// A reachable Docker daemon and what the tests need to know about it.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    pub server_version: String,
+    pub cgroup_fstype: String,
+    pub flags: Vec<String>,
+}
+
+impl Engine {
+    /// The engine, or `None` after printing a loud skip message when no daemon is reachable.
+    /// With `SYSFILE_E2E=required` an unreachable daemon fails the test instead.
+    pub fn detect(test: &str) -> Option<Engine> {
+        static PROBE: OnceLock<Result<Engine, String>> = OnceLock::new();
+        match PROBE.get_or_init(probe) {
+            Ok(engine) => Some(engine.clone()),
+            Err(why) => {
+                if std::env::var("SYSFILE_E2E").as_deref() == Ok("required") {
+                    panic!(
+                        "e2e test {test}: no Docker daemon reachable ({why}); SYSFILE_E2E=required \
+                         makes this an error. Run scripts/setup-engine first."
+                    );
+                }
+                // Straight to the process's stderr: libtest captures eprintln! of passing tests,
+                // and a skip must be visible.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "=== SKIPPED: e2e test {test}: no Docker daemon reachable (set SYSFILE_E2E=required \
+                     to make this an error) ===\n    reason: {why}"
+                );
+                None
+            }
+        }
+    }
+
+    /// Panics with a pointer to `scripts/setup-engine` when the base image is missing.
+    pub fn require_base_image(&self) {
+        let r = docker(&["image", "inspect", "--format", "{{.Id}}", BASE_IMAGE]);
+        assert!(
+            r.ok(),
+            "base image {BASE_IMAGE} is missing; run scripts/setup-engine ({})",
+            r.stderr.trim()
+        );
+    }
+
+    /// Builds the frontend image with `scripts/frontend-image`, once per test process (the
+    /// OnceLock makes parallel tests wait for the first build; `flock` guards against a second
+    /// test process doing the same at once). Panics with the script's output when it fails.
+    pub fn frontend_image(&self) -> String {
+        static BUILT: OnceLock<Result<String, String>> = OnceLock::new();
+        let built = BUILT.get_or_init(|| {
+            let tag = frontend_tag();
+            let script = repo_root().join("scripts/frontend-image");
+            let started = Instant::now();
+            let out = Command::new("flock")
+                .arg("/tmp/sysfile-e2e-frontend-image.lock")
+                .arg(&script)
+                .env("SYSFILE_FRONTEND_IMAGE", &tag)
+                .current_dir(repo_root())
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if !out.status.success() {
+                return Err(format!(
+                    "the frontend image could not be built: scripts/frontend-image failed ({}).\n\
+                     Last lines of its output:\n{}",
+                    out.status,
+                    tail(&text, 25)
+                ));
+            }
+            eprintln!(
+                "[e2e] frontend image {tag} ready in {:.1}s: {}",
+                started.elapsed().as_secs_f64(),
+                text.lines().rfind(|l| l.contains(" size: ")).unwrap_or("")
+            );
+            Ok(tag)
+        });
+        match built {
+            Ok(tag) => tag.clone(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// `docker build --progress=plain --network=host -f FILE -t TAG [extra] CONTEXT`, at most
+    /// MAX_PARALLEL_BUILDS at a time. The returned guard removes the tag even if the build failed.
+    pub fn build(&self, test: &str, context: &Path, file: &Path, extra: &[&str]) -> Build {
+        self.build_with(&["build"], test, context, file, extra)
+    }
+
+    /// [`Engine::build`] with another docker subcommand, e.g. `["buildx", "build"]`.
+    pub fn build_with(
+        &self,
+        command: &[&str],
+        test: &str,
+        context: &Path,
+        file: &Path,
+        extra: &[&str],
+    ) -> Build {
+        let image = ImageGuard {
+            tag: format!(
+                "{}:latest",
+                unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
+            ),
+        };
+        let mut args: Vec<&str> = command.to_vec();
+        args.extend(["--progress=plain", "--network=host"]);
+        let file = file.to_str().expect("utf-8 path");
+        let ctx = context.to_str().expect("utf-8 path");
+        args.extend(["-f", file, "-t", &image.tag]);
+        args.extend_from_slice(extra);
+        args.push(ctx);
+        let _permit = BuildPermit::acquire();
+        let started = Instant::now();
+        let (code, output) = docker_combined(&args);
+        Build {
+            code,
+            output,
+            elapsed: started.elapsed(),
+            image,
+        }
+    }
+
+    /// `docker run -d --name NAME <contract flags> [extra] IMAGE`. Panics (after cleanup) when
+    /// the container cannot be created.
+    pub fn run_container(&self, test: &str, image: &str, extra: &[&str]) -> Container {
+        let mut container = Container {
+            name: unique_name(test),
+            started: Instant::now(),
+        };
+        let mut args: Vec<&str> = vec!["run", "-d", "--name", &container.name];
+        args.extend(self.flags.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        args.push(image);
+        let r = docker(&args);
+        assert!(
+            r.ok(),
+            "docker {} failed: {}",
+            args.join(" "),
+            r.stderr.trim()
+        );
+        container.started = Instant::now();
+        container
+    }
+
+    pub fn stop_exit_code(&self) -> i32 {
+        contract_stop_exit_code(&self.flags)
+    }
+}
+
+fn probe() -> Result<Engine, String> {
+    if !Path::new(DOCKER).exists() {
+        return Err(format!("{DOCKER} does not exist"));
+    }
+    // `timeout`: a hung daemon socket must not hang the tests.
+    let r = run(
+        "timeout",
+        &["20", DOCKER, "info", "--format", "{{.ServerVersion}}"],
+    );
+    let version = r.stdout.trim().to_string();
+    if !r.ok() || version.is_empty() {
+        return Err(format!("`{DOCKER} info` failed: {}", r.stderr.trim()));
+    }
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .ok_or_else(|| format!("unexpected Docker server version {version:?}"))?;
+    let fstype = run("stat", &["-fc", "%T", "/sys/fs/cgroup"])
+        .stdout
+        .trim()
+        .to_string();
+    Ok(Engine {
+        server_version: version,
+        flags: contract_flags_for(&fstype, major),
+        cgroup_fstype: fstype,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Build semaphore
+
+static BUILDS_RUNNING: Mutex<usize> = Mutex::new(0);
+static BUILDS_FREED: Condvar = Condvar::new();
+
+struct BuildPermit;
+
+impl BuildPermit {
+    fn acquire() -> BuildPermit {
+        let mut n = BUILDS_RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= MAX_PARALLEL_BUILDS {
+            n = BUILDS_FREED.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        BuildPermit
+    }
+}
+
+impl Drop for BuildPermit {
+    fn drop(&mut self) {
+        *BUILDS_RUNNING.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        BUILDS_FREED.notify_one();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builds and images
+
+/// Removes an image tag on drop (`docker rmi -f`; a missing tag is fine).
+#[derive(Debug)]
+pub struct ImageGuard {
+    pub tag: String,
+}
+
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        if std::env::var_os("SYSFILE_E2E_KEEP").is_none() {
+            let _ = docker(&["rmi", "-f", &self.tag]);
+        }
+    }
+}
+
+/// A finished `docker build`.
+#[derive(Debug)]
+pub struct Build {
+    pub code: i32,
+    /// stdout and stderr combined (plain progress, code frames, the final ERROR line).
+    pub output: String,
+    pub elapsed: Duration,
+    pub image: ImageGuard,
+}
+
+impl Build {
+    pub fn tag(&self) -> &str {
+        &self.image.tag
+    }
+
+    /// Panics with the build output unless the build succeeded.
+    pub fn assert_ok(&self, what: &str) -> &Build {
+        assert!(
+            self.code == 0,
+            "{what}: the build failed (exit {}):\n{}",
+            self.code,
+            tail(&self.output, 60)
+        );
+        self
+    }
+
+    /// Panics unless the build failed.
+    pub fn assert_failed(&self, what: &str) -> &Build {
+        assert!(
+            self.code != 0,
+            "{what}: the build was expected to fail but succeeded:\n{}",
+            tail(&self.output, 40)
+        );
+        self
+    }
+}
+
+/// `docker image inspect IMAGE` as JSON (the first element).
+pub fn inspect_image(image: &str) -> serde_json::Value {
+    let r = docker(&["image", "inspect", image]);
+    assert!(r.ok(), "docker image inspect {image}: {}", r.stderr.trim());
+    let mut v: serde_json::Value = serde_json::from_str(&r.stdout).expect("inspect JSON");
+    v[0].take()
+}
+
+/// The content of a file in an image, read without booting it.
+pub fn image_file(image: &str, path: &str) -> String {
+    let r = docker(&[
+        "run",
+        "--rm",
+        "--network=none",
+        "--entrypoint",
+        "/bin/cat",
+        image,
+        path,
+    ]);
+    assert!(r.ok(), "reading {path} from {image}: {}", r.stderr.trim());
+    r.stdout
+}
+
+// ---------------------------------------------------------------------------------------------
+// Containers
+
+/// A running (or stopped) container, removed with its volumes on drop.
+#[derive(Debug)]
+pub struct Container {
+    pub name: String,
+    pub started: Instant,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if std::env::var_os("SYSFILE_E2E_KEEP").is_none() {
+            let _ = docker(&["rm", "-f", "-v", &self.name]);
+        }
+    }
+}
+
+impl Container {
+    /// `docker exec C ARGS…` → (exit code, stdout).
+    pub fn exec(&self, args: &[&str]) -> (i32, String) {
+        let r = self.exec_full(args);
+        (r.code, r.stdout)
+    }
+
+    pub fn exec_full(&self, args: &[&str]) -> Run {
+        let mut full = vec!["exec", self.name.as_str()];
+        full.extend_from_slice(args);
+        docker(&full)
+    }
+
+    pub fn is_running(&self) -> bool {
+        docker(&["inspect", "-f", "{{.State.Running}}", &self.name])
+            .stdout
+            .trim()
+            == "true"
+    }
+
+    pub fn logs_tail(&self, lines: usize) -> String {
+        let (_, out) = docker_combined(&["logs", "--tail", &lines.to_string(), &self.name]);
+        out
+    }
+
+    /// Retries `systemctl is-system-running --wait` until it prints a final state (the bus
+    /// is not there right after `docker run`, systemd-contract.md §9), within `timeout`.
+    /// Ok(state) once booted (`running`, `degraded`, …), Err(diagnostics) otherwise.
+    pub fn wait_running(&self, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "not booted after {timeout:?}; last is-system-running output {last:?}\n--- docker logs ---\n{}",
+                    self.logs_tail(40)
+                ));
+            }
+            let secs = left.as_secs().max(1).to_string();
+            let r = run(
+                "timeout",
+                &[
+                    &secs,
+                    DOCKER,
+                    "exec",
+                    &self.name,
+                    "systemctl",
+                    "is-system-running",
+                    "--wait",
+                ],
+            );
+            let state = r.stdout.trim().to_string();
+            match state.as_str() {
+                "running" | "degraded" | "maintenance" | "stopping" | "offline" => {
+                    return Ok(state);
+                }
+                _ => {}
+            }
+            last = format!("{state} {}", r.stderr.trim());
+            if !self.is_running() {
+                return Err(format!(
+                    "the container exited while booting (last output {last:?})\n--- docker logs ---\n{}",
+                    self.logs_tail(40)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// `docker stop` → (how long it took, the container's exit code).
+    pub fn stop(&self) -> (Duration, i32) {
+        let started = Instant::now();
+        let r = docker(&["stop", &self.name]);
+        let took = started.elapsed();
+        assert!(r.ok(), "docker stop {}: {}", self.name, r.stderr.trim());
+        let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &self.name])
+            .stdout
+            .trim()
+            .parse()
+            .unwrap_or(-1);
+        (took, code)
+    }
+
+    /// The container's address on the default bridge.
+    pub fn ip(&self) -> String {
+        let r = docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            &self.name,
+        ]);
+        let ip = r.stdout.split_whitespace().next().unwrap_or("").to_string();
+        assert!(
+            !ip.is_empty(),
+            "container {} has no IP address: {}",
+            self.name,
+            r.stdout
+        );
+        ip
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Boot checks shared by the reference-image test and the sysfile image tests
+
+/// Timings measured by [`boot_checks`].
+#[derive(Debug)]
+pub struct BootTimings {
+    pub to_running: Duration,
+    pub stop: Duration,
+}
+
+/// The runtime-contract checks (systemd-contract.md §15.4) on a freshly started container:
+/// boots to `running`; `ssh` active; no `/run/nologin`; a 32-hex machine ID; a key login as
+/// `ssh_user`; `docker stop` well under its timeout with the contract's exit code (0, never 137).
+pub fn boot_checks(engine: &Engine, c: &Container, ssh_user: &str, key: &Path) -> BootTimings {
+    let state = c
+        .wait_running(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let to_running = c.started.elapsed();
+    if state != "running" {
+        let (_, failed) = c.exec(&["systemctl", "--failed", "--no-legend", "--no-pager"]);
+        panic!(
+            "{}: is-system-running says {state:?}, expected running; failed units:\n{failed}",
+            c.name
+        );
+    }
+    let (code, active) = c.exec(&["systemctl", "is-active", "ssh"]);
+    assert_eq!(
+        (code, active.trim()),
+        (0, "active"),
+        "systemctl is-active ssh"
+    );
+    let (code, _) = c.exec(&["test", "-e", "/run/nologin"]);
+    assert_eq!(
+        code, 1,
+        "/run/nologin exists: logins would be refused (systemd-user-sessions did not run)"
+    );
+    let (_, id) = c.exec(&["cat", "/etc/machine-id"]);
+    let id = id.trim();
+    assert!(
+        id.len() == 32 && id.chars().all(|ch| ch.is_ascii_hexdigit()),
+        "/etc/machine-id in the container is {id:?}, expected 32 hex digits"
+    );
+    ssh_login(&c.ip(), ssh_user, key);
+    let (stop, exit) = c.stop();
+    assert_ne!(
+        exit, 137,
+        "docker stop had to SIGKILL systemd (exit 137); is STOPSIGNAL SIGRTMIN+3 set?"
+    );
+    assert_eq!(exit, engine.stop_exit_code(), "exit code after docker stop");
+    assert!(
+        stop < Duration::from_secs(20),
+        "docker stop took {stop:?} (expected well under the 30 s timeout)"
+    );
+    BootTimings { to_running, stop }
+}
+
+/// `ssh -i KEY … USER@IP true` must succeed (a few retries for a just-started sshd).
+pub fn ssh_login(ip: &str, user: &str, key: &Path) {
+    let key = key.to_str().expect("utf-8 path");
+    let dest = format!("{user}@{ip}");
+    let mut last = String::new();
+    for _ in 0..10 {
+        let r = run(
+            "ssh",
+            &[
+                "-i",
+                key,
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
+                &dest,
+                "true",
+            ],
+        );
+        if r.ok() {
+            return;
+        }
+        last = format!("exit {}: {}", r.code, r.stderr.trim());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("ssh key login as {dest} failed: {last}");
+}
+
+/// A fresh ed25519 keypair in `dir`: returns (private key path, public key text).
+pub fn keypair(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("id_ed25519");
+    let r = run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "sysfile-e2e",
+            "-f",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        r.ok(),
+        "ssh-keygen failed (is openssh-client installed?): {}",
+        r.stderr.trim()
+    );
+    let public = std::fs::read_to_string(dir.join("id_ed25519.pub")).expect("public key");
+    (key, public)
+}
+
+/// Copies a directory tree (regular files, directories, symlinks).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ty = entry.file_type().unwrap();
+        if ty.is_dir() {
+            copy_tree(&src, &dst);
+        } else if ty.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading docker's output
+
+/// One vertex of BuildKit's `--progress=plain` output.
+#[derive(Debug, Default, Clone)]
+pub struct Vertex {
+    pub id: u32,
+    /// The text of the vertex's first line (`[2/3] RUN true`, `[internal] load metadata …`).
+    pub name: String,
+    pub cached: bool,
+    pub done: bool,
+    pub error: bool,
+    /// Timestamped output lines (`#6 0.123 …`): only a step that executes prints them.
+    pub log_lines: usize,
+    /// Lines starting with `transferring` (local sources: contexts, the spec file).
+    pub transfers: bool,
+}
+
+/// Parses plain progress: every line `#N rest`. The first line of a vertex is its name; then
+/// `#N CACHED`, `#N DONE 0.1s`, `#N ERROR: …`, `#N 0.123 output`, `#N transferring …`.
+pub fn parse_plain_progress(output: &str) -> Vec<Vertex> {
+    let mut vertices: Vec<Vertex> = Vec::new();
+    for line in output.lines() {
+        let Some(rest) = line.strip_prefix('#') else {
+            continue;
+        };
+        let Some((id, text)) = rest.split_once(' ') else {
+            continue;
+        };
+        let Ok(id) = id.parse::<u32>() else { continue };
+        let i = match vertices.iter().position(|v| v.id == id) {
+            Some(i) => i,
+            None => {
+                vertices.push(Vertex {
+                    id,
+                    name: text.to_string(),
+                    ..Vertex::default()
+                });
+                continue;
+            }
+        };
+        let v = &mut vertices[i];
+        let first = text.split_whitespace().next().unwrap_or("");
+        if text == "CACHED" {
+            v.cached = true;
+        } else if text == "DONE" || text.starts_with("DONE ") {
+            v.done = true;
+        } else if text.starts_with("ERROR") || text.starts_with("CANCELED") {
+            v.error = true;
+        } else if first.contains('.') && first.parse::<f64>().is_ok() {
+            v.log_lines += 1;
+        } else if text.starts_with("transferring") {
+            v.transfers = true;
+        }
+    }
+    vertices
+}
+
+/// Whether a vertex is bookkeeping rather than a build step: frontend and image resolution,
+/// local transfers (context, spec file), base image sources and the export.
+pub fn is_bookkeeping(v: &Vertex) -> bool {
+    let n = v.name.as_str();
+    v.id == 0
+        || v.transfers
+        || n.starts_with("[internal]")
+        || n.starts_with("resolve image config")
+        || n.starts_with("exporting")
+        || n.starts_with("naming to")
+        || n.starts_with("writing image")
+        || n.contains("docker-image://")
+        || n.contains("local://")
+        || n.contains("load build definition")
+        || n.contains("load metadata for")
+        || n.contains("load build context")
+        || n.contains("load .dockerignore")
+        || n.split_whitespace().nth(1) == Some("FROM") // the Dockerfile frontend's `[1/3] FROM …`
+}
+
+/// Build steps that executed instead of coming from the cache. The criterion (used by
+/// `second_build_runs_no_step`): a vertex executed if it is not bookkeeping (see
+/// [`is_bookkeeping`]) and either is not marked `CACHED`, or printed output lines — a cached
+/// vertex prints only its name and `CACHED`.
+pub fn executed_steps(vertices: &[Vertex]) -> Vec<&Vertex> {
+    vertices
+        .iter()
+        .filter(|v| !is_bookkeeping(v) && (!v.cached || v.log_lines > 0))
+        .collect()
+}
+
+/// The source lines a build error points at in `file` (docker 26 / buildx prints a code frame:
+///
+/// ```text
+/// Sysfile:4
+/// --------------------
+///    3 |     from = "local/debian:bookworm"
+///    4 | >>> colour = "blue"
+///    5 |
+/// --------------------
+/// ```
+///
+/// with one `>>>` line per line of the range and only the range's first line in the header).
+/// Returns the header line numbers and every `>>>` line inside frames for `file`.
+pub fn error_lines(output: &str, file: &str) -> Vec<u32> {
+    let mut lines = Vec::new();
+    let mut in_frame = false;
+    let mut dashes = 0;
+    let prefix = format!("{file}:");
+    for line in output.lines() {
+        if let Some(n) = line.strip_prefix(&prefix) {
+            let start = n.split('-').next().unwrap_or("");
+            if let Ok(n) = start.trim().parse::<u32>() {
+                lines.push(n);
+                in_frame = true;
+                dashes = 0;
+                continue;
+            }
+        }
+        if in_frame {
+            if line.starts_with("-----") {
+                dashes += 1;
+                if dashes == 2 {
+                    in_frame = false;
+                }
+            } else if let Some((num, text)) = line.split_once('|') {
+                if text.starts_with(" >>>") {
+                    if let Ok(n) = num.trim().parse::<u32>() {
+                        lines.push(n);
+                    }
+                }
+            }
+        }
+    }
+    lines
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    for l in &lines[lines.len().saturating_sub(n)..] {
+        let _ = writeln!(out, "{l}");
+    }
+    out
+}
