@@ -142,15 +142,25 @@ impl FakeBuildkit {
         self
     }
 
+    /// A handle on what this fake records (shared with all clones).
+    pub fn handle(&self) -> FakeHandle {
+        FakeHandle {
+            state: self.state.clone(),
+        }
+    }
+
+    /// The gRPC service with BuildKit v0.14+ message limits, to serve over any transport.
+    pub fn into_service(self) -> LlbBridgeServer<FakeBuildkit> {
+        LlbBridgeServer::new(self)
+            .max_decoding_message_size(transport::MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(transport::MAX_DECODING_SIZE)
+    }
+
     /// Serves this fake on one end of an in-memory pipe and returns a client on the other.
     pub async fn connect(self) -> Result<(LlbBridgeClient<Channel>, FakeHandle)> {
         let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let handle = FakeHandle {
-            state: self.state.clone(),
-        };
-        let service = LlbBridgeServer::new(self)
-            .max_decoding_message_size(transport::MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(transport::MAX_DECODING_SIZE);
+        let handle = self.handle();
+        let service = self.into_service();
         tokio::spawn(async move {
             let incoming = tokio_stream::once(Ok::<_, std::io::Error>(server_io));
             if let Err(e) = tonic::transport::Server::builder()

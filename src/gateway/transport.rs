@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use anyhow::{Context as _, Result, bail};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::unix::pipe;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::caps::Caps;
@@ -31,36 +32,81 @@ pub const V0_14_MARKER_CAP: &str = "file.copy.alwaysreplaceexistingdestpaths";
 static STDIO_CONNECTED: AtomicBool = AtomicBool::new(false);
 
 /// stdin (read half) and stdout (write half) as one byte stream.
-pub struct Stdio {
-    stdin: tokio::io::Stdin,
-    stdout: tokio::io::Stdout,
+///
+/// BuildKit hands the frontend two pipes; they are used non-blocking through
+/// the reactor. Otherwise (a terminal, a socket, a file) tokio's blocking
+/// stdio is used, whose pending stdin read can delay runtime shutdown; a
+/// frontend should exit right after `Return` in any case.
+enum Stdio {
+    Pipes {
+        stdin: pipe::Receiver,
+        stdout: pipe::Sender,
+    },
+    Blocking {
+        stdin: tokio::io::Stdin,
+        stdout: tokio::io::Stdout,
+    },
+}
+
+impl Stdio {
+    /// Must run inside a tokio runtime with I/O enabled.
+    fn open() -> Stdio {
+        use std::os::fd::AsFd as _;
+        let pipes = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(pipe::Receiver::from_owned_fd)
+            .and_then(|stdin| {
+                let stdout = std::io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .and_then(pipe::Sender::from_owned_fd)?;
+                Ok(Stdio::Pipes { stdin, stdout })
+            });
+        pipes.unwrap_or_else(|_| Stdio::Blocking {
+            stdin: tokio::io::stdin(),
+            stdout: tokio::io::stdout(),
+        })
+    }
 }
 
 impl AsyncRead for Stdio {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdin).poll_read(cx, buf)
+        match self.get_mut() {
+            Stdio::Pipes { stdin, .. } => Pin::new(stdin).poll_read(cx, buf),
+            Stdio::Blocking { stdin, .. } => Pin::new(stdin).poll_read(cx, buf),
+        }
     }
 }
 
 impl AsyncWrite for Stdio {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stdout).poll_write(cx, buf)
+        match self.get_mut() {
+            Stdio::Pipes { stdout, .. } => Pin::new(stdout).poll_write(cx, buf),
+            Stdio::Blocking { stdout, .. } => Pin::new(stdout).poll_write(cx, buf),
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdout).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stdio::Pipes { stdout, .. } => Pin::new(stdout).poll_flush(cx),
+            Stdio::Blocking { stdout, .. } => Pin::new(stdout).poll_flush(cx),
+        }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdout).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stdio::Pipes { stdout, .. } => Pin::new(stdout).poll_shutdown(cx),
+            Stdio::Blocking { stdout, .. } => Pin::new(stdout).poll_shutdown(cx),
+        }
     }
 }
 
@@ -72,10 +118,7 @@ pub async fn connect_stdio() -> Result<Channel> {
              it can be connected only once per process"
         );
     }
-    let io = Stdio {
-        stdin: tokio::io::stdin(),
-        stdout: tokio::io::stdout(),
-    };
+    let io = Stdio::open();
     connect_io(io)
         .await
         .context("connecting to BuildKit over stdin/stdout")
