@@ -20,7 +20,11 @@ use crate::reference::Reference;
 use crate::spec::{self, LoadOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "sysfile", version, about = "Build system containers (PID 1 = systemd) from a declarative Sysfile")]
+#[command(
+    name = "sysfile",
+    version,
+    about = "Build system containers (PID 1 = systemd) from a declarative Sysfile"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,10 +99,17 @@ pub fn main() -> i32 {
 }
 
 fn load(args: &SpecArgs) -> Result<spec::Loaded> {
-    let text = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-    let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
-    let name = args.file.file_name().map_or_else(|| args.file.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let options = LoadOptions { build_args: args.build_args.iter().cloned().collect::<BTreeMap<_, _>>() };
+    let text = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let text = String::from_utf8(text)
+        .with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
+    let name = args.file.file_name().map_or_else(
+        || args.file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let options = LoadOptions {
+        build_args: args.build_args.iter().cloned().collect::<BTreeMap<_, _>>(),
+    };
     Ok(spec::load(SourceFile::new(name, text), &options))
 }
 
@@ -106,8 +117,12 @@ fn print_diagnostics(loaded: &spec::Loaded) {
     if loaded.diagnostics.is_empty() {
         return;
     }
-    let color = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    eprint!("{}", diag::render(&loaded.diagnostics, &loaded.sources, color));
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    eprint!(
+        "{}",
+        diag::render(&loaded.diagnostics, &loaded.sources, color)
+    );
 }
 
 fn check(args: &SpecArgs) -> Result<i32> {
@@ -116,7 +131,10 @@ fn check(args: &SpecArgs) -> Result<i32> {
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = loaded.diagnostics.len() - errors;
     if errors > 0 {
-        eprintln!("{}: {errors} error(s), {warnings} warning(s)", args.file.display());
+        eprintln!(
+            "{}: {errors} error(s), {warnings} warning(s)",
+            args.file.display()
+        );
         Ok(1)
     } else {
         eprintln!("{}: ok ({warnings} warning(s))", args.file.display());
@@ -127,10 +145,18 @@ fn check(args: &SpecArgs) -> Result<i32> {
 fn llb(args: &LlbArgs) -> Result<i32> {
     let loaded = load(&args.spec)?;
     print_diagnostics(&loaded);
-    let Some(spec) = loaded.spec.as_ref() else { return Ok(1) };
+    let Some(spec) = loaded.spec.as_ref() else {
+        return Ok(1);
+    };
     let family = match &args.distro {
-        Some(name) => Family::from_name(name).with_context(|| format!("unknown distribution `{name}`"))?,
-        None => spec.packages.manager.as_ref().map_or(Family::Debian, |m| family_of(m.value)),
+        Some(name) => {
+            Family::from_name(name).with_context(|| format!("unknown distribution `{name}`"))?
+        }
+        None => spec
+            .packages
+            .manager
+            .as_ref()
+            .map_or(Family::Debian, |m| family_of(m.value)),
     };
     let force_network = match args.network.as_deref() {
         None | Some("sandbox") | Some("default") => None,
@@ -162,19 +188,24 @@ fn llb(args: &LlbArgs) -> Result<i32> {
 
 /// The family whose default package manager is `manager`.
 pub fn family_of(manager: crate::model::PackageManager) -> Family {
-    Family::ALL.into_iter().find(|f| f.package_manager() == manager).unwrap_or(Family::Debian)
+    Family::ALL
+        .into_iter()
+        .find(|f| f.package_manager() == manager)
+        .unwrap_or(Family::Debian)
 }
 
 /// Parses `os/arch[/variant]`.
 pub fn parse_platform(s: &str) -> Result<crate::pb::llb::Platform> {
     let parts: Vec<&str> = s.split('/').collect();
     match parts.as_slice() {
-        [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(crate::pb::llb::Platform {
-            os: (*os).to_string(),
-            architecture: (*arch).to_string(),
-            variant: parts.get(2).map(|v| (*v).to_string()).unwrap_or_default(),
-            ..Default::default()
-        }),
+        [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => {
+            Ok(crate::pb::llb::Platform {
+                os: (*os).to_string(),
+                architecture: (*arch).to_string(),
+                variant: parts.get(2).map(|v| (*v).to_string()).unwrap_or_default(),
+                ..Default::default()
+            })
+        }
         _ => bail!("`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)"),
     }
 }

@@ -190,14 +190,20 @@ fn clamp(text: &str, span: Span) -> std::ops::Range<usize> {
 pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> String {
     use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
-    let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+    let renderer = if color {
+        Renderer::styled()
+    } else {
+        Renderer::plain()
+    };
     let mut out = String::new();
     for diagnostic in diagnostics {
         let level = match diagnostic.severity {
             Severity::Error => Level::ERROR,
             Severity::Warning => Level::WARNING,
         };
-        let title = level.primary_title(diagnostic.message.as_str()).id(diagnostic.code);
+        let title = level
+            .primary_title(diagnostic.message.as_str())
+            .id(diagnostic.code);
         let mut group = match sources.try_get(diagnostic.span.file) {
             Some(file) => {
                 let range = clamp(&file.text, diagnostic.span);
@@ -206,7 +212,9 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
                     annotation = annotation.label(diagnostic.label.as_str());
                 }
                 Group::with_title(title).element(
-                    Snippet::source(file.text.as_str()).path(file.name.as_str()).annotation(annotation),
+                    Snippet::source(file.text.as_str())
+                        .path(file.name.as_str())
+                        .annotation(annotation),
                 )
             }
             None => Group::with_title(title),

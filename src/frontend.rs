@@ -24,11 +24,16 @@ use crate::{cli, image};
 pub const FRONTEND_CAPS: &[&str] = &["moby.buildkit.frontend.subrequests"];
 
 /// The subrequests answered (`requestid`), with their descriptions.
-const SUBREQUESTS: &[(&str, &str)] = &[("frontend.subrequests.describe", "List available subrequests")];
+const SUBREQUESTS: &[(&str, &str)] = &[(
+    "frontend.subrequests.describe",
+    "List available subrequests",
+)];
 
 /// Runs the frontend over stdin/stdout; returns the exit code.
 pub fn main() -> anyhow::Result<i32> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let options = FrontendOptions::from_env(std::env::vars());
         let channel = transport::connect_stdio().await?;
@@ -41,7 +46,10 @@ pub fn main() -> anyhow::Result<i32> {
 #[derive(Debug)]
 pub enum BuildError {
     /// The spec is wrong: diagnostics that point into it.
-    Spec { diagnostics: Vec<Diagnostic>, sources: Sources },
+    Spec {
+        diagnostics: Vec<Diagnostic>,
+        sources: Sources,
+    },
     /// BuildKit reported an error: passed through unchanged.
     Buildkit(BridgeError),
     /// A subrequest this frontend does not answer.
@@ -59,7 +67,10 @@ impl From<BridgeError> for BuildError {
 impl BuildError {
     fn status(&self) -> pb::rpc::Status {
         match self {
-            BuildError::Spec { diagnostics, sources } => errors::status_from_diagnostics(diagnostics, sources),
+            BuildError::Spec {
+                diagnostics,
+                sources,
+            } => errors::status_from_diagnostics(diagnostics, sources),
             BuildError::Buildkit(e) => e.to_rpc_status(),
             BuildError::Subrequest(name) => errors::subrequest_unsupported(name),
             BuildError::Other(message) => errors::plain_status(message.clone()),
@@ -123,7 +134,10 @@ fn subrequest(id: &str) -> Result<pb::gateway::Result, BuildError> {
         text.push_str(&format!("{name}\t1.0.0\t{description}\n"));
     }
     Ok(metadata_result(BTreeMap::from([
-        ("result.json".to_string(), serde_json::to_vec(&described).unwrap_or_default()),
+        (
+            "result.json".to_string(),
+            serde_json::to_vec(&described).unwrap_or_default(),
+        ),
         ("result.txt".to_string(), text.into_bytes()),
         ("version".to_string(), b"1.0.0".to_vec()),
     ])))
@@ -149,7 +163,10 @@ async fn read_spec(bridge: &Bridge, options: &FrontendOptions) -> Result<SpecFil
         ..LocalOptions::default()
     };
     let mut graph = Graph::new(None);
-    let name = format!("[internal] load build definition from {}", candidates.join(" or "));
+    let name = format!(
+        "[internal] load build definition from {}",
+        candidates.join(" or ")
+    );
     let output = graph.local(&key, &local, OpOptions::named(name));
     let load_digest = output.digest.clone();
     let reference = bridge.solve(graph.finish(&output), vec![], false).await?;
@@ -157,8 +174,15 @@ async fn read_spec(bridge: &Bridge, options: &FrontendOptions) -> Result<SpecFil
         if let Some(data) = bridge.read_file_opt(&reference, candidate).await? {
             let text = String::from_utf8(data)
                 .map_err(|_| BuildError::Other(format!("{candidate} is not UTF-8 text")))?;
-            let display = candidate.rsplit('/').next().unwrap_or(candidate).to_string();
-            return Ok(SpecFile { file: SourceFile::new(display, text), load_digest });
+            let display = candidate
+                .rsplit('/')
+                .next()
+                .unwrap_or(candidate)
+                .to_string();
+            return Ok(SpecFile {
+                file: SourceFile::new(display, text),
+                load_digest,
+            });
         }
     }
     Err(BuildError::Other(format!(
@@ -169,26 +193,47 @@ async fn read_spec(bridge: &Bridge, options: &FrontendOptions) -> Result<SpecFil
 
 async fn warn(bridge: &Bridge, diagnostics: &[Diagnostic], sources: &Sources, digest: &str) {
     for diagnostic in diagnostics.iter().filter(|d| !d.is_error()) {
-        if let Err(e) = bridge.warn(errors::warn_request(diagnostic, sources, digest)).await {
+        if let Err(e) = bridge
+            .warn(errors::warn_request(diagnostic, sources, digest))
+            .await
+        {
             eprintln!("sysfile: warning not delivered: {e}");
         }
     }
 }
 
-async fn build(bridge: &Bridge, options: &FrontendOptions) -> Result<pb::gateway::Result, BuildError> {
+async fn build(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+) -> Result<pb::gateway::Result, BuildError> {
     let caps = bridge.caps().clone();
-    for (cap, feature) in [("solve.base", "solving LLB"), ("readfile", "reading the spec"), ("return", "returning a result")] {
-        caps.require_gateway(cap, feature).map_err(|e| BuildError::Other(e.to_string()))?;
+    for (cap, feature) in [
+        ("solve.base", "solving LLB"),
+        ("readfile", "reading the spec"),
+        ("return", "returning a result"),
+    ] {
+        caps.require_gateway(cap, feature)
+            .map_err(|e| BuildError::Other(e.to_string()))?;
     }
-    caps.require_llb("file.base", "file operations").map_err(|e| BuildError::Other(e.to_string()))?;
+    caps.require_llb("file.base", "file operations")
+        .map_err(|e| BuildError::Other(e.to_string()))?;
     let other = |e: anyhow::Error| BuildError::Other(format!("{e:#}"));
 
     let spec_file = read_spec(bridge, options).await?;
     let build_args = options.build_args();
     let loaded = spec::load(spec_file.file, &LoadOptions { build_args });
-    warn(bridge, &loaded.diagnostics, &loaded.sources, &spec_file.load_digest).await;
+    warn(
+        bridge,
+        &loaded.diagnostics,
+        &loaded.sources,
+        &spec_file.load_digest,
+    )
+    .await;
     let Some(spec) = loaded.spec.as_ref() else {
-        return Err(BuildError::Spec { diagnostics: loaded.diagnostics, sources: loaded.sources });
+        return Err(BuildError::Spec {
+            diagnostics: loaded.diagnostics,
+            sources: loaded.sources,
+        });
     };
     if let Some(target) = options.target() {
         let note = Diagnostic::warning(
@@ -213,13 +258,24 @@ async fn build(bridge: &Bridge, options: &FrontendOptions) -> Result<pb::gateway
         .or_else(|| {
             let workers = options.workers().ok()?;
             let p = workers.first()?.platforms.first()?;
-            Some(format!("{}/{}", p.os, p.architecture) + &if p.variant.is_empty() { String::new() } else { format!("/{}", p.variant) })
+            Some(
+                format!("{}/{}", p.os, p.architecture)
+                    + &if p.variant.is_empty() {
+                        String::new()
+                    } else {
+                        format!("/{}", p.variant)
+                    },
+            )
         })
         .unwrap_or_else(|| "linux/amd64".to_string());
     let platform = cli::parse_platform(&platform_text).map_err(other)?;
 
     let base = Reference::parse(&spec.image.from.value).map_err(|message| BuildError::Spec {
-        diagnostics: vec![Diagnostic::error("bad-image-reference", spec.image.from.span, message)],
+        diagnostics: vec![Diagnostic::error(
+            "bad-image-reference",
+            spec.image.from.span,
+            message,
+        )],
         sources: loaded.sources.clone(),
     })?;
     let resolve_mode = options.image_resolve_mode().map_err(other)?;
@@ -231,25 +287,47 @@ async fn build(bridge: &Bridge, options: &FrontendOptions) -> Result<pb::gateway
             &format!("[sysfile] load metadata for {}", base.normalized()),
         )
         .await?;
-    let base_ref = if digest.is_empty() || base.digest.is_some() { base.normalized() } else { base.pinned(&digest) };
-    let base_digest = if digest.is_empty() { base.digest.clone().unwrap_or_default() } else { digest };
+    let base_ref = if digest.is_empty() || base.digest.is_some() {
+        base.normalized()
+    } else {
+        base.pinned(&digest)
+    };
+    // An image found only in Docker's local store has no manifest digest: record its
+    // config digest (the image ID) so the base is still identified exactly.
+    let base_digest = match (digest.is_empty(), &base.digest) {
+        (false, _) => digest,
+        (true, Some(pinned)) => pinned.clone(),
+        (true, None) => crate::llb::digest(&base_config),
+    };
 
     let facts = detect_base(bridge, spec, &base_ref, &platform, &loaded.sources).await?;
-    let base_json: serde_json::Value = serde_json::from_slice(&base_config).unwrap_or(serde_json::Value::Null);
+    let base_json: serde_json::Value =
+        serde_json::from_slice(&base_config).unwrap_or(serde_json::Value::Null);
     let base_env: Vec<String> = base_json["config"]["Env"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
-    let base_workdir = base_json["config"]["WorkingDir"].as_str().unwrap_or("").to_string();
+    let base_workdir = base_json["config"]["WorkingDir"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
 
     let plan = plan::plan(spec, &facts);
-    let force_network = options.force_network_mode().map_err(other)?.and_then(|mode| match mode {
-        crate::gateway::NetworkMode::Host => Some(crate::llb::NetMode::Host),
-        crate::gateway::NetworkMode::None => Some(crate::llb::NetMode::None),
-        crate::gateway::NetworkMode::Sandbox => None,
-    });
+    let force_network = options
+        .force_network_mode()
+        .map_err(other)?
+        .and_then(|mode| match mode {
+            crate::gateway::NetworkMode::Host => Some(crate::llb::NetMode::Host),
+            crate::gateway::NetworkMode::None => Some(crate::llb::NetMode::None),
+            crate::gateway::NetworkMode::Sandbox => None,
+        });
     if force_network == Some(crate::llb::NetMode::Host) {
-        caps.require_llb("exec.meta.network", "host networking").map_err(|e| BuildError::Other(e.to_string()))?;
+        caps.require_llb("exec.meta.network", "host networking")
+            .map_err(|e| BuildError::Other(e.to_string()))?;
     }
     let context_key = options.context_key();
     let lower_options = LowerOptions {
@@ -268,7 +346,9 @@ async fn build(bridge: &Bridge, options: &FrontendOptions) -> Result<pb::gateway
     };
     let lowered = lower::lower(&plan, &loaded.sources, &lower_options);
     let cache_imports = options.cache_imports().map_err(other)?;
-    let result_ref = bridge.solve(lowered.definition, cache_imports, false).await?;
+    let result_ref = bridge
+        .solve(lowered.definition, cache_imports, false)
+        .await?;
 
     let epoch = options.source_date_epoch().map_err(other)?;
     let config = image::image_config(
@@ -291,10 +371,16 @@ async fn build(bridge: &Bridge, options: &FrontendOptions) -> Result<pb::gateway
         serde_json::to_vec(&config).map_err(|e| BuildError::Other(e.to_string()))?,
     )]);
     if let Some(epoch) = epoch {
-        metadata.insert("source.date.epoch".to_string(), epoch.to_string().into_bytes());
+        metadata.insert(
+            "source.date.epoch".to_string(),
+            epoch.to_string().into_bytes(),
+        );
     }
     Ok(pb::gateway::Result {
-        result: Some(pb::gateway::result::Result::Ref(pb::gateway::Ref { id: result_ref, def: None })),
+        result: Some(pb::gateway::result::Result::Ref(pb::gateway::Ref {
+            id: result_ref,
+            def: None,
+        })),
         metadata,
     })
 }
@@ -308,7 +394,11 @@ async fn detect_base(
     sources: &Sources,
 ) -> Result<BaseFacts, BuildError> {
     let mut graph = Graph::new(Some(platform.clone()));
-    let image = graph.image(base_ref, BTreeMap::new(), OpOptions::named(format!("[sysfile] inspect {base_ref}")));
+    let image = graph.image(
+        base_ref,
+        BTreeMap::new(),
+        OpOptions::named(format!("[sysfile] inspect {base_ref}")),
+    );
     let reference = bridge.solve(graph.finish(&image), vec![], false).await?;
     let mut os_release = None;
     for path in ["/etc/os-release", "/usr/lib/os-release"] {
@@ -331,7 +421,10 @@ async fn detect_base(
                     Diagnostic::error(
                         "unknown-distribution",
                         spec.image.from.span,
-                        format!("cannot tell which distribution `{}` is ({found})", spec.image.from.value),
+                        format!(
+                            "cannot tell which distribution `{}` is ({found})",
+                            spec.image.from.value
+                        ),
                     )
                     .with_label("base image")
                     .with_help("set `manager = \"apt\"` (or dnf, zypper, pacman) in [packages]"),
@@ -348,7 +441,11 @@ async fn detect_base(
         }
     }
     let has_sbin_init = exists(bridge, &reference, "/sbin/init").await?;
-    Ok(BaseFacts { family, has_systemd, has_sbin_init })
+    Ok(BaseFacts {
+        family,
+        has_systemd,
+        has_sbin_init,
+    })
 }
 
 async fn exists(bridge: &Bridge, reference: &str, path: &str) -> Result<bool, BuildError> {

@@ -766,6 +766,8 @@ pub fn is_bookkeeping(v: &Vertex) -> bool {
         || n.contains("load build definition")
         || n.contains("load metadata for")
         || n.contains("load build context")
+        || n.starts_with("[sysfile] base ") // the base image source of a sysfile build
+        || n.starts_with("[sysfile] inspect ") // the base image solved to read its os-release
         || n.contains("load .dockerignore")
         || n.split_whitespace().nth(1) == Some("FROM") // the Dockerfile frontend's `[1/3] FROM …`
 }
