@@ -1,0 +1,75 @@
+//! Golden LLB: every example and good fixture compiles to the same decoded graph, byte-identically twice.
+
+use prost::Message as _;
+use sysfile::diag::SourceFile;
+use sysfile::distro::Family;
+use sysfile::llb::{NetMode, dump};
+use sysfile::lower::{self, LowerOptions, Lowered};
+use sysfile::plan::{self, BaseFacts};
+use sysfile::reference::Reference;
+use sysfile::spec::{self, LoadOptions};
+
+fn compile(path: &std::path::Path) -> Lowered {
+    let text = std::fs::read_to_string(path).expect("readable spec");
+    let loaded = spec::load(SourceFile::new("Sysfile", text), &LoadOptions::default());
+    let spec = loaded.spec.as_ref().unwrap_or_else(|| panic!("{} has errors: {:?}", path.display(), loaded.diagnostics));
+    let family = spec.packages.manager.as_ref().map_or(Family::Debian, |m| sysfile::cli::family_of(m.value));
+    let plan = plan::plan(spec, &BaseFacts::assumed(family));
+    let base = Reference::parse(&spec.image.from.value).expect("valid base reference");
+    let options = LowerOptions {
+        base_ref: base.normalized(),
+        base_span: spec.image.from.span,
+        base_env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+        session_id: "session".into(),
+        context_name: "context".into(),
+        force_network: Some(NetMode::Host),
+        ..LowerOptions::default()
+    };
+    lower::lower(&plan, &loaded.sources, &options)
+}
+
+#[test]
+fn examples_and_good_fixtures_have_golden_llb() {
+    let mut paths: Vec<_> = std::fs::read_dir("examples")
+        .expect("examples/")
+        .filter_map(|e| Some(e.ok()?.path().join("Sysfile")))
+        .filter(|p| p.exists())
+        .collect();
+    paths.extend(
+        std::fs::read_dir("tests/fixtures/good")
+            .expect("good fixtures")
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml")),
+    );
+    paths.sort();
+    assert!(paths.len() >= 5, "examples and fixtures found: {paths:?}");
+    for path in paths {
+        let lowered = compile(&path);
+        let name = path.display().to_string().replace(['/', '.'], "_");
+        insta::assert_snapshot!(name, dump::render(&lowered.definition).expect("decodes"));
+    }
+}
+
+#[test]
+fn compiling_twice_gives_identical_bytes() {
+    let a = compile(std::path::Path::new("examples/sshd/Sysfile")).definition.encode_to_vec();
+    let b = compile(std::path::Path::new("examples/sshd/Sysfile")).definition.encode_to_vec();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn every_op_has_a_source_location_and_a_name() {
+    let def = compile(std::path::Path::new("examples/sshd/Sysfile")).definition;
+    let source = def.source.as_ref().expect("a source map");
+    let terminal = def.def.last().map(|b| sysfile::llb::digest(b));
+    for bytes in &def.def {
+        let digest = sysfile::llb::digest(bytes);
+        if Some(&digest) == terminal.as_ref() {
+            continue;
+        }
+        let name = def.metadata.get(&digest).and_then(|m| m.description.get("llb.customname"));
+        assert!(name.is_some_and(|n| n.starts_with("[sysfile]")), "{digest} has no progress name");
+        let is_context = name.is_some_and(|n| n.contains("load build context"));
+        assert!(is_context || source.locations.contains_key(&digest), "{name:?} has no location");
+    }
+}
