@@ -12,7 +12,10 @@ const DEBIAN: &str = "local/debian:bookworm";
 const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
 fn caps(version: &str) -> Caps {
-    let path = format!("{}/tests/data/caps/{version}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/caps/{version}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     Caps::from_recorded(&std::fs::read_to_string(path).expect("recorded caps")).expect("valid caps")
 }
 
@@ -23,19 +26,28 @@ fn base_config() -> Vec<u8> {
 fn fake(version: &str, spec: &str) -> FakeBuildkit {
     FakeBuildkit::new(caps(version))
         .with_local("dockerfile", [("Sysfile", spec.as_bytes().to_vec())])
-        .with_local("context", [("keys/admin.pub", b"ssh-ed25519 AAAA test".to_vec())])
+        .with_local(
+            "context",
+            [("keys/admin.pub", b"ssh-ed25519 AAAA test".to_vec())],
+        )
         .with_image_config(DEBIAN, DIGEST, base_config())
         .with_image_rootfs(
             DEBIAN,
             [
-                ("/etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n".to_vec()),
+                (
+                    "/etc/os-release",
+                    b"ID=debian\nVERSION_ID=\"12\"\n".to_vec(),
+                ),
                 ("/lib/systemd/systemd", b"\x7fELF".to_vec()),
                 ("/sbin/init", b"\x7fELF".to_vec()),
             ],
         )
 }
 
-async fn run(fake: FakeBuildkit, opts: &[(&str, &str)]) -> Result<FakeHandle, Box<dyn std::error::Error>> {
+async fn run(
+    fake: FakeBuildkit,
+    opts: &[(&str, &str)],
+) -> Result<FakeHandle, Box<dyn std::error::Error>> {
     let (client, handle) = fake.connect().await?;
     let mut vars = vec![("BUILDKIT_SESSION_ID".to_string(), "session-1".to_string())];
     for (i, (k, v)) in opts.iter().enumerate() {
@@ -49,22 +61,34 @@ async fn run(fake: FakeBuildkit, opts: &[(&str, &str)]) -> Result<FakeHandle, Bo
 
 fn returned_config(handle: &FakeHandle) -> serde_json::Value {
     let returned = handle.returned().expect("Return was called");
-    assert!(returned.error.is_none(), "unexpected error: {:?}", returned.error);
+    assert!(
+        returned.error.is_none(),
+        "unexpected error: {:?}",
+        returned.error
+    );
     let result = returned.result.expect("a result");
-    let config = result.metadata.get("containerimage.config").expect("an image config");
+    let config = result
+        .metadata
+        .get("containerimage.config")
+        .expect("an image config");
     serde_json::from_slice(config).expect("config is JSON")
 }
 
 /// Every exec op of the last solved definition.
 fn exec_ops(handle: &FakeHandle) -> Vec<pb::llb::ExecOp> {
     let solves = handle.solves();
-    let def = solves.last().and_then(|s| s.definition.clone()).expect("a definition was solved");
+    let def = solves
+        .last()
+        .and_then(|s| s.definition.clone())
+        .expect("a definition was solved");
     def.def
         .iter()
-        .filter_map(|bytes| match pb::llb::Op::decode(bytes.as_slice()).ok()?.op? {
-            pb::llb::op::Op::Exec(exec) => Some(exec),
-            _ => None,
-        })
+        .filter_map(
+            |bytes| match pb::llb::Op::decode(bytes.as_slice()).ok()?.op? {
+                pb::llb::op::Op::Exec(exec) => Some(exec),
+                _ => None,
+            },
+        )
         .collect()
 }
 
@@ -88,29 +112,55 @@ env = { TZ = "UTC" }
 
 #[tokio::test]
 async fn builds_and_returns_the_contract_config() -> TestResult {
-    let handle = run(fake("v0.32", SSHD), &[("filename", "Sysfile"), ("label:extra", "yes")]).await?;
+    let handle = run(
+        fake("v0.32", SSHD),
+        &[("filename", "Sysfile"), ("label:extra", "yes")],
+    )
+    .await?;
     let config = returned_config(&handle);
     assert_eq!(config["os"], "linux");
     assert_eq!(config["architecture"], "amd64");
     let c = &config["config"];
     assert_eq!(c["Entrypoint"], serde_json::json!(["/sbin/init"]));
-    assert!(c.get("Cmd").is_none(), "the base Cmd (/bin/bash) must not reach systemd: {c}");
+    assert!(
+        c.get("Cmd").is_none(),
+        "the base Cmd (/bin/bash) must not reach systemd: {c}"
+    );
     assert_eq!(c["StopSignal"], "SIGRTMIN+3");
-    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
-    assert!(env.contains(&"container=docker") && env.contains(&"TZ=UTC"), "{env:?}");
-    assert!(env.iter().all(|e| !e.starts_with("SYSTEMD_OFFLINE")), "{env:?}");
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        env.contains(&"container=docker") && env.contains(&"TZ=UTC"),
+        "{env:?}"
+    );
+    assert!(
+        env.iter().all(|e| !e.starts_with("SYSTEMD_OFFLINE")),
+        "{env:?}"
+    );
     assert_eq!(c["Labels"]["base.label"], "kept");
     assert_eq!(c["Labels"]["extra"], "yes");
     assert_eq!(c["Labels"]["org.opencontainers.image.base.digest"], DIGEST);
-    assert_eq!(c["Labels"]["sysfile.systemd.units.enabled"], "ssh.service,sysfile-ssh-host-keys.service");
-    assert_eq!(config["history"][0]["created_by"], "debootstrap", "base history is kept");
+    assert_eq!(
+        c["Labels"]["sysfile.systemd.units.enabled"],
+        "ssh.service,sysfile-ssh-host-keys.service"
+    );
+    assert_eq!(
+        config["history"][0]["created_by"], "debootstrap",
+        "base history is kept"
+    );
     assert!(config["history"].as_array().unwrap().len() > 4);
     // The base is pinned by digest in the LLB.
     let solves = handle.solves();
     let def = solves.last().and_then(|s| s.definition.clone()).unwrap();
     let pinned = format!("docker-image://docker.io/local/debian:bookworm@{DIGEST}");
     assert!(
-        def.def.iter().any(|b| String::from_utf8_lossy(b).contains(&pinned)),
+        def.def
+            .iter()
+            .any(|b| String::from_utf8_lossy(b).contains(&pinned)),
         "the base image op is pinned to {DIGEST}"
     );
     // Every step has tmpfs /run and /tmp and SYSTEMD_OFFLINE=1.
@@ -123,22 +173,41 @@ async fn builds_and_returns_the_contract_config() -> TestResult {
             .filter(|m| m.mount_type == pb::llb::MountType::Tmpfs as i32)
             .map(|m| m.dest.as_str())
             .collect();
-        assert!(tmpfs.contains(&"/run") && tmpfs.contains(&"/tmp"), "{tmpfs:?}");
-        assert!(exec.meta.as_ref().unwrap().env.iter().any(|e| e == "SYSTEMD_OFFLINE=1"));
+        assert!(
+            tmpfs.contains(&"/run") && tmpfs.contains(&"/tmp"),
+            "{tmpfs:?}"
+        );
+        assert!(
+            exec.meta
+                .as_ref()
+                .unwrap()
+                .env
+                .iter()
+                .any(|e| e == "SYSTEMD_OFFLINE=1")
+        );
     }
     Ok(())
 }
 
 #[tokio::test]
 async fn force_network_mode_reaches_every_default_network_step() -> TestResult {
-    let spec = format!("{SSHD}\n[[run]]\nsh = \"true\"\n\n[[run]]\nsh = \"true\"\nnetwork = \"none\"\n");
-    let handle = run(fake("v0.13", &spec), &[("filename", "Sysfile"), ("force-network-mode", "host")]).await?;
+    let spec =
+        format!("{SSHD}\n[[run]]\nsh = \"true\"\n\n[[run]]\nsh = \"true\"\nnetwork = \"none\"\n");
+    let handle = run(
+        fake("v0.13", &spec),
+        &[("filename", "Sysfile"), ("force-network-mode", "host")],
+    )
+    .await?;
     let networks: Vec<i32> = exec_ops(&handle).iter().map(|e| e.network).collect();
     let host = pb::llb::NetMode::Host as i32;
     let none = pb::llb::NetMode::None as i32;
     // packages and the first run step follow the builder; the second run step chose none;
     // user, keys and unit steps never need the network.
-    assert_eq!(networks.iter().filter(|n| **n == host).count(), 2, "{networks:?}");
+    assert_eq!(
+        networks.iter().filter(|n| **n == host).count(),
+        2,
+        "{networks:?}"
+    );
     assert!(networks.contains(&none));
     assert!(!networks.contains(&(pb::llb::NetMode::Unset as i32)));
     Ok(())
@@ -148,26 +217,52 @@ async fn force_network_mode_reaches_every_default_network_step() -> TestResult {
 async fn spec_errors_return_a_source_located_status() -> TestResult {
     let spec = "[image]\nfrom = \"local/debian:bookworm\"\ncolour = \"blue\"\n";
     let handle = run(fake("v0.8", spec), &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error status");
+    let status = handle
+        .returned()
+        .and_then(|r| r.error)
+        .expect("an error status");
     assert_eq!(status.code, errors::CODE_UNKNOWN);
     assert!(status.message.contains("Sysfile:3"), "{}", status.message);
-    let detail = status.details.iter().find(|d| d.type_url == errors::SOURCE_TYPE_URL).expect("a Source detail");
+    let detail = status
+        .details
+        .iter()
+        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
+        .expect("a Source detail");
     let json: serde_json::Value = serde_json::from_slice(&detail.value)?;
     assert_eq!(json["info"]["filename"], "Sysfile");
     assert_eq!(json["ranges"][0]["start"]["line"], 3);
-    assert!(handle.solves().len() == 1, "nothing but the spec was solved");
+    assert!(
+        handle.solves().len() == 1,
+        "nothing but the spec was solved"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn warnings_are_sent_only_when_the_daemon_supports_them() -> TestResult {
-    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[systemd]\ntarget = \"sysinit.target\"\n";
-    let new = run(fake("v0.32", spec), &[("filename", "Sysfile"), ("target", "prod")]).await?;
+    let spec =
+        "[image]\nfrom = \"local/debian:bookworm\"\n\n[systemd]\ntarget = \"sysinit.target\"\n";
+    let new = run(
+        fake("v0.32", spec),
+        &[("filename", "Sysfile"), ("target", "prod")],
+    )
+    .await?;
     let warnings = new.warnings();
-    assert!(warnings.len() >= 2, "early-boot-target and target-ignored: {warnings:?}");
-    assert!(warnings.iter().all(|w| w.info.is_some() && !w.ranges.is_empty()));
+    assert!(
+        warnings.len() >= 2,
+        "early-boot-target and target-ignored: {warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.info.is_some() && !w.ranges.is_empty())
+    );
     returned_config(&new);
-    let old = run(fake("v0.8", spec), &[("filename", "Sysfile"), ("target", "prod")]).await?;
+    let old = run(
+        fake("v0.8", spec),
+        &[("filename", "Sysfile"), ("target", "prod")],
+    )
+    .await?;
     assert!(old.warnings().is_empty(), "v0.8 has no Warn");
     returned_config(&old);
     Ok(())
@@ -189,20 +284,33 @@ async fn unknown_distribution_points_at_the_base_image() -> TestResult {
         .with_image_rootfs("alpine:3", [("/etc/os-release", b"ID=alpine\n".to_vec())]);
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
     let status = handle.returned().and_then(|r| r.error).expect("an error");
-    assert!(status.message.contains("Sysfile:2") && status.message.contains("manager"), "{}", status.message);
+    assert!(
+        status.message.contains("Sysfile:2") && status.message.contains("manager"),
+        "{}",
+        status.message
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn describe_subrequest_lists_what_is_answered() -> TestResult {
-    let handle = run(fake("v0.32", SSHD), &[("requestid", "frontend.subrequests.describe")]).await?;
+    let handle = run(
+        fake("v0.32", SSHD),
+        &[("requestid", "frontend.subrequests.describe")],
+    )
+    .await?;
     let result = handle.returned().and_then(|r| r.result).expect("a result");
     let described: serde_json::Value = serde_json::from_slice(&result.metadata["result.json"])?;
     assert_eq!(described[0]["name"], "frontend.subrequests.describe");
     assert!(handle.solves().is_empty(), "a subrequest solves nothing");
     let unknown = run(fake("v0.32", SSHD), &[("requestid", "frontend.nonsense")]).await?;
     let status = unknown.returned().and_then(|r| r.error).expect("an error");
-    assert!(status.details.iter().any(|d| d.type_url == errors::SUBREQUEST_TYPE_URL));
+    assert!(
+        status
+            .details
+            .iter()
+            .any(|d| d.type_url == errors::SUBREQUEST_TYPE_URL)
+    );
     Ok(())
 }
 
@@ -211,9 +319,16 @@ async fn buildkit_errors_pass_through_unchanged() -> TestResult {
     let failure = pb::rpc::Status {
         code: 2,
         message: "failed to resolve source metadata".into(),
-        details: vec![prost_types::Any { type_url: "example/detail".into(), value: b"{\"x\":1}".to_vec() }],
+        details: vec![prost_types::Any {
+            type_url: "example/detail".into(),
+            value: b"{\"x\":1}".to_vec(),
+        }],
     };
-    let handle = run(fake("v0.32", SSHD).fail_solve_with(failure.clone()), &[("filename", "Sysfile")]).await?;
+    let handle = run(
+        fake("v0.32", SSHD).fail_solve_with(failure.clone()),
+        &[("filename", "Sysfile")],
+    )
+    .await?;
     assert_eq!(handle.returned().and_then(|r| r.error), Some(failure));
     Ok(())
 }

@@ -12,8 +12,15 @@ use sysfile::spec::{self, LoadOptions};
 fn compile(path: &std::path::Path) -> Lowered {
     let text = std::fs::read_to_string(path).expect("readable spec");
     let loaded = spec::load(SourceFile::new("Sysfile", text), &LoadOptions::default());
-    let spec = loaded.spec.as_ref().unwrap_or_else(|| panic!("{} has errors: {:?}", path.display(), loaded.diagnostics));
-    let family = spec.packages.manager.as_ref().map_or(Family::Debian, |m| sysfile::cli::family_of(m.value));
+    let spec = loaded
+        .spec
+        .as_ref()
+        .unwrap_or_else(|| panic!("{} has errors: {:?}", path.display(), loaded.diagnostics));
+    let family = spec
+        .packages
+        .manager
+        .as_ref()
+        .map_or(Family::Debian, |m| sysfile::cli::family_of(m.value));
     let plan = plan::plan(spec, &BaseFacts::assumed(family));
     let base = Reference::parse(&spec.image.from.value).expect("valid base reference");
     let options = LowerOptions {
@@ -52,8 +59,12 @@ fn examples_and_good_fixtures_have_golden_llb() {
 
 #[test]
 fn compiling_twice_gives_identical_bytes() {
-    let a = compile(std::path::Path::new("examples/sshd/Sysfile")).definition.encode_to_vec();
-    let b = compile(std::path::Path::new("examples/sshd/Sysfile")).definition.encode_to_vec();
+    let a = compile(std::path::Path::new("examples/sshd/Sysfile"))
+        .definition
+        .encode_to_vec();
+    let b = compile(std::path::Path::new("examples/sshd/Sysfile"))
+        .definition
+        .encode_to_vec();
     assert_eq!(a, b);
 }
 
@@ -67,9 +78,18 @@ fn every_op_has_a_source_location_and_a_name() {
         if Some(&digest) == terminal.as_ref() {
             continue;
         }
-        let name = def.metadata.get(&digest).and_then(|m| m.description.get("llb.customname"));
-        assert!(name.is_some_and(|n| n.starts_with("[sysfile]")), "{digest} has no progress name");
+        let name = def
+            .metadata
+            .get(&digest)
+            .and_then(|m| m.description.get("llb.customname"));
+        assert!(
+            name.is_some_and(|n| n.starts_with("[sysfile]")),
+            "{digest} has no progress name"
+        );
         let is_context = name.is_some_and(|n| n.contains("load build context"));
-        assert!(is_context || source.locations.contains_key(&digest), "{name:?} has no location");
+        assert!(
+            is_context || source.locations.contains_key(&digest),
+            "{name:?} has no location"
+        );
     }
 }

@@ -201,3 +201,166 @@ fn locations_are_keyed_by_op_digest() {
     let ranges = &source.locations[&base.digest].locations[0].ranges[0];
     assert_eq!(ranges.start.unwrap().line, 2);
 }
+
+#[test]
+fn remote_sources_carry_their_attrs_and_no_platform() {
+    let mut g = graph();
+    let git = g.git(
+        "github.com/example/repo.git#main",
+        "https://github.com/example/repo.git#main",
+        true,
+        OpOptions::default(),
+    );
+    let http = g.http(
+        "https://example.com/a.tar",
+        Some("sha256:abc"),
+        Some("a.tar"),
+        Some(0o644),
+        OpOptions::default(),
+    );
+    let merged = g.merge(&[git.clone(), http.clone()], OpOptions::named("merge"));
+    let def = g.finish(&merged);
+    let ops: Vec<pb::Op> = def
+        .def
+        .iter()
+        .map(|b| encode::decode_op(b).unwrap())
+        .collect();
+    let Some(pb::op::Op::Source(git_op)) = &ops[0].op else {
+        panic!("git source")
+    };
+    assert_eq!(git_op.identifier, "git://github.com/example/repo.git#main");
+    assert_eq!(git_op.attrs["git.keepgitdir"], "true");
+    assert!(ops[0].platform.is_none());
+    let Some(pb::op::Op::Source(http_op)) = &ops[1].op else {
+        panic!("http source")
+    };
+    assert_eq!(http_op.attrs["http.perm"], "0644");
+    assert_eq!(http_op.attrs["http.checksum"], "sha256:abc");
+    let Some(pb::op::Op::Merge(merge)) = &ops[2].op else {
+        panic!("merge")
+    };
+    assert_eq!(merge.inputs.len(), 2);
+    assert!(def.metadata[&merged.digest].caps.contains_key("mergeop"));
+}
+
+#[test]
+fn secret_and_ssh_mounts_have_no_input_or_output() {
+    let mut g = graph();
+    let base = g.image(
+        "docker.io/library/debian:12",
+        BTreeMap::new(),
+        OpOptions::default(),
+    );
+    let out = g.exec(
+        Exec {
+            args: vec!["true".into()],
+            mounts: vec![
+                Mount::root(base),
+                Mount {
+                    dest: "/run/secrets/token".into(),
+                    kind: MountKind::Secret {
+                        id: "token".into(),
+                        uid: 0,
+                        gid: 0,
+                        mode: 0o400,
+                        optional: false,
+                    },
+                },
+                Mount {
+                    dest: "/run/buildkit/ssh_agent.0".into(),
+                    kind: MountKind::Ssh {
+                        id: "default".into(),
+                        uid: 0,
+                        gid: 0,
+                        mode: 0o600,
+                        optional: true,
+                    },
+                },
+            ],
+            ..Exec::default()
+        },
+        OpOptions::default(),
+    );
+    let def = g.finish(&out["/"]);
+    let op = encode::decode_op(&def.def[1]).unwrap();
+    let Some(pb::op::Op::Exec(exec)) = op.op else {
+        panic!("exec")
+    };
+    for m in &exec.mounts[1..] {
+        assert_eq!((m.input, m.output), (-1, -1), "{}", m.dest);
+    }
+    assert_eq!(
+        exec.mounts
+            .iter()
+            .find(|m| m.dest == "/run/secrets/token")
+            .unwrap()
+            .secret_opt
+            .as_ref()
+            .unwrap()
+            .mode,
+        0o400
+    );
+    let caps = &def.metadata[&out["/"].digest].caps;
+    assert!(caps.contains_key("exec.mount.secret") && caps.contains_key("exec.mount.ssh"));
+}
+
+#[test]
+fn symlinks_and_chown_by_name_refer_to_the_action_input() {
+    let mut g = graph();
+    let base = g.image(
+        "docker.io/library/debian:12",
+        BTreeMap::new(),
+        OpOptions::default(),
+    );
+    let out = g.file(
+        Some(&base),
+        vec![
+            FileAction::Mkfile {
+                path: "/etc/a".into(),
+                mode: 0o600,
+                data: b"x".to_vec(),
+                owner: Some(Chown {
+                    user: Some(UserRef::Name("admin".into())),
+                    group: Some(UserRef::Id(27)),
+                }),
+                timestamp: None,
+            },
+            FileAction::Symlink {
+                target: "/etc/a".into(),
+                link: "/etc/b".into(),
+                owner: None,
+                timestamp: None,
+            },
+        ],
+        OpOptions::default(),
+    );
+    let def = g.finish(&out);
+    let op = encode::decode_op(&def.def[1]).unwrap();
+    let Some(pb::op::Op::File(file)) = op.op else {
+        panic!("file op")
+    };
+    let Some(pb::file_action::Action::Mkfile(mkfile)) = &file.actions[0].action else {
+        panic!("mkfile")
+    };
+    let owner = mkfile.owner.as_ref().unwrap();
+    assert_eq!(
+        owner.user.as_ref().unwrap().user,
+        Some(pb::user_opt::User::ByName(pb::NamedUserOpt {
+            name: "admin".into(),
+            input: 0
+        }))
+    );
+    assert_eq!(
+        owner.group.as_ref().unwrap().user,
+        Some(pb::user_opt::User::ById(27))
+    );
+    assert!(matches!(
+        file.actions[1].action,
+        Some(pb::file_action::Action::Symlink(_))
+    ));
+    assert!(
+        def.metadata[&out.digest]
+            .caps
+            .contains_key("file.symlink.create")
+    );
+}
