@@ -13,12 +13,12 @@ use crate::diag::{Diagnostic, SourceFile, Sources};
 use crate::distro::Family;
 use crate::gateway::{Bridge, BridgeError, FrontendOptions, errors, transport};
 use crate::llb::{Graph, LocalOptions, OpOptions};
-use crate::lower::{self, LowerOptions};
+use crate::lower::{self, LowerOptions, Lowering, REPORT_DIR};
 use crate::pb;
 use crate::plan::{self, BaseFacts};
 use crate::reference::Reference;
 use crate::spec::{self, LoadOptions};
-use crate::{cli, image};
+use crate::{cli, image, verify};
 
 /// Frontend caps this frontend implements (the `moby.buildkit.frontend.caps` image label).
 pub const FRONTEND_CAPS: &[&str] = &["moby.buildkit.frontend.subrequests"];
@@ -344,11 +344,24 @@ async fn build(
         resolve_mode: resolve_mode.as_str().to_string(),
         llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
     };
+    let mut plan = plan;
+    let inventory = inspect_units(bridge, &plan, &loaded.sources, &lower_options).await?;
+    let inventory_diagnostics = verify::check_inventory(spec, &inventory);
+    warn(bridge, &inventory_diagnostics, &loaded.sources, &spec_file.load_digest).await;
+    if inventory_diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(BuildError::Spec { diagnostics: inventory_diagnostics, sources: loaded.sources.clone() });
+    }
+    if !inventory.init.is_empty() && !inventory.init_is_systemd() {
+        // `/sbin/init` is another init system: start the systemd binary itself.
+        plan.entrypoint = vec![facts.family.systemd_binary().to_string()];
+    }
+    let state_diagnostics = check_final_state(bridge, spec, &plan, &loaded.sources, &lower_options).await?;
+    if !state_diagnostics.is_empty() {
+        return Err(BuildError::Spec { diagnostics: state_diagnostics, sources: loaded.sources.clone() });
+    }
     let lowered = lower::lower(&plan, &loaded.sources, &lower_options);
     let cache_imports = options.cache_imports().map_err(other)?;
-    let result_ref = bridge
-        .solve(lowered.definition, cache_imports, false)
-        .await?;
+    let result_ref = bridge.solve(lowered.definition, cache_imports, false).await?;
 
     let epoch = options.source_date_epoch().map_err(other)?;
     let config = image::image_config(
@@ -364,6 +377,7 @@ async fn build(
             variant: platform.variant.clone(),
             history: lowered.history,
             epoch,
+            systemd_version: inventory.systemd_version,
         },
     );
     let mut metadata = BTreeMap::from([(
@@ -454,4 +468,57 @@ async fn exists(bridge: &Bridge, reference: &str, path: &str) -> Result<bool, Bu
         Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Solves the build up to the finalisation steps and lists the unit files it contains.
+async fn inspect_units(
+    bridge: &Bridge,
+    plan: &plan::Plan,
+    sources: &Sources,
+    options: &LowerOptions,
+) -> Result<verify::Inventory, BuildError> {
+    let mut lowering = Lowering::new(plan, sources, options);
+    for step in &plan.steps[..plan.finalize_from] {
+        lowering.step(step);
+    }
+    let args = script_args(verify::INVENTORY_SCRIPT, "sysfile-inventory", vec![REPORT_DIR.to_string()]);
+    let span = plan.steps.get(plan.finalize_from).map(|s| s.span).unwrap_or_default();
+    let report = lowering.inspect("[sysfile] inspect units", args, span);
+    let reference = bridge.solve(lowering.finish_at(&report).definition, vec![], false).await?;
+    let mut texts = Vec::with_capacity(4);
+    for name in ["units", "aliases", "version", "init"] {
+        let data = bridge.read_file_opt(&reference, name).await?.unwrap_or_default();
+        texts.push(String::from_utf8_lossy(&data).into_owned());
+    }
+    let [units, aliases, version, init] = <[String; 4]>::try_from(texts).unwrap_or_default();
+    Ok(verify::Inventory::parse(&units, &aliases, &version, &init))
+}
+
+/// Solves the finished image and checks unit states and hygiene inside it.
+async fn check_final_state(
+    bridge: &Bridge,
+    spec: &crate::model::Spec,
+    plan: &plan::Plan,
+    sources: &Sources,
+    options: &LowerOptions,
+) -> Result<Vec<Diagnostic>, BuildError> {
+    let mut lowering = Lowering::new(plan, sources, options);
+    for step in &plan.steps {
+        lowering.step(step);
+    }
+    let mut arguments = vec![REPORT_DIR.to_string()];
+    arguments.extend(verify::state_arguments(plan));
+    let args = script_args(verify::STATE_SCRIPT, "sysfile-verify", arguments);
+    let span = plan.steps.last().map(|s| s.span).unwrap_or_default();
+    let report = lowering.inspect("[sysfile] verify units and image hygiene", args, span);
+    let reference = bridge.solve(lowering.finish_at(&report).definition, vec![], false).await?;
+    let states = bridge.read_file_opt(&reference, "states").await?.unwrap_or_default();
+    let facts = bridge.read_file_opt(&reference, "facts").await?.unwrap_or_default();
+    Ok(verify::check_state(spec, plan, &String::from_utf8_lossy(&states), &String::from_utf8_lossy(&facts)))
+}
+
+fn script_args(script: &str, name: &str, arguments: Vec<String>) -> Vec<String> {
+    let mut args = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string(), name.to_string()];
+    args.extend(arguments);
+    args
 }

@@ -33,6 +33,8 @@ pub struct ImageInputs<'a> {
     pub history: Vec<(String, bool)>,
     /// SOURCE_DATE_EPOCH, used for history and `created`.
     pub epoch: Option<u64>,
+    /// The systemd major version found in the image (unknown outside a gateway build).
+    pub systemd_version: Option<u32>,
 }
 
 /// The seconds an engine should wait for a clean shutdown: systemd's stop timeout plus a margin.
@@ -289,6 +291,10 @@ fn labels(
         format!("{p}.systemd.units.masked"),
         plan.masked_units.join(","),
     );
+    if let Some(version) = inputs.systemd_version {
+        labels.insert(format!("{p}.systemd.version"), version.to_string());
+        labels.insert(format!("{p}.systemd.cgroup"), crate::verify::cgroup_support(version).to_string());
+    }
     labels.insert(format!("{p}.runtime.tmpfs"), RUNTIME_TMPFS.into());
     labels.insert(format!("{p}.runtime.tty"), "required".into());
     labels.insert(format!("{p}.runtime.stop-timeout"), stop.to_string());

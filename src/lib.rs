@@ -17,3 +17,4 @@ pub mod pb;
 pub mod plan;
 pub mod reference;
 pub mod spec;
+pub mod verify;

@@ -13,7 +13,7 @@ use crate::llb::{
 };
 use crate::model::{self, BindFrom, MountKind, Network, OwnerId};
 use crate::pb::llb as pb;
-use crate::plan::{CONTEXT_MOUNT, ExecStep, FileStep, Plan, StepKind};
+use crate::plan::{CONTEXT_MOUNT, ExecStep, FileStep, Plan, Step, StepKind};
 
 /// Everything lowering needs besides the plan; gathered by the gateway or the CLI.
 #[derive(Clone, Debug, Default)]
@@ -56,70 +56,131 @@ pub struct Lowered {
     pub history: Vec<(String, bool)>,
 }
 
-/// Lowers `plan` to LLB. `sources` provides the spec files for the source map.
+/// Lowers the whole `plan` to LLB. `sources` provides the spec files for the source map.
 pub fn lower(plan: &Plan, sources: &Sources, options: &LowerOptions) -> Lowered {
-    let mut graph = Graph::new(options.platform.clone());
-    for (_, file) in sources.iter() {
-        graph.add_source_file(&file.name, file.text.as_bytes(), "TOML");
-    }
-    let location = |span: Span| Some(location(sources, span));
-    let mut attrs = BTreeMap::new();
-    if !options.resolve_mode.is_empty() && options.resolve_mode != "default" {
-        attrs.insert(
-            "image.resolvemode".to_string(),
-            options.resolve_mode.clone(),
-        );
-    }
-    let base_name = format!("[sysfile] base {}", options.base_ref);
-    let mut current = graph.image(
-        &options.base_ref,
-        attrs,
-        OpOptions::named(base_name)
-            .at(location(options.base_span))
-            .ignore_cache(false),
-    );
-    let context = if plan.context_paths.is_empty() {
-        None
-    } else {
-        let local = LocalOptions {
-            session: options.session_id.clone(),
-            include_patterns: plan.context_paths.clone(),
-            follow_paths: plan.context_paths.clone(),
-            shared_key_hint: options.context_name.clone(),
-            ..LocalOptions::default()
-        };
-        let name = format!(
-            "[sysfile] load build context: {}",
-            plan.context_paths.join(" ")
-        );
-        Some(graph.local(&options.context_name, &local, OpOptions::named(name)))
-    };
-
-    let mut history = Vec::with_capacity(plan.steps.len());
+    let mut lowering = Lowering::new(plan, sources, options);
     for step in &plan.steps {
+        lowering.step(step);
+    }
+    lowering.finish()
+}
+
+/// Lowering in progress: the graph, the current root filesystem and the build context.
+///
+/// [`lower`] runs every step; the frontend also stops part-way to inspect an
+/// intermediate filesystem with [`Lowering::inspect`].
+pub struct Lowering<'a> {
+    graph: Graph,
+    current: Output,
+    context: Option<Output>,
+    sources: &'a Sources,
+    options: &'a LowerOptions,
+    history: Vec<(String, bool)>,
+}
+
+impl<'a> Lowering<'a> {
+    /// Starts from the base image (and the context source, when the plan reads the context).
+    pub fn new(plan: &Plan, sources: &'a Sources, options: &'a LowerOptions) -> Lowering<'a> {
+        let mut graph = Graph::new(options.platform.clone());
+        for (_, file) in sources.iter() {
+            graph.add_source_file(&file.name, file.text.as_bytes(), "TOML");
+        }
+        let mut attrs = BTreeMap::new();
+        if !options.resolve_mode.is_empty() && options.resolve_mode != "default" {
+            attrs.insert("image.resolvemode".to_string(), options.resolve_mode.clone());
+        }
+        let base_name = format!("[sysfile] base {}", options.base_ref);
+        let current = graph.image(
+            &options.base_ref,
+            attrs,
+            OpOptions::named(base_name).at(Some(location(sources, options.base_span))),
+        );
+        let context = (!plan.context_paths.is_empty()).then(|| {
+            let local = LocalOptions {
+                session: options.session_id.clone(),
+                include_patterns: plan.context_paths.clone(),
+                follow_paths: plan.context_paths.clone(),
+                shared_key_hint: options.context_name.clone(),
+                ..LocalOptions::default()
+            };
+            let name = format!("[sysfile] load build context: {}", plan.context_paths.join(" "));
+            graph.local(&options.context_name, &local, OpOptions::named(name))
+        });
+        Lowering { graph, current, context, sources, options, history: Vec::new() }
+    }
+
+    /// Applies one step on the current filesystem.
+    pub fn step(&mut self, step: &Step) {
         let op_options = OpOptions::named(step.name.clone())
-            .at(location(step.span))
-            .ignore_cache(options.no_cache);
-        current = match &step.kind {
-            StepKind::Exec(exec) => lower_exec(
-                &mut graph,
-                exec,
-                &current,
-                context.as_ref(),
-                op_options,
-                options,
-            ),
+            .at(Some(location(self.sources, step.span)))
+            .ignore_cache(self.options.no_cache);
+        self.current = match &step.kind {
+            StepKind::Exec(exec) => {
+                lower_exec(&mut self.graph, exec, &self.current, self.context.as_ref(), op_options, self.options)
+            }
             StepKind::Files(files) => {
-                lower_files(&mut graph, files, &current, context.as_ref(), op_options)
+                lower_files(&mut self.graph, files, &self.current, self.context.as_ref(), op_options)
             }
         };
-        history.push((step.name.clone(), false));
+        self.history.push((step.name.clone(), false));
     }
-    Lowered {
-        definition: graph.finish(&current),
-        history,
+
+    /// Runs `args` on the current filesystem, mounted read-only, with an empty writable
+    /// directory at [`REPORT_DIR`]; the returned output is that directory, never the image.
+    pub fn inspect(&mut self, name: &str, args: Vec<String>, span: Span) -> Output {
+        let mut env = Vec::new();
+        for entry in &self.options.base_env {
+            env.push(entry.clone());
+        }
+        env.push("SYSTEMD_OFFLINE=1".to_string());
+        let exec = llb::Exec {
+            args,
+            env,
+            cwd: "/".to_string(),
+            network: NetMode::None,
+            mounts: vec![
+                Mount {
+                    dest: "/".to_string(),
+                    kind: llb::MountKind::Bind {
+                        input: Some(self.current.clone()),
+                        selector: String::new(),
+                        readonly: true,
+                        output: false,
+                    },
+                },
+                Mount::tmpfs("/run"),
+                Mount::tmpfs("/tmp"),
+                Mount {
+                    dest: REPORT_DIR.to_string(),
+                    kind: llb::MountKind::Bind { input: None, selector: String::new(), readonly: false, output: true },
+                },
+            ],
+            ..llb::Exec::default()
+        };
+        let options = OpOptions::named(name).at(Some(location(self.sources, span)));
+        let outputs = self.graph.exec(exec, options);
+        outputs.get(REPORT_DIR).cloned().unwrap_or_else(|| self.current.clone())
+    }
+
+    /// The filesystem after the steps applied so far.
+    pub fn current(&self) -> &Output {
+        &self.current
+    }
+
+    /// Finishes the graph on the current filesystem.
+    pub fn finish(self) -> Lowered {
+        let current = self.current.clone();
+        self.finish_at(&current)
+    }
+
+    /// Finishes the graph on `result` (for example an [`Lowering::inspect`] report).
+    pub fn finish_at(self, result: &Output) -> Lowered {
+        Lowered { definition: self.graph.finish(result), history: self.history }
     }
 }
+
+/// Where [`Lowering::inspect`] mounts the directory its command writes its report into.
+pub const REPORT_DIR: &str = "/run/sysfile-report";
 
 /// The 1-based line/column range of a span, as a source-map location.
 pub fn location(sources: &Sources, span: Span) -> llb::Location {

@@ -50,6 +50,8 @@ pub struct Plan {
     pub family: Family,
     pub manager: PackageManager,
     pub steps: Vec<Step>,
+    /// Index of the first finalisation step (systemd configuration, units, hygiene).
+    pub finalize_from: usize,
     /// Context-relative paths the build reads (the include patterns of the context source).
     pub context_paths: Vec<String>,
     pub entrypoint: Vec<String>,
@@ -212,6 +214,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     }
 
     let units = UnitPlan::new(spec, facts.family);
+    let finalize_from = steps.len();
     steps.push(systemd_config_step(spec, facts.family));
     steps.push(units.step(spec));
     steps.push(hygiene_step(spec));
@@ -232,6 +235,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         family: facts.family,
         manager,
         steps,
+        finalize_from,
         context_paths: context_paths.into_iter().collect(),
         entrypoint,
         cmd,

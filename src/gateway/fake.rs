@@ -50,6 +50,7 @@ struct State {
     image_configs: BTreeMap<String, (String, Vec<u8>)>,
     image_roots: BTreeMap<String, Files>,
     inputs: BTreeMap<String, pb::llb::Definition>,
+    exec_outputs: BTreeMap<String, Files>,
     fail_solve: Option<pb::rpc::Status>,
     refs: BTreeMap<String, Files>,
     next_ref: u64,
@@ -115,6 +116,19 @@ impl FakeBuildkit {
             normalize_image_ref(image),
             (digest.to_string(), config.into()),
         );
+        self
+    }
+
+    /// The files an exec op "produces" when a solved definition ends on an exec
+    /// one of whose arguments is `marker` (the fake runs no processes).
+    pub fn with_exec_output<K: Into<String>, V: Into<Vec<u8>>>(
+        self,
+        marker: &str,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        lock(&self.state)
+            .exec_outputs
+            .insert(marker.to_string(), files(entries));
         self
     }
 
@@ -196,6 +210,14 @@ impl FakeBuildkit {
                     op: Some(pb::llb::op::Op::Source(src)),
                     ..
                 }) => Some(src.identifier.clone()),
+                Some(pb::llb::Op {
+                    op: Some(pb::llb::op::Op::Exec(exec)),
+                    ..
+                }) => exec
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.args.iter().find(|a| st.exec_outputs.contains_key(*a)))
+                    .map(|name| format!("exec:{name}")),
                 Some(_) => None,
                 None => {
                     return Err(Status::unknown(format!(
@@ -211,6 +233,10 @@ impl FakeBuildkit {
                 st.locals
                     .get(name)
                     .map(|fs| (format!("local:{name}"), fs.clone()))
+            } else if let Some(name) = id.strip_prefix("exec:") {
+                st.exec_outputs
+                    .get(name)
+                    .map(|fs| (format!("exec:{name}"), fs.clone()))
             } else if let Some(image) = id.strip_prefix("docker-image://") {
                 let key = normalize_image_ref(image);
                 st.image_roots
