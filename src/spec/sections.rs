@@ -95,8 +95,8 @@ pub(crate) fn check(text: &str, file: FileId, options: &LoadOptions) -> (Option<
             return (None, ctx.diagnostics);
         }
     };
-    let root = Table::new("the Sysfile", 0..0, root.get_ref());
-    ctx.check_keys(&root, TOP_KEYS);
+    let mut root = Table::new("the Sysfile", 0..0, root.get_ref());
+    ctx.check_keys(&mut root, TOP_KEYS);
 
     let image_value = root.get("image");
     let image_span = image_value.map_or(0..0, |v| v.span());
@@ -207,8 +207,8 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
         );
         return None;
     };
-    let table = ctx.table("image", value, "`[image]`")?;
-    ctx.check_keys(&table, IMAGE_KEYS);
+    let mut table = ctx.table("image", value, "`[image]`")?;
+    ctx.check_keys(&mut table, IMAGE_KEYS);
     let from = ctx.require(&table, "from", "\"debian:bookworm\"").and_then(|v| ctx.string("from", v));
     if let Some(from) = &from {
         if let Err(e) = values::check_image_reference(from.get_ref()) {
@@ -230,10 +230,10 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
 }
 
 fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>) -> Packages {
-    let Some(table) = value.and_then(|v| ctx.table("packages", v, "`[packages]`")) else {
+    let Some(mut table) = value.and_then(|v| ctx.table("packages", v, "`[packages]`")) else {
         return Packages { span: ctx.span(image_span.clone()), ..Packages::default() };
     };
-    ctx.check_keys(&table, PACKAGES_KEYS);
+    ctx.check_keys(&mut table, PACKAGES_KEYS);
     let names = |ctx: &mut Ctx<'_>, key: &str| -> Vec<Spanned<String>> {
         let Some(value) = table.get(key) else { return Vec::new() };
         let mut out = Vec::new();
@@ -260,21 +260,24 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
 }
 
 /// Reports `conflicting-keys` when both of two mutually exclusive keys are set; `missing-key` when neither is.
-fn exactly_one(ctx: &mut Ctx<'_>, table: &Table<'_, '_>, a: &str, b: &str) {
+fn exactly_one(ctx: &mut Ctx<'_>, table: &Table<'_, '_>, (a, a_example): (&str, &str), (b, b_example): (&str, &str)) {
     match (table.key_span(a), table.key_span(b)) {
-        (Some(_), Some(second)) => ctx.error(
-            "conflicting-keys",
-            second,
-            format!("{} sets both `{a}` and `{b}`", table.what),
-            format!("`{a}` is already set"),
-            format!("keep either `{a}` or `{b}`"),
-        ),
-        (None, None) => ctx.error(
+        (Some(first), Some(second)) => {
+            let (at, other) = if second.start > first.start { (second, a) } else { (first, b) };
+            ctx.error(
+                "conflicting-keys",
+                at,
+                format!("{} sets both `{a}` and `{b}`", table.what),
+                format!("`{other}` is already set"),
+                format!("keep either `{a}` or `{b}`, not both"),
+            );
+        }
+        (None, None) if !table.typos.iter().any(|t| *t == a || *t == b) => ctx.error(
             "missing-key",
             table.span.clone(),
             format!("{} needs `{a}` or `{b}`", table.what),
             format!("`{a}` or `{b}` is required here"),
-            format!("add `{a} = …` or `{b} = …`"),
+            format!("add `{a} = {a_example}` or `{b} = {b_example}`"),
         ),
         _ => {}
     }
@@ -287,9 +290,9 @@ fn owner(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Owner> {
 
 fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
     let mut out = Vec::new();
-    for table in ctx.tables("files", value, "this `[[files]]` entry") {
-        ctx.check_keys(&table, FILES_KEYS);
-        exactly_one(ctx, &table, "src", "content");
+    for mut table in ctx.tables("files", value, "this `[[files]]` entry") {
+        ctx.check_keys(&mut table, FILES_KEYS);
+        exactly_one(ctx, &table, ("src", "\"path/in/context\""), ("content", "\"inline text\""));
         let source = if let Some(v) = table.get("src") {
             ctx.context_path("src", v).map(|p| FileSource::Context(p.into_inner()))
         } else if let Some(v) = table.get("content") {
@@ -336,8 +339,8 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
     let mut out = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut uids: HashMap<u32, usize> = HashMap::new();
-    for table in ctx.tables("users", value, "this `[[users]]` entry") {
-        ctx.check_keys(&table, USERS_KEYS);
+    for mut table in ctx.tables("users", value, "this `[[users]]` entry") {
+        ctx.check_keys(&mut table, USERS_KEYS);
         let name = ctx.require(&table, "name", "\"admin\"").and_then(|v| ctx.string("name", v));
         if let Some(name) = &name {
             if !values::is_user_name(name.get_ref()) {
@@ -395,7 +398,16 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                 }
             }
         }
-        let shell = table.get("shell").and_then(|v| ctx.absolute_path("shell", v)).map(|s| s.into_inner());
+        let shell = table.get("shell").and_then(|v| ctx.string("shell", v)).and_then(|shell| {
+            match values::normalize_absolute_path(shell.get_ref()) {
+                Ok(path) => Some(path),
+                Err(mut e) => {
+                    e.help = "write the absolute path of the login shell, such as \"/bin/bash\"".to_string();
+                    ctx.invalid(shell.span(), e, "must be absolute");
+                    None
+                }
+            }
+        });
         let mut authorized_keys = Vec::new();
         if let Some(v) = table.get("authorized_keys") {
             for item in ctx.array("authorized_keys", v) {
@@ -439,9 +451,9 @@ fn env(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<(String, String)> {
 
 fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
     let mut out = Vec::new();
-    for table in ctx.tables("run", value, "this `[[run]]` step") {
-        ctx.check_keys(&table, RUN_KEYS);
-        exactly_one(ctx, &table, "sh", "argv");
+    for mut table in ctx.tables("run", value, "this `[[run]]` step") {
+        ctx.check_keys(&mut table, RUN_KEYS);
+        exactly_one(ctx, &table, ("sh", "\"a shell script\""), ("argv", "[\"program\", \"arg\"]"));
         let command = if let Some(v) = table.get("sh") {
             ctx.raw_string("sh", v).map(Command::Shell)
         } else if let Some(v) = table.get("argv") {
@@ -513,23 +525,25 @@ fn mount_target(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<String> {
 fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
     let mut out: Vec<RunMount> = Vec::new();
     let mut targets: BTreeMap<String, usize> = BTreeMap::new();
-    for table in ctx.tables("mounts", value, "this mount") {
+    for mut table in ctx.tables("run.mounts", value, "this mount") {
         let kind = ctx.require(&table, "type", "\"cache\"").and_then(|v| {
             let choices: Vec<(&str, &str)> = MOUNT_TYPES.iter().map(|t| (*t, *t)).collect();
             ctx.choice("type", v, &choices)
         });
         let Some(kind) = kind else {
-            ctx.check_keys(&table, MOUNT_KEYS);
+            ctx.check_keys(&mut table, MOUNT_KEYS);
             continue;
         };
         let allowed = mount_keys(kind);
+        let mut typos = Vec::new();
         for (key, _) in &table.entries {
             let name: &str = key.get_ref();
             if allowed.contains(&name) {
                 continue;
             }
             let valid = list(allowed);
-            let help = match did_you_mean(name, allowed.iter().copied()) {
+            let suggestion = did_you_mean(name, allowed.iter().copied());
+            let help = match suggestion {
                 Some(candidate) => format!("did you mean `{candidate}`? A {kind} mount accepts {valid}"),
                 None => format!("a {kind} mount accepts {valid}"),
             };
@@ -538,8 +552,10 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             } else {
                 format!("unknown mount option `{name}`")
             };
+            typos.extend(suggestion);
             ctx.error("bad-mount-option", key.span(), message, format!("not a {kind} mount option"), help);
         }
+        table.typos.extend(typos);
         let target_value = table.get("target");
         let explicit_target = match (kind, target_value) {
             (_, Some(v)) => mount_target(ctx, v),
@@ -565,7 +581,9 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 };
                 let source = ctx.require(&table, "source", "\"dir\"").and_then(|v| match from {
                     Some(BindFrom::Image(_)) => ctx.absolute_path("source", v).map(|s| s.into_inner()),
-                    _ => ctx.context_path("source", v).map(|s| s.into_inner()),
+                    Some(BindFrom::Context) => ctx.context_path("source", v).map(|s| s.into_inner()),
+                    // `from` is wrong: whether `source` is right cannot be told.
+                    None => None,
                 });
                 let readonly = table.get("readonly").and_then(|v| ctx.bool("readonly", v)).unwrap_or(true);
                 match (source, from) {
@@ -644,8 +662,8 @@ fn units(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &str) 
 }
 
 fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
-    let Some(table) = ctx.table("services", value, "`[services]`") else { return Services::default() };
-    ctx.check_keys(&table, SERVICES_KEYS);
+    let Some(mut table) = ctx.table("services", value, "`[services]`") else { return Services::default() };
+    ctx.check_keys(&mut table, SERVICES_KEYS);
     let mut lists: Vec<Vec<Unit>> = Vec::new();
     let mut seen: HashMap<String, (&str, usize)> = HashMap::new();
     for key in SERVICES_KEYS {
@@ -708,9 +726,9 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         health: Health::Running,
         keep: Vec::new(),
     };
-    let Some(table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else { return systemd };
+    let Some(mut table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else { return systemd };
     systemd.target.span = ctx.span(table.span.clone());
-    ctx.check_keys(&table, SYSTEMD_KEYS);
+    ctx.check_keys(&mut table, SYSTEMD_KEYS);
     if let Some(v) = table.get("target") {
         if let Some(unit) = units_one(ctx, "target", v, ".target") {
             if !unit.name.ends_with(".target") {
@@ -799,8 +817,8 @@ fn units_one(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &s
 }
 
 fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
-    let Some(table) = ctx.table("config", value, "`[config]`") else { return Config::default() };
-    ctx.check_keys(&table, CONFIG_KEYS);
+    let Some(mut table) = ctx.table("config", value, "`[config]`") else { return Config::default() };
+    ctx.check_keys(&mut table, CONFIG_KEYS);
     let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
     let mut labels = BTreeMap::new();
     if let Some(v) = table.get("labels") {

@@ -23,13 +23,15 @@ pub(crate) struct Table<'t, 'i> {
     pub what: String,
     pub span: Range<usize>,
     pub entries: Vec<(&'t Key<'i>, &'t Value<'i>)>,
+    /// Valid keys that an unknown key was reported as a likely typo of; they are not reported missing too.
+    pub typos: Vec<&'static str>,
 }
 
 impl<'t, 'i> Table<'t, 'i> {
     pub fn new(what: impl Into<String>, span: Range<usize>, table: &'t DeTable<'i>) -> Table<'t, 'i> {
         let mut entries: Vec<_> = table.iter().collect();
         entries.sort_by_key(|(key, _)| key.span().start);
-        Table { what: what.into(), span, entries }
+        Table { what: what.into(), span, entries, typos: Vec::new() }
     }
 
     pub fn get(&self, key: &str) -> Option<&'t Value<'i>> {
@@ -101,17 +103,26 @@ impl<'s> Ctx<'s> {
     }
 
     /// Reports every key of `table` not in `allowed` as `unknown-key`.
-    pub fn check_keys(&mut self, table: &Table<'_, '_>, allowed: &[&str]) {
-        for (key, _) in &table.entries {
+    pub fn check_keys(&mut self, table: &mut Table<'_, '_>, allowed: &[&'static str]) {
+        for (key, value) in &table.entries {
             let name: &str = key.get_ref();
             if allowed.contains(&name) {
                 continue;
             }
-            let help = match did_you_mean(name, allowed.iter().copied()) {
+            let suggestion = did_you_mean(name, allowed.iter().copied());
+            let help = match suggestion {
                 Some(candidate) => format!("did you mean `{candidate}`?"),
                 None => format!("{} accepts {}", table.what, list(allowed)),
             };
-            self.error("unknown-key", key.span(), format!("unknown key `{name}` in {}", table.what), "unknown key", help);
+            if let Some(candidate) = suggestion {
+                table.typos.push(candidate);
+            }
+            let message = if table.span.is_empty() && matches!(value.get_ref(), DeValue::Table(_)) {
+                format!("unknown table `[{name}]`")
+            } else {
+                format!("unknown key `{name}` in {}", table.what)
+            };
+            self.error("unknown-key", key.span(), message, "unknown key", help);
         }
     }
 
@@ -128,7 +139,7 @@ impl<'s> Ctx<'s> {
     /// `key` must be present in `table`; reports `missing-key` at the table otherwise.
     pub fn require<'t, 'i>(&mut self, table: &Table<'t, 'i>, key: &str, example: &str) -> Option<&'t Value<'i>> {
         let value = table.get(key);
-        if value.is_none() {
+        if value.is_none() && !table.typos.contains(&key) {
             self.error(
                 "missing-key",
                 table.span.clone(),
@@ -152,12 +163,13 @@ impl<'s> Ctx<'s> {
     }
 
     /// An array of tables (`[[key]]` entries or an array of inline tables).
-    pub fn tables<'t, 'i>(&mut self, key: &str, value: &'t Value<'i>, what: &str) -> Vec<Table<'t, 'i>> {
+    pub fn tables<'t, 'i>(&mut self, header: &str, value: &'t Value<'i>, what: &str) -> Vec<Table<'t, 'i>> {
+        let key = header.rsplit('.').next().unwrap_or(header);
         let DeValue::Array(array) = value.get_ref() else {
             self.wrong_type(
                 value,
                 "an array of tables",
-                format!("write each entry under its own `[[{key}]]` header, or as `{key} = [{{ … }}, {{ … }}]`"),
+                format!("write each entry under its own `[[{header}]]` header, or as `{key} = [{{ … }}, {{ … }}]`"),
             );
             return Vec::new();
         };
@@ -239,12 +251,12 @@ impl<'s> Ctx<'s> {
         let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
         let help = match did_you_mean(s.get_ref(), names.iter().copied()) {
             Some(candidate) => format!("did you mean \"{candidate}\"?"),
-            None => format!("`{key}` is one of {}", list(&names)),
+            None => format!("write one of them, such as `{key} = \"{}\"`", names.first().copied().unwrap_or_default()),
         };
         self.error(
             "bad-value",
             value.span(),
-            format!("`{}` is not a valid `{key}`", s.get_ref()),
+            format!("`{}` is not a valid value for `{key}`", s.get_ref()),
             format!("expected one of {}", list(&names)),
             help,
         );
