@@ -179,6 +179,8 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
 
     let renderer = if color { Renderer::styled() } else { Renderer::plain() };
     let mut out = String::new();
+    // Line-start offsets per file, built once, so each diagnostic costs only its own lines.
+    let mut line_starts: std::collections::HashMap<FileId, Vec<usize>> = std::collections::HashMap::new();
     for diagnostic in diagnostics {
         let level = match diagnostic.severity {
             Severity::Error => Level::ERROR,
@@ -187,13 +189,22 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
         let title = level.primary_title(diagnostic.message.as_str()).id(diagnostic.code);
         let mut group = match sources.try_get(diagnostic.span.file) {
             Some(file) => {
+                // Only the lines the span touches are handed to the renderer,
+                // so rendering stays cheap for huge files with many diagnostics.
                 let range = clamp(&file.text, diagnostic.span);
-                let mut annotation = AnnotationKind::Primary.span(range);
+                let first = file.text[..range.start].rfind('\n').map_or(0, |i| i + 1);
+                let last = file.text[range.end..].find('\n').map_or(file.text.len(), |i| range.end + i);
+                let excerpt = &file.text[first..last];
+                let starts = line_starts.entry(diagnostic.span.file).or_insert_with(|| {
+                    std::iter::once(0).chain(file.text.match_indices('\n').map(|(i, _)| i + 1)).collect()
+                });
+                let line = starts.partition_point(|&start| start <= first).max(1);
+                let mut annotation = AnnotationKind::Primary.span(range.start - first..range.end - first);
                 if !diagnostic.label.is_empty() {
                     annotation = annotation.label(diagnostic.label.as_str());
                 }
                 Group::with_title(title).element(
-                    Snippet::source(file.text.as_str()).path(file.name.as_str()).annotation(annotation),
+                    Snippet::source(excerpt).line_start(line).path(file.name.as_str()).annotation(annotation),
                 )
             }
             None => Group::with_title(title),

@@ -831,6 +831,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
         }
     }
     let mut expose = Vec::new();
+    let mut exposed = std::collections::BTreeSet::new();
     if let Some(v) = table.get("expose") {
         for item in ctx.array("expose", v) {
             let port = match item.get_ref() {
@@ -851,7 +852,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
                 }
             };
             match port {
-                Ok(port) if !expose.contains(&port) => expose.push(port),
+                Ok(port) if exposed.insert(port) => expose.push(port),
                 Ok(_) => {}
                 Err(e) => ctx.invalid(item.span(), e, "not a port"),
             }

@@ -70,11 +70,13 @@ pub(crate) struct Ctx<'s> {
     pub diagnostics: Vec<Diagnostic>,
     /// Declared build arguments and their effective values (for interpolation).
     pub args: BTreeMap<String, String>,
+    /// Offsets of line starts, built on first use by [`Ctx::line_of`].
+    line_starts: Vec<usize>,
 }
 
 impl<'s> Ctx<'s> {
     pub fn new(file: FileId, text: &'s str) -> Ctx<'s> {
-        Ctx { file, text, diagnostics: Vec::new(), args: BTreeMap::new() }
+        Ctx { file, text, diagnostics: Vec::new(), args: BTreeMap::new(), line_starts: Vec::new() }
     }
 
     pub fn span(&self, range: Range<usize>) -> Span {
@@ -97,9 +99,11 @@ impl<'s> Ctx<'s> {
     }
 
     /// The 1-based line of a byte offset (for labels that refer to another place).
-    pub fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    pub fn line_of(&mut self, offset: usize) -> usize {
+        if self.line_starts.is_empty() {
+            self.line_starts = std::iter::once(0).chain(self.text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        }
+        self.line_starts.partition_point(|&start| start <= offset).max(1)
     }
 
     /// Reports every key of `table` not in `allowed` as `unknown-key`.
