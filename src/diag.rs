@@ -21,7 +21,11 @@ pub struct Span {
 
 impl Span {
     pub fn new(file: FileId, range: std::ops::Range<usize>) -> Span {
-        Span { file, start: range.start, end: range.end }
+        Span {
+            file,
+            start: range.start,
+            end: range.end,
+        }
     }
 }
 
@@ -41,7 +45,10 @@ pub struct LineCol {
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
-        SourceFile { name: name.into(), text: text.into() }
+        SourceFile {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     /// The 1-based line and column of a byte offset (clamped to the text).
@@ -83,7 +90,10 @@ impl Sources {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
-        self.files.iter().enumerate().map(|(i, f)| (FileId(i as u32), f))
+        self.files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (FileId(i as u32), f))
     }
 }
 
@@ -131,7 +141,10 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, span, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, span, message)
+        }
     }
 
     pub fn with_label(mut self, label: impl Into<String>) -> Diagnostic {
@@ -177,34 +190,49 @@ fn clamp(text: &str, span: Span) -> std::ops::Range<usize> {
 pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> String {
     use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
-    let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+    let renderer = if color {
+        Renderer::styled()
+    } else {
+        Renderer::plain()
+    };
     let mut out = String::new();
     // Line-start offsets per file, built once, so each diagnostic costs only its own lines.
-    let mut line_starts: std::collections::HashMap<FileId, Vec<usize>> = std::collections::HashMap::new();
+    let mut line_starts: std::collections::HashMap<FileId, Vec<usize>> =
+        std::collections::HashMap::new();
     for diagnostic in diagnostics {
         let level = match diagnostic.severity {
             Severity::Error => Level::ERROR,
             Severity::Warning => Level::WARNING,
         };
-        let title = level.primary_title(diagnostic.message.as_str()).id(diagnostic.code);
+        let title = level
+            .primary_title(diagnostic.message.as_str())
+            .id(diagnostic.code);
         let mut group = match sources.try_get(diagnostic.span.file) {
             Some(file) => {
                 // Only the lines the span touches are handed to the renderer,
                 // so rendering stays cheap for huge files with many diagnostics.
                 let range = clamp(&file.text, diagnostic.span);
                 let first = file.text[..range.start].rfind('\n').map_or(0, |i| i + 1);
-                let last = file.text[range.end..].find('\n').map_or(file.text.len(), |i| range.end + i);
+                let last = file.text[range.end..]
+                    .find('\n')
+                    .map_or(file.text.len(), |i| range.end + i);
                 let excerpt = &file.text[first..last];
                 let starts = line_starts.entry(diagnostic.span.file).or_insert_with(|| {
-                    std::iter::once(0).chain(file.text.match_indices('\n').map(|(i, _)| i + 1)).collect()
+                    std::iter::once(0)
+                        .chain(file.text.match_indices('\n').map(|(i, _)| i + 1))
+                        .collect()
                 });
                 let line = starts.partition_point(|&start| start <= first).max(1);
-                let mut annotation = AnnotationKind::Primary.span(range.start - first..range.end - first);
+                let mut annotation =
+                    AnnotationKind::Primary.span(range.start - first..range.end - first);
                 if !diagnostic.label.is_empty() {
                     annotation = annotation.label(diagnostic.label.as_str());
                 }
                 Group::with_title(title).element(
-                    Snippet::source(excerpt).line_start(line).path(file.name.as_str()).annotation(annotation),
+                    Snippet::source(excerpt)
+                        .line_start(line)
+                        .path(file.name.as_str())
+                        .annotation(annotation),
                 )
             }
             None => Group::with_title(title),

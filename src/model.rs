@@ -178,12 +178,27 @@ pub enum BindFrom {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MountKind {
     /// `source` is context-relative (for `from = "context"`) or an absolute path in the image.
-    Bind { source: String, from: BindFrom, readonly: bool },
+    Bind {
+        source: String,
+        from: BindFrom,
+        readonly: bool,
+    },
     /// `id` defaults to the target path.
-    Cache { id: String, sharing: CacheSharing },
-    Tmpfs { size: Option<u64> },
-    Secret { id: String, required: bool, mode: Option<u32> },
-    Ssh { id: String },
+    Cache {
+        id: String,
+        sharing: CacheSharing,
+    },
+    Tmpfs {
+        size: Option<u64>,
+    },
+    Secret {
+        id: String,
+        required: bool,
+        mode: Option<u32>,
+    },
+    Ssh {
+        id: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

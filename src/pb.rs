@@ -8,15 +8,15 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/protos.rs"));
 }
 
-/// LLB: `Op`, `Definition`, source maps (BuildKit package `pb`).
-pub use generated::pb as llb;
-/// The gateway frontend API (`moby.buildkit.v1.frontend`).
-pub use generated::moby::buildkit::v1::frontend as gateway;
-/// API capability records (`moby.buildkit.v1.apicaps`).
-pub use generated::moby::buildkit::v1::apicaps;
-/// Worker records (`moby.buildkit.v1.types`).
-pub use generated::moby::buildkit::v1::types;
 /// File stat records (`fsutil.types`).
 pub use generated::fsutil::types as fsutil;
 /// `google.rpc.Status`.
 pub use generated::google::rpc;
+/// API capability records (`moby.buildkit.v1.apicaps`).
+pub use generated::moby::buildkit::v1::apicaps;
+/// The gateway frontend API (`moby.buildkit.v1.frontend`).
+pub use generated::moby::buildkit::v1::frontend as gateway;
+/// Worker records (`moby.buildkit.v1.types`).
+pub use generated::moby::buildkit::v1::types;
+/// LLB: `Op`, `Definition`, source maps (BuildKit package `pb`).
+pub use generated::pb as llb;

@@ -8,9 +8,13 @@ use sysfile::spec::{LoadOptions, load};
 fn options_for(text: &str) -> LoadOptions {
     let mut options = LoadOptions::default();
     for line in text.lines() {
-        let Some(arg) = line.strip_prefix("# build-arg: ") else { break };
+        let Some(arg) = line.strip_prefix("# build-arg: ") else {
+            break;
+        };
         let (name, value) = arg.split_once('=').expect("NAME=value");
-        options.build_args.insert(name.to_string(), value.to_string());
+        options
+            .build_args
+            .insert(name.to_string(), value.to_string());
     }
     options
 }
@@ -21,14 +25,29 @@ fn bad_fixtures() {
         let text = std::fs::read_to_string(path).unwrap();
         let name = format!("bad/{}", path.file_name().unwrap().to_string_lossy());
         let loaded = load(SourceFile::new(name, text.clone()), &options_for(&text));
-        assert!(!loaded.diagnostics.is_empty(), "{} yields no diagnostic", path.display());
+        assert!(
+            !loaded.diagnostics.is_empty(),
+            "{} yields no diagnostic",
+            path.display()
+        );
         let has_error = loaded.diagnostics.iter().any(|d| d.is_error());
-        assert_eq!(loaded.spec.is_some(), !has_error, "spec is Some exactly when there is no error");
-        let sorted = loaded.diagnostics.windows(2).all(|w| (w[0].span.file, w[0].span.start) <= (w[1].span.file, w[1].span.start));
+        assert_eq!(
+            loaded.spec.is_some(),
+            !has_error,
+            "spec is Some exactly when there is no error"
+        );
+        let sorted = loaded
+            .diagnostics
+            .windows(2)
+            .all(|w| (w[0].span.file, w[0].span.start) <= (w[1].span.file, w[1].span.start));
         assert!(sorted, "diagnostics are sorted");
         for d in &loaded.diagnostics {
             assert!(d.help.is_some(), "{} has no help", d.code);
-            assert!(!d.message.ends_with('.'), "{}: message ends with a period", d.code);
+            assert!(
+                !d.message.ends_with('.'),
+                "{}: message ends with a period",
+                d.code
+            );
         }
         insta::assert_snapshot!(render(&loaded.diagnostics, &loaded.sources, false));
     });
@@ -36,7 +55,10 @@ fn bad_fixtures() {
 
 #[test]
 fn colored_render_names_the_location() {
-    let loaded = load(SourceFile::new("Sysfile", "[image]\nfrom = 1\n"), &LoadOptions::default());
+    let loaded = load(
+        SourceFile::new("Sysfile", "[image]\nfrom = 1\n"),
+        &LoadOptions::default(),
+    );
     let out = render(&loaded.diagnostics, &loaded.sources, true);
     assert!(out.contains("Sysfile:2:8"), "{out}");
     assert!(out.contains("\u{1b}["), "styled output has escapes");

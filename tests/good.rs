@@ -27,7 +27,11 @@ fn good_fixtures_load() {
 fn sshd_example_loads_cleanly() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sshd/Sysfile");
     let loaded = load_path(&path);
-    assert!(loaded.diagnostics.is_empty(), "{}", render(&loaded.diagnostics, &loaded.sources, false));
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{}",
+        render(&loaded.diagnostics, &loaded.sources, false)
+    );
     let spec = loaded.spec.expect("a spec");
     assert_eq!(spec.image.from.value, "local/debian:bookworm");
     assert_eq!(spec.services.enable[0].name, "ssh.service");
@@ -39,10 +43,18 @@ fn build_args_override_defaults() {
     let text = "[image]\nfrom = \"debian:${R}\"\n[args]\n# Release.\nR = \"bookworm\"\n";
     let mut options = LoadOptions::default();
     options.build_args.insert("R".into(), "trixie".into());
-    options.build_args.insert("TARGETARCH".into(), "amd64".into());
-    options.build_args.insert("http_proxy".into(), "http://proxy".into());
+    options
+        .build_args
+        .insert("TARGETARCH".into(), "amd64".into());
+    options
+        .build_args
+        .insert("http_proxy".into(), "http://proxy".into());
     let loaded = load(SourceFile::new("Sysfile", text), &options);
-    assert!(loaded.diagnostics.is_empty(), "{}", render(&loaded.diagnostics, &loaded.sources, false));
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{}",
+        render(&loaded.diagnostics, &loaded.sources, false)
+    );
     let spec = loaded.spec.unwrap();
     assert_eq!(spec.image.from.value, "debian:trixie");
     assert_eq!(spec.args[0].value, "trixie");

@@ -9,7 +9,10 @@ fn check(text: &str) -> usize {
     let has_error = loaded.diagnostics.iter().any(|d| d.is_error());
     assert_eq!(loaded.spec.is_some(), !has_error);
     for d in &loaded.diagnostics {
-        assert!(d.span.start <= d.span.end && d.span.end <= text.len(), "{d:?}");
+        assert!(
+            d.span.start <= d.span.end && d.span.end <= text.len(),
+            "{d:?}"
+        );
     }
     rendered.len()
 }
@@ -26,7 +29,11 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -76,9 +83,46 @@ fn edge_inputs() {
 }
 
 const MUTATIONS: &[&str] = &[
-    "[", "]", "[[", "]]", "{", "}", "\"", "'", "'''", "\"\"\"", "=", ",", ".", "\n", "#", "\\", "$", "${", "}", "${X}",
-    "$$", "é", "\u{feff}", "\u{0}", "0o777", "-1", "99999999999999999999", "1.5", "true", "1979-05-27", "/", "..",
-    "[image]", "[[run]]", "[[files]]", "mounts = [{type=\"bind\"}]", "@.service", " ", "\t", "\r\n",
+    "[",
+    "]",
+    "[[",
+    "]]",
+    "{",
+    "}",
+    "\"",
+    "'",
+    "'''",
+    "\"\"\"",
+    "=",
+    ",",
+    ".",
+    "\n",
+    "#",
+    "\\",
+    "$",
+    "${",
+    "}",
+    "${X}",
+    "$$",
+    "é",
+    "\u{feff}",
+    "\u{0}",
+    "0o777",
+    "-1",
+    "99999999999999999999",
+    "1.5",
+    "true",
+    "1979-05-27",
+    "/",
+    "..",
+    "[image]",
+    "[[run]]",
+    "[[files]]",
+    "mounts = [{type=\"bind\"}]",
+    "@.service",
+    " ",
+    "\t",
+    "\r\n",
 ];
 
 #[test]

@@ -18,7 +18,10 @@ pub(crate) enum Problem {
 }
 
 /// Replaces every `${NAME}` by `lookup(NAME)`; reports every problem found.
-pub(crate) fn interpolate<'a>(s: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> Result<String, Vec<Problem>> {
+pub(crate) fn interpolate<'a>(
+    s: &str,
+    lookup: impl Fn(&str) -> Option<&'a str>,
+) -> Result<String, Vec<Problem>> {
     let mut out = String::with_capacity(s.len());
     let mut problems = Vec::new();
     let mut rest = s;
@@ -27,24 +30,32 @@ pub(crate) fn interpolate<'a>(s: &str, lookup: impl Fn(&str) -> Option<&'a str>)
         out.push_str(&rest[..dollar]);
         let start = offset + dollar;
         let after = &rest[dollar + 1..];
-        if after.starts_with('$') {
+        if let Some(tail) = after.strip_prefix('$') {
             out.push('$');
-            rest = &after[1..];
+            rest = tail;
             offset = start + 2;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(close) = body.find('}') else {
-                problems.push(Problem::Unterminated { range: start..s.len() });
+                problems.push(Problem::Unterminated {
+                    range: start..s.len(),
+                });
                 rest = "";
                 break;
             };
             let name = &body[..close];
             let end = start + 2 + close + 1;
             if !super::values::is_env_name(name) {
-                problems.push(Problem::BadName { name: name.to_string(), range: start..end });
+                problems.push(Problem::BadName {
+                    name: name.to_string(),
+                    range: start..end,
+                });
             } else if let Some(value) = lookup(name) {
                 out.push_str(value);
             } else {
-                problems.push(Problem::Undeclared { name: name.to_string(), range: start..end });
+                problems.push(Problem::Undeclared {
+                    name: name.to_string(),
+                    range: start..end,
+                });
             }
             rest = &body[close + 1..];
             offset = end;
@@ -55,7 +66,11 @@ pub(crate) fn interpolate<'a>(s: &str, lookup: impl Fn(&str) -> Option<&'a str>)
         }
     }
     out.push_str(rest);
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 #[cfg(test)]
@@ -72,8 +87,14 @@ mod tests {
 
     #[test]
     fn substitutes() {
-        assert_eq!(interpolate("v${VERSION}-x", lookup).as_deref(), Ok("v1.2-x"));
-        assert_eq!(interpolate("${VERSION}${VERSION}", lookup).as_deref(), Ok("1.21.2"));
+        assert_eq!(
+            interpolate("v${VERSION}-x", lookup).as_deref(),
+            Ok("v1.2-x")
+        );
+        assert_eq!(
+            interpolate("${VERSION}${VERSION}", lookup).as_deref(),
+            Ok("1.21.2")
+        );
         assert_eq!(interpolate("a${EMPTY}b", lookup).as_deref(), Ok("ab"));
         assert_eq!(interpolate("plain", lookup).as_deref(), Ok("plain"));
         assert_eq!(interpolate("", lookup).as_deref(), Ok(""));
@@ -82,9 +103,15 @@ mod tests {
     #[test]
     fn dollars() {
         assert_eq!(interpolate("$$", lookup).as_deref(), Ok("$"));
-        assert_eq!(interpolate("$${VERSION}", lookup).as_deref(), Ok("${VERSION}"));
+        assert_eq!(
+            interpolate("$${VERSION}", lookup).as_deref(),
+            Ok("${VERSION}")
+        );
         assert_eq!(interpolate("$$$${X}", lookup).as_deref(), Ok("$${X}"));
-        assert_eq!(interpolate("$HOME and $", lookup).as_deref(), Ok("$HOME and $"));
+        assert_eq!(
+            interpolate("$HOME and $", lookup).as_deref(),
+            Ok("$HOME and $")
+        );
         assert_eq!(interpolate("é${VERSION}ü", lookup).as_deref(), Ok("é1.2ü"));
     }
 
@@ -93,14 +120,26 @@ mod tests {
         assert_eq!(
             interpolate("ab${NOPE}c${VERSION}${X", lookup),
             Err(vec![
-                Problem::Undeclared { name: "NOPE".into(), range: 2..9 },
+                Problem::Undeclared {
+                    name: "NOPE".into(),
+                    range: 2..9
+                },
                 Problem::Unterminated { range: 20..23 },
             ])
         );
-        assert_eq!(interpolate("${}", lookup), Err(vec![Problem::BadName { name: String::new(), range: 0..3 }]));
+        assert_eq!(
+            interpolate("${}", lookup),
+            Err(vec![Problem::BadName {
+                name: String::new(),
+                range: 0..3
+            }])
+        );
         assert_eq!(
             interpolate("é${a b}", lookup),
-            Err(vec![Problem::BadName { name: "a b".into(), range: 2..8 }])
+            Err(vec![Problem::BadName {
+                name: "a b".into(),
+                range: 2..8
+            }])
         );
     }
 }

@@ -44,6 +44,14 @@ pub fn load(main: SourceFile, options: &LoadOptions) -> Loaded {
     let sources = Sources::new(main);
     let (spec, mut diagnostics) = sections::check(&sources.main().text, FileId(0), options);
     diagnostics.sort_by_key(|d| (d.span.file, d.span.start));
-    let spec = if diagnostics.iter().any(Diagnostic::is_error) { None } else { spec };
-    Loaded { sources, spec, diagnostics }
+    let spec = if diagnostics.iter().any(Diagnostic::is_error) {
+        None
+    } else {
+        spec
+    };
+    Loaded {
+        sources,
+        spec,
+        diagnostics,
+    }
 }

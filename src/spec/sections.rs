@@ -16,18 +16,32 @@ use super::walk::{Ctx, Table, Value, integer_value};
 use crate::diag::{Diagnostic, FileId};
 use crate::model::*;
 
-const TOP_KEYS: &[&str] = &["image", "args", "packages", "files", "users", "run", "services", "systemd", "config"];
+const TOP_KEYS: &[&str] = &[
+    "image", "args", "packages", "files", "users", "run", "services", "systemd", "config",
+];
 const IMAGE_KEYS: &[&str] = &["from", "platform", "title", "description"];
 const PACKAGES_KEYS: &[&str] = &["install", "remove", "manager"];
 const FILES_KEYS: &[&str] = &["src", "content", "dest", "mode", "owner"];
 const USERS_KEYS: &[&str] = &["name", "uid", "groups", "shell", "authorized_keys"];
-const RUN_KEYS: &[&str] = &["name", "sh", "argv", "env", "workdir", "user", "network", "phase", "mounts"];
+const RUN_KEYS: &[&str] = &[
+    "name", "sh", "argv", "env", "workdir", "user", "network", "phase", "mounts",
+];
 const SERVICES_KEYS: &[&str] = &["enable", "disable", "mask"];
-const SYSTEMD_KEYS: &[&str] = &["target", "log_level", "container", "console_logs", "stop_timeout", "health", "keep"];
+const SYSTEMD_KEYS: &[&str] = &[
+    "target",
+    "log_level",
+    "container",
+    "console_logs",
+    "stop_timeout",
+    "health",
+    "keep",
+];
 const CONFIG_KEYS: &[&str] = &["env", "labels", "expose", "volumes", "workdir"];
 
 const MOUNT_TYPES: &[&str] = &["bind", "cache", "tmpfs", "secret", "ssh"];
-const MOUNT_KEYS: &[&str] = &["type", "target", "source", "from", "readonly", "id", "sharing", "size", "required", "mode"];
+const MOUNT_KEYS: &[&str] = &[
+    "type", "target", "source", "from", "readonly", "id", "sharing", "size", "required", "mode",
+];
 
 fn mount_keys(kind: &str) -> &'static [&'static str] {
     match kind {
@@ -59,7 +73,13 @@ const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Build arguments BuildKit and docker pass on their own; never reported as undeclared.
 fn is_builtin_arg(name: &str) -> bool {
-    const PROXIES: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
+    const PROXIES: &[&str] = &[
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "FTP_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+    ];
     const PLATFORM: &[&str] = &[
         "SOURCE_DATE_EPOCH",
         "TARGETPLATFORM",
@@ -77,14 +97,22 @@ fn is_builtin_arg(name: &str) -> bool {
 }
 
 /// The whole check: parse, walk every table, assemble the model.
-pub(crate) fn check(text: &str, file: FileId, options: &LoadOptions) -> (Option<Spec>, Vec<Diagnostic>) {
+pub(crate) fn check(
+    text: &str,
+    file: FileId,
+    options: &LoadOptions,
+) -> (Option<Spec>, Vec<Diagnostic>) {
     let mut ctx = Ctx::new(file, text);
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(error) => {
             let range = error.span().unwrap_or(0..0);
             let message = error.message().trim().trim_end_matches('.').to_string();
-            let message = if message.is_empty() { "invalid TOML".to_string() } else { message };
+            let message = if message.is_empty() {
+                "invalid TOML".to_string()
+            } else {
+                message
+            };
             ctx.error(
                 "toml-syntax",
                 range,
@@ -103,27 +131,56 @@ pub(crate) fn check(text: &str, file: FileId, options: &LoadOptions) -> (Option<
     let args = args(&mut ctx, root.get("args"), &image_span, options);
     let image = image(&mut ctx, image_value);
     let packages = packages(&mut ctx, root.get("packages"), &image_span);
-    let files = root.get("files").map(|v| files(&mut ctx, v)).unwrap_or_default();
-    let users = root.get("users").map(|v| users(&mut ctx, v)).unwrap_or_default();
-    let runs = root.get("run").map(|v| runs(&mut ctx, v)).unwrap_or_default();
-    let services = root.get("services").map(|v| services(&mut ctx, v)).unwrap_or_default();
+    let files = root
+        .get("files")
+        .map(|v| files(&mut ctx, v))
+        .unwrap_or_default();
+    let users = root
+        .get("users")
+        .map(|v| users(&mut ctx, v))
+        .unwrap_or_default();
+    let runs = root
+        .get("run")
+        .map(|v| runs(&mut ctx, v))
+        .unwrap_or_default();
+    let services = root
+        .get("services")
+        .map(|v| services(&mut ctx, v))
+        .unwrap_or_default();
     let systemd = systemd(&mut ctx, root.get("systemd"));
-    let config = root.get("config").map(|v| config(&mut ctx, v)).unwrap_or_default();
+    let config = root
+        .get("config")
+        .map(|v| config(&mut ctx, v))
+        .unwrap_or_default();
 
-    let spec = image.map(|image| Spec { image, args, packages, files, users, runs, services, systemd, config });
+    let spec = image.map(|image| Spec {
+        image,
+        args,
+        packages,
+        files,
+        users,
+        runs,
+        services,
+        systemd,
+        config,
+    });
     (spec, ctx.diagnostics)
 }
 
 /// The `#` comment lines directly above the line holding `offset`, without the `# `.
 fn comment_above(text: &str, offset: usize) -> String {
-    let Some(before) = text.get(..offset) else { return String::new() };
+    let Some(before) = text.get(..offset) else {
+        return String::new();
+    };
     let mut end = before.rfind('\n').map_or(0, |i| i + 1);
     let mut lines = Vec::new();
     while end > 0 {
         let line_end = end - 1;
         let line_start = before[..line_end].rfind('\n').map_or(0, |i| i + 1);
         let line = before[line_start..line_end].trim();
-        let Some(comment) = line.strip_prefix('#') else { break };
+        let Some(comment) = line.strip_prefix('#') else {
+            break;
+        };
         lines.push(comment.strip_prefix(' ').unwrap_or(comment).trim_end());
         end = line_start;
     }
@@ -131,7 +188,12 @@ fn comment_above(text: &str, offset: usize) -> String {
     lines.join("\n")
 }
 
-fn args(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>, options: &LoadOptions) -> Vec<BuildArg> {
+fn args(
+    ctx: &mut Ctx<'_>,
+    value: Option<&Value<'_>>,
+    image_span: &Range<usize>,
+    options: &LoadOptions,
+) -> Vec<BuildArg> {
     let mut out = Vec::new();
     let table = value.and_then(|v| ctx.table("args", v, "`[args]`"));
     if let Some(table) = &table {
@@ -158,14 +220,21 @@ fn args(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>,
                     ctx.error(
                         "wrong-type",
                         value.span(),
-                        format!("expected a string, found {}", super::walk::type_name(value.get_ref())),
+                        format!(
+                            "expected a string, found {}",
+                            super::walk::type_name(value.get_ref())
+                        ),
                         "expected a string",
                         format!("give `{name}` a default value in quotes, such as `{name} = \"\"`"),
                     );
                     continue;
                 }
             };
-            let effective = options.build_args.get(name).cloned().unwrap_or_else(|| default.clone());
+            let effective = options
+                .build_args
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| default.clone());
             ctx.args.insert(name.to_string(), effective.clone());
             out.push(BuildArg {
                 name: name.to_string(),
@@ -176,14 +245,20 @@ fn args(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>,
             });
         }
     }
-    let at = table.as_ref().map_or_else(|| image_span.clone(), |t| t.span.clone());
+    let at = table
+        .as_ref()
+        .map_or_else(|| image_span.clone(), |t| t.span.clone());
     for name in options.build_args.keys() {
         if ctx.args.contains_key(name) || is_builtin_arg(name) {
             continue;
         }
         let help = match did_you_mean(name, ctx.args.keys().map(String::as_str)) {
-            Some(candidate) => format!("did you mean `{candidate}`? Otherwise declare it under `[args]` or drop the --build-arg"),
-            None => format!("declare it under `[args]`, such as `{name} = \"\"`, or drop the --build-arg"),
+            Some(candidate) => format!(
+                "did you mean `{candidate}`? Otherwise declare it under `[args]` or drop the --build-arg"
+            ),
+            None => format!(
+                "declare it under `[args]`, such as `{name} = \"\"`, or drop the --build-arg"
+            ),
         };
         ctx.warning(
             "undeclared-build-arg",
@@ -209,33 +284,57 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
     };
     let mut table = ctx.table("image", value, "`[image]`")?;
     ctx.check_keys(&mut table, IMAGE_KEYS);
-    let from = ctx.require(&table, "from", "\"debian:bookworm\"").and_then(|v| ctx.string("from", v));
+    let from = ctx
+        .require(&table, "from", "\"debian:bookworm\"")
+        .and_then(|v| ctx.string("from", v));
     if let Some(from) = &from {
         if let Err(e) = values::check_image_reference(from.get_ref()) {
             ctx.invalid(from.span(), e, "not an image reference");
         }
     }
-    let platform = table.get("platform").and_then(|v| ctx.string("platform", v));
+    let platform = table
+        .get("platform")
+        .and_then(|v| ctx.string("platform", v));
     if let Some(platform) = &platform {
         if let Err(e) = values::check_platform(platform.get_ref()) {
             ctx.invalid(platform.span(), e, "not a platform");
         }
     }
-    let title = table.get("title").and_then(|v| ctx.string("title", v)).map(|s| s.into_inner());
-    let description = table.get("description").and_then(|v| ctx.string("description", v)).map(|s| s.into_inner());
+    let title = table
+        .get("title")
+        .and_then(|v| ctx.string("title", v))
+        .map(|s| s.into_inner());
+    let description = table
+        .get("description")
+        .and_then(|v| ctx.string("description", v))
+        .map(|s| s.into_inner());
     let span = ctx.span(table.span.clone());
-    let from = from.map_or_else(|| Spanned::new(String::new(), span), |s| Spanned::new(s.get_ref().clone(), ctx.span(s.span())));
+    let from = from.map_or_else(
+        || Spanned::new(String::new(), span),
+        |s| Spanned::new(s.get_ref().clone(), ctx.span(s.span())),
+    );
     let platform = platform.map(|s| Spanned::new(s.get_ref().clone(), ctx.span(s.span())));
-    Some(Image { from, platform, title, description, span })
+    Some(Image {
+        from,
+        platform,
+        title,
+        description,
+        span,
+    })
 }
 
 fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>) -> Packages {
     let Some(mut table) = value.and_then(|v| ctx.table("packages", v, "`[packages]`")) else {
-        return Packages { span: ctx.span(image_span.clone()), ..Packages::default() };
+        return Packages {
+            span: ctx.span(image_span.clone()),
+            ..Packages::default()
+        };
     };
     ctx.check_keys(&mut table, PACKAGES_KEYS);
     let names = |ctx: &mut Ctx<'_>, key: &str| -> Vec<Spanned<String>> {
-        let Some(value) = table.get(key) else { return Vec::new() };
+        let Some(value) = table.get(key) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for name in ctx.strings(key, value) {
             match values::check_package_name(name.get_ref()) {
@@ -253,17 +352,32 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
         ("zypper", PackageManager::Zypper),
         ("pacman", PackageManager::Pacman),
     ];
-    let manager = table
-        .get("manager")
-        .and_then(|v| ctx.choice("manager", v, &managers).map(|m| Spanned::new(m, ctx.span(v.span()))));
-    Packages { install, remove, manager, span: ctx.span(table.span.clone()) }
+    let manager = table.get("manager").and_then(|v| {
+        ctx.choice("manager", v, &managers)
+            .map(|m| Spanned::new(m, ctx.span(v.span())))
+    });
+    Packages {
+        install,
+        remove,
+        manager,
+        span: ctx.span(table.span.clone()),
+    }
 }
 
 /// Reports `conflicting-keys` when both of two mutually exclusive keys are set; `missing-key` when neither is.
-fn exactly_one(ctx: &mut Ctx<'_>, table: &Table<'_, '_>, (a, a_example): (&str, &str), (b, b_example): (&str, &str)) {
+fn exactly_one(
+    ctx: &mut Ctx<'_>,
+    table: &Table<'_, '_>,
+    (a, a_example): (&str, &str),
+    (b, b_example): (&str, &str),
+) {
     match (table.key_span(a), table.key_span(b)) {
         (Some(first), Some(second)) => {
-            let (at, other) = if second.start > first.start { (second, a) } else { (first, b) };
+            let (at, other) = if second.start > first.start {
+                (second, a)
+            } else {
+                (first, b)
+            };
             ctx.error(
                 "conflicting-keys",
                 at,
@@ -285,16 +399,24 @@ fn exactly_one(ctx: &mut Ctx<'_>, table: &Table<'_, '_>, (a, a_example): (&str, 
 
 fn owner(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Owner> {
     let s = ctx.string("owner", value)?;
-    values::parse_owner(s.get_ref()).map_err(|e| ctx.invalid(value.span(), e, "not an owner")).ok()
+    values::parse_owner(s.get_ref())
+        .map_err(|e| ctx.invalid(value.span(), e, "not an owner"))
+        .ok()
 }
 
 fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
     let mut out = Vec::new();
     for mut table in ctx.tables("files", value, "this `[[files]]` entry") {
         ctx.check_keys(&mut table, FILES_KEYS);
-        exactly_one(ctx, &table, ("src", "\"path/in/context\""), ("content", "\"inline text\""));
+        exactly_one(
+            ctx,
+            &table,
+            ("src", "\"path/in/context\""),
+            ("content", "\"inline text\""),
+        );
         let source = if let Some(v) = table.get("src") {
-            ctx.context_path("src", v).map(|p| FileSource::Context(p.into_inner()))
+            ctx.context_path("src", v)
+                .map(|p| FileSource::Context(p.into_inner()))
         } else if let Some(v) = table.get("content") {
             ctx.raw_string("content", v).map(FileSource::Content)
         } else {
@@ -314,12 +436,19 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
             match &source {
                 Some(FileSource::Context(src)) if into_dir && src != "." => {
                     let base = src.rsplit('/').next().unwrap_or(src);
-                    *d = if d == "/" { format!("/{base}") } else { format!("{d}/{base}") };
+                    *d = if d == "/" {
+                        format!("/{base}")
+                    } else {
+                        format!("{d}/{base}")
+                    };
                 }
                 Some(FileSource::Content(_)) if into_dir => ctx.error(
                     "bad-dest",
                     raw.span(),
-                    format!("`{}` is a directory, but inline `content` needs a file path", raw.get_ref()),
+                    format!(
+                        "`{}` is a directory, but inline `content` needs a file path",
+                        raw.get_ref()
+                    ),
                     "names a directory",
                     "write the full path of the file to create, such as \"/etc/motd\"",
                 ),
@@ -329,7 +458,13 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
         let mode = table.get("mode").and_then(|v| ctx.mode("mode", v));
         let owner = table.get("owner").and_then(|v| owner(ctx, v));
         if let (Some(source), Some(dest)) = (source, dest) {
-            out.push(FileEntry { source, dest, mode, owner, span: ctx.span(table.span.clone()) });
+            out.push(FileEntry {
+                source,
+                dest,
+                mode,
+                owner,
+                span: ctx.span(table.span.clone()),
+            });
         }
     }
     out
@@ -341,7 +476,9 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
     let mut uids: HashMap<u32, usize> = HashMap::new();
     for mut table in ctx.tables("users", value, "this `[[users]]` entry") {
         ctx.check_keys(&mut table, USERS_KEYS);
-        let name = ctx.require(&table, "name", "\"admin\"").and_then(|v| ctx.string("name", v));
+        let name = ctx
+            .require(&table, "name", "\"admin\"")
+            .and_then(|v| ctx.string("name", v));
         if let Some(name) = &name {
             if !values::is_user_name(name.get_ref()) {
                 ctx.error(
@@ -364,9 +501,10 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                 names.insert(name.get_ref().clone(), name.span().start);
             }
         }
-        let uid = table
-            .get("uid")
-            .and_then(|v| ctx.integer("uid", v, 0..=i64::from(i32::MAX), "bad-uid").map(|n| (n, v.span())));
+        let uid = table.get("uid").and_then(|v| {
+            ctx.integer("uid", v, 0..=i64::from(i32::MAX), "bad-uid")
+                .map(|n| (n, v.span()))
+        });
         if let Some((uid, span)) = &uid {
             let uid = u32::try_from(*uid).unwrap_or_default();
             if let Some(first) = uids.get(&uid) {
@@ -398,16 +536,21 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                 }
             }
         }
-        let shell = table.get("shell").and_then(|v| ctx.string("shell", v)).and_then(|shell| {
-            match values::normalize_absolute_path(shell.get_ref()) {
-                Ok(path) => Some(path),
-                Err(mut e) => {
-                    e.help = "write the absolute path of the login shell, such as \"/bin/bash\"".to_string();
-                    ctx.invalid(shell.span(), e, "must be absolute");
-                    None
-                }
-            }
-        });
+        let shell = table
+            .get("shell")
+            .and_then(|v| ctx.string("shell", v))
+            .and_then(
+                |shell| match values::normalize_absolute_path(shell.get_ref()) {
+                    Ok(path) => Some(path),
+                    Err(mut e) => {
+                        e.help =
+                            "write the absolute path of the login shell, such as \"/bin/bash\""
+                                .to_string();
+                        ctx.invalid(shell.span(), e, "must be absolute");
+                        None
+                    }
+                },
+            );
         let mut authorized_keys = Vec::new();
         if let Some(v) = table.get("authorized_keys") {
             for item in ctx.array("authorized_keys", v) {
@@ -453,11 +596,20 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
     let mut out = Vec::new();
     for mut table in ctx.tables("run", value, "this `[[run]]` step") {
         ctx.check_keys(&mut table, RUN_KEYS);
-        exactly_one(ctx, &table, ("sh", "\"a shell script\""), ("argv", "[\"program\", \"arg\"]"));
+        exactly_one(
+            ctx,
+            &table,
+            ("sh", "\"a shell script\""),
+            ("argv", "[\"program\", \"arg\"]"),
+        );
         let command = if let Some(v) = table.get("sh") {
             ctx.raw_string("sh", v).map(Command::Shell)
         } else if let Some(v) = table.get("argv") {
-            let argv: Vec<String> = ctx.strings("argv", v).into_iter().map(|s| s.into_inner()).collect();
+            let argv: Vec<String> = ctx
+                .strings("argv", v)
+                .into_iter()
+                .map(|s| s.into_inner())
+                .collect();
             if matches!(v.get_ref(), DeValue::Array(a) if a.iter().next().is_none()) {
                 ctx.error(
                     "empty-argv",
@@ -471,10 +623,19 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
         } else {
             None
         };
-        let name = table.get("name").and_then(|v| ctx.string("name", v)).map(|s| s.into_inner());
+        let name = table
+            .get("name")
+            .and_then(|v| ctx.string("name", v))
+            .map(|s| s.into_inner());
         let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
-        let workdir = table.get("workdir").and_then(|v| ctx.absolute_path("workdir", v)).map(|s| s.into_inner());
-        let user = table.get("user").and_then(|v| ctx.string("user", v)).map(|s| s.into_inner());
+        let workdir = table
+            .get("workdir")
+            .and_then(|v| ctx.absolute_path("workdir", v))
+            .map(|s| s.into_inner());
+        let user = table
+            .get("user")
+            .and_then(|v| ctx.string("user", v))
+            .map(|s| s.into_inner());
         if let (Some(user), Some(v)) = (&user, table.get("user")) {
             if let Err(e) = values::parse_owner(user) {
                 ctx.error(
@@ -489,18 +650,46 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
         let network = table
             .get("network")
             .and_then(|v| {
-                ctx.choice("network", v, &[("default", Network::Default), ("none", Network::None), ("host", Network::Host)])
+                ctx.choice(
+                    "network",
+                    v,
+                    &[
+                        ("default", Network::Default),
+                        ("none", Network::None),
+                        ("host", Network::Host),
+                    ],
+                )
             })
             .unwrap_or_default();
         let phase = table
             .get("phase")
             .and_then(|v| {
-                ctx.choice("phase", v, &[("before-packages", Phase::BeforePackages), ("after-packages", Phase::AfterPackages)])
+                ctx.choice(
+                    "phase",
+                    v,
+                    &[
+                        ("before-packages", Phase::BeforePackages),
+                        ("after-packages", Phase::AfterPackages),
+                    ],
+                )
             })
             .unwrap_or_default();
-        let mounts = table.get("mounts").map(|v| mounts(ctx, v)).unwrap_or_default();
+        let mounts = table
+            .get("mounts")
+            .map(|v| mounts(ctx, v))
+            .unwrap_or_default();
         if let Some(command) = command {
-            out.push(RunStep { name, command, env, workdir, user, network, phase, mounts, span: ctx.span(table.span.clone()) });
+            out.push(RunStep {
+                name,
+                command,
+                env,
+                workdir,
+                user,
+                network,
+                phase,
+                mounts,
+                span: ctx.span(table.span.clone()),
+            });
         }
     }
     out
@@ -544,7 +733,9 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             let valid = list(allowed);
             let suggestion = did_you_mean(name, allowed.iter().copied());
             let help = match suggestion {
-                Some(candidate) => format!("did you mean `{candidate}`? A {kind} mount accepts {valid}"),
+                Some(candidate) => {
+                    format!("did you mean `{candidate}`? A {kind} mount accepts {valid}")
+                }
                 None => format!("a {kind} mount accepts {valid}"),
             };
             let message = if MOUNT_KEYS.contains(&name) {
@@ -553,7 +744,13 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 format!("unknown mount option `{name}`")
             };
             typos.extend(suggestion);
-            ctx.error("bad-mount-option", key.span(), message, format!("not a {kind} mount option"), help);
+            ctx.error(
+                "bad-mount-option",
+                key.span(),
+                message,
+                format!("not a {kind} mount option"),
+                help,
+            );
         }
         table.typos.extend(typos);
         let target_value = table.get("target");
@@ -573,56 +770,102 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                     Some(from) => match values::check_image_reference(from.get_ref()) {
                         Ok(()) => Some(BindFrom::Image(from.into_inner())),
                         Err(mut e) => {
-                            e.help = format!("`from` is \"context\" (the default) or an image reference; {}", e.help);
+                            e.help = format!(
+                                "`from` is \"context\" (the default) or an image reference; {}",
+                                e.help
+                            );
                             ctx.invalid(from.span(), e, "not an image reference");
                             None
                         }
                     },
                 };
-                let source = ctx.require(&table, "source", "\"dir\"").and_then(|v| match from {
-                    Some(BindFrom::Image(_)) => ctx.absolute_path("source", v).map(|s| s.into_inner()),
-                    Some(BindFrom::Context) => ctx.context_path("source", v).map(|s| s.into_inner()),
-                    // `from` is wrong: whether `source` is right cannot be told.
-                    None => None,
-                });
-                let readonly = table.get("readonly").and_then(|v| ctx.bool("readonly", v)).unwrap_or(true);
+                let source = ctx
+                    .require(&table, "source", "\"dir\"")
+                    .and_then(|v| match from {
+                        Some(BindFrom::Image(_)) => {
+                            ctx.absolute_path("source", v).map(|s| s.into_inner())
+                        }
+                        Some(BindFrom::Context) => {
+                            ctx.context_path("source", v).map(|s| s.into_inner())
+                        }
+                        // `from` is wrong: whether `source` is right cannot be told.
+                        None => None,
+                    });
+                let readonly = table
+                    .get("readonly")
+                    .and_then(|v| ctx.bool("readonly", v))
+                    .unwrap_or(true);
                 match (source, from) {
-                    (Some(source), Some(from)) => explicit_target.map(|t| (t, MountKind::Bind { source, from, readonly })),
+                    (Some(source), Some(from)) => explicit_target.map(|t| {
+                        (
+                            t,
+                            MountKind::Bind {
+                                source,
+                                from,
+                                readonly,
+                            },
+                        )
+                    }),
                     _ => None,
                 }
             }
             "cache" => {
-                let id = table.get("id").and_then(|v| ctx.string("id", v)).map(|s| s.into_inner());
+                let id = table
+                    .get("id")
+                    .and_then(|v| ctx.string("id", v))
+                    .map(|s| s.into_inner());
                 let sharing = table
                     .get("sharing")
                     .and_then(|v| {
                         ctx.choice(
                             "sharing",
                             v,
-                            &[("shared", CacheSharing::Shared), ("private", CacheSharing::Private), ("locked", CacheSharing::Locked)],
+                            &[
+                                ("shared", CacheSharing::Shared),
+                                ("private", CacheSharing::Private),
+                                ("locked", CacheSharing::Locked),
+                            ],
                         )
                     })
                     .unwrap_or_default();
-                explicit_target.map(|t| (t.clone(), MountKind::Cache { id: id.unwrap_or(t), sharing }))
+                explicit_target.map(|t| {
+                    (
+                        t.clone(),
+                        MountKind::Cache {
+                            id: id.unwrap_or(t),
+                            sharing,
+                        },
+                    )
+                })
             }
             "tmpfs" => {
                 let size = table.get("size").and_then(|v| ctx.size("size", v));
                 explicit_target.map(|t| (t, MountKind::Tmpfs { size }))
             }
             "secret" => {
-                let id = ctx.require(&table, "id", "\"token\"").and_then(|v| ctx.string("id", v)).map(|s| s.into_inner());
-                let required = table.get("required").and_then(|v| ctx.bool("required", v)).unwrap_or(true);
+                let id = ctx
+                    .require(&table, "id", "\"token\"")
+                    .and_then(|v| ctx.string("id", v))
+                    .map(|s| s.into_inner());
+                let required = table
+                    .get("required")
+                    .and_then(|v| ctx.bool("required", v))
+                    .unwrap_or(true);
                 let mode = table.get("mode").and_then(|v| ctx.mode("mode", v));
                 id.and_then(|id| {
                     let target = match target_value {
                         Some(_) => explicit_target?,
-                        None => values::normalize_absolute_path(&format!("/run/secrets/{id}")).unwrap_or_default(),
+                        None => values::normalize_absolute_path(&format!("/run/secrets/{id}"))
+                            .unwrap_or_default(),
                     };
                     Some((target, MountKind::Secret { id, required, mode }))
                 })
             }
             _ => {
-                let id = table.get("id").and_then(|v| ctx.string("id", v)).map_or_else(|| "default".to_string(), |s| s.into_inner());
+                let id = table
+                    .get("id")
+                    .and_then(|v| ctx.string("id", v))
+                    .map_or_else(|| "default".to_string(), |s| s.into_inner());
                 let target = match target_value {
                     Some(_) => explicit_target,
                     None => Some("/run/buildkit/ssh_agent.0".to_string()),
@@ -630,7 +873,9 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 target.map(|t| (t, MountKind::Ssh { id }))
             }
         };
-        let Some((target, kind)) = mount else { continue };
+        let Some((target, kind)) = mount else {
+            continue;
+        };
         let at = target_value.map_or(table.span.clone(), |v| v.span());
         if let Some(first) = targets.get(&target) {
             let line = ctx.line_of(*first);
@@ -644,7 +889,11 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             continue;
         }
         targets.insert(target.clone(), at.start);
-        out.push(RunMount { target, kind, span: ctx.span(table.span.clone()) });
+        out.push(RunMount {
+            target,
+            kind,
+            span: ctx.span(table.span.clone()),
+        });
     }
     out
 }
@@ -654,7 +903,10 @@ fn units(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &str) 
     let mut out = Vec::new();
     for name in ctx.strings(key, value) {
         match values::normalize_unit(name.get_ref(), default_suffix) {
-            Ok(unit) => out.push(Unit { name: unit, span: ctx.span(name.span()) }),
+            Ok(unit) => out.push(Unit {
+                name: unit,
+                span: ctx.span(name.span()),
+            }),
             Err(e) => ctx.invalid(name.span(), e, "not a unit name"),
         }
     }
@@ -662,20 +914,28 @@ fn units(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &str) 
 }
 
 fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
-    let Some(mut table) = ctx.table("services", value, "`[services]`") else { return Services::default() };
+    let Some(mut table) = ctx.table("services", value, "`[services]`") else {
+        return Services::default();
+    };
     ctx.check_keys(&mut table, SERVICES_KEYS);
     let mut lists: Vec<Vec<Unit>> = Vec::new();
     let mut seen: HashMap<String, (&str, usize)> = HashMap::new();
     for key in SERVICES_KEYS {
         let mut kept = Vec::new();
-        let found = table.get(key).map(|v| units(ctx, key, v, ".service")).unwrap_or_default();
+        let found = table
+            .get(key)
+            .map(|v| units(ctx, key, v, ".service"))
+            .unwrap_or_default();
         for unit in found {
             if *key == "enable" && values::is_template_without_instance(&unit.name) {
                 let suggestion = unit.name.replacen("@.", "@instance.", 1);
                 ctx.error(
                     "template-unit",
                     unit.span.start..unit.span.end,
-                    format!("`{}` is a template and cannot be enabled without an instance", unit.name),
+                    format!(
+                        "`{}` is a template and cannot be enabled without an instance",
+                        unit.name
+                    ),
                     "template unit",
                     format!("name an instance, such as \"{suggestion}\""),
                 );
@@ -699,7 +959,10 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                         unit.span.start..unit.span.end,
                         format!("`{}` is in both `{other}` and `{key}`", unit.name),
                         format!("already in `{other}` on line {line}"),
-                        format!("a unit has one state: keep `{}` in `{other}` or in `{key}`, not both", unit.name),
+                        format!(
+                            "a unit has one state: keep `{}` in `{other}` or in `{key}`, not both",
+                            unit.name
+                        ),
                     );
                 }
                 None => {
@@ -713,12 +976,19 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
     let mask = lists.pop().unwrap_or_default();
     let disable = lists.pop().unwrap_or_default();
     let enable = lists.pop().unwrap_or_default();
-    Services { enable, disable, mask }
+    Services {
+        enable,
+        disable,
+        mask,
+    }
 }
 
 fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
     let mut systemd = Systemd {
-        target: Unit { name: "multi-user.target".to_string(), span: ctx.span(0..0) },
+        target: Unit {
+            name: "multi-user.target".to_string(),
+            span: ctx.span(0..0),
+        },
         log_level: None,
         container: "docker".to_string(),
         console_logs: false,
@@ -726,7 +996,9 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         health: Health::Running,
         keep: Vec::new(),
     };
-    let Some(mut table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else { return systemd };
+    let Some(mut table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else {
+        return systemd;
+    };
     systemd.target.span = ctx.span(table.span.clone());
     ctx.check_keys(&mut table, SYSTEMD_KEYS);
     if let Some(v) = table.get("target") {
@@ -763,10 +1035,18 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         ("info", LogLevel::Info),
         ("debug", LogLevel::Debug),
     ];
-    systemd.log_level = table.get("log_level").and_then(|v| ctx.choice("log_level", v, &levels));
-    if let Some(container) = table.get("container").and_then(|v| ctx.string("container", v)) {
+    systemd.log_level = table
+        .get("log_level")
+        .and_then(|v| ctx.choice("log_level", v, &levels));
+    if let Some(container) = table
+        .get("container")
+        .and_then(|v| ctx.string("container", v))
+    {
         let ok = !container.get_ref().is_empty()
-            && container.get_ref().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && container
+                .get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             systemd.container = container.into_inner();
         } else {
@@ -797,18 +1077,36 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
             }
         }
     }
-    let healths = [("running", Health::Running), ("running-or-degraded", Health::RunningOrDegraded), ("none", Health::None)];
-    if let Some(health) = table.get("health").and_then(|v| ctx.choice("health", v, &healths)) {
+    let healths = [
+        ("running", Health::Running),
+        ("running-or-degraded", Health::RunningOrDegraded),
+        ("none", Health::None),
+    ];
+    if let Some(health) = table
+        .get("health")
+        .and_then(|v| ctx.choice("health", v, &healths))
+    {
         systemd.health = health;
     }
-    systemd.keep = table.get("keep").map(|v| units(ctx, "keep", v, ".service")).unwrap_or_default();
+    systemd.keep = table
+        .get("keep")
+        .map(|v| units(ctx, "keep", v, ".service"))
+        .unwrap_or_default();
     systemd
 }
 
-fn units_one(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &str) -> Option<Unit> {
+fn units_one(
+    ctx: &mut Ctx<'_>,
+    key: &str,
+    value: &Value<'_>,
+    default_suffix: &str,
+) -> Option<Unit> {
     let name = ctx.string(key, value)?;
     match values::normalize_unit(name.get_ref(), default_suffix) {
-        Ok(unit) => Some(Unit { name: unit, span: ctx.span(name.span()) }),
+        Ok(unit) => Some(Unit {
+            name: unit,
+            span: ctx.span(name.span()),
+        }),
         Err(e) => {
             ctx.invalid(name.span(), e, "not a unit name");
             None
@@ -817,14 +1115,22 @@ fn units_one(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &s
 }
 
 fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
-    let Some(mut table) = ctx.table("config", value, "`[config]`") else { return Config::default() };
+    let Some(mut table) = ctx.table("config", value, "`[config]`") else {
+        return Config::default();
+    };
     ctx.check_keys(&mut table, CONFIG_KEYS);
     let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
     let mut labels = BTreeMap::new();
     if let Some(v) = table.get("labels") {
         for (key, value) in ctx.string_map("labels", v) {
             if key.get_ref().is_empty() {
-                ctx.error("bad-label", key.span(), "a label key is empty", "empty key", "label keys are names such as \"org.example.team\"");
+                ctx.error(
+                    "bad-label",
+                    key.span(),
+                    "a label key is empty",
+                    "empty key",
+                    "label keys are names such as \"org.example.team\"",
+                );
             } else {
                 labels.insert(key.into_inner(), value.into_inner());
             }
@@ -835,7 +1141,9 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
     if let Some(v) = table.get("expose") {
         for item in ctx.array("expose", v) {
             let port = match item.get_ref() {
-                DeValue::Integer(_) => values::port_number(integer_value(item.get_ref()).unwrap_or(-1)),
+                DeValue::Integer(_) => {
+                    values::port_number(integer_value(item.get_ref()).unwrap_or(-1))
+                }
                 DeValue::String(_) => match ctx.string("expose", item) {
                     Some(s) => values::parse_port(s.get_ref()),
                     None => continue,
@@ -866,8 +1174,17 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
             }
         }
     }
-    let workdir = table.get("workdir").and_then(|v| ctx.absolute_path("workdir", v)).map(|s| s.into_inner());
-    Config { env, labels, expose, volumes, workdir }
+    let workdir = table
+        .get("workdir")
+        .and_then(|v| ctx.absolute_path("workdir", v))
+        .map(|s| s.into_inner());
+    Config {
+        env,
+        labels,
+        expose,
+        volumes,
+        workdir,
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,11 @@ pub(crate) struct Invalid {
 }
 
 fn invalid(code: &'static str, message: impl Into<String>, help: impl Into<String>) -> Invalid {
-    Invalid { code, message: message.into(), help: help.into() }
+    Invalid {
+        code,
+        message: message.into(),
+        help: help.into(),
+    }
 }
 
 /// Splits `"15s"` into `("15", "s")`.
@@ -28,7 +32,8 @@ fn split_number(s: &str) -> (&str, &str) {
 
 /// `"500ms"`, `"15s"`, `"2m"`, `"1h"` (integer seconds are handled by the caller).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, Invalid> {
-    let help = "write a whole number with a unit: `ms`, `s`, `m` or `h`, such as \"500ms\" or \"15s\"";
+    let help =
+        "write a whole number with a unit: `ms`, `s`, `m` or `h`, such as \"500ms\" or \"15s\"";
     let (number, unit) = split_number(s.trim());
     let bad = || invalid("bad-duration", format!("`{s}` is not a duration"), help);
     if number.is_empty() {
@@ -65,13 +70,21 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, Invalid> {
 }
 
 /// The help shared by every mode diagnostic.
-pub(crate) const MODE_HELP: &str = "write an octal mode as a string such as \"0644\" or as a TOML octal integer such as 0o644";
+pub(crate) const MODE_HELP: &str =
+    "write an octal mode as a string such as \"0644\" or as a TOML octal integer such as 0o644";
 
 /// An octal mode written as a string: `"0644"` or `"644"`, at most `0o7777`.
 pub(crate) fn parse_mode(s: &str) -> Result<u32, Invalid> {
-    let bad = || invalid("bad-mode", format!("`{s}` is not an octal file mode"), MODE_HELP);
+    let bad = || {
+        invalid(
+            "bad-mode",
+            format!("`{s}` is not an octal file mode"),
+            MODE_HELP,
+        )
+    };
     let digits = s.strip_prefix("0o").unwrap_or(s);
-    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
         return Err(bad());
     }
     let mode = u32::from_str_radix(digits, 8).map_err(|_| bad())?;
@@ -126,8 +139,15 @@ const PORT_HELP: &str = "write a port number from 1 to 65535, optionally followe
 /// Checks a port given as a TOML integer.
 pub(crate) fn port_number(n: i64) -> Result<Port, Invalid> {
     match u16::try_from(n) {
-        Ok(number) if number > 0 => Ok(Port { number, protocol: Protocol::Tcp }),
-        _ => Err(invalid("bad-port", format!("port {n} is out of range"), PORT_HELP)),
+        Ok(number) if number > 0 => Ok(Port {
+            number,
+            protocol: Protocol::Tcp,
+        }),
+        _ => Err(invalid(
+            "bad-port",
+            format!("port {n} is out of range"),
+            PORT_HELP,
+        )),
     }
 }
 
@@ -144,8 +164,15 @@ pub(crate) fn parse_port(s: &str) -> Result<Port, Invalid> {
         return Err(bad());
     }
     match number.parse::<u16>() {
-        Ok(n) if n > 0 => Ok(Port { number: n, protocol }),
-        _ => Err(invalid("bad-port", format!("port `{number}` is out of range"), PORT_HELP)),
+        Ok(n) if n > 0 => Ok(Port {
+            number: n,
+            protocol,
+        }),
+        _ => Err(invalid(
+            "bad-port",
+            format!("port `{number}` is out of range"),
+            PORT_HELP,
+        )),
     }
 }
 
@@ -198,7 +225,10 @@ pub(crate) fn normalize_absolute_path(s: &str) -> Result<String, Invalid> {
         return Err(invalid(
             "not-absolute",
             format!("`{s}` is not an absolute path"),
-            format!("write an absolute path in the image, such as \"/{}\"", s.trim_start_matches("./")),
+            format!(
+                "write an absolute path in the image, such as \"/{}\"",
+                s.trim_start_matches("./")
+            ),
         ));
     }
     let mut parts: Vec<&str> = Vec::new();
@@ -243,7 +273,11 @@ pub(crate) fn check_package_name(s: &str) -> Result<(), Invalid> {
         ));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid("bad-package-name", format!("package name {s:?} contains whitespace"), help));
+        return Err(invalid(
+            "bad-package-name",
+            format!("package name {s:?} contains whitespace"),
+            help,
+        ));
     }
     Ok(())
 }
@@ -251,7 +285,9 @@ pub(crate) fn check_package_name(s: &str) -> Result<(), Invalid> {
 fn is_path_component(s: &str) -> bool {
     // [a-z0-9]+ separated by `.`, `_`, `__` or runs of `-`.
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -259,9 +295,19 @@ fn is_path_component(s: &str) -> bool {
 /// An image reference: `[domain[:port]/]path[:tag][@digest]` with a lowercase path.
 pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
     let help = "write an image reference such as \"debian:bookworm\" or \"registry.example.com/team/base:1.0\"; repository paths are lowercase";
-    let bad = |why: &str| invalid("bad-image-reference", format!("`{s}` is not a valid image reference: {why}"), help);
+    let bad = |why: &str| {
+        invalid(
+            "bad-image-reference",
+            format!("`{s}` is not a valid image reference: {why}"),
+            help,
+        )
+    };
     if s.is_empty() {
-        return Err(invalid("bad-image-reference", "the image reference is empty", help));
+        return Err(invalid(
+            "bad-image-reference",
+            "the image reference is empty",
+            help,
+        ));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("it contains whitespace"));
@@ -273,7 +319,11 @@ pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
     if let Some(digest) = digest {
         let ok = digest.split_once(':').is_some_and(|(algo, hex)| {
             !algo.is_empty()
-                && algo.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'.' | b'_' | b'-'))
+                && algo.bytes().all(|b| {
+                    b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || matches!(b, b'+' | b'.' | b'_' | b'-')
+                })
                 && hex.len() >= 32
                 && hex.bytes().all(|b| b.is_ascii_hexdigit())
         });
@@ -283,14 +333,18 @@ pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
     }
     let last_slash = name.rfind('/');
     let (name, tag) = match name.rfind(':') {
-        Some(colon) if last_slash.is_none_or(|slash| colon > slash) => (&name[..colon], Some(&name[colon + 1..])),
+        Some(colon) if last_slash.is_none_or(|slash| colon > slash) => {
+            (&name[..colon], Some(&name[colon + 1..]))
+        }
         _ => (name, None),
     };
     if let Some(tag) = tag {
         let ok = !tag.is_empty()
             && tag.len() <= 128
             && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            && tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if !ok {
             return Err(bad("the tag may hold letters, digits, `_`, `.` and `-`"));
         }
@@ -303,8 +357,12 @@ pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
                 Some((host, port)) => (host, Some(port)),
                 None => (first, None),
             };
-            let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
-            let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+            let port_ok =
+                port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
             if !host_ok || !port_ok {
                 return Err(bad("the registry host is malformed"));
             }
@@ -316,7 +374,9 @@ pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
             return Err(bad("the repository path must be lowercase"));
         }
         if !is_path_component(component) {
-            return Err(bad("each path component is lowercase letters and digits separated by `.`, `_` or `-`"));
+            return Err(bad(
+                "each path component is lowercase letters and digits separated by `.`, `_` or `-`",
+            ));
         }
     }
     Ok(())
@@ -326,7 +386,10 @@ pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
 pub(crate) fn check_platform(s: &str) -> Result<(), Invalid> {
     let parts: Vec<&str> = s.split('/').collect();
     let part_ok = |p: &&str| {
-        !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
+        !p.is_empty()
+            && p.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+            })
     };
     if (2..=3).contains(&parts.len()) && parts.iter().all(part_ok) {
         Ok(())
@@ -367,33 +430,56 @@ pub(crate) fn normalize_unit(s: &str, default_suffix: &str) -> Result<String, In
             "write only the unit's file name, such as \"ssh.service\"",
         ));
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || ":_.\\@-".contains(*c))) {
-        return Err(invalid("bad-unit-name", format!("unit name `{s}` contains {c:?}"), help));
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ":_.\\@-".contains(*c)))
+    {
+        return Err(invalid(
+            "bad-unit-name",
+            format!("unit name `{s}` contains {c:?}"),
+            help,
+        ));
     }
-    let name = if UNIT_SUFFIXES.iter().any(|suffix| s.ends_with(suffix) && s.len() > suffix.len()) {
+    let name = if UNIT_SUFFIXES
+        .iter()
+        .any(|suffix| s.ends_with(suffix) && s.len() > suffix.len())
+    {
         s.to_string()
     } else {
         format!("{s}{default_suffix}")
     };
     if name.len() > 255 {
-        return Err(invalid("bad-unit-name", format!("unit name `{s}` is longer than 255 characters"), help));
+        return Err(invalid(
+            "bad-unit-name",
+            format!("unit name `{s}` is longer than 255 characters"),
+            help,
+        ));
     }
     if name.starts_with('@') || name.starts_with('.') {
-        return Err(invalid("bad-unit-name", format!("`{s}` is not a unit name"), help));
+        return Err(invalid(
+            "bad-unit-name",
+            format!("`{s}` is not a unit name"),
+            help,
+        ));
     }
     Ok(name)
 }
 
 /// `foo@.service` (a template without an instance).
 pub(crate) fn is_template_without_instance(unit: &str) -> bool {
-    unit.rfind('.').is_some_and(|dot| unit[..dot].ends_with('@'))
+    unit.rfind('.')
+        .is_some_and(|dot| unit[..dot].ends_with('@'))
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
-        let score = strsim::jaro_winkler(&word.to_ascii_lowercase(), &candidate.to_ascii_lowercase());
+        let score =
+            strsim::jaro_winkler(&word.to_ascii_lowercase(), &candidate.to_ascii_lowercase());
         if score >= 0.8 && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, candidate));
         }
@@ -403,7 +489,11 @@ pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = 
 
 /// `a`, `b` and `c` as "`a`, `b`, `c`".
 pub(crate) fn list(items: &[&str]) -> String {
-    items.iter().map(|item| format!("`{item}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|item| format!("`{item}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -416,8 +506,21 @@ mod tests {
         assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "s", "15", "15x", "-1s", "1.5s", "99999999999999999999h", "18446744073709551615h"] {
-            assert_eq!(parse_duration(bad).unwrap_err().code, "bad-duration", "{bad}");
+        for bad in [
+            "",
+            "s",
+            "15",
+            "15x",
+            "-1s",
+            "1.5s",
+            "99999999999999999999h",
+            "18446744073709551615h",
+        ] {
+            assert_eq!(
+                parse_duration(bad).unwrap_err().code,
+                "bad-duration",
+                "{bad}"
+            );
         }
     }
 
@@ -448,12 +551,27 @@ mod tests {
 
     #[test]
     fn owners() {
-        assert_eq!(parse_owner("root"), Ok(Owner { user: OwnerId::Name("root".into()), group: None }));
+        assert_eq!(
+            parse_owner("root"),
+            Ok(Owner {
+                user: OwnerId::Name("root".into()),
+                group: None
+            })
+        );
         assert_eq!(
             parse_owner("www-data:adm"),
-            Ok(Owner { user: OwnerId::Name("www-data".into()), group: Some(OwnerId::Name("adm".into())) })
+            Ok(Owner {
+                user: OwnerId::Name("www-data".into()),
+                group: Some(OwnerId::Name("adm".into()))
+            })
         );
-        assert_eq!(parse_owner("1000:100"), Ok(Owner { user: OwnerId::Id(1000), group: Some(OwnerId::Id(100)) }));
+        assert_eq!(
+            parse_owner("1000:100"),
+            Ok(Owner {
+                user: OwnerId::Id(1000),
+                group: Some(OwnerId::Id(100))
+            })
+        );
         for bad in ["", ":", "root:", ":root", "Root", "a:b:c", "99999999999"] {
             assert_eq!(parse_owner(bad).unwrap_err().code, "bad-owner", "{bad}");
         }
@@ -461,9 +579,27 @@ mod tests {
 
     #[test]
     fn ports() {
-        assert_eq!(parse_port("80"), Ok(Port { number: 80, protocol: Protocol::Tcp }));
-        assert_eq!(parse_port("80/tcp"), Ok(Port { number: 80, protocol: Protocol::Tcp }));
-        assert_eq!(parse_port("53/udp"), Ok(Port { number: 53, protocol: Protocol::Udp }));
+        assert_eq!(
+            parse_port("80"),
+            Ok(Port {
+                number: 80,
+                protocol: Protocol::Tcp
+            })
+        );
+        assert_eq!(
+            parse_port("80/tcp"),
+            Ok(Port {
+                number: 80,
+                protocol: Protocol::Tcp
+            })
+        );
+        assert_eq!(
+            parse_port("53/udp"),
+            Ok(Port {
+                number: 53,
+                protocol: Protocol::Udp
+            })
+        );
         for bad in ["", "0", "65536", "80/sctp", "http", "+80", "80/"] {
             assert_eq!(parse_port(bad).unwrap_err().code, "bad-port", "{bad}");
         }
@@ -479,29 +615,52 @@ mod tests {
         assert_eq!(normalize_context_path(".").as_deref(), Ok("."));
         assert_eq!(normalize_context_path("a/..").as_deref(), Ok("."));
         for bad in ["..", "../x", "a/../../x", "/etc/passwd", "./.."] {
-            assert_eq!(normalize_context_path(bad).unwrap_err().code, "path-escapes-context", "{bad}");
+            assert_eq!(
+                normalize_context_path(bad).unwrap_err().code,
+                "path-escapes-context",
+                "{bad}"
+            );
         }
         assert_eq!(normalize_context_path("").unwrap_err().code, "empty-path");
     }
 
     #[test]
     fn absolute_paths() {
-        assert_eq!(normalize_absolute_path("/a/./b/../c/").as_deref(), Ok("/a/c"));
+        assert_eq!(
+            normalize_absolute_path("/a/./b/../c/").as_deref(),
+            Ok("/a/c")
+        );
         assert_eq!(normalize_absolute_path("/").as_deref(), Ok("/"));
         assert_eq!(normalize_absolute_path("/../etc").as_deref(), Ok("/etc"));
-        assert_eq!(normalize_absolute_path("etc").unwrap_err().code, "not-absolute");
-        assert_eq!(normalize_absolute_path("").unwrap_err().code, "not-absolute");
+        assert_eq!(
+            normalize_absolute_path("etc").unwrap_err().code,
+            "not-absolute"
+        );
+        assert_eq!(
+            normalize_absolute_path("").unwrap_err().code,
+            "not-absolute"
+        );
     }
 
     #[test]
     fn names() {
-        assert!(is_env_name("A_1") && is_env_name("_x") && !is_env_name("1A") && !is_env_name("A-B") && !is_env_name(""));
+        assert!(
+            is_env_name("A_1")
+                && is_env_name("_x")
+                && !is_env_name("1A")
+                && !is_env_name("A-B")
+                && !is_env_name("")
+        );
         assert!(is_user_name("admin") && is_user_name("_apt") && is_user_name("www-data"));
         assert!(!is_user_name("Admin") && !is_user_name("1x") && !is_user_name(&"a".repeat(33)));
         assert!(check_package_name("openssh-server").is_ok());
         assert!(check_package_name("libc6:amd64").is_ok());
         for bad in ["", "-y", "--allow-unauthenticated", "a b", "a\tb"] {
-            assert_eq!(check_package_name(bad).unwrap_err().code, "bad-package-name", "{bad:?}");
+            assert_eq!(
+                check_package_name(bad).unwrap_err().code,
+                "bad-package-name",
+                "{bad:?}"
+            );
         }
     }
 
@@ -519,8 +678,21 @@ mod tests {
         ] {
             assert_eq!(check_image_reference(good), Ok(()), "{good}");
         }
-        for bad in ["", "Debian", "debian bookworm", "debian:", "a//b", "debian@sha256:xyz", "-x", "x:tag!"] {
-            assert_eq!(check_image_reference(bad).unwrap_err().code, "bad-image-reference", "{bad}");
+        for bad in [
+            "",
+            "Debian",
+            "debian bookworm",
+            "debian:",
+            "a//b",
+            "debian@sha256:xyz",
+            "-x",
+            "x:tag!",
+        ] {
+            assert_eq!(
+                check_image_reference(bad).unwrap_err().code,
+                "bad-image-reference",
+                "{bad}"
+            );
         }
     }
 
@@ -535,13 +707,39 @@ mod tests {
 
     #[test]
     fn units() {
-        assert_eq!(normalize_unit("ssh", ".service").as_deref(), Ok("ssh.service"));
-        assert_eq!(normalize_unit("docker.socket", ".service").as_deref(), Ok("docker.socket"));
-        assert_eq!(normalize_unit("getty@tty1", ".service").as_deref(), Ok("getty@tty1.service"));
-        assert_eq!(normalize_unit("multi-user", ".target").as_deref(), Ok("multi-user.target"));
-        assert_eq!(normalize_unit("a\\x2db.mount", ".service").as_deref(), Ok("a\\x2db.mount"));
-        for bad in ["", "/etc/systemd/x.service", "a b", "ünit", ".service", "@.service"] {
-            assert_eq!(normalize_unit(bad, ".service").unwrap_err().code, "bad-unit-name", "{bad}");
+        assert_eq!(
+            normalize_unit("ssh", ".service").as_deref(),
+            Ok("ssh.service")
+        );
+        assert_eq!(
+            normalize_unit("docker.socket", ".service").as_deref(),
+            Ok("docker.socket")
+        );
+        assert_eq!(
+            normalize_unit("getty@tty1", ".service").as_deref(),
+            Ok("getty@tty1.service")
+        );
+        assert_eq!(
+            normalize_unit("multi-user", ".target").as_deref(),
+            Ok("multi-user.target")
+        );
+        assert_eq!(
+            normalize_unit("a\\x2db.mount", ".service").as_deref(),
+            Ok("a\\x2db.mount")
+        );
+        for bad in [
+            "",
+            "/etc/systemd/x.service",
+            "a b",
+            "ünit",
+            ".service",
+            "@.service",
+        ] {
+            assert_eq!(
+                normalize_unit(bad, ".service").unwrap_err().code,
+                "bad-unit-name",
+                "{bad}"
+            );
         }
         assert!(normalize_unit(&"a".repeat(250), ".service").is_err());
         assert!(is_template_without_instance("foo@.service"));
@@ -551,7 +749,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("frmo", ["from", "platform", "title"]), Some("from"));
+        assert_eq!(
+            did_you_mean("frmo", ["from", "platform", "title"]),
+            Some("from")
+        );
         assert_eq!(did_you_mean("zzzz", ["from", "platform", "title"]), None);
         assert_eq!(list(&["a", "b"]), "`a`, `b`");
     }

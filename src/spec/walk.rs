@@ -28,18 +28,33 @@ pub(crate) struct Table<'t, 'i> {
 }
 
 impl<'t, 'i> Table<'t, 'i> {
-    pub fn new(what: impl Into<String>, span: Range<usize>, table: &'t DeTable<'i>) -> Table<'t, 'i> {
+    pub fn new(
+        what: impl Into<String>,
+        span: Range<usize>,
+        table: &'t DeTable<'i>,
+    ) -> Table<'t, 'i> {
         let mut entries: Vec<_> = table.iter().collect();
         entries.sort_by_key(|(key, _)| key.span().start);
-        Table { what: what.into(), span, entries, typos: Vec::new() }
+        Table {
+            what: what.into(),
+            span,
+            entries,
+            typos: Vec::new(),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&'t Value<'i>> {
-        self.entries.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(_, v)| *v)
     }
 
     pub fn key_span(&self, key: &str) -> Option<Range<usize>> {
-        self.entries.iter().find(|(k, _)| k.get_ref() == key).map(|(k, _)| k.span())
+        self.entries
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(k, _)| k.span())
     }
 }
 
@@ -58,7 +73,9 @@ pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
 
 /// Reads a TOML integer whatever its radix; `None` when it does not fit an `i64`.
 pub(crate) fn integer_value(value: &DeValue<'_>) -> Option<i64> {
-    let DeValue::Integer(i) = value else { return None };
+    let DeValue::Integer(i) = value else {
+        return None;
+    };
     let digits: String = i.as_str().chars().filter(|c| *c != '_').collect();
     i64::from_str_radix(&digits, i.radix()).ok()
 }
@@ -76,20 +93,44 @@ pub(crate) struct Ctx<'s> {
 
 impl<'s> Ctx<'s> {
     pub fn new(file: FileId, text: &'s str) -> Ctx<'s> {
-        Ctx { file, text, diagnostics: Vec::new(), args: BTreeMap::new(), line_starts: Vec::new() }
+        Ctx {
+            file,
+            text,
+            diagnostics: Vec::new(),
+            args: BTreeMap::new(),
+            line_starts: Vec::new(),
+        }
     }
 
     pub fn span(&self, range: Range<usize>) -> Span {
         Span::new(self.file, range)
     }
 
-    pub fn error(&mut self, code: &'static str, range: Range<usize>, message: impl Into<String>, label: impl Into<String>, help: impl Into<String>) {
-        let diagnostic = Diagnostic::error(code, self.span(range), message).with_label(label).with_help(help);
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        range: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let diagnostic = Diagnostic::error(code, self.span(range), message)
+            .with_label(label)
+            .with_help(help);
         self.diagnostics.push(diagnostic);
     }
 
-    pub fn warning(&mut self, code: &'static str, range: Range<usize>, message: impl Into<String>, label: impl Into<String>, help: impl Into<String>) {
-        let diagnostic = Diagnostic::warning(code, self.span(range), message).with_label(label).with_help(help);
+    pub fn warning(
+        &mut self,
+        code: &'static str,
+        range: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let diagnostic = Diagnostic::warning(code, self.span(range), message)
+            .with_label(label)
+            .with_help(help);
         self.diagnostics.push(diagnostic);
     }
 
@@ -101,9 +142,13 @@ impl<'s> Ctx<'s> {
     /// The 1-based line of a byte offset (for labels that refer to another place).
     pub fn line_of(&mut self, offset: usize) -> usize {
         if self.line_starts.is_empty() {
-            self.line_starts = std::iter::once(0).chain(self.text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+            self.line_starts = std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect();
         }
-        self.line_starts.partition_point(|&start| start <= offset).max(1)
+        self.line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1)
     }
 
     /// Reports every key of `table` not in `allowed` as `unknown-key`.
@@ -141,7 +186,12 @@ impl<'s> Ctx<'s> {
     }
 
     /// `key` must be present in `table`; reports `missing-key` at the table otherwise.
-    pub fn require<'t, 'i>(&mut self, table: &Table<'t, 'i>, key: &str, example: &str) -> Option<&'t Value<'i>> {
+    pub fn require<'t, 'i>(
+        &mut self,
+        table: &Table<'t, 'i>,
+        key: &str,
+        example: &str,
+    ) -> Option<&'t Value<'i>> {
         let value = table.get(key);
         if value.is_none() && !table.typos.contains(&key) {
             self.error(
@@ -156,18 +206,32 @@ impl<'s> Ctx<'s> {
     }
 
     /// A table (inline or not).
-    pub fn table<'t, 'i>(&mut self, key: &str, value: &'t Value<'i>, what: impl Into<String>) -> Option<Table<'t, 'i>> {
+    pub fn table<'t, 'i>(
+        &mut self,
+        key: &str,
+        value: &'t Value<'i>,
+        what: impl Into<String>,
+    ) -> Option<Table<'t, 'i>> {
         match value.get_ref() {
             DeValue::Table(table) => Some(Table::new(what, value.span(), table)),
             _ => {
-                self.wrong_type(value, "a table", format!("write `{key}` as a table: `[{key}]` followed by `key = value` lines"));
+                self.wrong_type(
+                    value,
+                    "a table",
+                    format!("write `{key}` as a table: `[{key}]` followed by `key = value` lines"),
+                );
                 None
             }
         }
     }
 
     /// An array of tables (`[[key]]` entries or an array of inline tables).
-    pub fn tables<'t, 'i>(&mut self, header: &str, value: &'t Value<'i>, what: &str) -> Vec<Table<'t, 'i>> {
+    pub fn tables<'t, 'i>(
+        &mut self,
+        header: &str,
+        value: &'t Value<'i>,
+        what: &str,
+    ) -> Vec<Table<'t, 'i>> {
         let key = header.rsplit('.').next().unwrap_or(header);
         let DeValue::Array(array) = value.get_ref() else {
             self.wrong_type(
@@ -181,7 +245,11 @@ impl<'s> Ctx<'s> {
         for item in array.iter() {
             match item.get_ref() {
                 DeValue::Table(table) => tables.push(Table::new(what, item.span(), table)),
-                _ => self.wrong_type(item, "a table", format!("each element of `{key}` is a table such as `{{ … }}`")),
+                _ => self.wrong_type(
+                    item,
+                    "a table",
+                    format!("each element of `{key}` is a table such as `{{ … }}`"),
+                ),
             }
         }
         tables
@@ -190,7 +258,8 @@ impl<'s> Ctx<'s> {
     /// A string, with `${NAME}` build arguments interpolated.
     pub fn string(&mut self, key: &str, value: &Value<'_>) -> Option<Spanned<String>> {
         let raw = self.raw_string(key, value)?;
-        self.interpolate(&raw, value.span()).map(|s| Spanned::new(value.span(), s))
+        self.interpolate(&raw, value.span())
+            .map(|s| Spanned::new(value.span(), s))
     }
 
     /// A string used verbatim (shell scripts, file contents).
@@ -198,7 +267,11 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
             _ => {
-                self.wrong_type(value, "a string", format!("`{key}` takes a string: put the value in double quotes"));
+                self.wrong_type(
+                    value,
+                    "a string",
+                    format!("`{key}` takes a string: put the value in double quotes"),
+                );
                 None
             }
         }
@@ -208,7 +281,11 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             _ => {
-                self.wrong_type(value, "a boolean", format!("`{key}` takes `true` or `false` (without quotes)"));
+                self.wrong_type(
+                    value,
+                    "a boolean",
+                    format!("`{key}` takes `true` or `false` (without quotes)"),
+                );
                 None
             }
         }
@@ -219,7 +296,11 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::Array(array) => array.iter().collect(),
             _ => {
-                self.wrong_type(value, "an array", format!("`{key}` takes an array such as `[\"a\", \"b\"]`"));
+                self.wrong_type(
+                    value,
+                    "an array",
+                    format!("`{key}` takes an array such as `[\"a\", \"b\"]`"),
+                );
                 Vec::new()
             }
         }
@@ -227,13 +308,24 @@ impl<'s> Ctx<'s> {
 
     /// An array of strings, each interpolated.
     pub fn strings(&mut self, key: &str, value: &Value<'_>) -> Vec<Spanned<String>> {
-        self.array(key, value).into_iter().filter_map(|item| self.string(key, item)).collect()
+        self.array(key, value)
+            .into_iter()
+            .filter_map(|item| self.string(key, item))
+            .collect()
     }
 
     /// A table of string values, such as `env`; keys come with their spans.
-    pub fn string_map(&mut self, key: &str, value: &Value<'_>) -> Vec<(Spanned<String>, Spanned<String>)> {
+    pub fn string_map(
+        &mut self,
+        key: &str,
+        value: &Value<'_>,
+    ) -> Vec<(Spanned<String>, Spanned<String>)> {
         let DeValue::Table(table) = value.get_ref() else {
-            self.wrong_type(value, "a table", format!("write `{key}` as a table such as `{{ NAME = \"value\" }}`"));
+            self.wrong_type(
+                value,
+                "a table",
+                format!("write `{key}` as a table such as `{{ NAME = \"value\" }}`"),
+            );
             return Vec::new();
         };
         let table = Table::new("", value.span(), table);
@@ -247,7 +339,12 @@ impl<'s> Ctx<'s> {
     }
 
     /// One of a fixed set of strings.
-    pub fn choice<T: Copy>(&mut self, key: &str, value: &Value<'_>, choices: &[(&str, T)]) -> Option<T> {
+    pub fn choice<T: Copy>(
+        &mut self,
+        key: &str,
+        value: &Value<'_>,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
         let s = self.string(key, value)?;
         if let Some((_, v)) = choices.iter().find(|(name, _)| *name == s.get_ref()) {
             return Some(*v);
@@ -255,7 +352,10 @@ impl<'s> Ctx<'s> {
         let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
         let help = match did_you_mean(s.get_ref(), names.iter().copied()) {
             Some(candidate) => format!("did you mean \"{candidate}\"?"),
-            None => format!("write one of them, such as `{key} = \"{}\"`", names.first().copied().unwrap_or_default()),
+            None => format!(
+                "write one of them, such as `{key} = \"{}\"`",
+                names.first().copied().unwrap_or_default()
+            ),
         };
         self.error(
             "bad-value",
@@ -268,9 +368,19 @@ impl<'s> Ctx<'s> {
     }
 
     /// An integer in `range`, reported with `code` otherwise.
-    pub fn integer(&mut self, key: &str, value: &Value<'_>, range: std::ops::RangeInclusive<i64>, code: &'static str) -> Option<i64> {
+    pub fn integer(
+        &mut self,
+        key: &str,
+        value: &Value<'_>,
+        range: std::ops::RangeInclusive<i64>,
+        code: &'static str,
+    ) -> Option<i64> {
         if !matches!(value.get_ref(), DeValue::Integer(_)) {
-            self.wrong_type(value, "an integer", format!("`{key}` takes a whole number without quotes"));
+            self.wrong_type(
+                value,
+                "an integer",
+                format!("`{key}` takes a whole number without quotes"),
+            );
             return None;
         }
         match integer_value(value.get_ref()) {
@@ -281,7 +391,11 @@ impl<'s> Ctx<'s> {
                     value.span(),
                     format!("`{key}` is out of range"),
                     format!("expected {} to {}", range.start(), range.end()),
-                    format!("`{key}` takes a whole number from {} to {}", range.start(), range.end()),
+                    format!(
+                        "`{key}` takes a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
                 );
                 None
             }
@@ -293,15 +407,24 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(_) => {
                 let s = self.string(key, value)?;
-                values::parse_mode(s.get_ref()).map_err(|e| self.invalid(value.span(), e, "not an octal mode")).ok()
+                values::parse_mode(s.get_ref())
+                    .map_err(|e| self.invalid(value.span(), e, "not an octal mode"))
+                    .ok()
             }
             DeValue::Integer(i) if i.radix() == 8 => {
-                let mode = integer_value(value.get_ref()).and_then(|n| u32::try_from(n).ok()).unwrap_or(u32::MAX);
-                values::check_mode(mode).map_err(|e| self.invalid(value.span(), e, "too large")).ok()
+                let mode = integer_value(value.get_ref())
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(u32::MAX);
+                values::check_mode(mode)
+                    .map_err(|e| self.invalid(value.span(), e, "too large"))
+                    .ok()
             }
             DeValue::Integer(i) => {
                 let digits = i.as_str();
-                let help = if i.radix() == 10 && !digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                let help = if i.radix() == 10
+                    && !digits.is_empty()
+                    && digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+                {
                     format!("write 0o{digits} or \"0{digits}\"")
                 } else {
                     values::MODE_HELP.to_string()
@@ -327,14 +450,21 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(_) => {
                 let s = self.string(key, value)?;
-                values::parse_duration(s.get_ref()).map_err(|e| self.invalid(value.span(), e, "not a duration")).ok()
+                values::parse_duration(s.get_ref())
+                    .map_err(|e| self.invalid(value.span(), e, "not a duration"))
+                    .ok()
             }
             DeValue::Integer(_) => {
                 let seconds = self.integer(key, value, 0..=i64::from(u32::MAX), "bad-duration")?;
                 Some(std::time::Duration::from_secs(seconds.unsigned_abs()))
             }
             _ => {
-                self.wrong_type(value, "a duration", "write a duration such as \"15s\", \"500ms\" or \"2m\", or integer seconds".into());
+                self.wrong_type(
+                    value,
+                    "a duration",
+                    "write a duration such as \"15s\", \"500ms\" or \"2m\", or integer seconds"
+                        .into(),
+                );
                 None
             }
         }
@@ -345,11 +475,19 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(_) => {
                 let s = self.string(key, value)?;
-                values::parse_size(s.get_ref()).map_err(|e| self.invalid(value.span(), e, "not a size")).ok()
+                values::parse_size(s.get_ref())
+                    .map_err(|e| self.invalid(value.span(), e, "not a size"))
+                    .ok()
             }
-            DeValue::Integer(_) => self.integer(key, value, 0..=i64::MAX, "bad-size").map(i64::unsigned_abs),
+            DeValue::Integer(_) => self
+                .integer(key, value, 0..=i64::MAX, "bad-size")
+                .map(i64::unsigned_abs),
             _ => {
-                self.wrong_type(value, "a size", "write a size such as \"64m\" or \"1g\", or integer bytes".into());
+                self.wrong_type(
+                    value,
+                    "a size",
+                    "write a size such as \"64m\" or \"1g\", or integer bytes".into(),
+                );
                 None
             }
         }
@@ -429,10 +567,20 @@ impl<'s> Ctx<'s> {
     }
 
     /// Maps a byte range of a decoded string to the source when the literal has no escapes; else the whole literal.
-    fn inner_range(&self, literal: &Range<usize>, decoded: &str, inner: Range<usize>) -> Range<usize> {
-        let Some(raw) = self.text.get(literal.clone()) else { return literal.clone() };
+    fn inner_range(
+        &self,
+        literal: &Range<usize>,
+        decoded: &str,
+        inner: Range<usize>,
+    ) -> Range<usize> {
+        let Some(raw) = self.text.get(literal.clone()) else {
+            return literal.clone();
+        };
         for delimiter in ["\"\"\"", "'''", "\"", "'"] {
-            if raw.len() >= 2 * delimiter.len() && raw.starts_with(delimiter) && raw.ends_with(delimiter) {
+            if raw.len() >= 2 * delimiter.len()
+                && raw.starts_with(delimiter)
+                && raw.ends_with(delimiter)
+            {
                 let mut body_start = delimiter.len();
                 let body_end = raw.len() - delimiter.len();
                 if delimiter.len() == 3 {
