@@ -414,14 +414,16 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
             ("src", "\"path/in/context\""),
             ("content", "\"inline text\""),
         );
-        let source = if let Some(v) = table.get("src") {
-            ctx.context_path("src", v)
-                .map(|p| FileSource::Context(p.into_inner()))
-        } else if let Some(v) = table.get("content") {
-            ctx.raw_string("content", v).map(FileSource::Content)
-        } else {
-            None
-        };
+        // Both are checked even when both are set (a `conflicting-keys` error), to report everything.
+        let src = table
+            .get("src")
+            .and_then(|v| ctx.context_path("src", v))
+            .map(|p| FileSource::Context(p.into_inner()));
+        let content = table
+            .get("content")
+            .and_then(|v| ctx.raw_string("content", v))
+            .map(FileSource::Content);
+        let source = src.or(content);
         let dest_value = ctx.require(&table, "dest", "\"/etc/app/app.conf\"");
         let raw_dest = dest_value.and_then(|v| ctx.string("dest", v));
         let mut dest = None;
@@ -602,9 +604,12 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             ("sh", "\"a shell script\""),
             ("argv", "[\"program\", \"arg\"]"),
         );
-        let command = if let Some(v) = table.get("sh") {
-            ctx.raw_string("sh", v).map(Command::Shell)
-        } else if let Some(v) = table.get("argv") {
+        // Both are checked even when both are set (a `conflicting-keys` error), to report everything.
+        let sh = table
+            .get("sh")
+            .and_then(|v| ctx.raw_string("sh", v))
+            .map(Command::Shell);
+        let argv = table.get("argv").map(|v| {
             let argv: Vec<String> = ctx
                 .strings("argv", v)
                 .into_iter()
@@ -619,10 +624,9 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                     "give the program and its arguments, such as `argv = [\"systemctl\", \"preset-all\"]`",
                 );
             }
-            Some(Command::Exec(argv))
-        } else {
-            None
-        };
+            Command::Exec(argv)
+        });
+        let command = sh.or(argv);
         let name = table
             .get("name")
             .and_then(|v| ctx.string("name", v))
