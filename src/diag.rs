@@ -275,7 +275,15 @@ mod tests {
                 Span::new(FileId(0), 1..99),
                 "inside a character, past the end",
             ),
-            Diagnostic::error("e", Span::new(FileId(0), 5..2), "reversed"),
+            Diagnostic::error(
+                "e",
+                Span {
+                    file: FileId(0),
+                    start: 5,
+                    end: 2,
+                },
+                "reversed",
+            ),
             Diagnostic::error("e", Span::new(FileId(7), 0..1), "unknown file"),
         ];
         let out = render(&diagnostics, &sources, true);
