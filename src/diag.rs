@@ -196,6 +196,9 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
         Renderer::plain()
     };
     let mut out = String::new();
+    // Line-start offsets per file, built once, so each diagnostic costs only its own lines.
+    let mut line_starts: std::collections::HashMap<FileId, Vec<usize>> =
+        std::collections::HashMap::new();
     for diagnostic in diagnostics {
         let level = match diagnostic.severity {
             Severity::Error => Level::ERROR,
@@ -206,13 +209,28 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
             .id(diagnostic.code);
         let mut group = match sources.try_get(diagnostic.span.file) {
             Some(file) => {
+                // Only the lines the span touches are handed to the renderer,
+                // so rendering stays cheap for huge files with many diagnostics.
                 let range = clamp(&file.text, diagnostic.span);
-                let mut annotation = AnnotationKind::Primary.span(range);
+                let first = file.text[..range.start].rfind('\n').map_or(0, |i| i + 1);
+                let last = file.text[range.end..]
+                    .find('\n')
+                    .map_or(file.text.len(), |i| range.end + i + 1);
+                let excerpt = &file.text[first..last];
+                let starts = line_starts.entry(diagnostic.span.file).or_insert_with(|| {
+                    std::iter::once(0)
+                        .chain(file.text.match_indices('\n').map(|(i, _)| i + 1))
+                        .collect()
+                });
+                let line = starts.partition_point(|&start| start <= first).max(1);
+                let mut annotation =
+                    AnnotationKind::Primary.span(range.start - first..range.end - first);
                 if !diagnostic.label.is_empty() {
                     annotation = annotation.label(diagnostic.label.as_str());
                 }
                 Group::with_title(title).element(
-                    Snippet::source(file.text.as_str())
+                    Snippet::source(excerpt)
+                        .line_start(line)
                         .path(file.name.as_str())
                         .annotation(annotation),
                 )
@@ -222,8 +240,54 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
         if let Some(help) = &diagnostic.help {
             group = group.element(Level::HELP.message(help.as_str()));
         }
+        if !out.is_empty() {
+            out.push('\n');
+        }
         out.push_str(&renderer.render(&[group]));
-        out.push_str("\n\n");
+        out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_rustc() {
+        let sources = Sources::new(SourceFile::new("Sysfile", "[image]\nfrom = 1\n"));
+        let span = Span::new(FileId(0), 15..16);
+        let diagnostic =
+            Diagnostic::error("wrong-type", span, "expected a string, found an integer")
+                .with_label("expected a string")
+                .with_help("put the value in double quotes");
+        let out = render(&[diagnostic.clone(), diagnostic], &sources, false);
+        let one = "error[wrong-type]: expected a string, found an integer\n --> Sysfile:2:8\n  |\n2 | from = 1\n  |        ^ expected a string\n  |\n  = help: put the value in double quotes\n";
+        assert_eq!(out, format!("{one}\n{one}"));
+    }
+
+    #[test]
+    fn odd_spans_do_not_panic() {
+        let sources = Sources::new(SourceFile::new("Sysfile", "é\n"));
+        let diagnostics = [
+            Diagnostic::warning(
+                "w",
+                Span::new(FileId(0), 1..99),
+                "inside a character, past the end",
+            ),
+            Diagnostic::error(
+                "e",
+                Span {
+                    file: FileId(0),
+                    start: 5,
+                    end: 2,
+                },
+                "reversed",
+            ),
+            Diagnostic::error("e", Span::new(FileId(7), 0..1), "unknown file"),
+        ];
+        let out = render(&diagnostics, &sources, true);
+        assert!(out.contains("unknown file"));
+        assert!(out.contains("Sysfile:1:1"));
+    }
 }

@@ -115,7 +115,10 @@ pub enum FileSource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEntry {
     pub source: FileSource,
-    /// Absolute, normalised destination path in the image.
+    /// Absolute, normalised destination path in the image, always the path of the copied
+    /// file or directory itself: a `dest` written with a trailing `/` next to a `src` means
+    /// "into that directory", so `src = "conf/app.conf"`, `dest = "/etc/app/"` is stored as
+    /// `/etc/app/app.conf` (and `src = "."` as `/etc/app`).
     pub dest: String,
     /// Permission bits (0o7777 at most).
     pub mode: Option<u32>,

@@ -35,7 +35,7 @@ fn sshd_example_loads_cleanly() {
     let spec = loaded.spec.expect("a spec");
     assert_eq!(spec.image.from.value, "local/debian:bookworm");
     assert_eq!(spec.services.enable[0].name, "ssh.service");
-    insta::assert_debug_snapshot!(spec);
+    assert_eq!(spec.runs[0].mounts.len(), 2);
 }
 
 #[test]

@@ -30,9 +30,9 @@ pub(crate) fn interpolate<'a>(
         out.push_str(&rest[..dollar]);
         let start = offset + dollar;
         let after = &rest[dollar + 1..];
-        if after.starts_with('$') {
+        if let Some(tail) = after.strip_prefix('$') {
             out.push('$');
-            rest = &after[1..];
+            rest = tail;
             offset = start + 2;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(close) = body.find('}') else {

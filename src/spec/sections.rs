@@ -123,8 +123,8 @@ pub(crate) fn check(
             return (None, ctx.diagnostics);
         }
     };
-    let root = Table::new("the Sysfile", 0..0, root.get_ref());
-    ctx.check_keys(&root, TOP_KEYS);
+    let mut root = Table::new("the Sysfile", 0..0, root.get_ref());
+    ctx.check_keys(&mut root, TOP_KEYS);
 
     let image_value = root.get("image");
     let image_span = image_value.map_or(0..0, |v| v.span());
@@ -282,8 +282,8 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
         );
         return None;
     };
-    let table = ctx.table("image", value, "`[image]`")?;
-    ctx.check_keys(&table, IMAGE_KEYS);
+    let mut table = ctx.table("image", value, "`[image]`")?;
+    ctx.check_keys(&mut table, IMAGE_KEYS);
     let from = ctx
         .require(&table, "from", "\"debian:bookworm\"")
         .and_then(|v| ctx.string("from", v));
@@ -324,13 +324,13 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
 }
 
 fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>) -> Packages {
-    let Some(table) = value.and_then(|v| ctx.table("packages", v, "`[packages]`")) else {
+    let Some(mut table) = value.and_then(|v| ctx.table("packages", v, "`[packages]`")) else {
         return Packages {
             span: ctx.span(image_span.clone()),
             ..Packages::default()
         };
     };
-    ctx.check_keys(&table, PACKAGES_KEYS);
+    ctx.check_keys(&mut table, PACKAGES_KEYS);
     let names = |ctx: &mut Ctx<'_>, key: &str| -> Vec<Spanned<String>> {
         let Some(value) = table.get(key) else {
             return Vec::new();
@@ -365,21 +365,33 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
 }
 
 /// Reports `conflicting-keys` when both of two mutually exclusive keys are set; `missing-key` when neither is.
-fn exactly_one(ctx: &mut Ctx<'_>, table: &Table<'_, '_>, a: &str, b: &str) {
+fn exactly_one(
+    ctx: &mut Ctx<'_>,
+    table: &Table<'_, '_>,
+    (a, a_example): (&str, &str),
+    (b, b_example): (&str, &str),
+) {
     match (table.key_span(a), table.key_span(b)) {
-        (Some(_), Some(second)) => ctx.error(
-            "conflicting-keys",
-            second,
-            format!("{} sets both `{a}` and `{b}`", table.what),
-            format!("`{a}` is already set"),
-            format!("keep either `{a}` or `{b}`"),
-        ),
-        (None, None) => ctx.error(
+        (Some(first), Some(second)) => {
+            let (at, other) = if second.start > first.start {
+                (second, a)
+            } else {
+                (first, b)
+            };
+            ctx.error(
+                "conflicting-keys",
+                at,
+                format!("{} sets both `{a}` and `{b}`", table.what),
+                format!("`{other}` is already set"),
+                format!("keep either `{a}` or `{b}`, not both"),
+            );
+        }
+        (None, None) if !table.typos.iter().any(|t| *t == a || *t == b) => ctx.error(
             "missing-key",
             table.span.clone(),
             format!("{} needs `{a}` or `{b}`", table.what),
             format!("`{a}` or `{b}` is required here"),
-            format!("add `{a} = …` or `{b} = …`"),
+            format!("add `{a} = {a_example}` or `{b} = {b_example}`"),
         ),
         _ => {}
     }
@@ -394,17 +406,24 @@ fn owner(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Owner> {
 
 fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
     let mut out = Vec::new();
-    for table in ctx.tables("files", value, "this `[[files]]` entry") {
-        ctx.check_keys(&table, FILES_KEYS);
-        exactly_one(ctx, &table, "src", "content");
-        let source = if let Some(v) = table.get("src") {
-            ctx.context_path("src", v)
-                .map(|p| FileSource::Context(p.into_inner()))
-        } else if let Some(v) = table.get("content") {
-            ctx.raw_string("content", v).map(FileSource::Content)
-        } else {
-            None
-        };
+    for mut table in ctx.tables("files", value, "this `[[files]]` entry") {
+        ctx.check_keys(&mut table, FILES_KEYS);
+        exactly_one(
+            ctx,
+            &table,
+            ("src", "\"path/in/context\""),
+            ("content", "\"inline text\""),
+        );
+        // Both are checked even when both are set (a `conflicting-keys` error), to report everything.
+        let src = table
+            .get("src")
+            .and_then(|v| ctx.context_path("src", v))
+            .map(|p| FileSource::Context(p.into_inner()));
+        let content = table
+            .get("content")
+            .and_then(|v| ctx.raw_string("content", v))
+            .map(FileSource::Content);
+        let source = src.or(content);
         let dest_value = ctx.require(&table, "dest", "\"/etc/app/app.conf\"");
         let raw_dest = dest_value.and_then(|v| ctx.string("dest", v));
         let mut dest = None;
@@ -457,8 +476,8 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
     let mut out = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut uids: HashMap<u32, usize> = HashMap::new();
-    for table in ctx.tables("users", value, "this `[[users]]` entry") {
-        ctx.check_keys(&table, USERS_KEYS);
+    for mut table in ctx.tables("users", value, "this `[[users]]` entry") {
+        ctx.check_keys(&mut table, USERS_KEYS);
         let name = ctx
             .require(&table, "name", "\"admin\"")
             .and_then(|v| ctx.string("name", v));
@@ -521,8 +540,19 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         }
         let shell = table
             .get("shell")
-            .and_then(|v| ctx.absolute_path("shell", v))
-            .map(|s| s.into_inner());
+            .and_then(|v| ctx.string("shell", v))
+            .and_then(
+                |shell| match values::normalize_absolute_path(shell.get_ref()) {
+                    Ok(path) => Some(path),
+                    Err(mut e) => {
+                        e.help =
+                            "write the absolute path of the login shell, such as \"/bin/bash\""
+                                .to_string();
+                        ctx.invalid(shell.span(), e, "must be absolute");
+                        None
+                    }
+                },
+            );
         let mut authorized_keys = Vec::new();
         if let Some(v) = table.get("authorized_keys") {
             for item in ctx.array("authorized_keys", v) {
@@ -566,12 +596,20 @@ fn env(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<(String, String)> {
 
 fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
     let mut out = Vec::new();
-    for table in ctx.tables("run", value, "this `[[run]]` step") {
-        ctx.check_keys(&table, RUN_KEYS);
-        exactly_one(ctx, &table, "sh", "argv");
-        let command = if let Some(v) = table.get("sh") {
-            ctx.raw_string("sh", v).map(Command::Shell)
-        } else if let Some(v) = table.get("argv") {
+    for mut table in ctx.tables("run", value, "this `[[run]]` step") {
+        ctx.check_keys(&mut table, RUN_KEYS);
+        exactly_one(
+            ctx,
+            &table,
+            ("sh", "\"a shell script\""),
+            ("argv", "[\"program\", \"arg\"]"),
+        );
+        // Both are checked even when both are set (a `conflicting-keys` error), to report everything.
+        let sh = table
+            .get("sh")
+            .and_then(|v| ctx.raw_string("sh", v))
+            .map(Command::Shell);
+        let argv = table.get("argv").map(|v| {
             let argv: Vec<String> = ctx
                 .strings("argv", v)
                 .into_iter()
@@ -586,10 +624,9 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                     "give the program and its arguments, such as `argv = [\"systemctl\", \"preset-all\"]`",
                 );
             }
-            Some(Command::Exec(argv))
-        } else {
-            None
-        };
+            Command::Exec(argv)
+        });
+        let command = sh.or(argv);
         let name = table
             .get("name")
             .and_then(|v| ctx.string("name", v))
@@ -681,23 +718,25 @@ fn mount_target(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<String> {
 fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
     let mut out: Vec<RunMount> = Vec::new();
     let mut targets: BTreeMap<String, usize> = BTreeMap::new();
-    for table in ctx.tables("mounts", value, "this mount") {
+    for mut table in ctx.tables("run.mounts", value, "this mount") {
         let kind = ctx.require(&table, "type", "\"cache\"").and_then(|v| {
             let choices: Vec<(&str, &str)> = MOUNT_TYPES.iter().map(|t| (*t, *t)).collect();
             ctx.choice("type", v, &choices)
         });
         let Some(kind) = kind else {
-            ctx.check_keys(&table, MOUNT_KEYS);
+            ctx.check_keys(&mut table, MOUNT_KEYS);
             continue;
         };
         let allowed = mount_keys(kind);
+        let mut typos = Vec::new();
         for (key, _) in &table.entries {
             let name: &str = key.get_ref();
             if allowed.contains(&name) {
                 continue;
             }
             let valid = list(allowed);
-            let help = match did_you_mean(name, allowed.iter().copied()) {
+            let suggestion = did_you_mean(name, allowed.iter().copied());
+            let help = match suggestion {
                 Some(candidate) => {
                     format!("did you mean `{candidate}`? A {kind} mount accepts {valid}")
                 }
@@ -708,6 +747,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             } else {
                 format!("unknown mount option `{name}`")
             };
+            typos.extend(suggestion);
             ctx.error(
                 "bad-mount-option",
                 key.span(),
@@ -716,6 +756,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 help,
             );
         }
+        table.typos.extend(typos);
         let target_value = table.get("target");
         let explicit_target = match (kind, target_value) {
             (_, Some(v)) => mount_target(ctx, v),
@@ -748,7 +789,11 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                         Some(BindFrom::Image(_)) => {
                             ctx.absolute_path("source", v).map(|s| s.into_inner())
                         }
-                        _ => ctx.context_path("source", v).map(|s| s.into_inner()),
+                        Some(BindFrom::Context) => {
+                            ctx.context_path("source", v).map(|s| s.into_inner())
+                        }
+                        // `from` is wrong: whether `source` is right cannot be told.
+                        None => None,
                     });
                 let readonly = table
                     .get("readonly")
@@ -873,10 +918,10 @@ fn units(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &str) 
 }
 
 fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
-    let Some(table) = ctx.table("services", value, "`[services]`") else {
+    let Some(mut table) = ctx.table("services", value, "`[services]`") else {
         return Services::default();
     };
-    ctx.check_keys(&table, SERVICES_KEYS);
+    ctx.check_keys(&mut table, SERVICES_KEYS);
     let mut lists: Vec<Vec<Unit>> = Vec::new();
     let mut seen: HashMap<String, (&str, usize)> = HashMap::new();
     for key in SERVICES_KEYS {
@@ -955,11 +1000,11 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         health: Health::Running,
         keep: Vec::new(),
     };
-    let Some(table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else {
+    let Some(mut table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else {
         return systemd;
     };
     systemd.target.span = ctx.span(table.span.clone());
-    ctx.check_keys(&table, SYSTEMD_KEYS);
+    ctx.check_keys(&mut table, SYSTEMD_KEYS);
     if let Some(v) = table.get("target") {
         if let Some(unit) = units_one(ctx, "target", v, ".target") {
             if !unit.name.ends_with(".target") {
@@ -1074,10 +1119,10 @@ fn units_one(
 }
 
 fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
-    let Some(table) = ctx.table("config", value, "`[config]`") else {
+    let Some(mut table) = ctx.table("config", value, "`[config]`") else {
         return Config::default();
     };
-    ctx.check_keys(&table, CONFIG_KEYS);
+    ctx.check_keys(&mut table, CONFIG_KEYS);
     let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
     let mut labels = BTreeMap::new();
     if let Some(v) = table.get("labels") {
@@ -1096,6 +1141,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
         }
     }
     let mut expose = Vec::new();
+    let mut exposed = std::collections::BTreeSet::new();
     if let Some(v) = table.get("expose") {
         for item in ctx.array("expose", v) {
             let port = match item.get_ref() {
@@ -1118,7 +1164,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
                 }
             };
             match port {
-                Ok(port) if !expose.contains(&port) => expose.push(port),
+                Ok(port) if exposed.insert(port) => expose.push(port),
                 Ok(_) => {}
                 Err(e) => ctx.invalid(item.span(), e, "not a port"),
             }

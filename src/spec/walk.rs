@@ -23,6 +23,8 @@ pub(crate) struct Table<'t, 'i> {
     pub what: String,
     pub span: Range<usize>,
     pub entries: Vec<(&'t Key<'i>, &'t Value<'i>)>,
+    /// Valid keys that an unknown key was reported as a likely typo of; they are not reported missing too.
+    pub typos: Vec<&'static str>,
 }
 
 impl<'t, 'i> Table<'t, 'i> {
@@ -37,6 +39,7 @@ impl<'t, 'i> Table<'t, 'i> {
             what: what.into(),
             span,
             entries,
+            typos: Vec::new(),
         }
     }
 
@@ -84,6 +87,8 @@ pub(crate) struct Ctx<'s> {
     pub diagnostics: Vec<Diagnostic>,
     /// Declared build arguments and their effective values (for interpolation).
     pub args: BTreeMap<String, String>,
+    /// Offsets of line starts, built on first use by [`Ctx::line_of`].
+    line_starts: Vec<usize>,
 }
 
 impl<'s> Ctx<'s> {
@@ -93,6 +98,7 @@ impl<'s> Ctx<'s> {
             text,
             diagnostics: Vec::new(),
             args: BTreeMap::new(),
+            line_starts: Vec::new(),
         }
     }
 
@@ -134,33 +140,38 @@ impl<'s> Ctx<'s> {
     }
 
     /// The 1-based line of a byte offset (for labels that refer to another place).
-    pub fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
+    pub fn line_of(&mut self, offset: usize) -> usize {
+        if self.line_starts.is_empty() {
+            self.line_starts = std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect();
+        }
+        self.line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1)
     }
 
     /// Reports every key of `table` not in `allowed` as `unknown-key`.
-    pub fn check_keys(&mut self, table: &Table<'_, '_>, allowed: &[&str]) {
-        for (key, _) in &table.entries {
+    pub fn check_keys(&mut self, table: &mut Table<'_, '_>, allowed: &[&'static str]) {
+        for (key, value) in &table.entries {
             let name: &str = key.get_ref();
             if allowed.contains(&name) {
                 continue;
             }
-            let help = match did_you_mean(name, allowed.iter().copied()) {
+            let suggestion = did_you_mean(name, allowed.iter().copied());
+            let help = match suggestion {
                 Some(candidate) => format!("did you mean `{candidate}`?"),
                 None => format!("{} accepts {}", table.what, list(allowed)),
             };
-            self.error(
-                "unknown-key",
-                key.span(),
-                format!("unknown key `{name}` in {}", table.what),
-                "unknown key",
-                help,
-            );
+            if let Some(candidate) = suggestion {
+                table.typos.push(candidate);
+            }
+            let message = if table.span.is_empty() && matches!(value.get_ref(), DeValue::Table(_)) {
+                format!("unknown table `[{name}]`")
+            } else {
+                format!("unknown key `{name}` in {}", table.what)
+            };
+            self.error("unknown-key", key.span(), message, "unknown key", help);
         }
     }
 
@@ -182,7 +193,7 @@ impl<'s> Ctx<'s> {
         example: &str,
     ) -> Option<&'t Value<'i>> {
         let value = table.get(key);
-        if value.is_none() {
+        if value.is_none() && !table.typos.contains(&key) {
             self.error(
                 "missing-key",
                 table.span.clone(),
@@ -217,15 +228,16 @@ impl<'s> Ctx<'s> {
     /// An array of tables (`[[key]]` entries or an array of inline tables).
     pub fn tables<'t, 'i>(
         &mut self,
-        key: &str,
+        header: &str,
         value: &'t Value<'i>,
         what: &str,
     ) -> Vec<Table<'t, 'i>> {
+        let key = header.rsplit('.').next().unwrap_or(header);
         let DeValue::Array(array) = value.get_ref() else {
             self.wrong_type(
                 value,
                 "an array of tables",
-                format!("write each entry under its own `[[{key}]]` header, or as `{key} = [{{ … }}, {{ … }}]`"),
+                format!("write each entry under its own `[[{header}]]` header, or as `{key} = [{{ … }}, {{ … }}]`"),
             );
             return Vec::new();
         };
@@ -340,12 +352,15 @@ impl<'s> Ctx<'s> {
         let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
         let help = match did_you_mean(s.get_ref(), names.iter().copied()) {
             Some(candidate) => format!("did you mean \"{candidate}\"?"),
-            None => format!("`{key}` is one of {}", list(&names)),
+            None => format!(
+                "write one of them, such as `{key} = \"{}\"`",
+                names.first().copied().unwrap_or_default()
+            ),
         };
         self.error(
             "bad-value",
             value.span(),
-            format!("`{}` is not a valid `{key}`", s.get_ref()),
+            format!("`{}` is not a valid value for `{key}`", s.get_ref()),
             format!("expected one of {}", list(&names)),
             help,
         );
