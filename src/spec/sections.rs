@@ -465,7 +465,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
                 dest,
                 mode,
                 owner,
-                span: ctx.span(table.span.clone()),
+                span: ctx.span(table.full_span()),
             });
         }
     }
@@ -568,7 +568,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                 groups,
                 shell,
                 authorized_keys,
-                span: ctx.span(table.span.clone()),
+                span: ctx.span(table.full_span()),
             });
         }
     }
@@ -692,7 +692,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                 network,
                 phase,
                 mounts,
-                span: ctx.span(table.span.clone()),
+                span: ctx.span(table.full_span()),
             });
         }
     }

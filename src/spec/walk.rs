@@ -43,6 +43,16 @@ impl<'t, 'i> Table<'t, 'i> {
         }
     }
 
+    /// From the header to the end of the last value: the whole entry, for source maps.
+    pub fn full_span(&self) -> Range<usize> {
+        let end = self
+            .entries
+            .iter()
+            .map(|(key, value)| key.span().end.max(value.span().end))
+            .fold(self.span.end, usize::max);
+        self.span.start..end
+    }
+
     pub fn get(&self, key: &str) -> Option<&'t Value<'i>> {
         self.entries
             .iter()
