@@ -402,3 +402,105 @@ fn explain_print_refusals_and_k8s_against_the_engine() {
     assert!(yaml.contains("mountPath: /run/lock"));
     assert!(yaml.contains("terminationGracePeriodSeconds: 30"));
 }
+
+/// Podman is optional on the project's machines: without `podman` this test skips loudly even under
+/// `SYSFILE_E2E=required`. The image is copied from Docker with `docker save | podman load`.
+#[test]
+fn podman_run_boots_the_image() {
+    let test = "podman";
+    if !engine_or_skip(test) {
+        return;
+    }
+    let podman_ok = Command::new("podman")
+        .args(["info", "--format", "{{.Host.CgroupsVersion}}"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !podman_ok {
+        stderr_line(&format!(
+            "=== SKIPPED: runtime engine test {test}: `podman info` failed (Podman is optional) ==="
+        ));
+        return;
+    }
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run podman")
+    };
+    struct PodmanGuard(String, String);
+    impl Drop for PodmanGuard {
+        fn drop(&mut self) {
+            if !keep() {
+                for args in [["rm", "-f", &self.0], ["rmi", "-f", &self.1]] {
+                    let _ = Command::new("podman").args(args).output();
+                }
+            }
+        }
+    }
+    let image = build_image(test, 252);
+    let name = unique(test);
+    let _guard = PodmanGuard(name.clone(), image.0.clone());
+    let load = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{DOCKER} save \"$1\" | podman load -q"))
+        .args(["sh", &image.0])
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", text(&load.stderr));
+
+    let print = sysfile(&[
+        "run", &image.0, "--engine", "podman", "--name", &name, "--print",
+    ]);
+    assert_eq!(
+        text(&print.stdout),
+        format!(
+            "podman run -d -t --systemd=always --stop-timeout 30 --name {name} {}",
+            image.0
+        )
+    );
+    let start = Instant::now();
+    let out = sysfile(&["run", &image.0, "--engine", "podman", "--name", &name]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut state = String::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        state = text(
+            &podman(&[
+                "exec",
+                &name,
+                "timeout",
+                "50",
+                "systemctl",
+                "is-system-running",
+                "--wait",
+            ])
+            .stdout,
+        );
+        if !state.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let boot = start.elapsed();
+    assert_eq!(
+        state,
+        "running",
+        "logs: {}",
+        text(&podman(&["logs", &name]).stdout)
+    );
+    let stop_start = Instant::now();
+    assert!(podman(&["stop", &name]).status.success());
+    let stop = stop_start.elapsed();
+    assert_eq!(
+        text(&podman(&["inspect", "-f", "{{.State.ExitCode}}", &name]).stdout),
+        "0"
+    );
+    stderr_line(&format!(
+        "runtime engine: Podman: `running` after {:.2} s, `podman stop` took {:.2} s (exit 0)",
+        boot.as_secs_f64(),
+        stop.as_secs_f64()
+    ));
+}
