@@ -1,4 +1,4 @@
-//! The command line: `check`, `llb`, `frontend` and the helper commands, and their exit codes.
+//! The command line: `check`, `llb`, `frontend`, `run`, `k8s` and the helper commands, and their exit codes.
 //!
 //! The CLI reads files and writes to stdout/stderr; everything it calls below
 //! `spec`, `plan`, `lower` and `image` is pure.
@@ -40,6 +40,10 @@ enum Command {
     Frontend,
     /// Print the frontend caps the image label must declare.
     FrontendCaps,
+    /// Start a sysfile image with the engine flags this host needs (exit 1: the host cannot boot it).
+    Run(crate::runtime::RunArgs),
+    /// Print a Kubernetes Pod or Deployment manifest for a sysfile image.
+    K8s(crate::runtime::K8sArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,6 +92,8 @@ pub fn main() -> i32 {
             println!("{}", crate::frontend::FRONTEND_CAPS.join(","));
             Ok(0)
         }
+        Command::Run(args) => crate::runtime::run_main(&args),
+        Command::K8s(args) => crate::runtime::k8s_main(&args),
     };
     match result {
         Ok(code) => code,

@@ -16,5 +16,6 @@ pub mod model;
 pub mod pb;
 pub mod plan;
 pub mod reference;
+pub mod runtime;
 pub mod spec;
 pub mod verify;

@@ -1,0 +1,506 @@
+//! Real-engine tests of `sysfile run` and `sysfile k8s` against `/usr/bin/docker`.
+//!
+//! Each test builds a tiny systemd image from a plain Dockerfile (with sysfile's labels) under a
+//! unique tag and removes it, and any container it started, with Drop guards. Without a reachable
+//! daemon every test prints `=== SKIPPED: … ===` to stderr and passes, unless `SYSFILE_E2E=required`,
+//! which turns that into a failure. `SYSFILE_E2E_KEEP=1` keeps containers and images for debugging.
+//!
+//! Run: `SYSFILE_E2E=required cargo test --test runtime_engine -- --nocapture`.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const DOCKER: &str = "/usr/bin/docker";
+
+/// The test image: Debian 12's systemd as PID 1, sysfile's runtime labels, `{version}` replaced.
+const DOCKERFILE: &str = r#"FROM local/debian:bookworm
+STOPSIGNAL SIGRTMIN+3
+ENTRYPOINT ["/lib/systemd/systemd"]
+LABEL sysfile.systemd.boot=true sysfile.runtime.stop-timeout=30 sysfile.runtime.tmpfs="/run:exec,mode=755;/run/lock;/tmp" sysfile.systemd.version={version}
+"#;
+
+fn stderr_line(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Whether the daemon answers; otherwise skips loudly (or fails under `SYSFILE_E2E=required`).
+fn engine_or_skip(test: &str) -> bool {
+    let ok = Command::new(DOCKER)
+        .arg("info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return true;
+    }
+    if std::env::var("SYSFILE_E2E").as_deref() == Ok("required") {
+        panic!("{test}: `{DOCKER} info` failed and SYSFILE_E2E=required");
+    }
+    stderr_line(&format!(
+        "=== SKIPPED: runtime engine test {test}: `{DOCKER} info` failed (no Docker daemon); \
+         set SYSFILE_E2E=required to make this a failure ==="
+    ));
+    false
+}
+
+fn keep() -> bool {
+    std::env::var_os("SYSFILE_E2E_KEEP").is_some()
+}
+
+/// A unique, lowercase name for containers and tags.
+fn unique(test: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "sysfile-rt-{}-{}-{}",
+        test.replace('_', "-"),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new(DOCKER)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+fn sysfile(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sysfile"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sysfile")
+}
+
+/// Removes the image tag on drop.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        if !keep() {
+            let _ = docker(&["rmi", "-f", &self.0]);
+        }
+    }
+}
+
+/// Removes the container (and its anonymous volumes) on drop.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if !keep() {
+            let _ = docker(&["rm", "-f", "-v", &self.0]);
+        }
+    }
+}
+
+fn build_image(test: &str, systemd_version: u32) -> Image {
+    let dir = tempfile::Builder::new()
+        .prefix("sysfile-rt-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        DOCKERFILE.replace("{version}", &systemd_version.to_string()),
+    )
+    .unwrap();
+    let tag = format!("{}:test", unique(test));
+    let image = Image(tag.clone());
+    let out = Command::new(DOCKER)
+        .env("DOCKER_BUILDKIT", "1")
+        .args(["build", "-q", "-t", &tag])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker build failed: {}",
+        text(&out.stderr)
+    );
+    image
+}
+
+/// Drops terminal colour sequences (`ESC [ … m`) from a console line.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn host_is_cgroup_v1() -> bool {
+    let out = Command::new("stat")
+        .args(["-fc", "%T", "/sys/fs/cgroup"])
+        .output()
+        .unwrap();
+    text(&out.stdout) != "cgroup2fs"
+}
+
+/// Retries `systemctl is-system-running --wait` until it prints a state (bounded 60 s).
+fn wait_for_state(name: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let out = docker(&[
+            "exec",
+            name,
+            "timeout",
+            "50",
+            "systemctl",
+            "is-system-running",
+            "--wait",
+        ]);
+        let state = text(&out.stdout);
+        if !state.is_empty() {
+            return Some(state);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    None
+}
+
+fn inspect(name: &str, format: &str) -> String {
+    text(&docker(&["inspect", "-f", format, name]).stdout)
+}
+
+/// The values following each `flag` in a `--print` line.
+fn values_of<'a>(words: &'a [&'a str], flag: &str) -> Vec<&'a str> {
+    words
+        .windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1])
+        .collect()
+}
+
+#[test]
+fn run_boots_the_image_and_print_matches_what_ran() {
+    let test = "boots";
+    if !engine_or_skip(test) {
+        return;
+    }
+    let image = build_image(test, 252);
+    let name = unique(test);
+    let _container = Container(name.clone());
+
+    let start = Instant::now();
+    let out = sysfile(&["run", &image.0, "--name", &name]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "sysfile run failed: {stderr}");
+    let id = text(&out.stdout);
+    assert!(
+        id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "stdout is the container ID, got `{id}`"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "docker exec {name} systemctl is-system-running --wait"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("docker stop {name}")), "{stderr}");
+    let run_time = start.elapsed();
+
+    let state = wait_for_state(&name);
+    let boot_time = start.elapsed();
+    if state.as_deref() != Some("running") {
+        let failed = docker(&["exec", &name, "systemctl", "--failed", "--no-legend"]);
+        let logs = docker(&["logs", &name]);
+        panic!(
+            "state {state:?}; failed units: {}; logs:\n{}{}",
+            text(&failed.stdout),
+            text(&logs.stdout),
+            text(&logs.stderr)
+        );
+    }
+    assert_eq!(
+        text(&docker(&["exec", &name, "cat", "/proc/1/comm"]).stdout),
+        "systemd"
+    );
+
+    // `--print` gives the same command that ran: compare with what Docker recorded.
+    let out = sysfile(&["run", &image.0, "--name", &name, "--print"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    assert!(
+        !line.contains('\''),
+        "no quoting expected in this command: {line}"
+    );
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!(words[0], DOCKER);
+    assert_eq!(words[1], "run");
+    assert_eq!(*words.last().unwrap(), image.0, "the image is last: {line}");
+    assert_eq!(values_of(&words, "--name"), [name.as_str()]);
+    assert_eq!(values_of(&words, "--stop-timeout"), ["30"]);
+    assert!(words.contains(&"-d") && words.contains(&"-t") && words.contains(&"--init=false"));
+    assert!(!line.contains("privileged"));
+
+    let printed_tmpfs: BTreeMap<String, String> = values_of(&words, "--tmpfs")
+        .into_iter()
+        .map(|v| {
+            let (path, options) = v.split_once(':').unwrap_or((v, ""));
+            (path.to_string(), options.to_string())
+        })
+        .collect();
+    let actual_tmpfs: BTreeMap<String, String> =
+        serde_json::from_str(&inspect(&name, "{{json .HostConfig.Tmpfs}}")).unwrap();
+    assert_eq!(actual_tmpfs, printed_tmpfs);
+    assert_eq!(
+        actual_tmpfs.keys().collect::<Vec<_>>(),
+        ["/run", "/run/lock", "/tmp"]
+    );
+    let actual_binds: Vec<String> =
+        serde_json::from_str(&inspect(&name, "{{json .HostConfig.Binds}}")).unwrap_or_default();
+    assert_eq!(actual_binds, values_of(&words, "-v"));
+    assert_eq!(inspect(&name, "{{json .HostConfig.Init}}"), "false");
+    assert_eq!(inspect(&name, "{{.Config.StopTimeout}}"), "30");
+    assert_eq!(inspect(&name, "{{.Config.Tty}}"), "true");
+    let cgroupns = inspect(&name, "{{.HostConfig.CgroupnsMode}}");
+    if let Some(mode) = words.iter().find_map(|w| w.strip_prefix("--cgroupns=")) {
+        assert_eq!(cgroupns, mode);
+    }
+
+    let stop_start = Instant::now();
+    let stop = docker(&["stop", &name]);
+    let stop_time = stop_start.elapsed();
+    assert!(stop.status.success(), "docker stop: {}", text(&stop.stderr));
+    assert_eq!(inspect(&name, "{{.State.ExitCode}}"), "0");
+    stderr_line(&format!(
+        "runtime engine: `sysfile run` returned in {:.2} s, `running` after {:.2} s, `docker stop` took {:.2} s (exit 0)",
+        run_time.as_secs_f64(),
+        boot_time.as_secs_f64(),
+        stop_time.as_secs_f64()
+    ));
+}
+
+#[test]
+fn negative_control_without_contract_flags_fails_to_boot() {
+    let test = "negative";
+    if !engine_or_skip(test) {
+        return;
+    }
+    let image = build_image(test, 252);
+    let name = unique(test);
+    let _container = Container(name.clone());
+    let out = docker(&["run", "-d", "-t", "--name", &name, &image.0]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(30);
+    while inspect(&name, "{{.State.Running}}") == "true" {
+        assert!(
+            Instant::now() < deadline,
+            "the container without contract flags is still running after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let code = inspect(&name, "{{.State.ExitCode}}");
+    let logs = docker(&["logs", &name]);
+    let logs = format!("{}{}", text(&logs.stdout), text(&logs.stderr));
+    assert_eq!(code, "255", "exit code; logs:\n{logs}");
+    let lower = logs.to_lowercase();
+    assert!(
+        lower.contains("failed to mount") || lower.contains("cgroup"),
+        "logs mention a mount or cgroup failure:\n{logs}"
+    );
+    stderr_line(&format!(
+        "runtime engine: without contract flags PID 1 exited {code} after {:.2} s: {}",
+        start.elapsed().as_secs_f64(),
+        strip_ansi(logs.lines().find(|l| l.contains("Failed")).unwrap_or("")).trim()
+    ));
+}
+
+#[test]
+fn explain_print_refusals_and_k8s_against_the_engine() {
+    let test = "explain";
+    if !engine_or_skip(test) {
+        return;
+    }
+    let v1 = host_is_cgroup_v1();
+    let image = build_image(test, 252);
+
+    let out = sysfile(&["run", &image.0, "--explain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let explain = text(&out.stdout);
+    assert!(explain.contains("--tmpfs /run"), "{explain}");
+    let cgroup_flag = if v1 {
+        "-v /sys/fs/cgroup:/sys/fs/cgroup:rw"
+    } else {
+        "--cgroupns="
+    };
+    assert!(explain.contains(cgroup_flag), "{explain}");
+    assert!(explain.contains("  --tmpfs /run:exec,mode=755: systemd needs /run to be a tmpfs"));
+    assert!(explain.contains(if v1 { "cgroup v1" } else { "cgroup v2" }));
+
+    // Images the host cannot boot.
+    for (version, refused_on_v1) in [(256, true), (258, true)] {
+        let image = build_image(test, version);
+        let out = sysfile(&["run", &image.0, "--print"]);
+        let stderr = text(&out.stderr);
+        if v1 && refused_on_v1 {
+            assert_eq!(out.status.code(), Some(1), "systemd {version}: {stderr}");
+            assert!(stderr.contains(&format!("systemd {version}")), "{stderr}");
+        } else {
+            assert_eq!(out.status.code(), Some(0), "{stderr}");
+        }
+        if v1 && version == 256 {
+            let out = sysfile(&["run", &image.0, "--print", "--force-cgroup-v1"]);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stdout)
+                    .ends_with(&format!("{} SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1", image.0))
+            );
+            assert!(text(&out.stderr).contains("warning:"));
+        }
+        if v1 && version == 258 {
+            assert!(stderr.contains("dropped cgroup v1"), "{stderr}");
+        }
+    }
+
+    // Not built by sysfile: runs with defaults and says so.
+    let out = sysfile(&["run", "local/debian:bookworm", "--print"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("not built by sysfile"));
+
+    // Missing image: exit 2.
+    let out = sysfile(&["run", "sysfile-rt-no-such-image:nope", "--print"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // k8s reads the same labels.
+    let out = sysfile(&["k8s", &image.0, "--deployment", "--replicas", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    assert!(yaml.contains("kind: Deployment") && yaml.contains("replicas: 2"));
+    assert!(
+        !yaml.contains("Probe"),
+        "no health label, no probes: {yaml}"
+    );
+    assert!(yaml.contains("mountPath: /run/lock"));
+    assert!(yaml.contains("terminationGracePeriodSeconds: 30"));
+}
+
+/// Podman is optional on the project's machines: without `podman` this test skips loudly even under
+/// `SYSFILE_E2E=required`. The image is copied from Docker with `docker save | podman load`.
+#[test]
+fn podman_run_boots_the_image() {
+    let test = "podman";
+    if !engine_or_skip(test) {
+        return;
+    }
+    let podman_ok = Command::new("podman")
+        .args(["info", "--format", "{{.Host.CgroupsVersion}}"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !podman_ok {
+        stderr_line(&format!(
+            "=== SKIPPED: runtime engine test {test}: `podman info` failed (Podman is optional) ==="
+        ));
+        return;
+    }
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run podman")
+    };
+    struct PodmanGuard(String, String);
+    impl Drop for PodmanGuard {
+        fn drop(&mut self) {
+            if !keep() {
+                for args in [["rm", "-f", &self.0], ["rmi", "-f", &self.1]] {
+                    let _ = Command::new("podman").args(args).output();
+                }
+            }
+        }
+    }
+    let image = build_image(test, 252);
+    let name = unique(test);
+    let _guard = PodmanGuard(name.clone(), image.0.clone());
+    let load = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{DOCKER} save \"$1\" | podman load -q"))
+        .args(["sh", &image.0])
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", text(&load.stderr));
+
+    let print = sysfile(&[
+        "run", &image.0, "--engine", "podman", "--name", &name, "--print",
+    ]);
+    assert_eq!(
+        text(&print.stdout),
+        format!(
+            "podman run -d -t --systemd=always --stop-timeout 30 --name {name} {}",
+            image.0
+        )
+    );
+    let start = Instant::now();
+    let out = sysfile(&["run", &image.0, "--engine", "podman", "--name", &name]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut state = String::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        state = text(
+            &podman(&[
+                "exec",
+                &name,
+                "timeout",
+                "50",
+                "systemctl",
+                "is-system-running",
+                "--wait",
+            ])
+            .stdout,
+        );
+        if !state.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let boot = start.elapsed();
+    assert_eq!(
+        state,
+        "running",
+        "logs: {}",
+        text(&podman(&["logs", &name]).stdout)
+    );
+    let stop_start = Instant::now();
+    assert!(podman(&["stop", &name]).status.success());
+    let stop = stop_start.elapsed();
+    assert_eq!(
+        text(&podman(&["inspect", "-f", "{{.State.ExitCode}}", &name]).stdout),
+        "0"
+    );
+    stderr_line(&format!(
+        "runtime engine: Podman: `running` after {:.2} s, `podman stop` took {:.2} s (exit 0)",
+        boot.as_secs_f64(),
+        stop.as_secs_f64()
+    ));
+}
