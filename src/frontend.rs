@@ -343,6 +343,7 @@ async fn build(
         no_cache: options.no_cache(),
         resolve_mode: resolve_mode.as_str().to_string(),
         llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
+        epoch: options.source_date_epoch().map_err(other)?,
     };
     let mut plan = plan;
     let inventory = inspect_units(bridge, &plan, &loaded.sources, &lower_options).await?;
@@ -378,7 +379,7 @@ async fn build(
         .solve(lowered.definition, cache_imports, false)
         .await?;
 
-    let epoch = options.source_date_epoch().map_err(other)?;
+    let epoch = lower_options.epoch;
     let config = image::image_config(
         spec,
         &plan,

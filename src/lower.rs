@@ -38,6 +38,8 @@ pub struct LowerOptions {
     pub no_cache: bool,
     /// The `image.resolvemode` attr of image sources (`default`, `pull`, `local`).
     pub resolve_mode: String,
+    /// SOURCE_DATE_EPOCH (Unix seconds): the timestamp of every file sysfile writes or copies.
+    pub epoch: Option<u64>,
     /// LLB caps the daemon reports; `None` means assume a current daemon.
     pub llb_caps: Option<BTreeSet<String>>,
 }
@@ -141,6 +143,11 @@ impl<'a> Lowering<'a> {
                 files,
                 &self.current,
                 self.context.as_ref(),
+                self.options.epoch.map(|e| {
+                    i64::try_from(e)
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(1_000_000_000)
+                }),
                 op_options,
             ),
         };
@@ -374,6 +381,7 @@ fn lower_files(
     files: &[FileStep],
     base: &Output,
     context: Option<&Output>,
+    timestamp: Option<i64>,
     op_options: OpOptions,
 ) -> Output {
     let mut actions = Vec::new();
@@ -393,6 +401,7 @@ fn lower_files(
                         options: CopyOptions {
                             owner: owner.as_ref().map(chown),
                             mode: *mode,
+                            timestamp,
                             ..CopyOptions::default()
                         },
                     });
@@ -410,7 +419,7 @@ fn lower_files(
                         mode: 0o755,
                         make_parents: true,
                         owner: None,
-                        timestamp: None,
+                        timestamp,
                     });
                 }
                 actions.push(FileAction::Mkfile {
@@ -418,7 +427,7 @@ fn lower_files(
                     mode: *mode,
                     data: data.clone(),
                     owner: owner.as_ref().map(chown),
-                    timestamp: None,
+                    timestamp,
                 });
             }
             FileStep::Remove { path, wildcard } => {

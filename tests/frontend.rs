@@ -418,3 +418,65 @@ async fn a_unit_in_the_wrong_state_fails_the_build() -> TestResult {
     assert!(status.message.contains("machine-id"), "{}", status.message);
     Ok(())
 }
+
+#[tokio::test]
+async fn source_date_epoch_sets_times_and_keeps_the_llb_identical() -> TestResult {
+    let build = || async {
+        let handle = run(
+            fake("v0.32", SSHD),
+            &[
+                ("filename", "Sysfile"),
+                ("build-arg:SOURCE_DATE_EPOCH", "1700000000"),
+            ],
+        )
+        .await?;
+        Ok::<_, Box<dyn std::error::Error>>(handle)
+    };
+    let first = build().await?;
+    let config = returned_config(&first);
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    let history = config["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .filter(|h| h["comment"] == "sysfile.v1")
+            .all(|h| h["created"] == "2023-11-14T22:13:20Z")
+    );
+    let returned = first.returned().and_then(|r| r.result).unwrap();
+    assert_eq!(returned.metadata["source.date.epoch"], b"1700000000");
+    // Every file sysfile writes carries the epoch as its timestamp.
+    let def = first
+        .solves()
+        .last()
+        .and_then(|s| s.definition.clone())
+        .unwrap();
+    let mut stamped = 0;
+    for bytes in &def.def {
+        if let Some(pb::llb::op::Op::File(file)) = pb::llb::Op::decode(bytes.as_slice())?.op {
+            for action in file.actions {
+                let ts = match action.action {
+                    Some(pb::llb::file_action::Action::Mkfile(m)) => m.timestamp,
+                    Some(pb::llb::file_action::Action::Mkdir(m)) => m.timestamp,
+                    Some(pb::llb::file_action::Action::Copy(c)) => c.timestamp,
+                    _ => continue,
+                };
+                assert_eq!(ts, 1_700_000_000_000_000_000);
+                stamped += 1;
+            }
+        }
+    }
+    assert!(stamped > 3);
+    let second = build().await?;
+    let defs = |h: &FakeHandle| {
+        h.solves()
+            .iter()
+            .map(|s| s.definition.clone().unwrap_or_default().encode_to_vec())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        defs(&first),
+        defs(&second),
+        "the same spec and options give the same LLB bytes"
+    );
+    Ok(())
+}
