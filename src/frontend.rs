@@ -80,10 +80,31 @@ impl BuildError {
 
 /// Pings, builds and returns exactly once. The exit code is 0 whenever `Return` went through.
 pub async fn serve(mut bridge: Bridge, options: &FrontendOptions) -> anyhow::Result<i32> {
-    if let Err(e) = bridge.ping().await {
-        eprintln!("sysfile: ping failed: {e}");
-        return Ok(1);
-    }
+    let pong = match bridge.ping().await {
+        Ok(pong) => pong,
+        Err(e) => {
+            eprintln!("sysfile: ping failed: {e}");
+            return Ok(1);
+        }
+    };
+    // stderr goes to the daemon's log: enough to tell later what this build was asked to do.
+    let keys: Vec<&str> = options.all().keys().map(String::as_str).collect();
+    eprintln!(
+        "sysfile {}: options {keys:?}; buildkit {}; workers {:?}",
+        env!("CARGO_PKG_VERSION"),
+        bridge.caps().buildkit_version_hint(),
+        pong.workers
+            .iter()
+            .map(|w| (
+                &w.id,
+                &w.labels,
+                w.platforms
+                    .iter()
+                    .map(|p| format!("{}/{}", p.os, p.architecture))
+                    .collect::<Vec<_>>()
+            ))
+            .collect::<Vec<_>>()
+    );
     let outcome = match options.request_id() {
         Some(id) => subrequest(&id),
         None => build(&bridge, options).await,
@@ -513,10 +534,8 @@ async fn inspect_units(
         .await?;
     let mut texts = Vec::with_capacity(4);
     for name in ["units", "aliases", "version", "init"] {
-        let data = bridge
-            .read_file_opt(&reference, name)
-            .await?
-            .unwrap_or_default();
+        // The script always writes its report, so any error here is the build's own: pass it on.
+        let data = bridge.read_file(&reference, name).await?;
         texts.push(String::from_utf8_lossy(&data).into_owned());
     }
     let [units, aliases, version, init] = <[String; 4]>::try_from(texts).unwrap_or_default();
@@ -543,14 +562,8 @@ async fn check_final_state(
     let reference = bridge
         .solve(lowering.finish_at(&report).definition, vec![], false)
         .await?;
-    let states = bridge
-        .read_file_opt(&reference, "states")
-        .await?
-        .unwrap_or_default();
-    let facts = bridge
-        .read_file_opt(&reference, "facts")
-        .await?
-        .unwrap_or_default();
+    let states = bridge.read_file(&reference, "states").await?;
+    let facts = bridge.read_file(&reference, "facts").await?;
     Ok(verify::check_state(
         spec,
         plan,

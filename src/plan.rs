@@ -476,6 +476,16 @@ fn authorized_keys_step(user: &model::User) -> Step {
     }
 }
 
+/// Where the finalisation steps point: `[systemd] target` when written, else the `[image]` table.
+pub fn finalize_span(spec: &Spec) -> Span {
+    let target = spec.systemd.target.span;
+    if target.start == target.end {
+        spec.image.span
+    } else {
+        target
+    }
+}
+
 /// Quotes one `KEY=value` assignment for systemd's `DefaultEnvironment=`.
 pub fn systemd_quote(assignment: &str) -> String {
     let mut out = String::with_capacity(assignment.len() + 2);
@@ -546,7 +556,7 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
     }
     Step {
         name: "[sysfile] systemd configuration".to_string(),
-        span: spec.systemd.target.span,
+        span: finalize_span(spec),
         kind: StepKind::Files(files),
     }
 }
@@ -658,7 +668,7 @@ impl UnitPlan {
             .services
             .enable
             .first()
-            .map_or(spec.systemd.target.span, |u| u.span);
+            .map_or(finalize_span(spec), |u| u.span);
         Step {
             name: format!("[sysfile] {}", summary.join(", ")),
             span,
@@ -681,6 +691,8 @@ fn short_unit(name: &str) -> &str {
 
 /// Applies the unit states offline; unit names arrive as arguments, one `systemctl` call each.
 const UNITS_SCRIPT: &str = r#"set -eu
+# Host keys made by package scripts at build time would be shared by every container.
+rm -f /etc/ssh/ssh_host_*
 mode=
 for arg do
   case "$arg" in
@@ -710,13 +722,12 @@ fn hygiene_step(spec: &Spec) -> Step {
         remove("/var/lib/systemd/random-seed", false),
         remove("/var/lib/systemd/credential.secret", false),
         remove("/var/lib/dbus/machine-id", false),
-        remove("/etc/ssh/ssh_host_*", true),
         remove("/usr/sbin/policy-rc.d", false),
         remove("/run/*", true),
     ];
     Step {
         name: "[sysfile] image hygiene".to_string(),
-        span: spec.systemd.target.span,
+        span: finalize_span(spec),
         kind: StepKind::Files(files),
     }
 }

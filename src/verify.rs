@@ -228,7 +228,7 @@ pub fn check_state(spec: &Spec, plan: &Plan, states: &str, facts: &str) -> Vec<D
             .chain(&spec.services.disable)
             .chain(&spec.services.mask)
             .find(|u| u.name == name)
-            .map_or(spec.systemd.target.span, |u| u.span)
+            .map_or(crate::plan::finalize_span(spec), |u| u.span)
     };
     let mut diagnostics = Vec::new();
     let mut expect = |unit: &str, wanted: &str, accepted: &[&str]| {
@@ -268,18 +268,18 @@ pub fn check_state(spec: &Spec, plan: &Plan, states: &str, facts: &str) -> Vec<D
         match line.split_once('\t') {
             Some(("default", target)) if target != plan.default_target => diagnostics.push(Diagnostic::error(
                 "default-target",
-                spec.systemd.target.span,
+                crate::plan::finalize_span(spec),
                 format!("the default target is `{target}`, not `{}`", plan.default_target),
             )),
             Some(("machine-id", "not-empty")) => diagnostics.push(Diagnostic::error(
                 "image-hygiene",
-                spec.systemd.target.span,
+                crate::plan::finalize_span(spec),
                 "/etc/machine-id is not an empty file in the image: every container would share one machine ID",
             )),
             Some(("present", path)) => diagnostics.push(
                 Diagnostic::error(
                     "image-hygiene",
-                    spec.systemd.target.span,
+                    crate::plan::finalize_span(spec),
                     format!("{path} is in the image: it must be created per container, not baked in"),
                 )
                 .with_help("a [[run]] step in the after-packages phase may have recreated it; remove it there"),
