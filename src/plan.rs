@@ -679,8 +679,12 @@ fn short_unit(name: &str) -> &str {
     name.strip_suffix(".service").unwrap_or(name)
 }
 
-/// Applies the unit states offline; unit names arrive as arguments, one `systemctl` call each.
+/// Removes the SSH host keys, then applies the unit states offline; unit names arrive as
+/// arguments, one `systemctl` call each.
 const UNITS_SCRIPT: &str = r#"set -eu
+# Per-instance identity: every container generates its own SSH host keys at boot
+# (sysfile-ssh-host-keys.service). `rm -f` is fine when the image has no /etc/ssh.
+rm -f /etc/ssh/ssh_host_*
 mode=
 for arg do
   case "$arg" in
@@ -710,7 +714,8 @@ fn hygiene_step(spec: &Spec) -> Step {
         remove("/var/lib/systemd/random-seed", false),
         remove("/var/lib/systemd/credential.secret", false),
         remove("/var/lib/dbus/machine-id", false),
-        remove("/etc/ssh/ssh_host_*", true),
+        // SSH host keys are removed by UNITS_SCRIPT: an LLB wildcard remove fails in BuildKit
+        // ("lstat …/etc/ssh: no such file or directory") when the image has no /etc/ssh.
         remove("/usr/sbin/policy-rc.d", false),
         remove("/run/*", true),
     ];
