@@ -347,21 +347,36 @@ async fn build(
     let mut plan = plan;
     let inventory = inspect_units(bridge, &plan, &loaded.sources, &lower_options).await?;
     let inventory_diagnostics = verify::check_inventory(spec, &inventory);
-    warn(bridge, &inventory_diagnostics, &loaded.sources, &spec_file.load_digest).await;
+    warn(
+        bridge,
+        &inventory_diagnostics,
+        &loaded.sources,
+        &spec_file.load_digest,
+    )
+    .await;
     if inventory_diagnostics.iter().any(Diagnostic::is_error) {
-        return Err(BuildError::Spec { diagnostics: inventory_diagnostics, sources: loaded.sources.clone() });
+        return Err(BuildError::Spec {
+            diagnostics: inventory_diagnostics,
+            sources: loaded.sources.clone(),
+        });
     }
     if !inventory.init.is_empty() && !inventory.init_is_systemd() {
         // `/sbin/init` is another init system: start the systemd binary itself.
         plan.entrypoint = vec![facts.family.systemd_binary().to_string()];
     }
-    let state_diagnostics = check_final_state(bridge, spec, &plan, &loaded.sources, &lower_options).await?;
+    let state_diagnostics =
+        check_final_state(bridge, spec, &plan, &loaded.sources, &lower_options).await?;
     if !state_diagnostics.is_empty() {
-        return Err(BuildError::Spec { diagnostics: state_diagnostics, sources: loaded.sources.clone() });
+        return Err(BuildError::Spec {
+            diagnostics: state_diagnostics,
+            sources: loaded.sources.clone(),
+        });
     }
     let lowered = lower::lower(&plan, &loaded.sources, &lower_options);
     let cache_imports = options.cache_imports().map_err(other)?;
-    let result_ref = bridge.solve(lowered.definition, cache_imports, false).await?;
+    let result_ref = bridge
+        .solve(lowered.definition, cache_imports, false)
+        .await?;
 
     let epoch = options.source_date_epoch().map_err(other)?;
     let config = image::image_config(
@@ -481,13 +496,26 @@ async fn inspect_units(
     for step in &plan.steps[..plan.finalize_from] {
         lowering.step(step);
     }
-    let args = script_args(verify::INVENTORY_SCRIPT, "sysfile-inventory", vec![REPORT_DIR.to_string()]);
-    let span = plan.steps.get(plan.finalize_from).map(|s| s.span).unwrap_or_default();
+    let args = script_args(
+        verify::INVENTORY_SCRIPT,
+        "sysfile-inventory",
+        vec![REPORT_DIR.to_string()],
+    );
+    let span = plan
+        .steps
+        .get(plan.finalize_from)
+        .map(|s| s.span)
+        .unwrap_or_default();
     let report = lowering.inspect("[sysfile] inspect units", args, span);
-    let reference = bridge.solve(lowering.finish_at(&report).definition, vec![], false).await?;
+    let reference = bridge
+        .solve(lowering.finish_at(&report).definition, vec![], false)
+        .await?;
     let mut texts = Vec::with_capacity(4);
     for name in ["units", "aliases", "version", "init"] {
-        let data = bridge.read_file_opt(&reference, name).await?.unwrap_or_default();
+        let data = bridge
+            .read_file_opt(&reference, name)
+            .await?
+            .unwrap_or_default();
         texts.push(String::from_utf8_lossy(&data).into_owned());
     }
     let [units, aliases, version, init] = <[String; 4]>::try_from(texts).unwrap_or_default();
@@ -511,14 +539,32 @@ async fn check_final_state(
     let args = script_args(verify::STATE_SCRIPT, "sysfile-verify", arguments);
     let span = plan.steps.last().map(|s| s.span).unwrap_or_default();
     let report = lowering.inspect("[sysfile] verify units and image hygiene", args, span);
-    let reference = bridge.solve(lowering.finish_at(&report).definition, vec![], false).await?;
-    let states = bridge.read_file_opt(&reference, "states").await?.unwrap_or_default();
-    let facts = bridge.read_file_opt(&reference, "facts").await?.unwrap_or_default();
-    Ok(verify::check_state(spec, plan, &String::from_utf8_lossy(&states), &String::from_utf8_lossy(&facts)))
+    let reference = bridge
+        .solve(lowering.finish_at(&report).definition, vec![], false)
+        .await?;
+    let states = bridge
+        .read_file_opt(&reference, "states")
+        .await?
+        .unwrap_or_default();
+    let facts = bridge
+        .read_file_opt(&reference, "facts")
+        .await?
+        .unwrap_or_default();
+    Ok(verify::check_state(
+        spec,
+        plan,
+        &String::from_utf8_lossy(&states),
+        &String::from_utf8_lossy(&facts),
+    ))
 }
 
 fn script_args(script: &str, name: &str, arguments: Vec<String>) -> Vec<String> {
-    let mut args = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string(), name.to_string()];
+    let mut args = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        script.to_string(),
+        name.to_string(),
+    ];
     args.extend(arguments);
     args
 }

@@ -293,7 +293,10 @@ fn labels(
     );
     if let Some(version) = inputs.systemd_version {
         labels.insert(format!("{p}.systemd.version"), version.to_string());
-        labels.insert(format!("{p}.systemd.cgroup"), crate::verify::cgroup_support(version).to_string());
+        labels.insert(
+            format!("{p}.systemd.cgroup"),
+            crate::verify::cgroup_support(version).to_string(),
+        );
     }
     labels.insert(format!("{p}.runtime.tmpfs"), RUNTIME_TMPFS.into());
     labels.insert(format!("{p}.runtime.tty"), "required".into());

@@ -87,7 +87,10 @@ impl<'a> Lowering<'a> {
         }
         let mut attrs = BTreeMap::new();
         if !options.resolve_mode.is_empty() && options.resolve_mode != "default" {
-            attrs.insert("image.resolvemode".to_string(), options.resolve_mode.clone());
+            attrs.insert(
+                "image.resolvemode".to_string(),
+                options.resolve_mode.clone(),
+            );
         }
         let base_name = format!("[sysfile] base {}", options.base_ref);
         let current = graph.image(
@@ -103,10 +106,20 @@ impl<'a> Lowering<'a> {
                 shared_key_hint: options.context_name.clone(),
                 ..LocalOptions::default()
             };
-            let name = format!("[sysfile] load build context: {}", plan.context_paths.join(" "));
+            let name = format!(
+                "[sysfile] load build context: {}",
+                plan.context_paths.join(" ")
+            );
             graph.local(&options.context_name, &local, OpOptions::named(name))
         });
-        Lowering { graph, current, context, sources, options, history: Vec::new() }
+        Lowering {
+            graph,
+            current,
+            context,
+            sources,
+            options,
+            history: Vec::new(),
+        }
     }
 
     /// Applies one step on the current filesystem.
@@ -115,12 +128,21 @@ impl<'a> Lowering<'a> {
             .at(Some(location(self.sources, step.span)))
             .ignore_cache(self.options.no_cache);
         self.current = match &step.kind {
-            StepKind::Exec(exec) => {
-                lower_exec(&mut self.graph, exec, &self.current, self.context.as_ref(), op_options, self.options)
-            }
-            StepKind::Files(files) => {
-                lower_files(&mut self.graph, files, &self.current, self.context.as_ref(), op_options)
-            }
+            StepKind::Exec(exec) => lower_exec(
+                &mut self.graph,
+                exec,
+                &self.current,
+                self.context.as_ref(),
+                op_options,
+                self.options,
+            ),
+            StepKind::Files(files) => lower_files(
+                &mut self.graph,
+                files,
+                &self.current,
+                self.context.as_ref(),
+                op_options,
+            ),
         };
         self.history.push((step.name.clone(), false));
     }
@@ -152,14 +174,22 @@ impl<'a> Lowering<'a> {
                 Mount::tmpfs("/tmp"),
                 Mount {
                     dest: REPORT_DIR.to_string(),
-                    kind: llb::MountKind::Bind { input: None, selector: String::new(), readonly: false, output: true },
+                    kind: llb::MountKind::Bind {
+                        input: None,
+                        selector: String::new(),
+                        readonly: false,
+                        output: true,
+                    },
                 },
             ],
             ..llb::Exec::default()
         };
         let options = OpOptions::named(name).at(Some(location(self.sources, span)));
         let outputs = self.graph.exec(exec, options);
-        outputs.get(REPORT_DIR).cloned().unwrap_or_else(|| self.current.clone())
+        outputs
+            .get(REPORT_DIR)
+            .cloned()
+            .unwrap_or_else(|| self.current.clone())
     }
 
     /// The filesystem after the steps applied so far.
@@ -175,7 +205,10 @@ impl<'a> Lowering<'a> {
 
     /// Finishes the graph on `result` (for example an [`Lowering::inspect`] report).
     pub fn finish_at(self, result: &Output) -> Lowered {
-        Lowered { definition: self.graph.finish(result), history: self.history }
+        Lowered {
+            definition: self.graph.finish(result),
+            history: self.history,
+        }
     }
 }
 

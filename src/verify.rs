@@ -86,7 +86,9 @@ impl Inventory {
             .lines()
             .filter_map(|l| l.split_once('\t'))
             .flat_map(|(unit, names)| {
-                names.split_whitespace().map(move |alias| (alias.to_string(), unit.to_string()))
+                names
+                    .split_whitespace()
+                    .map(move |alias| (alias.to_string(), unit.to_string()))
             })
             .collect();
         let systemd_version = version
@@ -94,7 +96,12 @@ impl Inventory {
             .nth(1)
             .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|v| v.parse().ok());
-        Inventory { units, aliases, systemd_version, init: init.trim().to_string() }
+        Inventory {
+            units,
+            aliases,
+            systemd_version,
+            init: init.trim().to_string(),
+        }
     }
 
     /// Whether `/sbin/init` is systemd.
@@ -119,7 +126,9 @@ impl Inventory {
         }
         // An instance `foo@bar.service` exists when the template `foo@.service` does.
         match (unit.split_once('@'), unit.rsplit_once('.')) {
-            (Some((prefix, _)), Some((_, suffix))) if self.units.contains_key(&format!("{prefix}@.{suffix}")) => {
+            (Some((prefix, _)), Some((_, suffix)))
+                if self.units.contains_key(&format!("{prefix}@.{suffix}")) =>
+            {
                 Lookup::Unit
             }
             _ => Lookup::Missing,
@@ -166,7 +175,12 @@ pub fn check_inventory(spec: &Spec, inventory: &Inventory) -> Vec<Diagnostic> {
         } else {
             Diagnostic::warning("unknown-unit", unit.span, message)
         };
-        diagnostics.push(d.with_label("checked in /etc/systemd/system, /lib/systemd/system and /usr/lib/systemd/system").with_help(help));
+        diagnostics.push(
+            d.with_label(
+                "checked in /etc/systemd/system, /lib/systemd/system and /usr/lib/systemd/system",
+            )
+            .with_help(help),
+        );
     };
     for unit in &spec.services.enable {
         require(unit, "enable", true);
@@ -196,7 +210,12 @@ fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a String>) -> Opti
 
 /// The arguments of [`STATE_SCRIPT`] for a plan: every unit whose state is checked.
 pub fn state_arguments(plan: &Plan) -> Vec<String> {
-    plan.enabled_units.iter().chain(&plan.disabled_units).chain(&plan.masked_units).cloned().collect()
+    plan.enabled_units
+        .iter()
+        .chain(&plan.disabled_units)
+        .chain(&plan.masked_units)
+        .cloned()
+        .collect()
 }
 
 /// Compares the final unit states and hygiene facts with the plan.
@@ -226,7 +245,18 @@ pub fn check_state(spec: &Spec, plan: &Plan, states: &str, facts: &str) -> Vec<D
         }
     };
     for unit in &plan.enabled_units {
-        expect(unit, "enabled", &["enabled", "enabled-runtime", "static", "alias", "indirect", "generated"]);
+        expect(
+            unit,
+            "enabled",
+            &[
+                "enabled",
+                "enabled-runtime",
+                "static",
+                "alias",
+                "indirect",
+                "generated",
+            ],
+        );
     }
     for unit in &plan.disabled_units {
         expect(unit, "disabled", &["disabled", "static", "indirect"]);
@@ -285,8 +315,15 @@ mod tests {
 
     #[test]
     fn nearest_prefers_close_names_with_the_same_suffix() {
-        let units = ["nginx.service".to_string(), "ngircd.service".to_string(), "nginx.socket".to_string()];
-        assert_eq!(nearest("ngnix.service", units.iter()), Some("nginx.service"));
+        let units = [
+            "nginx.service".to_string(),
+            "ngircd.service".to_string(),
+            "nginx.socket".to_string(),
+        ];
+        assert_eq!(
+            nearest("ngnix.service", units.iter()),
+            Some("nginx.service")
+        );
         assert_eq!(nearest("postgresql.service", units.iter()), None);
     }
 }

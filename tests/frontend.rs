@@ -48,9 +48,17 @@ fn fake(version: &str, spec: &str) -> FakeBuildkit {
 
 /// What the verification step reports for a correctly built image of `spec`.
 fn final_state(spec: &str) -> Vec<(&'static str, String)> {
-    let loaded = sysfile::spec::load(sysfile::diag::SourceFile::new("Sysfile", spec), &Default::default());
-    let Some(spec) = loaded.spec else { return vec![] };
-    let plan = sysfile::plan::plan(&spec, &sysfile::plan::BaseFacts::assumed(sysfile::distro::Family::Debian));
+    let loaded = sysfile::spec::load(
+        sysfile::diag::SourceFile::new("Sysfile", spec),
+        &Default::default(),
+    );
+    let Some(spec) = loaded.spec else {
+        return vec![];
+    };
+    let plan = sysfile::plan::plan(
+        &spec,
+        &sysfile::plan::BaseFacts::assumed(sysfile::distro::Family::Debian),
+    );
     let mut states = String::new();
     for unit in &plan.enabled_units {
         states.push_str(&format!("{unit}\tenabled\n"));
@@ -68,7 +76,10 @@ fn final_state(spec: &str) -> Vec<(&'static str, String)> {
 /// What the inventory step reports for a Debian image with openssh-server.
 fn inventory() -> Vec<(&'static str, &'static str)> {
     vec![
-        ("units", "ssh.service\t\nsshd.service\t/lib/systemd/system/ssh.service\nmulti-user.target\t\nsysinit.target\t\nsysfile-ssh-host-keys.service\t\n"),
+        (
+            "units",
+            "ssh.service\t\nsshd.service\t/lib/systemd/system/ssh.service\nmulti-user.target\t\nsysinit.target\t\nsysfile-ssh-host-keys.service\t\n",
+        ),
         ("aliases", "ssh.service\tsshd.service\n"),
         ("version", "systemd 252 (252.39-1~deb12u2)\n"),
         ("init", "/usr/lib/systemd/systemd\n"),
@@ -366,11 +377,20 @@ async fn buildkit_errors_pass_through_unchanged() -> TestResult {
 
 #[tokio::test]
 async fn an_alias_or_a_typo_in_services_is_a_located_error_with_a_suggestion() -> TestResult {
-    for (unit, expected) in [("sshd", "name the unit itself: `ssh`"), ("sssh", "did you mean `ssh.service`?")] {
-        let spec = format!("[image]\nfrom = \"local/debian:bookworm\"\n\n[services]\nenable = [\"{unit}\"]\n");
+    for (unit, expected) in [
+        ("sshd", "name the unit itself: `ssh`"),
+        ("sssh", "did you mean `ssh.service`?"),
+    ] {
+        let spec = format!(
+            "[image]\nfrom = \"local/debian:bookworm\"\n\n[services]\nenable = [\"{unit}\"]\n"
+        );
         let handle = run(fake("v0.32", &spec), &[("filename", "Sysfile")]).await?;
         let status = handle.returned().and_then(|r| r.error).expect("an error");
-        assert!(status.message.starts_with("Sysfile:5:"), "{}", status.message);
+        assert!(
+            status.message.starts_with("Sysfile:5:"),
+            "{}",
+            status.message
+        );
         assert!(status.message.contains(expected), "{}", status.message);
     }
     Ok(())
@@ -380,11 +400,21 @@ async fn an_alias_or_a_typo_in_services_is_a_located_error_with_a_suggestion() -
 async fn a_unit_in_the_wrong_state_fails_the_build() -> TestResult {
     let fake = fake("v0.32", SSHD).with_exec_output(
         "sysfile-verify",
-        [("states", "ssh.service\tdisabled\n".to_string()), ("facts", "default\tmulti-user.target\nmachine-id\tnot-empty\n".to_string())],
+        [
+            ("states", "ssh.service\tdisabled\n".to_string()),
+            (
+                "facts",
+                "default\tmulti-user.target\nmachine-id\tnot-empty\n".to_string(),
+            ),
+        ],
     );
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
     let status = handle.returned().and_then(|r| r.error).expect("an error");
-    assert!(status.message.contains("`ssh.service` should be enabled"), "{}", status.message);
+    assert!(
+        status.message.contains("`ssh.service` should be enabled"),
+        "{}",
+        status.message
+    );
     assert!(status.message.contains("machine-id"), "{}", status.message);
     Ok(())
 }
