@@ -165,8 +165,7 @@ impl Engine {
     /// The engine, or `None` after printing a loud skip message when no daemon is reachable.
     /// With `SYSFILE_E2E=required` an unreachable daemon fails the test instead.
     pub fn detect(test: &str) -> Option<Engine> {
-        static PROBE: OnceLock<Result<Engine, String>> = OnceLock::new();
-        match PROBE.get_or_init(probe) {
+        match probed() {
             Ok(engine) => Some(engine.clone()),
             Err(why) => {
                 if std::env::var("SYSFILE_E2E").as_deref() == Ok("required") {
@@ -304,6 +303,12 @@ impl Engine {
     pub fn stop_exit_code(&self) -> i32 {
         contract_stop_exit_code(&self.flags)
     }
+}
+
+/// The engine probe, made once per test process.
+fn probed() -> &'static Result<Engine, String> {
+    static PROBE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    PROBE.get_or_init(probe)
 }
 
 fn probe() -> Result<Engine, String> {
@@ -837,4 +842,537 @@ pub fn tail(text: &str, n: usize) -> String {
         let _ = writeln!(out, "{l}");
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting a container the way users do: `sysfile run`
+
+/// The `sysfile` binary built for this test run.
+pub fn sysfile_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sysfile")
+}
+
+/// Starts IMAGE as container NAME with the systemd runtime contract applied.
+///
+/// ============================================================================================
+/// THE SWITCH. `sysfile run IMAGE [--name N]` (prints the container ID, exit 1 when the host
+/// cannot boot the image, 2 on engine errors) is being written elsewhere. Until it lands, the
+/// contract tests boot through `docker run` with the flags the harness computes for this host
+/// ([`contract_flags_for`], the same as `sysfile run --print` is meant to give). When it lands,
+/// replace the body below with `start_with_sysfile_run(image, name)` — nothing else changes.
+/// ============================================================================================
+pub fn start_container(image: &str, name: &str) -> Container {
+    start_with_sysfile_run(image, name)
+}
+
+/// `sysfile run IMAGE --name NAME`: the container ID on stdout, exit 0.
+pub fn start_with_sysfile_run(image: &str, name: &str) -> Container {
+    let mut container = Container {
+        name: name.to_string(),
+        started: Instant::now(),
+    };
+    let r = run(sysfile_bin(), &["run", image, "--name", name]);
+    assert!(
+        r.ok(),
+        "sysfile run {image} --name {name} failed (exit {}):\n{}{}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    assert_container_id(&r.stdout, "sysfile run");
+    container.started = Instant::now();
+    container
+}
+
+/// `docker run -d --name NAME <this host's contract flags> IMAGE`: the stand-in for
+/// `sysfile run` (see [`start_container`]).
+pub fn start_with_docker_run(image: &str, name: &str) -> Container {
+    let flags = match probed() {
+        Ok(engine) => engine.flags.clone(),
+        Err(why) => panic!("start_container: no Docker engine ({why})"),
+    };
+    let mut container = Container {
+        name: name.to_string(),
+        started: Instant::now(),
+    };
+    let mut args: Vec<&str> = vec!["run", "-d", "--name", name];
+    args.extend(flags.iter().map(String::as_str));
+    args.push(image);
+    let r = docker(&args);
+    assert!(
+        r.ok(),
+        "docker {} failed: {}",
+        args.join(" "),
+        r.stderr.trim()
+    );
+    assert_container_id(&r.stdout, "docker run -d");
+    container.started = Instant::now();
+    container
+}
+
+fn assert_container_id(stdout: &str, what: &str) {
+    let id = stdout.trim();
+    assert!(
+        id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{what} printed {stdout:?} on stdout, expected the 64-hex container ID"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contract checks, for Docker and Podman containers alike
+
+/// Something that runs commands in a container: `docker exec` or `podman exec`.
+pub trait Exec {
+    fn exec_in(&self, args: &[&str]) -> Run;
+    fn label(&self) -> String;
+}
+
+impl Exec for Container {
+    fn exec_in(&self, args: &[&str]) -> Run {
+        self.exec_full(args)
+    }
+    fn label(&self) -> String {
+        format!("docker container {}", self.name)
+    }
+}
+
+/// A label of IMAGE (Docker's image store) split at commas; empty entries dropped.
+pub fn image_label_list(image: &str, label: &str) -> Vec<String> {
+    let config = &inspect_image(image)["Config"];
+    let value = config["Labels"][label]
+        .as_str()
+        .unwrap_or_else(|| panic!("image {image} has no label {label}"));
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `systemctl is-system-running --wait` retried until it prints a state, via any [`Exec`].
+pub fn wait_system_running(c: &dyn Exec, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let r = c.exec_in(&["timeout", "30", "systemctl", "is-system-running", "--wait"]);
+        let state = r.stdout.trim().to_string();
+        if matches!(
+            state.as_str(),
+            "running" | "degraded" | "maintenance" | "stopping" | "offline"
+        ) {
+            return Ok(state);
+        }
+        last = format!("{state:?} (exit {}) {}", r.code, r.stderr.trim());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Err(format!(
+        "{}: no boot state within {timeout:?}; last: {last}",
+        c.label()
+    ))
+}
+
+/// Boots to exactly `running`, else panics with the failed units.
+pub fn assert_boots_to_running(c: &dyn Exec, timeout: Duration, logs: &dyn Fn() -> String) {
+    let state =
+        wait_system_running(c, timeout).unwrap_or_else(|e| panic!("{e}\n--- logs ---\n{}", logs()));
+    if state != "running" {
+        panic!(
+            "{}: is-system-running says {state:?}, expected running; failed units:\n{}\n--- logs ---\n{}",
+            c.label(),
+            failed_units(c),
+            logs()
+        );
+    }
+}
+
+/// `systemctl --failed --no-legend --plain`, trimmed.
+pub fn failed_units(c: &dyn Exec) -> String {
+    c.exec_in(&[
+        "systemctl",
+        "--failed",
+        "--no-legend",
+        "--plain",
+        "--no-pager",
+    ])
+    .stdout
+    .trim()
+    .to_string()
+}
+
+pub fn assert_no_failed_units(c: &dyn Exec) {
+    let failed = failed_units(c);
+    assert!(
+        failed.is_empty(),
+        "{}: systemctl --failed lists units:\n{failed}",
+        c.label()
+    );
+}
+
+/// `/proc/1/comm` is `systemd`: no injected init (tini, docker-init, catatonit) is PID 1.
+pub fn assert_pid1_is_systemd(c: &dyn Exec) {
+    let comm = c.exec_in(&["cat", "/proc/1/comm"]).stdout;
+    assert_eq!(comm.trim(), "systemd", "{}: /proc/1/comm", c.label());
+}
+
+/// Every unit of the image label `sysfile.systemd.units.enabled` is running or has done its job.
+///
+/// The rule: `systemctl is-active U` must say `active` (services, sockets, timers, paths and
+/// targets that stay up). The one exception is a `Type=oneshot` service without
+/// `RemainAfterExit=yes` (such as `sysfile-ssh-host-keys.service`): once it has run — or was
+/// skipped because its `Condition…=` was false — it is `inactive`, so it must instead be
+/// `inactive` with `Result=success` and `systemctl is-enabled` = `enabled`. A oneshot that
+/// failed is `failed` and fails this check (and the `--failed` check).
+pub fn assert_enabled_units_active(c: &dyn Exec, units: &[String]) {
+    assert!(
+        !units.is_empty(),
+        "{}: no enabled units to check",
+        c.label()
+    );
+    let mut problems = Vec::new();
+    for unit in units {
+        let show = c
+            .exec_in(&[
+                "systemctl",
+                "show",
+                "-p",
+                "ActiveState,Type,RemainAfterExit,Result,UnitFileState",
+                unit,
+            ])
+            .stdout;
+        let prop = |key: &str| -> String {
+            show.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        let active = prop("ActiveState");
+        let ok = active == "active"
+            || (prop("Type") == "oneshot"
+                && prop("RemainAfterExit") == "no"
+                && active == "inactive"
+                && prop("Result") == "success"
+                && prop("UnitFileState") == "enabled");
+        if !ok {
+            problems.push(format!("{unit}: {}", show.replace('\n', " ")));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{}: enabled units not active (rule: is-active = active, or a finished oneshot: \
+         inactive + Result=success + enabled):\n{}",
+        c.label(),
+        problems.join("\n")
+    );
+}
+
+/// Every unit of the image label `sysfile.systemd.units.masked` reports `masked`.
+pub fn assert_masked_units_masked(c: &dyn Exec, units: &[String]) {
+    assert!(!units.is_empty(), "{}: no masked units to check", c.label());
+    let mut args = vec!["systemctl", "is-enabled"];
+    args.extend(units.iter().map(String::as_str));
+    let out = c.exec_in(&args).stdout;
+    let states: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(
+        states.len(),
+        units.len(),
+        "{}: systemctl is-enabled printed {} lines for {} units:\n{out}",
+        c.label(),
+        states.len(),
+        units.len()
+    );
+    let wrong: Vec<String> = units
+        .iter()
+        .zip(&states)
+        .filter(|(_, s)| **s != "masked")
+        .map(|(u, s)| format!("{u}: {s}"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{}: units the image label lists as masked are not masked: {wrong:?}",
+        c.label()
+    );
+}
+
+/// `/etc/machine-id`: 32 hex digits (the image ships it empty).
+pub fn machine_id(c: &dyn Exec) -> String {
+    let id = c
+        .exec_in(&["cat", "/etc/machine-id"])
+        .stdout
+        .trim()
+        .to_string();
+    assert!(
+        id.len() == 32 && id.chars().all(|ch| ch.is_ascii_hexdigit()),
+        "{}: /etc/machine-id is {id:?}, expected 32 hex digits",
+        c.label()
+    );
+    id
+}
+
+/// The SHA256 fingerprint of the container's ed25519 SSH host key.
+pub fn ssh_host_key_fingerprint(c: &dyn Exec) -> String {
+    let r = c.exec_in(&["ssh-keygen", "-lf", "/etc/ssh/ssh_host_ed25519_key.pub"]);
+    assert!(
+        r.ok(),
+        "{}: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub: {}",
+        c.label(),
+        r.stderr.trim()
+    );
+    r.stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}: unexpected ssh-keygen output {:?}", c.label(), r.stdout))
+        .to_string()
+}
+
+/// Polls `fetch` until `want` holds for its output, within `timeout`; returns the last output.
+pub fn poll_until(
+    timeout: Duration,
+    fetch: &dyn Fn() -> String,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = fetch();
+        if want(&out) {
+            return Ok(out);
+        }
+        if Instant::now() >= deadline {
+            return Err(out);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Whether some line of `text` contains all of `parts`.
+pub fn has_line_with(text: &str, parts: &[&str]) -> bool {
+    text.lines().any(|l| parts.iter().all(|p| l.contains(p)))
+}
+
+/// A plain HTTP/1.0 GET with std::net: (status code, body).
+pub fn http_get(host: &str, port: u16, path: &str) -> Result<(u16, String), String> {
+    use std::io::Read as _;
+    use std::net::{TcpStream, ToSocketAddrs};
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{host}:{port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}:{port}: no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: sysfile-e2e\r\n\r\n"
+    )
+    .map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header in {response:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    Ok((status, body.to_string()))
+}
+
+impl Container {
+    /// All of `docker logs` (stdout and stderr).
+    pub fn logs(&self) -> String {
+        docker_combined(&["logs", &self.name]).1
+    }
+
+    /// `{{.State.Health.Status}}` (`starting`, `healthy`, `unhealthy`, or empty).
+    pub fn health(&self) -> String {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            &self.name,
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    }
+
+    /// `{{.State.Status}} {{.State.ExitCode}}`.
+    pub fn state(&self) -> (String, i32) {
+        let out = docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &self.name,
+        ])
+        .stdout;
+        let mut it = out.split_whitespace();
+        let status = it.next().unwrap_or("").to_string();
+        let code = it.next().and_then(|c| c.parse().ok()).unwrap_or(-1);
+        (status, code)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Podman
+
+pub const PODMAN: &str = "podman";
+
+/// Podman's version when it is installed and answers (`podman version`), else why not.
+pub fn podman_version() -> Result<String, String> {
+    let r = Command::new("timeout")
+        .args(["30", PODMAN, "version", "--format", "{{.Client.Version}}"])
+        .stdin(Stdio::null())
+        .output();
+    match r {
+        Ok(out) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        }
+        Ok(out) => Err(format!(
+            "`podman version` failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(e) => Err(format!("cannot run podman: {e}")),
+    }
+}
+
+pub fn podman(args: &[&str]) -> Run {
+    run(PODMAN, args)
+}
+
+/// A loud skip: printed straight to stderr (libtest captures eprintln! of passing tests).
+/// `SYSFILE_PODMAN=required` turns it into a failure.
+pub fn podman_skip(test: &str, why: &str) {
+    if std::env::var("SYSFILE_PODMAN").as_deref() == Ok("required") {
+        panic!("e2e test {test}: Podman cannot run here and SYSFILE_PODMAN=required: {why}");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "=== SKIPPED: e2e test {test}: Podman cannot run the image on this host (set \
+         SYSFILE_PODMAN=required to make this an error) ===\n    reason: {why}"
+    );
+}
+
+/// An image loaded into Podman's store, removed on drop.
+#[derive(Debug)]
+pub struct PodmanImage {
+    pub name: String,
+}
+
+impl PodmanImage {
+    /// `docker save TAG | podman load`; the name Podman gave it (`docker.io/…:latest`).
+    pub fn load_from_docker(tag: &str) -> Result<PodmanImage, String> {
+        let script = format!("'{DOCKER}' save '{tag}' | {PODMAN} load");
+        let r = run("sh", &["-c", &script]);
+        if !r.ok() {
+            return Err(format!(
+                "docker save | podman load failed (exit {}): {}{}",
+                r.code, r.stdout, r.stderr
+            ));
+        }
+        let name = format!("{}{}", r.stdout, r.stderr)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Loaded image: ")
+                    .or(l.strip_prefix("Loaded image(s): "))
+            })
+            .map(|s| s.trim().to_string())
+            .ok_or_else(|| {
+                format!(
+                    "podman load did not name the image:\n{}{}",
+                    r.stdout, r.stderr
+                )
+            })?;
+        Ok(PodmanImage { name })
+    }
+}
+
+impl Drop for PodmanImage {
+    fn drop(&mut self) {
+        if std::env::var_os("SYSFILE_E2E_KEEP").is_none() {
+            let _ = podman(&["rmi", "-f", &self.name]);
+        }
+    }
+}
+
+/// A Podman container, removed on drop.
+#[derive(Debug)]
+pub struct PodmanContainer {
+    pub name: String,
+    pub started: Instant,
+}
+
+impl PodmanContainer {
+    /// `podman container runlabel --name NAME run IMAGE`: the image's `RUN` label, as a user
+    /// would start it. Err(podman's output) when the container does not start.
+    pub fn runlabel(image: &str, name: &str) -> Result<PodmanContainer, String> {
+        let display = podman(&["container", "runlabel", "--display", "run", image]);
+        let mut c = PodmanContainer {
+            name: name.to_string(),
+            started: Instant::now(),
+        };
+        let r = podman(&["container", "runlabel", "--name", name, "run", image]);
+        if !r.ok() {
+            return Err(format!(
+                "`podman container runlabel --name {name} run {image}` failed (exit {}).\n\
+                 The label's command: {}\npodman said:\n{}{}",
+                r.code,
+                display.stdout.trim(),
+                r.stdout,
+                r.stderr
+            ));
+        }
+        c.started = Instant::now();
+        Ok(c)
+    }
+
+    pub fn logs(&self) -> String {
+        let r = podman(&["logs", &self.name]);
+        format!("{}{}", r.stdout, r.stderr)
+    }
+
+    pub fn is_running(&self) -> bool {
+        podman(&["inspect", "-f", "{{.State.Running}}", &self.name])
+            .stdout
+            .trim()
+            == "true"
+    }
+
+    /// `podman stop` → (how long it took, the container's exit code).
+    pub fn stop(&self) -> (Duration, i32) {
+        let started = Instant::now();
+        let r = podman(&["stop", &self.name]);
+        let took = started.elapsed();
+        assert!(r.ok(), "podman stop {}: {}", self.name, r.stderr.trim());
+        let code = podman(&["inspect", "-f", "{{.State.ExitCode}}", &self.name])
+            .stdout
+            .trim()
+            .parse()
+            .unwrap_or(-1);
+        (took, code)
+    }
+}
+
+impl Exec for PodmanContainer {
+    fn exec_in(&self, args: &[&str]) -> Run {
+        let mut full = vec!["exec", self.name.as_str()];
+        full.extend_from_slice(args);
+        podman(&full)
+    }
+    fn label(&self) -> String {
+        format!("podman container {}", self.name)
+    }
+}
+
+impl Drop for PodmanContainer {
+    fn drop(&mut self) {
+        if std::env::var_os("SYSFILE_E2E_KEEP").is_none() {
+            let _ = podman(&["rm", "-f", "-v", &self.name]);
+        }
+    }
 }
