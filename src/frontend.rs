@@ -265,175 +265,297 @@ async fn build(
         warn(bridge, &[note], &loaded.sources, &spec_file.load_digest).await;
     }
 
-    let platforms = options.platforms();
-    if platforms.len() > 1 {
-        return Err(BuildError::Other(format!(
-            "building for several platforms at once ({}) is not supported yet; build one platform at a time",
-            platforms.join(", ")
-        )));
-    }
-    let platform_text = platforms
-        .first()
-        .cloned()
-        .or_else(|| spec.image.platform.as_ref().map(|p| p.value.clone()))
-        .or_else(|| {
-            let workers = options.workers().ok()?;
-            let p = workers.first()?.platforms.first()?;
-            Some(
-                format!("{}/{}", p.os, p.architecture)
-                    + &if p.variant.is_empty() {
-                        String::new()
-                    } else {
-                        format!("/{}", p.variant)
-                    },
-            )
-        })
-        .unwrap_or_else(|| "linux/amd64".to_string());
-    let platform = cli::parse_platform(&platform_text).map_err(other)?;
-
-    let base = Reference::parse(&spec.image.from.value).map_err(|message| BuildError::Spec {
-        diagnostics: vec![Diagnostic::error(
-            "bad-image-reference",
-            spec.image.from.span,
-            message,
-        )],
-        sources: loaded.sources.clone(),
-    })?;
-    let resolve_mode = options.image_resolve_mode().map_err(other)?;
-    let (digest, base_config) = bridge
-        .resolve_image_config(
-            &base.normalized(),
-            Some(platform.clone()),
-            resolve_mode,
-            &format!("[sysfile] load metadata for {}", base.normalized()),
-        )
-        .await?;
-    let base_ref = if digest.is_empty() || base.digest.is_some() {
-        base.normalized()
-    } else {
-        base.pinned(&digest)
-    };
-    // An image found only in Docker's local store has no manifest digest: record its
-    // config digest (the image ID) so the base is still identified exactly.
-    let base_digest = match (digest.is_empty(), &base.digest) {
-        (false, _) => digest,
-        (true, Some(pinned)) => pinned.clone(),
-        (true, None) => crate::llb::digest(&base_config),
-    };
-
-    let facts = detect_base(bridge, spec, &base_ref, &platform, &loaded.sources).await?;
-    let base_json: serde_json::Value =
-        serde_json::from_slice(&base_config).unwrap_or(serde_json::Value::Null);
-    let base_env: Vec<String> = base_json["config"]["Env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let base_workdir = base_json["config"]["WorkingDir"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-
-    let plan = plan::plan(spec, &facts);
-    let force_network = options
-        .force_network_mode()
-        .map_err(other)?
-        .and_then(|mode| match mode {
-            crate::gateway::NetworkMode::Host => Some(crate::llb::NetMode::Host),
-            crate::gateway::NetworkMode::None => Some(crate::llb::NetMode::None),
-            crate::gateway::NetworkMode::Sandbox => None,
-        });
-    if force_network == Some(crate::llb::NetMode::Host) {
-        caps.require_llb("exec.meta.network", "host networking")
-            .map_err(|e| BuildError::Other(e.to_string()))?;
-    }
-    let context_key = options.context_key();
-    let lower_options = LowerOptions {
-        base_ref: base_ref.clone(),
-        base_span: spec.image.from.span,
-        base_env,
-        base_workdir,
-        platform: Some(platform.clone()),
-        session_id: options.local_session(&context_key).unwrap_or_default(),
-        context_name: context_key,
-        force_network,
-        extra_hosts: options.add_hosts().map_err(other)?,
-        no_cache: options.no_cache(),
-        resolve_mode: resolve_mode.as_str().to_string(),
-        llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
-        epoch: options.source_date_epoch().map_err(other)?,
-    };
-    let mut plan = plan;
-    let inventory = inspect_units(bridge, &plan, &loaded.sources, &lower_options).await?;
-    let inventory_diagnostics = verify::check_inventory(spec, &inventory);
-    warn(
+    let platforms = requested_platforms(options, spec).map_err(other)?;
+    check_worker_platforms(options, &platforms)?;
+    let multi = platforms.len() > 1 || options.get("multi-platform").is_some_and(|v| v != "false");
+    let context = PlatformBuild {
         bridge,
-        &inventory_diagnostics,
-        &loaded.sources,
-        &spec_file.load_digest,
-    )
-    .await;
-    if inventory_diagnostics.iter().any(Diagnostic::is_error) {
-        return Err(BuildError::Spec {
-            diagnostics: inventory_diagnostics,
-            sources: loaded.sources.clone(),
-        });
-    }
-    if !inventory.init.is_empty() && !inventory.init_is_systemd() {
-        // `/sbin/init` is another init system: start the systemd binary itself.
-        plan.entrypoint = vec![facts.family.systemd_binary().to_string()];
-    }
-    let state_diagnostics =
-        check_final_state(bridge, spec, &plan, &loaded.sources, &lower_options).await?;
-    if !state_diagnostics.is_empty() {
-        return Err(BuildError::Spec {
-            diagnostics: state_diagnostics,
-            sources: loaded.sources.clone(),
-        });
-    }
-    let lowered = lower::lower(&plan, &loaded.sources, &lower_options);
-    let cache_imports = options.cache_imports().map_err(other)?;
-    let result_ref = bridge
-        .solve(lowered.definition, cache_imports, false)
-        .await?;
-
-    let epoch = lower_options.epoch;
-    let config = image::image_config(
+        options,
         spec,
-        &plan,
-        &image::ImageInputs {
-            base_config: &base_config,
-            base_name: base.normalized(),
-            base_digest,
-            extra_labels: options.labels(),
-            os: platform.os.clone(),
-            architecture: platform.architecture.clone(),
-            variant: platform.variant.clone(),
-            history: lowered.history,
-            epoch,
-            systemd_version: inventory.systemd_version,
-        },
-    );
-    let mut metadata = BTreeMap::from([(
-        "containerimage.config".to_string(),
-        serde_json::to_vec(&config).map_err(|e| BuildError::Other(e.to_string()))?,
-    )]);
-    if let Some(epoch) = epoch {
-        metadata.insert(
-            "source.date.epoch".to_string(),
-            epoch.to_string().into_bytes(),
-        );
+        sources: &loaded.sources,
+        load_digest: &spec_file.load_digest,
+    };
+    if !multi {
+        let platform = platforms.into_iter().next().unwrap_or_default();
+        let (result_ref, config, epoch) = context.build(&platform).await?;
+        let mut metadata = BTreeMap::from([("containerimage.config".to_string(), config)]);
+        if let Some(epoch) = epoch {
+            metadata.insert(
+                "source.date.epoch".to_string(),
+                epoch.to_string().into_bytes(),
+            );
+        }
+        return Ok(pb::gateway::Result {
+            result: Some(pb::gateway::result::Result::Ref(pb::gateway::Ref {
+                id: result_ref,
+                def: None,
+            })),
+            metadata,
+        });
     }
+    caps.require_gateway("returnmap", "multi-platform results")
+        .map_err(|e| BuildError::Other(e.to_string()))?;
+    let mut refs = BTreeMap::new();
+    let mut metadata = BTreeMap::new();
+    let mut described = Vec::new();
+    for platform in &platforms {
+        let id = platform_id(platform);
+        let (result_ref, config, epoch) = context.build(platform).await?;
+        refs.insert(
+            id.clone(),
+            pb::gateway::Ref {
+                id: result_ref,
+                def: None,
+            },
+        );
+        metadata.insert(format!("containerimage.config/{id}"), config);
+        if let Some(epoch) = epoch {
+            metadata.insert(
+                format!("source.date.epoch/{id}"),
+                epoch.to_string().into_bytes(),
+            );
+        }
+        let mut oci = serde_json::json!({"architecture": platform.architecture, "os": platform.os});
+        if !platform.variant.is_empty() {
+            oci["variant"] = serde_json::json!(platform.variant);
+        }
+        described.push(serde_json::json!({"ID": id, "Platform": oci}));
+    }
+    metadata.insert(
+        "refs.platforms".to_string(),
+        serde_json::to_vec(&serde_json::json!({ "Platforms": described })).unwrap_or_default(),
+    );
     Ok(pb::gateway::Result {
-        result: Some(pb::gateway::result::Result::Ref(pb::gateway::Ref {
-            id: result_ref,
-            def: None,
+        result: Some(pb::gateway::result::Result::Refs(pb::gateway::RefMap {
+            refs,
         })),
         metadata,
     })
+}
+
+/// `linux/arm64/v8` style platform IDs, as BuildKit's `platforms.Format`.
+pub fn platform_id(platform: &pb::llb::Platform) -> String {
+    let mut id = format!("{}/{}", platform.os, platform.architecture);
+    if !platform.variant.is_empty() {
+        id.push('/');
+        id.push_str(&platform.variant);
+    }
+    id
+}
+
+/// The platforms to build: the `platform` option (CSV), else `[image] platform`, else the worker's.
+fn requested_platforms(
+    options: &FrontendOptions,
+    spec: &crate::model::Spec,
+) -> anyhow::Result<Vec<pb::llb::Platform>> {
+    let mut texts = options.platforms();
+    if texts.is_empty() {
+        if let Some(p) = &spec.image.platform {
+            texts.push(p.value.clone());
+        }
+    }
+    if texts.is_empty() {
+        let worker = options.workers().ok().and_then(|w| w.first().cloned());
+        let default = worker.and_then(|w| w.platforms.first().map(|p| platform_id(&p.to_pb())));
+        texts.push(default.unwrap_or_else(|| "linux/amd64".to_string()));
+    }
+    let mut platforms: Vec<pb::llb::Platform> = Vec::new();
+    for text in texts {
+        let platform = cli::parse_platform(&text)?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    Ok(platforms)
+}
+
+/// Fails clearly when no worker can run steps for a requested platform (no emulation installed).
+fn check_worker_platforms(
+    options: &FrontendOptions,
+    platforms: &[pb::llb::Platform],
+) -> Result<(), BuildError> {
+    let Ok(workers) = options.workers() else {
+        return Ok(());
+    };
+    let supported: Vec<String> = workers
+        .iter()
+        .flat_map(|w| w.platforms.iter().map(|p| platform_id(&p.to_pb())))
+        .collect();
+    if supported.is_empty() {
+        return Ok(());
+    }
+    let matches = |p: &pb::llb::Platform| {
+        let id = platform_id(p);
+        supported
+            .iter()
+            .any(|s| *s == id || (p.variant.is_empty() && s.starts_with(&format!("{id}/"))))
+    };
+    let missing: Vec<String> = platforms
+        .iter()
+        .filter(|p| !matches(p))
+        .map(platform_id)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut unique = supported.clone();
+    unique.dedup();
+    Err(BuildError::Other(format!(
+        "this builder cannot run build steps for {}: its workers run {}; install emulation (for example Debian's qemu-user-static with binfmt-support) or build on a native builder",
+        missing.join(", "),
+        unique.join(", ")
+    )))
+}
+
+/// What building one platform needs; [`PlatformBuild::build`] returns the ref, config and epoch.
+struct PlatformBuild<'a> {
+    bridge: &'a Bridge,
+    options: &'a FrontendOptions,
+    spec: &'a crate::model::Spec,
+    sources: &'a Sources,
+    load_digest: &'a str,
+}
+
+impl PlatformBuild<'_> {
+    async fn build(
+        &self,
+        platform: &pb::llb::Platform,
+    ) -> Result<(String, Vec<u8>, Option<u64>), BuildError> {
+        let (bridge, options, spec) = (self.bridge, self.options, self.spec);
+        let caps = bridge.caps().clone();
+        let other = |e: anyhow::Error| BuildError::Other(format!("{e:#}"));
+        let platform = platform.clone();
+        let base =
+            Reference::parse(&spec.image.from.value).map_err(|message| BuildError::Spec {
+                diagnostics: vec![Diagnostic::error(
+                    "bad-image-reference",
+                    spec.image.from.span,
+                    message,
+                )],
+                sources: self.sources.clone(),
+            })?;
+        let resolve_mode = options.image_resolve_mode().map_err(other)?;
+        let (digest, base_config) = bridge
+            .resolve_image_config(
+                &base.normalized(),
+                Some(platform.clone()),
+                resolve_mode,
+                &format!("[sysfile] load metadata for {}", base.normalized()),
+            )
+            .await?;
+        let base_ref = if digest.is_empty() || base.digest.is_some() {
+            base.normalized()
+        } else {
+            base.pinned(&digest)
+        };
+        // An image found only in Docker's local store has no manifest digest: record its
+        // config digest (the image ID) so the base is still identified exactly.
+        let base_digest = match (digest.is_empty(), &base.digest) {
+            (false, _) => digest,
+            (true, Some(pinned)) => pinned.clone(),
+            (true, None) => crate::llb::digest(&base_config),
+        };
+
+        let facts = detect_base(bridge, spec, &base_ref, &platform, self.sources).await?;
+        let base_json: serde_json::Value =
+            serde_json::from_slice(&base_config).unwrap_or(serde_json::Value::Null);
+        let base_env: Vec<String> = base_json["config"]["Env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let base_workdir = base_json["config"]["WorkingDir"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+
+        let plan = plan::plan(spec, &facts);
+        let force_network =
+            options
+                .force_network_mode()
+                .map_err(other)?
+                .and_then(|mode| match mode {
+                    crate::gateway::NetworkMode::Host => Some(crate::llb::NetMode::Host),
+                    crate::gateway::NetworkMode::None => Some(crate::llb::NetMode::None),
+                    crate::gateway::NetworkMode::Sandbox => None,
+                });
+        if force_network == Some(crate::llb::NetMode::Host) {
+            caps.require_llb("exec.meta.network", "host networking")
+                .map_err(|e| BuildError::Other(e.to_string()))?;
+        }
+        let context_key = options.context_key();
+        let lower_options = LowerOptions {
+            base_ref: base_ref.clone(),
+            base_span: spec.image.from.span,
+            base_env,
+            base_workdir,
+            platform: Some(platform.clone()),
+            session_id: options.local_session(&context_key).unwrap_or_default(),
+            context_name: context_key,
+            force_network,
+            extra_hosts: options.add_hosts().map_err(other)?,
+            no_cache: options.no_cache(),
+            resolve_mode: resolve_mode.as_str().to_string(),
+            llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
+            epoch: options.source_date_epoch().map_err(other)?,
+        };
+        let mut plan = plan;
+        let inventory = inspect_units(bridge, &plan, self.sources, &lower_options).await?;
+        let inventory_diagnostics = verify::check_inventory(spec, &inventory);
+        warn(
+            bridge,
+            &inventory_diagnostics,
+            self.sources,
+            self.load_digest,
+        )
+        .await;
+        if inventory_diagnostics.iter().any(Diagnostic::is_error) {
+            return Err(BuildError::Spec {
+                diagnostics: inventory_diagnostics,
+                sources: self.sources.clone(),
+            });
+        }
+        if !inventory.init.is_empty() && !inventory.init_is_systemd() {
+            // `/sbin/init` is another init system: start the systemd binary itself.
+            plan.entrypoint = vec![facts.family.systemd_binary().to_string()];
+        }
+        let state_diagnostics =
+            check_final_state(bridge, spec, &plan, self.sources, &lower_options).await?;
+        if !state_diagnostics.is_empty() {
+            return Err(BuildError::Spec {
+                diagnostics: state_diagnostics,
+                sources: self.sources.clone(),
+            });
+        }
+        let lowered = lower::lower(&plan, self.sources, &lower_options);
+        let cache_imports = options.cache_imports().map_err(other)?;
+        let result_ref = bridge
+            .solve(lowered.definition, cache_imports, false)
+            .await?;
+
+        let epoch = lower_options.epoch;
+        let config = image::image_config(
+            spec,
+            &plan,
+            &image::ImageInputs {
+                base_config: &base_config,
+                base_name: base.normalized(),
+                base_digest,
+                extra_labels: options.labels(),
+                os: platform.os.clone(),
+                architecture: platform.architecture.clone(),
+                variant: platform.variant.clone(),
+                history: lowered.history,
+                epoch,
+                systemd_version: inventory.systemd_version,
+            },
+        );
+        let config = serde_json::to_vec(&config).map_err(|e| BuildError::Other(e.to_string()))?;
+        Ok((result_ref, config, epoch))
+    }
 }
 
 /// Solves the base image and reads what the planner needs: distribution family and systemd.

@@ -90,8 +90,17 @@ async fn run(
     fake: FakeBuildkit,
     opts: &[(&str, &str)],
 ) -> Result<FakeHandle, Box<dyn std::error::Error>> {
+    run_with_env(fake, opts, &[]).await
+}
+
+async fn run_with_env(
+    fake: FakeBuildkit,
+    opts: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> Result<FakeHandle, Box<dyn std::error::Error>> {
     let (client, handle) = fake.connect().await?;
     let mut vars = vec![("BUILDKIT_SESSION_ID".to_string(), "session-1".to_string())];
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     for (i, (k, v)) in opts.iter().enumerate() {
         vars.push((format!("BUILDKIT_FRONTEND_OPT_{i}"), format!("{k}={v}")));
     }
@@ -477,6 +486,75 @@ async fn source_date_epoch_sets_times_and_keeps_the_llb_identical() -> TestResul
         defs(&first),
         defs(&second),
         "the same spec and options give the same LLB bytes"
+    );
+    Ok(())
+}
+
+const WORKERS_AMD64_386: &str = r#"[{"id":"w1","labels":{},"platforms":[{"architecture":"amd64","os":"linux"},{"architecture":"386","os":"linux"}]}]"#;
+
+#[tokio::test]
+async fn several_platforms_return_a_refs_map_with_per_platform_configs() -> TestResult {
+    let handle = run_with_env(
+        fake("v0.32", SSHD),
+        &[
+            ("filename", "Sysfile"),
+            ("platform", "linux/amd64,linux/386"),
+        ],
+        &[("BUILDKIT_WORKERS", WORKERS_AMD64_386)],
+    )
+    .await?;
+    let returned = handle.returned().expect("Return was called");
+    assert!(returned.error.is_none(), "{:?}", returned.error);
+    let result = returned.result.expect("a result");
+    let Some(pb::gateway::result::Result::Refs(refs)) = result.result else {
+        panic!("not a refs map")
+    };
+    assert_eq!(
+        refs.refs.keys().collect::<Vec<_>>(),
+        ["linux/386", "linux/amd64"]
+    );
+    for (id, arch) in [("linux/amd64", "amd64"), ("linux/386", "386")] {
+        let config: serde_json::Value =
+            serde_json::from_slice(&result.metadata[&format!("containerimage.config/{id}")])?;
+        assert_eq!(config["architecture"], arch);
+    }
+    let platforms: serde_json::Value = serde_json::from_slice(&result.metadata["refs.platforms"])?;
+    assert_eq!(platforms["Platforms"][0]["ID"], "linux/amd64");
+    assert_eq!(platforms["Platforms"][1]["Platform"]["architecture"], "386");
+    // Each platform's exec ops run on that platform.
+    let archs: std::collections::BTreeSet<String> = handle
+        .solves()
+        .iter()
+        .filter_map(|s| s.definition.clone())
+        .flat_map(|d| d.def)
+        .filter_map(|b| pb::llb::Op::decode(b.as_slice()).ok())
+        .filter(|op| matches!(op.op, Some(pb::llb::op::Op::Exec(_))))
+        .filter_map(|op| op.platform.map(|p| p.architecture))
+        .collect();
+    assert_eq!(archs.into_iter().collect::<Vec<_>>(), ["386", "amd64"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_platform_no_worker_can_run_is_a_clear_error() -> TestResult {
+    let handle = run_with_env(
+        fake("v0.32", SSHD),
+        &[("filename", "Sysfile"), ("platform", "linux/arm64")],
+        &[("BUILDKIT_WORKERS", WORKERS_AMD64_386)],
+    )
+    .await?;
+    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    assert!(
+        status
+            .message
+            .contains("cannot run build steps for linux/arm64"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("linux/amd64, linux/386"),
+        "{}",
+        status.message
     );
     Ok(())
 }
