@@ -407,6 +407,24 @@ fn check_worker_platforms(
     )))
 }
 
+/// Spec features the daemon lacks the LLB caps for, as located errors naming the version needed.
+fn unsupported_features(spec: &crate::model::Spec, caps: &crate::gateway::Caps) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for run in &spec.runs {
+        for mount in &run.mounts {
+            if let crate::model::MountKind::Tmpfs { size: Some(_) } = mount.kind {
+                if let Err(missing) = caps.require_llb("exec.mount.tmpfs.size", "a tmpfs `size`") {
+                    diagnostics.push(
+                        Diagnostic::error("unsupported-by-builder", mount.span, missing.to_string())
+                            .with_help("remove `size` (the tmpfs is then unlimited) or build with a newer BuildKit"),
+                    );
+                }
+            }
+        }
+    }
+    diagnostics
+}
+
 /// What building one platform needs; [`PlatformBuild::build`] returns the ref, config and epoch.
 struct PlatformBuild<'a> {
     bridge: &'a Bridge,
@@ -472,6 +490,13 @@ impl PlatformBuild<'_> {
             .unwrap_or("")
             .to_string();
 
+        let unsupported = unsupported_features(spec, &caps);
+        if !unsupported.is_empty() {
+            return Err(BuildError::Spec {
+                diagnostics: unsupported,
+                sources: self.sources.clone(),
+            });
+        }
         let plan = plan::plan(spec, &facts);
         let force_network =
             options

@@ -558,3 +558,18 @@ async fn a_platform_no_worker_can_run_is_a_clear_error() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_feature_an_old_daemon_lacks_is_a_located_error_naming_the_version() -> TestResult {
+    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[run]]\nsh = \"true\"\nmounts = [{ type = \"tmpfs\", target = \"/scratch\", size = \"64m\" }]\n";
+    let old = run(fake("v0.8", spec), &[("filename", "Sysfile")]).await?;
+    let status = old
+        .returned()
+        .and_then(|r| r.error)
+        .expect("an error on v0.8");
+    assert!(status.message.contains("Sysfile:6"), "{}", status.message);
+    assert!(status.message.contains("v0.10"), "{}", status.message);
+    let new = run(fake("v0.13", spec), &[("filename", "Sysfile")]).await?;
+    returned_config(&new);
+    Ok(())
+}
