@@ -822,3 +822,36 @@ fn podman_runlabel_boots_the_webapp_example() {
         stop.as_secs_f64()
     );
 }
+
+/// A spec with nothing but a base image: no packages, no services, no /etc/ssh in the image.
+/// (Regression: the hygiene step once failed on images without /etc/ssh.)
+#[test]
+fn minimal_spec_builds_and_boots() {
+    let Some(engine) = Engine::detect("minimal_spec_builds_and_boots") else {
+        return;
+    };
+    engine.require_base_image();
+    engine.frontend_image();
+    let ctx = tempdir();
+    let sysfile = write_sysfile(
+        ctx.path(),
+        "# syntax={frontend}\n[image]\nfrom = \"local/debian:bookworm\"\n",
+    );
+    let build = engine.build("minimal", ctx.path(), &sysfile, &["--network=host"]);
+    build.assert_ok("minimal spec");
+    let container = start_container(build.tag(), &unique_name("minimal"));
+    let state = container.wait_running(Duration::from_secs(60));
+    assert_eq!(
+        state.as_deref(),
+        Ok("running"),
+        "{}",
+        failed_units(&container)
+    );
+    let (ssh, _) = container.exec(&["test", "-e", "/etc/ssh"]);
+    assert_ne!(
+        ssh, 0,
+        "the base has no /etc/ssh, and sysfile must not create one"
+    );
+    let (code, _) = container.exec(&["test", "-s", "/etc/machine-id"]);
+    assert_eq!(code, 0, "a fresh machine-id at boot");
+}
