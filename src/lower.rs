@@ -255,6 +255,14 @@ fn lower_exec(
         }
     }
     set_env("SYSTEMD_OFFLINE", "1");
+    // Like the Dockerfile frontend: a step with an SSH agent mount finds it through SSH_AUTH_SOCK.
+    if let Some(agent) = exec
+        .mounts
+        .iter()
+        .find(|m| matches!(m.kind, MountKind::Ssh { .. }))
+    {
+        set_env("SSH_AUTH_SOCK", &agent.target);
+    }
     for (k, v) in &exec.env {
         set_env(k, v);
     }
