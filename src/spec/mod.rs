@@ -10,6 +10,7 @@
 //! (value formats), `interpolate.rs` (`${NAME}` build arguments).
 
 mod interpolate;
+pub mod schema;
 mod sections;
 mod values;
 mod walk;

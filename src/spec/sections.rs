@@ -11,46 +11,14 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 use super::LoadOptions;
+use super::schema;
 use super::values::{self, did_you_mean, list};
 use super::walk::{Ctx, Table, Value, integer_value};
 use crate::diag::{Diagnostic, FileId};
 use crate::model::*;
 
-const TOP_KEYS: &[&str] = &[
-    "image", "args", "packages", "files", "users", "run", "services", "systemd", "config",
-];
-const IMAGE_KEYS: &[&str] = &["from", "platform", "title", "description"];
-const PACKAGES_KEYS: &[&str] = &["install", "remove", "manager"];
-const FILES_KEYS: &[&str] = &["src", "content", "dest", "mode", "owner"];
-const USERS_KEYS: &[&str] = &["name", "uid", "groups", "shell", "authorized_keys"];
-const RUN_KEYS: &[&str] = &[
-    "name", "sh", "argv", "env", "workdir", "user", "network", "phase", "mounts",
-];
-const SERVICES_KEYS: &[&str] = &["enable", "disable", "mask"];
-const SYSTEMD_KEYS: &[&str] = &[
-    "target",
-    "log_level",
-    "container",
-    "console_logs",
-    "stop_timeout",
-    "health",
-    "keep",
-];
-const CONFIG_KEYS: &[&str] = &["env", "labels", "expose", "volumes", "workdir"];
-
-const MOUNT_TYPES: &[&str] = &["bind", "cache", "tmpfs", "secret", "ssh"];
-const MOUNT_KEYS: &[&str] = &[
-    "type", "target", "source", "from", "readonly", "id", "sharing", "size", "required", "mode",
-];
-
-fn mount_keys(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "bind" => &["type", "target", "source", "from", "readonly"],
-        "cache" => &["type", "target", "id", "sharing"],
-        "tmpfs" => &["type", "target", "size"],
-        "secret" => &["type", "id", "target", "required", "mode"],
-        _ => &["type", "id", "target"],
-    }
+fn mount_keys(kind: &str) -> Vec<&'static str> {
+    schema::mount_keys(kind)
 }
 
 /// Targets after which the default target is reached before any ordinary service starts.
@@ -124,7 +92,7 @@ pub(crate) fn check(
         }
     };
     let mut root = Table::new("the Sysfile", 0..0, root.get_ref());
-    ctx.check_keys(&mut root, TOP_KEYS);
+    ctx.check_keys(&mut root, &schema::top_keys());
 
     let image_value = root.get("image");
     let image_span = image_value.map_or(0..0, |v| v.span());
@@ -283,7 +251,7 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
         return None;
     };
     let mut table = ctx.table("image", value, "`[image]`")?;
-    ctx.check_keys(&mut table, IMAGE_KEYS);
+    ctx.check_keys(&mut table, &schema::keys_of("image"));
     let from = ctx
         .require(&table, "from", "\"debian:bookworm\"")
         .and_then(|v| ctx.string("from", v));
@@ -330,7 +298,7 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
             ..Packages::default()
         };
     };
-    ctx.check_keys(&mut table, PACKAGES_KEYS);
+    ctx.check_keys(&mut table, &schema::keys_of("packages"));
     let names = |ctx: &mut Ctx<'_>, key: &str| -> Vec<Spanned<String>> {
         let Some(value) = table.get(key) else {
             return Vec::new();
@@ -407,7 +375,7 @@ fn owner(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Owner> {
 fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
     let mut out = Vec::new();
     for mut table in ctx.tables("files", value, "this `[[files]]` entry") {
-        ctx.check_keys(&mut table, FILES_KEYS);
+        ctx.check_keys(&mut table, &schema::keys_of("files"));
         exactly_one(
             ctx,
             &table,
@@ -424,6 +392,30 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
             .and_then(|v| ctx.raw_string("content", v))
             .map(FileSource::Content);
         let source = src.or(content);
+        let from = table.get("from").and_then(|v| {
+            let name = ctx.string("from", v)?;
+            if !values::is_context_name(name.get_ref()) {
+                ctx.error(
+                    "bad-context-name",
+                    v.span(),
+                    format!("`{}` is not a build-context name", name.get_ref()),
+                    "not a context name",
+                    "name a context passed as `--build-context NAME=…`: letters, digits, `_`, `.` and `-`, starting with a letter or digit; leave `from` out for the main context",
+                );
+                return None;
+            }
+            if matches!(source, Some(FileSource::Content(_))) {
+                ctx.error(
+                    "conflicting-keys",
+                    v.span(),
+                    "`from` names a build context, but this entry has inline `content`",
+                    "only for `src`",
+                    "remove `from`, or copy a file with `src` from that context",
+                );
+                return None;
+            }
+            Some(name.into_inner())
+        });
         let dest_value = ctx.require(&table, "dest", "\"/etc/app/app.conf\"");
         let raw_dest = dest_value.and_then(|v| ctx.string("dest", v));
         let mut dest = None;
@@ -462,6 +454,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
         if let (Some(source), Some(dest)) = (source, dest) {
             out.push(FileEntry {
                 source,
+                from,
                 dest,
                 mode,
                 owner,
@@ -477,7 +470,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut uids: HashMap<u32, usize> = HashMap::new();
     for mut table in ctx.tables("users", value, "this `[[users]]` entry") {
-        ctx.check_keys(&mut table, USERS_KEYS);
+        ctx.check_keys(&mut table, &schema::keys_of("users"));
         let name = ctx
             .require(&table, "name", "\"admin\"")
             .and_then(|v| ctx.string("name", v));
@@ -597,7 +590,7 @@ fn env(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<(String, String)> {
 fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
     let mut out = Vec::new();
     for mut table in ctx.tables("run", value, "this `[[run]]` step") {
-        ctx.check_keys(&mut table, RUN_KEYS);
+        ctx.check_keys(&mut table, &schema::keys_of("run"));
         exactly_one(
             ctx,
             &table,
@@ -720,11 +713,12 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
     let mut targets: BTreeMap<String, usize> = BTreeMap::new();
     for mut table in ctx.tables("run.mounts", value, "this mount") {
         let kind = ctx.require(&table, "type", "\"cache\"").and_then(|v| {
-            let choices: Vec<(&str, &str)> = MOUNT_TYPES.iter().map(|t| (*t, *t)).collect();
+            let choices: Vec<(&str, &str)> =
+                schema::mount_types().into_iter().map(|t| (t, t)).collect();
             ctx.choice("type", v, &choices)
         });
         let Some(kind) = kind else {
-            ctx.check_keys(&mut table, MOUNT_KEYS);
+            ctx.check_keys(&mut table, &schema::all_mount_keys());
             continue;
         };
         let allowed = mount_keys(kind);
@@ -734,7 +728,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             if allowed.contains(&name) {
                 continue;
             }
-            let valid = list(allowed);
+            let valid = list(&allowed);
             let suggestion = did_you_mean(name, allowed.iter().copied());
             let help = match suggestion {
                 Some(candidate) => {
@@ -742,7 +736,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 }
                 None => format!("a {kind} mount accepts {valid}"),
             };
-            let message = if MOUNT_KEYS.contains(&name) {
+            let message = if schema::all_mount_keys().contains(&name) {
                 format!("`{name}` is not an option of a {kind} mount")
             } else {
                 format!("unknown mount option `{name}`")
@@ -921,10 +915,11 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
     let Some(mut table) = ctx.table("services", value, "`[services]`") else {
         return Services::default();
     };
-    ctx.check_keys(&mut table, SERVICES_KEYS);
+    let service_keys = schema::keys_of("services");
+    ctx.check_keys(&mut table, &service_keys);
     let mut lists: Vec<Vec<Unit>> = Vec::new();
     let mut seen: HashMap<String, (&str, usize)> = HashMap::new();
-    for key in SERVICES_KEYS {
+    for key in &service_keys {
         let mut kept = Vec::new();
         let found = table
             .get(key)
@@ -1004,7 +999,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         return systemd;
     };
     systemd.target.span = ctx.span(table.span.clone());
-    ctx.check_keys(&mut table, SYSTEMD_KEYS);
+    ctx.check_keys(&mut table, &schema::keys_of("systemd"));
     if let Some(v) = table.get("target") {
         if let Some(unit) = units_one(ctx, "target", v, ".target") {
             if !unit.name.ends_with(".target") {
@@ -1122,7 +1117,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
     let Some(mut table) = ctx.table("config", value, "`[config]`") else {
         return Config::default();
     };
-    ctx.check_keys(&mut table, CONFIG_KEYS);
+    ctx.check_keys(&mut table, &schema::keys_of("config"));
     let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
     let mut labels = BTreeMap::new();
     if let Some(v) = table.get("labels") {
