@@ -14,7 +14,6 @@ use super::LoadOptions;
 use super::schema;
 use super::values::{self, did_you_mean, list};
 use super::walk::{Ctx, Table, Value, integer_value};
-use crate::diag::{Diagnostic, FileId};
 use crate::model::*;
 
 fn mount_keys(kind: &str) -> Vec<&'static str> {
@@ -64,64 +63,31 @@ fn is_builtin_arg(name: &str) -> bool {
         || PLATFORM.contains(&name)
 }
 
-/// The whole check: parse, walk every table, assemble the model.
-pub(crate) fn check(
-    text: &str,
-    file: FileId,
-    options: &LoadOptions,
-) -> (Option<Spec>, Vec<Diagnostic>) {
-    let mut ctx = Ctx::new(file, text);
-    let root = match DeTable::parse(text) {
-        Ok(root) => root,
-        Err(error) => {
-            let range = error.span().unwrap_or(0..0);
-            let message = error.message().trim().trim_end_matches('.').to_string();
-            let message = if message.is_empty() {
-                "invalid TOML".to_string()
-            } else {
-                message
-            };
-            ctx.error(
-                "toml-syntax",
-                range,
-                format!("invalid TOML: {message}"),
-                "here",
-                "a Sysfile is a TOML document; fix the syntax at this point (see https://toml.io)",
-            );
-            return (None, ctx.diagnostics);
-        }
-    };
-    let mut root = Table::new("the Sysfile", 0..0, root.get_ref());
+/// Walks the (merged) root table of the spec and assembles the model.
+pub(crate) fn check(ctx: &mut Ctx<'_>, root: &DeTable<'_>, options: &LoadOptions) -> Option<Spec> {
+    let anchor = ctx.main_anchor();
+    let mut root = Table::new("the Sysfile", anchor.clone(), root);
     ctx.check_keys(&mut root, &schema::top_keys());
 
     let image_value = root.get("image");
-    let image_span = image_value.map_or(0..0, |v| v.span());
-    let args = args(&mut ctx, root.get("args"), &image_span, options);
-    let image = image(&mut ctx, image_value);
-    let packages = packages(&mut ctx, root.get("packages"), &image_span);
-    let files = root
-        .get("files")
-        .map(|v| files(&mut ctx, v))
-        .unwrap_or_default();
-    let users = root
-        .get("users")
-        .map(|v| users(&mut ctx, v))
-        .unwrap_or_default();
-    let runs = root
-        .get("run")
-        .map(|v| runs(&mut ctx, v))
-        .unwrap_or_default();
+    let image_span = image_value.map_or(anchor, |v| v.span());
+    let args = args(ctx, root.get("args"), &image_span, options);
+    let image = image(ctx, image_value);
+    let packages = packages(ctx, root.get("packages"), &image_span);
+    let files = root.get("files").map(|v| files(ctx, v)).unwrap_or_default();
+    let users = root.get("users").map(|v| users(ctx, v)).unwrap_or_default();
+    let runs = root.get("run").map(|v| runs(ctx, v)).unwrap_or_default();
     let services = root
         .get("services")
-        .map(|v| services(&mut ctx, v))
+        .map(|v| services(ctx, v))
         .unwrap_or_default();
-    let systemd = systemd(&mut ctx, root.get("systemd"));
+    let systemd = systemd(ctx, root.get("systemd"));
     let config = root
         .get("config")
-        .map(|v| config(&mut ctx, v))
+        .map(|v| config(ctx, v))
         .unwrap_or_default();
 
-    let spec = image.map(|image| Spec {
+    image.map(|image| Spec {
         image,
         args,
         packages,
@@ -131,8 +97,7 @@ pub(crate) fn check(
         services,
         systemd,
         config,
-    });
-    (spec, ctx.diagnostics)
+    })
 }
 
 /// The `#` comment lines directly above the line holding `offset`, without the `# `.
@@ -243,7 +208,7 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
     let Some(value) = value else {
         ctx.error(
             "missing-key",
-            0..0,
+            ctx.main_anchor(),
             "the Sysfile has no `[image]` table",
             "`[image]` is required",
             "start the Sysfile with `[image]` and `from = \"debian:bookworm\"` (the base image)",
@@ -484,12 +449,12 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                     "user names start with a lowercase letter or `_`, hold lowercase letters, digits, `_` and `-`, and are at most 32 characters",
                 );
             } else if let Some(first) = names.get(name.get_ref()) {
-                let line = ctx.line_of(*first);
+                let line = ctx.place(*first, name.span().start);
                 ctx.error(
                     "duplicate-user",
                     name.span(),
                     format!("user `{}` is declared twice", name.get_ref()),
-                    format!("`{}` is already declared on line {line}", name.get_ref()),
+                    format!("`{}` is already declared on {line}", name.get_ref()),
                     "merge the two `[[users]]` entries into one",
                 );
             } else {
@@ -503,12 +468,12 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         if let Some((uid, span)) = &uid {
             let uid = u32::try_from(*uid).unwrap_or_default();
             if let Some(first) = uids.get(&uid) {
-                let line = ctx.line_of(*first);
+                let line = ctx.place(*first, span.start);
                 ctx.error(
                     "duplicate-uid",
                     span.clone(),
                     format!("uid {uid} is given to two users"),
-                    format!("uid {uid} is already used on line {line}"),
+                    format!("uid {uid} is already used on {line}"),
                     "give each user its own uid, or leave `uid` out to let the system choose",
                 );
             } else {
@@ -876,12 +841,12 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
         };
         let at = target_value.map_or(table.span.clone(), |v| v.span());
         if let Some(first) = targets.get(&target) {
-            let line = ctx.line_of(*first);
+            let line = ctx.place(*first, at.start);
             ctx.error(
                 "duplicate-mount-target",
                 at,
                 format!("two mounts of this step use the target `{target}`"),
-                format!("`{target}` is already a mount target on line {line}"),
+                format!("`{target}` is already a mount target on {line}"),
                 "give each mount of a step its own target",
             );
             continue;
@@ -930,7 +895,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                 let suggestion = unit.name.replacen("@.", "@instance.", 1);
                 ctx.error(
                     "template-unit",
-                    unit.span.start..unit.span.end,
+                    ctx.unspan(unit.span),
                     format!(
                         "`{}` is a template and cannot be enabled without an instance",
                         unit.name
@@ -942,22 +907,22 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
             }
             match seen.get(&unit.name) {
                 Some((other, first)) if other == key => {
-                    let line = ctx.line_of(*first);
+                    let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.warning(
                         "duplicate-unit",
-                        unit.span.start..unit.span.end,
+                        ctx.unspan(unit.span),
                         format!("`{}` is listed twice in `{key}`", unit.name),
-                        format!("already listed on line {line}"),
+                        format!("already listed on {line}"),
                         "remove the repeated entry",
                     );
                 }
                 Some((other, first)) => {
-                    let line = ctx.line_of(*first);
+                    let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.error(
                         "conflicting-unit-state",
-                        unit.span.start..unit.span.end,
+                        ctx.unspan(unit.span),
                         format!("`{}` is in both `{other}` and `{key}`", unit.name),
-                        format!("already in `{other}` on line {line}"),
+                        format!("already in `{other}` on {line}"),
                         format!(
                             "a unit has one state: keep `{}` in `{other}` or in `{key}`, not both",
                             unit.name
@@ -965,7 +930,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                     );
                 }
                 None => {
-                    seen.insert(unit.name.clone(), (key, unit.span.start));
+                    seen.insert(unit.name.clone(), (key, ctx.unspan(unit.span).start));
                     kept.push(unit);
                 }
             }
@@ -986,7 +951,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
     let mut systemd = Systemd {
         target: Unit {
             name: "multi-user.target".to_string(),
-            span: ctx.span(0..0),
+            span: ctx.span(ctx.main_anchor()),
         },
         log_level: None,
         container: "docker".to_string(),
