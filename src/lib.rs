@@ -10,6 +10,7 @@ pub mod distro;
 pub mod frontend;
 pub mod gateway;
 pub mod image;
+pub mod lint;
 pub mod llb;
 pub mod lower;
 pub mod model;

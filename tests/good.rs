@@ -191,3 +191,23 @@ fn include_requests_are_tolerant() {
     assert!(include_requests(&SourceFile::new("x", "include = [")).is_empty());
     assert!(include_requests(&SourceFile::new("x", "include = \"a\"")).is_empty());
 }
+
+#[test]
+fn a_file_included_twice_is_applied_once() {
+    let main = SourceFile::new(
+        "Sysfile",
+        "\u{feff}include = [\"a.toml\", \"b.toml\"]\n[image]\nfrom = \"debian\"\n",
+    );
+    let mut options = LoadOptions::default();
+    for (path, text) in [
+        ("a.toml", "include = [\"c.toml\"]\n"),
+        ("b.toml", "include = [\"c.toml\"]\n"),
+        ("c.toml", "[[users]]\nname = \"ops\"\n"),
+    ] {
+        options.includes.insert(path.into(), text.into());
+    }
+    let loaded = load(main, &options);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    assert_eq!(loaded.spec.unwrap().users.len(), 1);
+    assert_eq!(loaded.sources.iter().count(), 4);
+}

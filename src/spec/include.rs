@@ -279,8 +279,22 @@ pub(crate) fn merge<'i>(
 ) -> Option<DeTable<'i>> {
     let mut root = DeTable::new();
     for (i, text) in padded.iter().enumerate() {
-        // Every file parsed in pass 1; a failure here would be a bug, not a user error.
-        let layer = DeTable::parse(text).ok()?.into_inner();
+        // Every file parsed in pass 1, so this fails only if padding changed the meaning.
+        let layer = match DeTable::parse(text) {
+            Ok(layer) => layer.into_inner(),
+            Err(error) => {
+                let d = syntax_error(FileId(0), &error);
+                let range = error.span().unwrap_or(0..0);
+                ctx.error(
+                    "toml-syntax",
+                    range,
+                    d.message,
+                    d.label,
+                    d.help.unwrap_or_default(),
+                );
+                return None;
+            }
+        };
         for (key, value) in layer {
             if key.get_ref() == "include" {
                 continue;

@@ -65,9 +65,13 @@ pub fn load(main: SourceFile, options: &LoadOptions) -> Loaded {
         let padded: Vec<String> = segments
             .iter()
             .map(|seg| {
-                let mut padded = "\n".repeat(seg.base);
-                padded.push_str(&text[seg.base..seg.base + seg.len]);
-                padded
+                let file = &text[seg.base..seg.base + seg.len];
+                // A byte-order mark is only allowed at the very start: keep the offsets, drop the mark.
+                let (pad, file) = match file.strip_prefix('\u{feff}') {
+                    Some(rest) if seg.base > 0 => ("\n".repeat(seg.base) + "   ", rest),
+                    _ => ("\n".repeat(seg.base), file),
+                };
+                pad + file
             })
             .collect();
         let mut ctx = walk::Ctx::new(&text, segments, main);

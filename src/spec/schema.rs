@@ -729,7 +729,6 @@ pub fn json_schema() -> Value {
     let required: Vec<&str> = SPEC.iter().filter(|t| t.required).map(|t| t.name).collect();
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
-        "$id": "https://sysfile.dev/schema/sysfile-v1.json",
         "title": "Sysfile",
         "description": "A Sysfile: a declarative TOML spec of a systemd system container, built by the sysfile BuildKit frontend",
         "type": "object",
