@@ -14,6 +14,7 @@ pub mod lint;
 pub mod llb;
 pub mod lower;
 pub mod model;
+pub mod outline;
 pub mod pb;
 pub mod plan;
 pub mod reference;
