@@ -847,6 +847,31 @@ mod tests {
     }
 
     #[test]
+    fn every_rule_is_documented() {
+        let docs = include_str!("../docs/lint.md");
+        for r in RULES {
+            assert!(
+                docs.contains(&format!("<a id=\"{}\"></a>", r.code)),
+                "{}",
+                r.code
+            );
+            assert!(
+                docs.contains(&format!("## {} (`{}`)", r.name, r.code)),
+                "{}",
+                r.name
+            );
+            assert!(
+                docs.contains(&format!(
+                    "| `{}` | `{}` | {} |",
+                    r.name, r.code, r.description
+                )),
+                "{}",
+                r.name
+            );
+        }
+    }
+
+    #[test]
     fn rules_are_consistent() {
         assert!(RULES.len() >= 10);
         for r in RULES {

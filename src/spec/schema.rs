@@ -771,6 +771,132 @@ mod tests {
         assert_eq!(mount_keys("cache"), ["type", "target", "id", "sharing"]);
     }
 
+    /// The backticked name at the start of a table cell: "`from`" gives `from`.
+    fn leading_code(cell: &str) -> Option<&str> {
+        let rest = cell.trim().strip_prefix('`')?;
+        Some(&rest[..rest.find('`')?])
+    }
+
+    /// The mount keys of a row of the mounts table: the leading name of each top-level item.
+    fn mount_row_keys(cell: &str) -> Vec<&str> {
+        let mut keys = Vec::new();
+        let mut depth = 0;
+        let mut start = 0;
+        for (i, c) in cell.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    keys.extend(leading_code(&cell[start..i]));
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        keys.extend(leading_code(&cell[start..]));
+        keys
+    }
+
+    #[test]
+    fn docs_mention_every_key() {
+        let docs = include_str!("../../docs/spec.md");
+        let mentioned = |name: &str| docs.contains(&format!("`{name}`"));
+        for t in SPEC {
+            assert!(
+                mentioned(t.name),
+                "docs/spec.md does not mention `{}`",
+                t.name
+            );
+            for k in t.keys {
+                assert!(
+                    mentioned(k.name),
+                    "docs/spec.md does not mention `{}.{}`",
+                    t.name,
+                    k.name
+                );
+            }
+        }
+        for (kind, _, keys) in MOUNTS {
+            assert!(
+                mentioned(kind),
+                "docs/spec.md does not mention mount type `{kind}`"
+            );
+            for k in *keys {
+                assert!(
+                    mentioned(k.name),
+                    "docs/spec.md does not mention mount key `{}`",
+                    k.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn docs_key_tables_name_schema_keys() {
+        let docs = include_str!("../../docs/spec.md");
+        let mut section = String::new();
+        let mut in_key_table = false;
+        let mut checked = 0;
+        for line in docs.lines() {
+            if line.starts_with('#') {
+                section = line
+                    .split('`')
+                    .nth(1)
+                    .unwrap_or(if line.contains("Mounts") {
+                        "mounts"
+                    } else {
+                        ""
+                    })
+                    .trim_matches(['[', ']'])
+                    .to_string();
+                in_key_table = false;
+                continue;
+            }
+            if !line.starts_with('|') {
+                in_key_table = false;
+                continue;
+            }
+            if line.starts_with("| Key |") || line.starts_with("| `type` |") {
+                in_key_table = true;
+                continue;
+            }
+            if !in_key_table || line.starts_with("|---") {
+                continue;
+            }
+            let cells: Vec<&str> = line.split('|').collect();
+            let Some(name) = cells.get(1).and_then(|c| leading_code(c)) else {
+                continue;
+            };
+            if section == "mounts" {
+                assert!(
+                    mount_types().contains(&name),
+                    "docs: unknown mount type `{name}`"
+                );
+                for key in mount_row_keys(cells.get(2).unwrap_or(&"")) {
+                    assert!(
+                        mount_keys(name).contains(&key),
+                        "docs: `{key}` is not a {name} mount key"
+                    );
+                    checked += 1;
+                }
+                continue;
+            }
+            let t = table(&section)
+                .unwrap_or_else(|| panic!("docs: key table in unknown section `{section}`"));
+            let known = t.key(name).is_some() || (t.keys.is_empty() && name == t.name);
+            assert!(
+                known,
+                "docs: `{name}` is not a key of `{section}` in the schema"
+            );
+            checked += 1;
+        }
+        let keys: usize = SPEC.iter().map(|t| t.keys.len().max(1)).sum::<usize>() - 1;
+        assert!(
+            checked >= keys,
+            "only {checked} documented keys were checked"
+        );
+    }
+
     #[test]
     fn schema_snapshot() {
         let text = serde_json::to_string_pretty(&json_schema()).unwrap();
