@@ -115,6 +115,7 @@ fn load(args: &SpecArgs) -> Result<spec::Loaded> {
     );
     let options = LoadOptions {
         build_args: args.build_args.iter().cloned().collect::<BTreeMap<_, _>>(),
+        ..LoadOptions::default()
     };
     Ok(spec::load(SourceFile::new(name, text), &options))
 }

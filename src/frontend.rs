@@ -242,7 +242,13 @@ async fn build(
 
     let spec_file = read_spec(bridge, options).await?;
     let build_args = options.build_args();
-    let loaded = spec::load(spec_file.file, &LoadOptions { build_args });
+    let loaded = spec::load(
+        spec_file.file,
+        &LoadOptions {
+            build_args,
+            ..LoadOptions::default()
+        },
+    );
     warn(
         bridge,
         &loaded.diagnostics,

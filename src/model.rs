@@ -115,6 +115,9 @@ pub enum FileSource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEntry {
     pub source: FileSource,
+    /// The named build context `src` is taken from (`docker buildx build --build-context
+    /// NAME=…`); `None` means the main build context. Always `None` with inline content.
+    pub from: Option<String>,
     /// Absolute, normalised destination path in the image, always the path of the copied
     /// file or directory itself: a `dest` written with a trailing `/` next to a `src` means
     /// "into that directory", so `src = "conf/app.conf"`, `dest = "/etc/app/"` is stored as

@@ -63,3 +63,51 @@ fn colored_render_names_the_location() {
     assert!(out.contains("Sysfile:2:8"), "{out}");
     assert!(out.contains("\u{1b}["), "styled output has escapes");
 }
+
+/// Loads `fixtures/include/<case>/Sysfile` with the files it includes read from the case directory.
+fn load_include_case(sysfile: &std::path::Path) -> sysfile::spec::Loaded {
+    let dir = sysfile.parent().unwrap();
+    let main = SourceFile::new("Sysfile", std::fs::read_to_string(sysfile).unwrap());
+    let options = LoadOptions {
+        includes: sysfile::spec::collect_includes(&main, |path| {
+            std::fs::read_to_string(dir.join(path)).ok()
+        }),
+        ..LoadOptions::default()
+    };
+    load(main, &options)
+}
+
+#[test]
+fn include_fixtures() {
+    insta::glob!("fixtures/include/*/Sysfile", |path| {
+        let case = path
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy();
+        let loaded = load_include_case(path);
+        if case.starts_with("merge") {
+            assert!(
+                loaded.diagnostics.is_empty(),
+                "{}",
+                render(&loaded.diagnostics, &loaded.sources, false)
+            );
+            return;
+        }
+        assert!(
+            !loaded.diagnostics.is_empty(),
+            "{case} yields no diagnostic"
+        );
+        assert!(
+            loaded.spec.is_none(),
+            "{case}: every include case has an error"
+        );
+        for d in &loaded.diagnostics {
+            assert!(d.help.is_some(), "{} has no help", d.code);
+            assert!(!d.message.ends_with('.'), "{}: trailing period", d.code);
+            assert!(loaded.sources.try_get(d.span.file).is_some());
+        }
+        insta::assert_snapshot!(render(&loaded.diagnostics, &loaded.sources, false));
+    });
+}

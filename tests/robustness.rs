@@ -159,3 +159,58 @@ fn random_mutations_of_good_specs() {
         check(&text);
     }
 }
+
+/// Every fixture, and random mutations of good ones, as included fragments of each other: no panic, spans inside their files.
+#[test]
+fn fixtures_as_includes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut texts = Vec::new();
+    for dir in ["good", "bad"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            texts.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        }
+    }
+    let mut rng = Rng(0x1c1);
+    for round in 0..300 {
+        let mut options = LoadOptions::default();
+        let names = ["a.toml", "b.toml", "c/d.toml"];
+        for name in names {
+            let mut text = texts[rng.below(texts.len())].clone();
+            if round % 3 == 0 && !text.is_empty() {
+                let at = rng.below(text.len());
+                if text.is_char_boundary(at) {
+                    text.insert_str(
+                        at,
+                        ["\n", "]", "\"", "include = [\"a.toml\"]\n", "\u{feff}"][rng.below(5)],
+                    );
+                }
+            }
+            let include = format!("include = [\"{}\"]\n", names[rng.below(names.len())]);
+            options.includes.insert(name.to_string(), include + &text);
+        }
+        let main_text = format!(
+            "include = [\"a.toml\", \"b.toml\", \"c/./d.toml\"]\n{}",
+            texts[rng.below(texts.len())]
+        );
+        let loaded = load(SourceFile::new("Sysfile", main_text), &options);
+        let _ = render(&loaded.diagnostics, &loaded.sources, false);
+        let has_error = loaded.diagnostics.iter().any(|d| d.is_error());
+        assert_eq!(loaded.spec.is_some(), !has_error);
+        for d in &loaded.diagnostics {
+            let file = loaded.sources.try_get(d.span.file).expect("a known file");
+            assert!(
+                d.span.start <= d.span.end && d.span.end <= file.text.len(),
+                "{d:?}"
+            );
+            assert!(d.help.is_some(), "{d:?}");
+        }
+        if let Some(spec) = &loaded.spec {
+            for w in sysfile::lint::check(spec, &loaded.sources) {
+                let file = loaded.sources.get(w.span.file);
+                assert!(w.span.end <= file.text.len());
+            }
+            let _ = sysfile::outline::outline(spec, &loaded.sources);
+            let _ = sysfile::outline::lint_result(spec, &loaded.sources, &loaded.diagnostics);
+        }
+    }
+}

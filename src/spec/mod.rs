@@ -5,18 +5,28 @@
 //! every problem with the exact span of the key or value at fault. It does no
 //! I/O and never panics, whatever the input.
 //!
-//! Files: `walk.rs` (typed access to the spanned tree, shared diagnostics),
+//! Includes (`include = [...]`) are resolved from texts the caller supplies
+//! in [`LoadOptions::includes`]: see [`include_requests`] and
+//! [`collect_includes`] for the caller's side.
+//!
+//! Files: `schema.rs` (every table and key, and the JSON Schema), `include.rs`
+//! (includes and merging), `walk.rs` (typed access to the spanned tree, shared diagnostics),
 //! `sections.rs` (one function per table of the language), `values.rs`
 //! (value formats), `interpolate.rs` (`${NAME}` build arguments).
 
+mod include;
 mod interpolate;
+pub mod schema;
 mod sections;
 mod values;
 mod walk;
 
 use std::collections::BTreeMap;
 
-use crate::diag::{Diagnostic, FileId, SourceFile, Sources};
+pub use include::{MAX_INCLUDE_DEPTH, collect_includes, include_requests};
+pub use schema::json_schema;
+
+use crate::diag::{Diagnostic, SourceFile, Sources};
 use crate::model::Spec;
 
 /// Inputs of [`load`] other than the text.
@@ -24,12 +34,16 @@ use crate::model::Spec;
 pub struct LoadOptions {
     /// `--build-arg NAME=value` overrides.
     pub build_args: BTreeMap<String, String>,
+    /// The texts of included files by normalised context-relative path (`include_requests`
+    /// tells which to read; `collect_includes` reads them all). An `include` whose path is
+    /// absent is a `missing-include` error.
+    pub includes: BTreeMap<String, String>,
 }
 
 /// The result of [`load`].
 #[derive(Clone, Debug)]
 pub struct Loaded {
-    /// The files read (only the main Sysfile in v1).
+    /// The files read: the main Sysfile (`FileId(0)`), then included files in the order met.
     pub sources: Sources,
     /// The validated spec: `Some` only when no diagnostic is an error.
     pub spec: Option<Spec>,
@@ -41,8 +55,31 @@ pub struct Loaded {
 ///
 /// `spec` is Some only when no diagnostic is an error. Diagnostics are sorted by (file, span start).
 pub fn load(main: SourceFile, options: &LoadOptions) -> Loaded {
-    let sources = Sources::new(main);
-    let (spec, mut diagnostics) = sections::check(&sources.main().text, FileId(0), options);
+    let mut sources = Sources::new(main);
+    let mut diagnostics = Vec::new();
+    let order = include::resolve(&mut sources, options, &mut diagnostics);
+    let mut spec = None;
+    // A file that is not TOML was reported by itself; walking the rest would only add noise.
+    if !diagnostics.iter().any(|d| d.code == "toml-syntax") {
+        let (text, segments, main) = include::lay_out(&sources, &order);
+        let padded: Vec<String> = segments
+            .iter()
+            .map(|seg| {
+                let file = &text[seg.base..seg.base + seg.len];
+                // A byte-order mark is only allowed at the very start: keep the offsets, drop the mark.
+                let (pad, file) = match file.strip_prefix('\u{feff}') {
+                    Some(rest) if seg.base > 0 => ("\n".repeat(seg.base) + "   ", rest),
+                    _ => ("\n".repeat(seg.base), file),
+                };
+                pad + file
+            })
+            .collect();
+        let mut ctx = walk::Ctx::new(&text, segments, main);
+        if let Some(root) = include::merge(&mut ctx, &padded, main) {
+            spec = sections::check(&mut ctx, &root, options);
+        }
+        diagnostics.append(&mut ctx.diagnostics);
+    }
     diagnostics.sort_by_key(|d| (d.span.file, d.span.start));
     let spec = if diagnostics.iter().any(Diagnostic::is_error) {
         None

@@ -11,46 +11,13 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 use super::LoadOptions;
+use super::schema;
 use super::values::{self, did_you_mean, list};
 use super::walk::{Ctx, Table, Value, integer_value};
-use crate::diag::{Diagnostic, FileId};
 use crate::model::*;
 
-const TOP_KEYS: &[&str] = &[
-    "image", "args", "packages", "files", "users", "run", "services", "systemd", "config",
-];
-const IMAGE_KEYS: &[&str] = &["from", "platform", "title", "description"];
-const PACKAGES_KEYS: &[&str] = &["install", "remove", "manager"];
-const FILES_KEYS: &[&str] = &["src", "content", "dest", "mode", "owner"];
-const USERS_KEYS: &[&str] = &["name", "uid", "groups", "shell", "authorized_keys"];
-const RUN_KEYS: &[&str] = &[
-    "name", "sh", "argv", "env", "workdir", "user", "network", "phase", "mounts",
-];
-const SERVICES_KEYS: &[&str] = &["enable", "disable", "mask"];
-const SYSTEMD_KEYS: &[&str] = &[
-    "target",
-    "log_level",
-    "container",
-    "console_logs",
-    "stop_timeout",
-    "health",
-    "keep",
-];
-const CONFIG_KEYS: &[&str] = &["env", "labels", "expose", "volumes", "workdir"];
-
-const MOUNT_TYPES: &[&str] = &["bind", "cache", "tmpfs", "secret", "ssh"];
-const MOUNT_KEYS: &[&str] = &[
-    "type", "target", "source", "from", "readonly", "id", "sharing", "size", "required", "mode",
-];
-
-fn mount_keys(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "bind" => &["type", "target", "source", "from", "readonly"],
-        "cache" => &["type", "target", "id", "sharing"],
-        "tmpfs" => &["type", "target", "size"],
-        "secret" => &["type", "id", "target", "required", "mode"],
-        _ => &["type", "id", "target"],
-    }
+fn mount_keys(kind: &str) -> Vec<&'static str> {
+    schema::mount_keys(kind)
 }
 
 /// Targets after which the default target is reached before any ordinary service starts.
@@ -96,64 +63,31 @@ fn is_builtin_arg(name: &str) -> bool {
         || PLATFORM.contains(&name)
 }
 
-/// The whole check: parse, walk every table, assemble the model.
-pub(crate) fn check(
-    text: &str,
-    file: FileId,
-    options: &LoadOptions,
-) -> (Option<Spec>, Vec<Diagnostic>) {
-    let mut ctx = Ctx::new(file, text);
-    let root = match DeTable::parse(text) {
-        Ok(root) => root,
-        Err(error) => {
-            let range = error.span().unwrap_or(0..0);
-            let message = error.message().trim().trim_end_matches('.').to_string();
-            let message = if message.is_empty() {
-                "invalid TOML".to_string()
-            } else {
-                message
-            };
-            ctx.error(
-                "toml-syntax",
-                range,
-                format!("invalid TOML: {message}"),
-                "here",
-                "a Sysfile is a TOML document; fix the syntax at this point (see https://toml.io)",
-            );
-            return (None, ctx.diagnostics);
-        }
-    };
-    let mut root = Table::new("the Sysfile", 0..0, root.get_ref());
-    ctx.check_keys(&mut root, TOP_KEYS);
+/// Walks the (merged) root table of the spec and assembles the model.
+pub(crate) fn check(ctx: &mut Ctx<'_>, root: &DeTable<'_>, options: &LoadOptions) -> Option<Spec> {
+    let anchor = ctx.main_anchor();
+    let mut root = Table::new("the Sysfile", anchor.clone(), root);
+    ctx.check_keys(&mut root, &schema::top_keys());
 
     let image_value = root.get("image");
-    let image_span = image_value.map_or(0..0, |v| v.span());
-    let args = args(&mut ctx, root.get("args"), &image_span, options);
-    let image = image(&mut ctx, image_value);
-    let packages = packages(&mut ctx, root.get("packages"), &image_span);
-    let files = root
-        .get("files")
-        .map(|v| files(&mut ctx, v))
-        .unwrap_or_default();
-    let users = root
-        .get("users")
-        .map(|v| users(&mut ctx, v))
-        .unwrap_or_default();
-    let runs = root
-        .get("run")
-        .map(|v| runs(&mut ctx, v))
-        .unwrap_or_default();
+    let image_span = image_value.map_or(anchor, |v| v.span());
+    let args = args(ctx, root.get("args"), &image_span, options);
+    let image = image(ctx, image_value);
+    let packages = packages(ctx, root.get("packages"), &image_span);
+    let files = root.get("files").map(|v| files(ctx, v)).unwrap_or_default();
+    let users = root.get("users").map(|v| users(ctx, v)).unwrap_or_default();
+    let runs = root.get("run").map(|v| runs(ctx, v)).unwrap_or_default();
     let services = root
         .get("services")
-        .map(|v| services(&mut ctx, v))
+        .map(|v| services(ctx, v))
         .unwrap_or_default();
-    let systemd = systemd(&mut ctx, root.get("systemd"));
+    let systemd = systemd(ctx, root.get("systemd"));
     let config = root
         .get("config")
-        .map(|v| config(&mut ctx, v))
+        .map(|v| config(ctx, v))
         .unwrap_or_default();
 
-    let spec = image.map(|image| Spec {
+    image.map(|image| Spec {
         image,
         args,
         packages,
@@ -163,8 +97,7 @@ pub(crate) fn check(
         services,
         systemd,
         config,
-    });
-    (spec, ctx.diagnostics)
+    })
 }
 
 /// The `#` comment lines directly above the line holding `offset`, without the `# `.
@@ -275,7 +208,7 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
     let Some(value) = value else {
         ctx.error(
             "missing-key",
-            0..0,
+            ctx.main_anchor(),
             "the Sysfile has no `[image]` table",
             "`[image]` is required",
             "start the Sysfile with `[image]` and `from = \"debian:bookworm\"` (the base image)",
@@ -283,7 +216,7 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
         return None;
     };
     let mut table = ctx.table("image", value, "`[image]`")?;
-    ctx.check_keys(&mut table, IMAGE_KEYS);
+    ctx.check_keys(&mut table, &schema::keys_of("image"));
     let from = ctx
         .require(&table, "from", "\"debian:bookworm\"")
         .and_then(|v| ctx.string("from", v));
@@ -330,7 +263,7 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
             ..Packages::default()
         };
     };
-    ctx.check_keys(&mut table, PACKAGES_KEYS);
+    ctx.check_keys(&mut table, &schema::keys_of("packages"));
     let names = |ctx: &mut Ctx<'_>, key: &str| -> Vec<Spanned<String>> {
         let Some(value) = table.get(key) else {
             return Vec::new();
@@ -407,7 +340,7 @@ fn owner(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Owner> {
 fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
     let mut out = Vec::new();
     for mut table in ctx.tables("files", value, "this `[[files]]` entry") {
-        ctx.check_keys(&mut table, FILES_KEYS);
+        ctx.check_keys(&mut table, &schema::keys_of("files"));
         exactly_one(
             ctx,
             &table,
@@ -424,6 +357,30 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
             .and_then(|v| ctx.raw_string("content", v))
             .map(FileSource::Content);
         let source = src.or(content);
+        let from = table.get("from").and_then(|v| {
+            let name = ctx.string("from", v)?;
+            if !values::is_context_name(name.get_ref()) {
+                ctx.error(
+                    "bad-context-name",
+                    v.span(),
+                    format!("`{}` is not a build-context name", name.get_ref()),
+                    "not a context name",
+                    "name a context passed as `--build-context NAME=…`: letters, digits, `_`, `.` and `-`, starting with a letter or digit; leave `from` out for the main context",
+                );
+                return None;
+            }
+            if matches!(source, Some(FileSource::Content(_))) {
+                ctx.error(
+                    "conflicting-keys",
+                    v.span(),
+                    "`from` names a build context, but this entry has inline `content`",
+                    "only for `src`",
+                    "remove `from`, or copy a file with `src` from that context",
+                );
+                return None;
+            }
+            Some(name.into_inner())
+        });
         let dest_value = ctx.require(&table, "dest", "\"/etc/app/app.conf\"");
         let raw_dest = dest_value.and_then(|v| ctx.string("dest", v));
         let mut dest = None;
@@ -462,6 +419,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
         if let (Some(source), Some(dest)) = (source, dest) {
             out.push(FileEntry {
                 source,
+                from,
                 dest,
                 mode,
                 owner,
@@ -477,7 +435,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut uids: HashMap<u32, usize> = HashMap::new();
     for mut table in ctx.tables("users", value, "this `[[users]]` entry") {
-        ctx.check_keys(&mut table, USERS_KEYS);
+        ctx.check_keys(&mut table, &schema::keys_of("users"));
         let name = ctx
             .require(&table, "name", "\"admin\"")
             .and_then(|v| ctx.string("name", v));
@@ -491,12 +449,12 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                     "user names start with a lowercase letter or `_`, hold lowercase letters, digits, `_` and `-`, and are at most 32 characters",
                 );
             } else if let Some(first) = names.get(name.get_ref()) {
-                let line = ctx.line_of(*first);
+                let line = ctx.place(*first, name.span().start);
                 ctx.error(
                     "duplicate-user",
                     name.span(),
                     format!("user `{}` is declared twice", name.get_ref()),
-                    format!("`{}` is already declared on line {line}", name.get_ref()),
+                    format!("`{}` is already declared on {line}", name.get_ref()),
                     "merge the two `[[users]]` entries into one",
                 );
             } else {
@@ -510,12 +468,12 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         if let Some((uid, span)) = &uid {
             let uid = u32::try_from(*uid).unwrap_or_default();
             if let Some(first) = uids.get(&uid) {
-                let line = ctx.line_of(*first);
+                let line = ctx.place(*first, span.start);
                 ctx.error(
                     "duplicate-uid",
                     span.clone(),
                     format!("uid {uid} is given to two users"),
-                    format!("uid {uid} is already used on line {line}"),
+                    format!("uid {uid} is already used on {line}"),
                     "give each user its own uid, or leave `uid` out to let the system choose",
                 );
             } else {
@@ -597,7 +555,7 @@ fn env(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<(String, String)> {
 fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
     let mut out = Vec::new();
     for mut table in ctx.tables("run", value, "this `[[run]]` step") {
-        ctx.check_keys(&mut table, RUN_KEYS);
+        ctx.check_keys(&mut table, &schema::keys_of("run"));
         exactly_one(
             ctx,
             &table,
@@ -720,11 +678,12 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
     let mut targets: BTreeMap<String, usize> = BTreeMap::new();
     for mut table in ctx.tables("run.mounts", value, "this mount") {
         let kind = ctx.require(&table, "type", "\"cache\"").and_then(|v| {
-            let choices: Vec<(&str, &str)> = MOUNT_TYPES.iter().map(|t| (*t, *t)).collect();
+            let choices: Vec<(&str, &str)> =
+                schema::mount_types().into_iter().map(|t| (t, t)).collect();
             ctx.choice("type", v, &choices)
         });
         let Some(kind) = kind else {
-            ctx.check_keys(&mut table, MOUNT_KEYS);
+            ctx.check_keys(&mut table, &schema::all_mount_keys());
             continue;
         };
         let allowed = mount_keys(kind);
@@ -734,7 +693,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             if allowed.contains(&name) {
                 continue;
             }
-            let valid = list(allowed);
+            let valid = list(&allowed);
             let suggestion = did_you_mean(name, allowed.iter().copied());
             let help = match suggestion {
                 Some(candidate) => {
@@ -742,7 +701,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 }
                 None => format!("a {kind} mount accepts {valid}"),
             };
-            let message = if MOUNT_KEYS.contains(&name) {
+            let message = if schema::all_mount_keys().contains(&name) {
                 format!("`{name}` is not an option of a {kind} mount")
             } else {
                 format!("unknown mount option `{name}`")
@@ -882,12 +841,12 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
         };
         let at = target_value.map_or(table.span.clone(), |v| v.span());
         if let Some(first) = targets.get(&target) {
-            let line = ctx.line_of(*first);
+            let line = ctx.place(*first, at.start);
             ctx.error(
                 "duplicate-mount-target",
                 at,
                 format!("two mounts of this step use the target `{target}`"),
-                format!("`{target}` is already a mount target on line {line}"),
+                format!("`{target}` is already a mount target on {line}"),
                 "give each mount of a step its own target",
             );
             continue;
@@ -921,10 +880,11 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
     let Some(mut table) = ctx.table("services", value, "`[services]`") else {
         return Services::default();
     };
-    ctx.check_keys(&mut table, SERVICES_KEYS);
+    let service_keys = schema::keys_of("services");
+    ctx.check_keys(&mut table, &service_keys);
     let mut lists: Vec<Vec<Unit>> = Vec::new();
     let mut seen: HashMap<String, (&str, usize)> = HashMap::new();
-    for key in SERVICES_KEYS {
+    for key in &service_keys {
         let mut kept = Vec::new();
         let found = table
             .get(key)
@@ -935,7 +895,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                 let suggestion = unit.name.replacen("@.", "@instance.", 1);
                 ctx.error(
                     "template-unit",
-                    unit.span.start..unit.span.end,
+                    ctx.unspan(unit.span),
                     format!(
                         "`{}` is a template and cannot be enabled without an instance",
                         unit.name
@@ -947,22 +907,22 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
             }
             match seen.get(&unit.name) {
                 Some((other, first)) if other == key => {
-                    let line = ctx.line_of(*first);
+                    let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.warning(
                         "duplicate-unit",
-                        unit.span.start..unit.span.end,
+                        ctx.unspan(unit.span),
                         format!("`{}` is listed twice in `{key}`", unit.name),
-                        format!("already listed on line {line}"),
+                        format!("already listed on {line}"),
                         "remove the repeated entry",
                     );
                 }
                 Some((other, first)) => {
-                    let line = ctx.line_of(*first);
+                    let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.error(
                         "conflicting-unit-state",
-                        unit.span.start..unit.span.end,
+                        ctx.unspan(unit.span),
                         format!("`{}` is in both `{other}` and `{key}`", unit.name),
-                        format!("already in `{other}` on line {line}"),
+                        format!("already in `{other}` on {line}"),
                         format!(
                             "a unit has one state: keep `{}` in `{other}` or in `{key}`, not both",
                             unit.name
@@ -970,7 +930,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                     );
                 }
                 None => {
-                    seen.insert(unit.name.clone(), (key, unit.span.start));
+                    seen.insert(unit.name.clone(), (key, ctx.unspan(unit.span).start));
                     kept.push(unit);
                 }
             }
@@ -991,7 +951,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
     let mut systemd = Systemd {
         target: Unit {
             name: "multi-user.target".to_string(),
-            span: ctx.span(0..0),
+            span: ctx.span(ctx.main_anchor()),
         },
         log_level: None,
         container: "docker".to_string(),
@@ -1004,7 +964,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         return systemd;
     };
     systemd.target.span = ctx.span(table.span.clone());
-    ctx.check_keys(&mut table, SYSTEMD_KEYS);
+    ctx.check_keys(&mut table, &schema::keys_of("systemd"));
     if let Some(v) = table.get("target") {
         if let Some(unit) = units_one(ctx, "target", v, ".target") {
             if !unit.name.ends_with(".target") {
@@ -1122,7 +1082,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
     let Some(mut table) = ctx.table("config", value, "`[config]`") else {
         return Config::default();
     };
-    ctx.check_keys(&mut table, CONFIG_KEYS);
+    ctx.check_keys(&mut table, &schema::keys_of("config"));
     let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
     let mut labels = BTreeMap::new();
     if let Some(v) = table.get("labels") {

@@ -471,6 +471,13 @@ pub(crate) fn is_template_without_instance(unit: &str) -> bool {
         .is_some_and(|dot| unit[..dot].ends_with('@'))
 }
 
+/// A named build context: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+pub(crate) fn is_context_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
 pub(crate) fn did_you_mean<'a>(
     word: &str,

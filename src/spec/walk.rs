@@ -90,30 +90,96 @@ pub(crate) fn integer_value(value: &DeValue<'_>) -> Option<i64> {
     i64::from_str_radix(&digits, i.radix()).ok()
 }
 
-/// The walk's state: where we are, the declared build arguments, and the diagnostics so far.
-pub(crate) struct Ctx<'s> {
+/// One file's place in the walk's text: the files are laid end to end, so a byte offset names a file.
+#[derive(Clone, Debug)]
+pub(crate) struct Segment {
     pub file: FileId,
+    pub name: String,
+    pub base: usize,
+    pub len: usize,
+}
+
+/// The walk's state: where we are, the declared build arguments, and the diagnostics so far.
+///
+/// `text` holds every file of the spec (includes first, the main Sysfile last)
+/// laid end to end; offsets into it are mapped back to a file and a file
+/// offset by [`Ctx::span`].
+pub(crate) struct Ctx<'s> {
     pub text: &'s str,
     pub diagnostics: Vec<Diagnostic>,
     /// Declared build arguments and their effective values (for interpolation).
     pub args: BTreeMap<String, String>,
-    /// Offsets of line starts, built on first use by [`Ctx::line_of`].
+    segments: Vec<Segment>,
+    /// The segment of the main Sysfile.
+    main: usize,
+    /// Offsets of line starts, built on first use by [`Ctx::place`].
     line_starts: Vec<usize>,
 }
 
 impl<'s> Ctx<'s> {
-    pub fn new(file: FileId, text: &'s str) -> Ctx<'s> {
+    /// A walk over `text`, made of `segments` (sorted by base); `main` is the main Sysfile's.
+    pub fn new(text: &'s str, segments: Vec<Segment>, main: usize) -> Ctx<'s> {
         Ctx {
-            file,
             text,
             diagnostics: Vec::new(),
             args: BTreeMap::new(),
+            segments,
+            main,
             line_starts: Vec::new(),
         }
     }
 
+    fn segment_of(&self, offset: usize) -> Option<&Segment> {
+        let i = self.segments.partition_point(|s| s.base <= offset);
+        self.segments.get(i.checked_sub(1)?)
+    }
+
+    /// Maps a range of the walk's text to a span of one file.
     pub fn span(&self, range: Range<usize>) -> Span {
-        Span::new(self.file, range)
+        match self.segment_of(range.start) {
+            Some(seg) => {
+                let start = (range.start - seg.base).min(seg.len);
+                let end = range.end.saturating_sub(seg.base).clamp(start, seg.len);
+                Span::new(seg.file, start..end)
+            }
+            None => Span::new(FileId(0), range),
+        }
+    }
+
+    /// The inverse of [`Ctx::span`]: a span of one file as a range of the walk's text.
+    pub fn unspan(&self, span: Span) -> Range<usize> {
+        let base = self
+            .segments
+            .iter()
+            .find(|s| s.file == span.file)
+            .map_or(0, |s| s.base);
+        base + span.start..base + span.end
+    }
+
+    /// An empty range at the start of the main Sysfile, for problems of the spec as a whole.
+    pub fn main_anchor(&self) -> Range<usize> {
+        let base = self.segments.get(self.main).map_or(0, |s| s.base);
+        base..base
+    }
+
+    /// Where `offset` is, for a label of a problem at `at`: "line 3", or "line 3 of `common.toml`" in another file.
+    pub fn place(&mut self, offset: usize, at: usize) -> String {
+        if self.line_starts.is_empty() {
+            self.line_starts = std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect();
+        }
+        let starts = &self.line_starts;
+        let line_index = |o: usize| starts.partition_point(|&s| s <= o).max(1);
+        let Some(seg) = self.segment_of(offset) else {
+            return format!("line {}", line_index(offset));
+        };
+        let line = line_index(offset) + 1 - line_index(seg.base);
+        if self.segment_of(at).is_some_and(|s| s.file == seg.file) {
+            format!("line {line}")
+        } else {
+            format!("line {line} of `{}`", seg.name)
+        }
     }
 
     pub fn error(
@@ -147,18 +213,6 @@ impl<'s> Ctx<'s> {
     /// Reports a value rejected by one of the `values` checks.
     pub fn invalid(&mut self, range: Range<usize>, invalid: Invalid, label: impl Into<String>) {
         self.error(invalid.code, range, invalid.message, label, invalid.help);
-    }
-
-    /// The 1-based line of a byte offset (for labels that refer to another place).
-    pub fn line_of(&mut self, offset: usize) -> usize {
-        if self.line_starts.is_empty() {
-            self.line_starts = std::iter::once(0)
-                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
-                .collect();
-        }
-        self.line_starts
-            .partition_point(|&start| start <= offset)
-            .max(1)
     }
 
     /// Reports every key of `table` not in `allowed` as `unknown-key`.

@@ -1,0 +1,884 @@
+//! Lint rules: warnings about specs that load but are likely to misbehave, for `--call=check` and `sysfile check`.
+//!
+//! Pure: a function of the validated [`Spec`] and the source texts (used only
+//! to narrow a warning's span to the word at fault). Every warning's code is
+//! its rule's [`Rule::code`]; `docs/lint.md` documents each rule.
+//!
+//! The loader's own warnings (`early-boot-target`, `duplicate-unit`,
+//! `undeclared-build-arg`) stay with the loader; the lint never repeats them.
+
+use crate::diag::{Diagnostic, Sources, Span};
+use crate::model::{Command, Health, Network, Spec};
+
+/// One lint rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// PascalCase, like BuildKit's rule names (`ruleName` in `frontend.lint`).
+    pub name: &'static str,
+    /// The diagnostic code (kebab-case).
+    pub code: &'static str,
+    pub description: &'static str,
+    pub url: &'static str,
+}
+
+macro_rules! rule {
+    ($name:literal, $code:literal, $description:literal) => {
+        Rule {
+            name: $name,
+            code: $code,
+            description: $description,
+            url: concat!("docs/lint.md#", $code),
+        }
+    };
+}
+
+pub const SERVICE_WITHOUT_PACKAGE: Rule = rule!(
+    "ServiceWithoutPackage",
+    "service-without-package",
+    "An enabled unit that no installed package or added unit file seems to provide"
+);
+pub const PRIVILEGED_ONLY: Rule = rule!(
+    "PrivilegedOnly",
+    "privileged-only",
+    "A unit that only works in a privileged container"
+);
+pub const NO_CONSOLE_LOGS: Rule = rule!(
+    "NoConsoleLogs",
+    "no-console-logs",
+    "Services' output does not reach `docker logs`"
+);
+pub const SECRET_IN_ENV: Rule = rule!(
+    "SecretInEnv",
+    "secret-in-env",
+    "A secret stored in the image's environment, labels or files"
+);
+pub const UNPINNED_BASE_IMAGE: Rule = rule!(
+    "UnpinnedBaseImage",
+    "unpinned-base-image",
+    "The base image is not pinned by digest"
+);
+pub const PACKAGE_MANAGER_IN_RUN: Rule = rule!(
+    "PackageManagerInRun",
+    "package-manager-in-run",
+    "A run step installs packages instead of `[packages] install`"
+);
+pub const HEALTH_NONE: Rule = rule!("HealthNone", "health-none", "The image has no healthcheck");
+pub const STOP_TIMEOUT_RANGE: Rule = rule!(
+    "StopTimeoutRange",
+    "stop-timeout-range",
+    "A stop timeout so long that stops hang, or so short that services are killed"
+);
+pub const HOST_NETWORK_IN_RUN: Rule = rule!(
+    "HostNetworkInRun",
+    "host-network-in-run",
+    "A run step uses the host network"
+);
+pub const CURL_PIPE_SHELL: Rule = rule!(
+    "CurlPipeShell",
+    "curl-pipe-shell",
+    "A run step pipes a download into a shell"
+);
+pub const INSTALLED_AND_REMOVED: Rule = rule!(
+    "InstalledAndRemoved",
+    "installed-and-removed",
+    "A package is both installed and removed"
+);
+pub const MASKED_BUT_KEPT: Rule = rule!(
+    "MaskedButKept",
+    "masked-but-kept",
+    "A unit is masked and also kept from sysfile's mask lists"
+);
+
+/// Every lint rule.
+pub const RULES: &[Rule] = &[
+    SERVICE_WITHOUT_PACKAGE,
+    PRIVILEGED_ONLY,
+    NO_CONSOLE_LOGS,
+    SECRET_IN_ENV,
+    UNPINNED_BASE_IMAGE,
+    PACKAGE_MANAGER_IN_RUN,
+    HEALTH_NONE,
+    STOP_TIMEOUT_RANGE,
+    HOST_NETWORK_IN_RUN,
+    CURL_PIPE_SHELL,
+    INSTALLED_AND_REMOVED,
+    MASKED_BUT_KEPT,
+];
+
+/// The rule with this code, if it is a lint rule.
+pub fn rule(code: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.code == code)
+}
+
+/// Runs every rule; the warnings are sorted by (file, span start).
+pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
+    let mut lint = Lint {
+        sources,
+        out: Vec::new(),
+    };
+    lint.service_without_package(spec);
+    lint.privileged_only(spec);
+    lint.no_console_logs(spec);
+    lint.secret_in_env(spec);
+    lint.unpinned_base_image(spec);
+    lint.run_steps(spec);
+    lint.health_none(spec);
+    lint.stop_timeout(spec);
+    lint.installed_and_removed(spec);
+    lint.masked_but_kept(spec);
+    lint.out.sort_by_key(|d| (d.span.file, d.span.start));
+    lint.out
+}
+
+struct Lint<'a> {
+    sources: &'a Sources,
+    out: Vec<Diagnostic>,
+}
+
+impl Lint<'_> {
+    fn warn(&mut self, rule: Rule, span: Span, message: String, label: &str, help: String) {
+        self.out.push(
+            Diagnostic::warning(rule.code, span, message)
+                .with_label(label)
+                .with_help(help),
+        );
+    }
+
+    /// The text of a span.
+    fn text(&self, span: Span) -> &str {
+        self.sources
+            .try_get(span.file)
+            .and_then(|f| f.text.get(span.start..span.end))
+            .unwrap_or_default()
+    }
+
+    /// The first occurrence of `needle` inside `span`, or `span` itself.
+    fn narrow(&self, span: Span, needle: &str) -> Span {
+        match self.text(span).find(needle) {
+            Some(i) => Span {
+                start: span.start + i,
+                end: span.start + i + needle.len(),
+                ..span
+            },
+            None => span,
+        }
+    }
+
+    /// The span of a `key =` in any source file (the key itself), else `fallback`.
+    ///
+    /// The model keeps no span for some keys; this finds the line that set them.
+    fn key_span(&self, key: &str, fallback: Span) -> Span {
+        for (id, file) in self.sources.iter() {
+            let text = file.text.as_str();
+            for (i, _) in text.match_indices(key) {
+                let before = text[..i].chars().next_back();
+                let after = text[i + key.len()..].trim_start_matches([' ', '\t', '"']);
+                let word_start = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+                let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
+                let commented = text[line_start..i].contains('#');
+                if word_start && !commented && after.starts_with('=') {
+                    return Span::new(id, i..i + key.len());
+                }
+            }
+        }
+        fallback
+    }
+
+    fn service_without_package(&mut self, spec: &Spec) {
+        const UNIT_DIRS: &[&str] = &[
+            "/etc/systemd/system",
+            "/usr/lib/systemd/system",
+            "/lib/systemd/system",
+        ];
+        let unit_files: Vec<&str> = spec
+            .files
+            .iter()
+            .map(|f| f.dest.as_str())
+            .filter(|d| UNIT_DIRS.iter().any(|dir| d.starts_with(dir)))
+            .collect();
+        if spec.packages.install.is_empty() && unit_files.is_empty() {
+            return;
+        }
+        let packages: Vec<&str> = spec
+            .packages
+            .install
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect();
+        for unit in &spec.services.enable {
+            let added = unit_files
+                .iter()
+                .any(|d| UNIT_DIRS.contains(d) || d.rsplit('/').next() == Some(unit.name.as_str()));
+            if added || provided_by_base(&unit.name) || provided(&unit.name, &packages) {
+                continue;
+            }
+            self.warn(
+                SERVICE_WITHOUT_PACKAGE,
+                unit.span,
+                format!(
+                    "`{}` is not installed by this spec: no package in `[packages] install` or unit file in `[[files]]` seems to provide it",
+                    unit.name
+                ),
+                "no package for this unit",
+                format!(
+                    "install the package that ships `{}`, add the unit file with `[[files]]`, or ignore this if the base image has it",
+                    unit.name
+                ),
+            );
+        }
+    }
+
+    fn privileged_only(&mut self, spec: &Spec) {
+        let units = spec
+            .services
+            .enable
+            .iter()
+            .map(|u| (u, "enabled"))
+            .chain(spec.systemd.keep.iter().map(|u| (u, "kept")));
+        for (unit, how) in units {
+            if let Some(why) = privileged_only(&unit.name) {
+                self.warn(
+                    PRIVILEGED_ONLY,
+                    unit.span,
+                    format!(
+                        "`{}` is {how}, but it only works in a privileged container: {why}",
+                        unit.name
+                    ),
+                    "needs --privileged",
+                    format!(
+                        "drop `{}` (sysfile masks it for unprivileged containers), or run the container with --privileged",
+                        unit.name
+                    ),
+                );
+            }
+        }
+    }
+
+    fn no_console_logs(&mut self, spec: &Spec) {
+        if spec.systemd.console_logs {
+            return;
+        }
+        let span = self.key_span("console_logs", spec.image.span);
+        self.warn(
+            NO_CONSOLE_LOGS,
+            span,
+            "services' output goes to the journal only, so `docker logs` will not show it".into(),
+            "`console_logs` is off",
+            "set `console_logs = true` under `[systemd]` to forward the journal to the console"
+                .into(),
+        );
+    }
+
+    fn secret_in_env(&mut self, spec: &Spec) {
+        let mut found: Vec<(Span, String)> = Vec::new();
+        for (name, value) in &spec.config.env {
+            if looks_secret(name, value) {
+                found.push((
+                    self.key_span(name, spec.image.span),
+                    format!("`[config] env` `{name}` looks like a secret and is stored in the image config"),
+                ));
+            }
+        }
+        for (name, value) in &spec.config.labels {
+            if looks_secret(name, value) {
+                found.push((
+                    self.key_span(name, spec.image.span),
+                    format!("`[config] labels` `{name}` looks like a secret and is stored in the image config"),
+                ));
+            }
+        }
+        for step in &spec.runs {
+            for (name, value) in &step.env {
+                if looks_secret(name, value) {
+                    found.push((
+                        self.narrow(step.span, name),
+                        format!("the run step's `env` `{name}` looks like a secret and is recorded in the build cache and provenance"),
+                    ));
+                }
+            }
+            if let Command::Shell(sh) = &step.command {
+                if let Some(line) = sh.lines().find(|l| persists_secret(l)) {
+                    found.push((
+                        self.narrow(step.span, line.trim()),
+                        "this script copies a build secret into a file that stays in the image"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        for (span, message) in found {
+            self.warn(
+                SECRET_IN_ENV,
+                span,
+                message,
+                "secret",
+                "pass secrets with a `type = \"secret\"` mount of a `[[run]]` step and use them within that step, keeping them out of the image".into(),
+            );
+        }
+    }
+
+    fn unpinned_base_image(&mut self, spec: &Spec) {
+        let from = &spec.image.from;
+        if from.value.contains('@') || from.value == "scratch" {
+            return;
+        }
+        let name = from.value.rsplit('/').next().unwrap_or(&from.value);
+        let (message, label) = match name.split_once(':') {
+            Some((_, "latest")) | None => (
+                format!("`{}` follows the moving `latest` tag", from.value),
+                "latest tag",
+            ),
+            Some(_) => (
+                format!("`{}` is not pinned by digest", from.value),
+                "no digest",
+            ),
+        };
+        self.warn(
+            UNPINNED_BASE_IMAGE,
+            from.span,
+            message,
+            label,
+            format!(
+                "pin the base with its digest, such as \"{}@sha256:…\", so rebuilds use the same base",
+                from.value
+            ),
+        );
+    }
+
+    fn run_steps(&mut self, spec: &Spec) {
+        for step in &spec.runs {
+            let script = match &step.command {
+                Command::Shell(sh) => sh.clone(),
+                Command::Exec(argv) => argv.join(" "),
+            };
+            if let Some(call) = package_manager_call(&script) {
+                self.warn(
+                    PACKAGE_MANAGER_IN_RUN,
+                    self.narrow(step.span, call),
+                    format!("this run step calls `{call}`"),
+                    "installs packages",
+                    "list the packages under `[packages] install`: sysfile installs them with locked cache mounts and fails on any error".into(),
+                );
+            }
+            if step.network == Network::Host {
+                self.warn(
+                    HOST_NETWORK_IN_RUN,
+                    self.narrow(step.span, "network"),
+                    "this run step uses the host network".into(),
+                    "host network",
+                    "drop `network = \"host\"`: the step then depends on the build host, and builders may refuse it (network.host entitlement)".into(),
+                );
+            }
+            if let Some(fetch) = pipe_to_shell(&script) {
+                self.warn(
+                    CURL_PIPE_SHELL,
+                    self.narrow(step.span, fetch),
+                    "this run step pipes a download into a shell".into(),
+                    "download piped into a shell",
+                    "download to a file, check its checksum (`sha256sum -c`), then run it; or install a package".into(),
+                );
+            }
+        }
+    }
+
+    fn health_none(&mut self, spec: &Spec) {
+        if spec.systemd.health != Health::None {
+            return;
+        }
+        let span = self.key_span("health", spec.image.span);
+        self.warn(
+            HEALTH_NONE,
+            span,
+            "the image has no healthcheck".into(),
+            "no healthcheck",
+            "use `health = \"running\"` (the default) or \"running-or-degraded\", so the engine reports when boot fails".into(),
+        );
+    }
+
+    fn stop_timeout(&mut self, spec: &Spec) {
+        let timeout = spec.systemd.stop_timeout;
+        let message = if timeout.as_secs() > 90 {
+            format!(
+                "`stop_timeout` is {}s: a hung service delays every stop that long, and engines kill the container sooner",
+                timeout.as_secs()
+            )
+        } else if timeout.as_secs() < 1 {
+            format!(
+                "`stop_timeout` is {}ms: services are killed before they can stop cleanly",
+                timeout.as_millis()
+            )
+        } else {
+            return;
+        };
+        let span = self.key_span("stop_timeout", spec.image.span);
+        self.warn(
+            STOP_TIMEOUT_RANGE,
+            span,
+            message,
+            "stop timeout",
+            "use a stop timeout from 1s to 90s, such as \"20s\" (the default)".into(),
+        );
+    }
+
+    fn installed_and_removed(&mut self, spec: &Spec) {
+        for removed in &spec.packages.remove {
+            if spec
+                .packages
+                .install
+                .iter()
+                .any(|p| p.value == removed.value)
+            {
+                self.warn(
+                    INSTALLED_AND_REMOVED,
+                    removed.span,
+                    format!("`{}` is both installed and removed", removed.value),
+                    "also in `install`",
+                    format!(
+                        "keep `{}` in `install` or in `remove`, not both",
+                        removed.value
+                    ),
+                );
+            }
+        }
+    }
+
+    fn masked_but_kept(&mut self, spec: &Spec) {
+        for kept in &spec.systemd.keep {
+            if spec.services.mask.iter().any(|m| m.name == kept.name) {
+                self.warn(
+                    MASKED_BUT_KEPT,
+                    kept.span,
+                    format!(
+                        "`{}` is kept from the mask lists but masked by `[services] mask`",
+                        kept.name
+                    ),
+                    "also masked",
+                    format!(
+                        "remove `{}` from `[services] mask` or from `[systemd] keep`",
+                        kept.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The unit's name without suffix and instance: `getty@tty1.service` is `getty`.
+fn stem(unit: &str) -> &str {
+    let base = unit.rsplit_once('.').map_or(unit, |(b, _)| b);
+    base.split('@').next().unwrap_or(base)
+}
+
+/// Units that come with systemd itself or any base system.
+fn provided_by_base(unit: &str) -> bool {
+    let stem = stem(unit);
+    stem.starts_with("systemd-")
+        || unit.ends_with(".target")
+        || unit.ends_with(".mount")
+        || unit.ends_with(".slice")
+        || matches!(
+            stem,
+            "getty"
+                | "serial-getty"
+                | "console-getty"
+                | "dbus"
+                | "tmp"
+                | "user"
+                | "container-getty"
+        )
+}
+
+/// Whether some installed package seems to ship the unit.
+fn provided(unit: &str, packages: &[&str]) -> bool {
+    let stem = stem(unit);
+    let known: &[(&str, &[&str])] = &[
+        ("ssh", &["openssh-server", "openssh"]),
+        ("sshd", &["openssh-server", "openssh"]),
+        ("postgresql", &["postgresql"]),
+        ("apache2", &["apache2"]),
+        ("httpd", &["httpd", "apache2"]),
+        ("nginx", &["nginx"]),
+        ("cron", &["cron", "cronie"]),
+        ("crond", &["cronie", "cron"]),
+        ("mysql", &["mysql-server", "mariadb-server"]),
+        ("mariadb", &["mariadb-server", "mariadb"]),
+        ("docker", &["docker.io", "docker-ce", "docker"]),
+        ("containerd", &["containerd", "containerd.io"]),
+        ("redis", &["redis-server", "redis"]),
+        ("redis-server", &["redis-server", "redis"]),
+        ("rsyslog", &["rsyslog"]),
+        ("chronyd", &["chrony"]),
+        ("chrony", &["chrony"]),
+        ("NetworkManager", &["network-manager", "NetworkManager"]),
+    ];
+    let pairs = known
+        .iter()
+        .find(|(s, _)| *s == stem)
+        .map_or(&[][..], |(_, p)| *p);
+    packages.iter().any(|p| {
+        *p == stem
+            || p.starts_with(stem)
+            || stem.starts_with(p)
+            || pairs.iter().any(|pair| p.starts_with(pair))
+    })
+}
+
+/// Why a unit needs a privileged container, if it does.
+fn privileged_only(unit: &str) -> Option<&'static str> {
+    match stem(unit) {
+        "systemd-udevd" | "systemd-udev-trigger" | "systemd-udev-settle" => {
+            Some("udev needs a writable /sys and the kernel's device events")
+        }
+        "systemd-modules-load" => Some("loading kernel modules needs CAP_SYS_MODULE"),
+        "systemd-sysctl" => Some("most sysctls are read-only in a container"),
+        "systemd-binfmt" => Some("binfmt_misc is the host's, shared by every container"),
+        "getty" | "console-getty" | "serial-getty" | "container-getty" => {
+            Some("a getty needs a terminal device the container does not have")
+        }
+        "systemd-timesyncd" => Some("setting the clock needs CAP_SYS_TIME"),
+        "systemd-remount-fs" => Some("remounting the root filesystem needs CAP_SYS_ADMIN"),
+        _ => None,
+    }
+}
+
+/// Whether an environment entry or label looks like a secret.
+fn looks_secret(name: &str, value: &str) -> bool {
+    if value.trim().is_empty() {
+        return false;
+    }
+    let upper = name.to_ascii_uppercase().replace(['.', '-'], "_");
+    let key = [
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "API_KEY",
+        "APIKEY",
+        "PRIVATE_KEY",
+        "ACCESS_KEY",
+    ]
+    .iter()
+    .any(|k| upper.contains(k));
+    let shape = value.contains("-----BEGIN")
+        || ["ghp_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA"]
+            .iter()
+            .any(|p| value.starts_with(p));
+    key || shape
+}
+
+/// A script line that writes something read from `/run/secrets/` into a file outside `/run`, `/tmp` and `/dev`.
+fn persists_secret(line: &str) -> bool {
+    if !line.contains("/run/secrets/") {
+        return false;
+    }
+    let targets = line
+        .match_indices('>')
+        .map(|(i, _)| line[i + 1..].trim_start_matches('>').trim_start())
+        .chain(
+            line.match_indices("tee ")
+                .map(|(i, _)| line[i + 4..].trim_start_matches("-a ").trim_start()),
+        );
+    targets
+        .map(|t| t.trim_start_matches(['"', '\'']))
+        .filter(|t| t.starts_with('/'))
+        .any(|t| {
+            !["/run/", "/tmp/", "/dev/"]
+                .iter()
+                .any(|ok| t.starts_with(ok))
+        })
+}
+
+/// The package-manager install command a script calls, if any.
+fn package_manager_call(script: &str) -> Option<&'static str> {
+    const CALLS: &[&str] = &[
+        "apt-get install",
+        "apt install",
+        "aptitude install",
+        "dnf install",
+        "yum install",
+        "microdnf install",
+        "zypper install",
+        "zypper in ",
+        "pacman -S",
+        "apk add",
+    ];
+    let squeezed = script.split_whitespace().collect::<Vec<_>>().join(" ");
+    CALLS
+        .iter()
+        .find(|call| {
+            squeezed.match_indices(*call).any(|(i, _)| {
+                squeezed[..i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '-'))
+            })
+        })
+        .map(|call| call.trim_end())
+}
+
+/// The download command of a `curl … | sh`-like pipe, if any.
+fn pipe_to_shell(script: &str) -> Option<&'static str> {
+    for line in script.lines() {
+        let Some((left, right)) = line.split_once('|') else {
+            continue;
+        };
+        let fetch = ["curl", "wget"].into_iter().find(|f| left.contains(f));
+        let right = right.trim_start_matches('|').trim_start();
+        let right = right.strip_prefix("sudo ").unwrap_or(right);
+        let shell = [
+            "sh",
+            "bash",
+            "/bin/sh",
+            "/bin/bash",
+            "zsh",
+            "python",
+            "python3",
+        ]
+        .iter()
+        .any(|s| right == *s || right.starts_with(&format!("{s} ")));
+        if let (Some(fetch), true) = (fetch, shell) {
+            return Some(fetch);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::SourceFile;
+    use crate::spec::{LoadOptions, load};
+
+    const BASE: &str = "[image]\nfrom = \"debian:bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n[systemd]\nconsole_logs = true\n";
+
+    /// The lint codes for `BASE` followed by `extra`.
+    fn codes(extra: &str) -> Vec<&'static str> {
+        let text = format!("{BASE}{extra}");
+        let loaded = load(SourceFile::new("Sysfile", text), &LoadOptions::default());
+        assert!(
+            !loaded.diagnostics.iter().any(Diagnostic::is_error),
+            "{:?}",
+            loaded.diagnostics
+        );
+        let spec = loaded.spec.unwrap();
+        let warnings = check(&spec, &loaded.sources);
+        for w in &warnings {
+            assert!(w.help.is_some() && !w.message.ends_with('.'));
+            assert!(rule(w.code).is_some());
+            assert!(w.span.end <= loaded.sources.get(w.span.file).text.len());
+        }
+        warnings.iter().map(|w| w.code).collect()
+    }
+
+    fn fires(rule: Rule, extra: &str) -> bool {
+        codes(extra).contains(&rule.code)
+    }
+
+    #[test]
+    fn clean_spec_has_no_warnings() {
+        assert_eq!(codes(""), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn service_without_package() {
+        let r = SERVICE_WITHOUT_PACKAGE;
+        assert!(fires(
+            r,
+            "[packages]\ninstall = [\"curl\"]\n[services]\nenable = [\"nginx\"]\n"
+        ));
+        assert!(!fires(
+            r,
+            "[packages]\ninstall = [\"openssh-server\"]\n[services]\nenable = [\"ssh\", \"sshd\", \"systemd-networkd\"]\n"
+        ));
+        assert!(!fires(
+            r,
+            "[packages]\ninstall = [\"postgresql-15\"]\n[services]\nenable = [\"postgresql@15-main\"]\n"
+        ));
+        // Units from the base image: nothing installed, nothing said.
+        assert!(!fires(r, "[services]\nenable = [\"nginx\"]\n"));
+        assert!(!fires(
+            r,
+            "[[files]]\ncontent = \"[Service]\"\ndest = \"/etc/systemd/system/app.service\"\n[services]\nenable = [\"app\"]\n"
+        ));
+    }
+
+    #[test]
+    fn privileged_only() {
+        let r = PRIVILEGED_ONLY;
+        assert!(fires(r, "[services]\nenable = [\"systemd-udevd\"]\n"));
+        assert!(fires(r, "keep = [\"console-getty\"]\n"));
+        assert!(!fires(r, "[services]\nenable = [\"systemd-networkd\"]\n"));
+    }
+
+    #[test]
+    fn no_console_logs() {
+        let text = "[image]\nfrom = \"debian@sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n";
+        let loaded = load(SourceFile::new("Sysfile", text), &LoadOptions::default());
+        let warnings = check(loaded.spec.as_ref().unwrap(), &loaded.sources);
+        assert!(warnings.iter().any(|w| w.code == NO_CONSOLE_LOGS.code));
+        assert!(!fires(NO_CONSOLE_LOGS, ""));
+    }
+
+    #[test]
+    fn secret_in_env() {
+        let r = SECRET_IN_ENV;
+        assert!(fires(r, "[config]\nenv = { DB_PASSWORD = \"hunter2\" }\n"));
+        assert!(fires(
+            r,
+            "[config]\nlabels = { key = \"-----BEGIN PRIVATE KEY-----\" }\n"
+        ));
+        assert!(fires(
+            r,
+            "[[run]]\nsh = \"true\"\nenv = { GITHUB_TOKEN = \"ghp_x\" }\n"
+        ));
+        assert!(fires(
+            r,
+            "[[run]]\nsh = \"cat /run/secrets/token > /etc/app/token\"\nmounts = [{ type = \"secret\", id = \"token\" }]\n"
+        ));
+        assert!(!fires(
+            r,
+            "[[run]]\nsh = \"cat /run/secrets/token > /tmp/t && use /tmp/t\"\n"
+        ));
+        assert!(!fires(
+            r,
+            "[config]\nenv = { LANG = \"C.UTF-8\", TOKEN_FILE_EMPTY = \"\" }\n"
+        ));
+    }
+
+    #[test]
+    fn unpinned_base_image() {
+        let text = "[image]\nfrom = \"debian:bookworm\"\n[systemd]\nconsole_logs = true\n";
+        let loaded = load(SourceFile::new("Sysfile", text), &LoadOptions::default());
+        let warnings = check(loaded.spec.as_ref().unwrap(), &loaded.sources);
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].code, UNPINNED_BASE_IMAGE.code);
+        assert_eq!(
+            &text[warnings[0].span.start..warnings[0].span.end],
+            "\"debian:bookworm\""
+        );
+        let latest = "[image]\nfrom = \"registry:5000/debian\"\n";
+        let loaded = load(SourceFile::new("Sysfile", latest), &LoadOptions::default());
+        let warnings = check(loaded.spec.as_ref().unwrap(), &loaded.sources);
+        assert!(warnings.iter().any(|w| w.message.contains("latest")));
+        assert!(!fires(UNPINNED_BASE_IMAGE, ""));
+    }
+
+    #[test]
+    fn package_manager_in_run() {
+        let r = PACKAGE_MANAGER_IN_RUN;
+        assert!(fires(
+            r,
+            "[[run]]\nsh = \"apt-get update && apt-get  install -y curl\"\n"
+        ));
+        assert!(fires(
+            r,
+            "[[run]]\nargv = [\"dnf\", \"install\", \"-y\", \"vim\"]\n"
+        ));
+        assert!(!fires(
+            r,
+            "[[run]]\nsh = \"apt-get update && make install\"\n"
+        ));
+    }
+
+    #[test]
+    fn health_none() {
+        assert!(fires(HEALTH_NONE, "health = \"none\"\n"));
+        assert!(!fires(HEALTH_NONE, "health = \"running-or-degraded\"\n"));
+    }
+
+    #[test]
+    fn stop_timeout_range() {
+        assert!(fires(STOP_TIMEOUT_RANGE, "stop_timeout = \"5m\"\n"));
+        assert!(fires(STOP_TIMEOUT_RANGE, "stop_timeout = \"500ms\"\n"));
+        assert!(!fires(STOP_TIMEOUT_RANGE, "stop_timeout = \"90s\"\n"));
+    }
+
+    #[test]
+    fn host_network_in_run() {
+        assert!(fires(
+            HOST_NETWORK_IN_RUN,
+            "[[run]]\nsh = \"true\"\nnetwork = \"host\"\n"
+        ));
+        assert!(!fires(
+            HOST_NETWORK_IN_RUN,
+            "[[run]]\nsh = \"true\"\nnetwork = \"none\"\n"
+        ));
+    }
+
+    #[test]
+    fn curl_pipe_shell() {
+        let r = CURL_PIPE_SHELL;
+        assert!(fires(
+            r,
+            "[[run]]\nsh = \"curl -fsSL https://example.com/install.sh | sh\"\n"
+        ));
+        assert!(fires(
+            r,
+            "[[run]]\nsh = \"wget -qO- https://x | sudo bash -s\"\n"
+        ));
+        assert!(!fires(
+            r,
+            "[[run]]\nsh = \"curl -fsSLo /tmp/i.sh https://x && sha256sum -c sums\"\n"
+        ));
+        assert!(!fires(r, "[[run]]\nsh = \"curl https://x | tar -x\"\n"));
+    }
+
+    #[test]
+    fn installed_and_removed() {
+        let r = INSTALLED_AND_REMOVED;
+        assert!(fires(
+            r,
+            "[packages]\ninstall = [\"vim\"]\nremove = [\"vim\"]\n"
+        ));
+        assert!(!fires(
+            r,
+            "[packages]\ninstall = [\"vim\"]\nremove = [\"nano\"]\n"
+        ));
+    }
+
+    #[test]
+    fn masked_but_kept() {
+        let r = MASKED_BUT_KEPT;
+        assert!(fires(
+            r,
+            "keep = [\"systemd-logind\"]\n[services]\nmask = [\"systemd-logind\"]\n"
+        ));
+        assert!(!fires(r, "keep = [\"systemd-logind\"]\n"));
+    }
+
+    #[test]
+    fn every_rule_is_documented() {
+        let docs = include_str!("../docs/lint.md");
+        for r in RULES {
+            assert!(
+                docs.contains(&format!("<a id=\"{}\"></a>", r.code)),
+                "{}",
+                r.code
+            );
+            assert!(
+                docs.contains(&format!("## {} (`{}`)", r.name, r.code)),
+                "{}",
+                r.name
+            );
+            assert!(
+                docs.contains(&format!(
+                    "| `{}` | `{}` | {} |",
+                    r.name, r.code, r.description
+                )),
+                "{}",
+                r.name
+            );
+        }
+    }
+
+    #[test]
+    fn rules_are_consistent() {
+        assert!(RULES.len() >= 10);
+        for r in RULES {
+            assert!(r.name.chars().next().unwrap().is_ascii_uppercase());
+            assert!(r.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
+            assert!(r.url.ends_with(r.code));
+            assert!(!r.description.ends_with('.'));
+        }
+    }
+}
