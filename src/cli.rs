@@ -40,6 +40,8 @@ enum Command {
     Frontend,
     /// Print the frontend caps the image label must declare.
     FrontendCaps,
+    /// Print the JSON Schema of the spec (for editors' TOML extensions).
+    Schema,
     /// Start a sysfile image with the engine flags this host needs (exit 1: the host cannot boot it).
     Run(crate::runtime::RunArgs),
     /// Print a Kubernetes Pod or Deployment manifest for a sysfile image.
@@ -51,6 +53,9 @@ struct SpecArgs {
     /// The spec file.
     #[arg(short = 'f', long = "file", default_value = "Sysfile")]
     file: PathBuf,
+    /// The build context (where `src`, `authorized_keys` and includes are read); default: the spec's directory.
+    #[arg(long)]
+    context: Option<PathBuf>,
     /// Set a declared build argument (repeatable).
     #[arg(long = "build-arg", value_name = "NAME=VALUE", value_parser = parse_key_value)]
     build_args: Vec<(String, String)>,
@@ -88,6 +93,13 @@ pub fn main() -> i32 {
         Command::Check(args) => check(&args),
         Command::Llb(args) => llb(&args),
         Command::Frontend => crate::frontend::main(),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&spec::json_schema()).unwrap_or_default()
+            );
+            Ok(0)
+        }
         Command::FrontendCaps => {
             println!("{}", crate::frontend::FRONTEND_CAPS.join(","));
             Ok(0)
@@ -113,11 +125,26 @@ fn load(args: &SpecArgs) -> Result<spec::Loaded> {
         || args.file.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
+    let main = SourceFile::new(name, text);
+    let context = match &args.context {
+        Some(dir) => dir.clone(),
+        None => args.file.parent().map(PathBuf::from).unwrap_or_default(),
+    };
+    let includes = spec::collect_includes(&main, |path| {
+        // `collect_includes` hands over normalised context-relative paths; refuse anything else.
+        let relative = std::path::Path::new(path);
+        let inside = relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        inside
+            .then(|| std::fs::read_to_string(context.join(relative)).ok())
+            .flatten()
+    });
     let options = LoadOptions {
         build_args: args.build_args.iter().cloned().collect::<BTreeMap<_, _>>(),
-        ..LoadOptions::default()
+        includes,
     };
-    Ok(spec::load(SourceFile::new(name, text), &options))
+    Ok(spec::load(main, &options))
 }
 
 fn print_diagnostics(loaded: &spec::Loaded) {
@@ -133,7 +160,14 @@ fn print_diagnostics(loaded: &spec::Loaded) {
 }
 
 fn check(args: &SpecArgs) -> Result<i32> {
-    let loaded = load(args)?;
+    let mut loaded = load(args)?;
+    if let Some(spec) = &loaded.spec {
+        let findings = crate::lint::check(spec, &loaded.sources);
+        loaded.diagnostics.extend(findings);
+        loaded
+            .diagnostics
+            .sort_by_key(|d| (d.span.file, d.span.start));
+    }
     print_diagnostics(&loaded);
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = loaded.diagnostics.len() - errors;

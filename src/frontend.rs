@@ -18,16 +18,27 @@ use crate::pb;
 use crate::plan::{self, BaseFacts};
 use crate::reference::Reference;
 use crate::spec::{self, LoadOptions};
-use crate::{cli, image, verify};
+use crate::{cli, image, lint, outline, verify};
 
 /// Frontend caps this frontend implements (the `moby.buildkit.frontend.caps` image label).
 pub const FRONTEND_CAPS: &[&str] = &["moby.buildkit.frontend.subrequests"];
 
 /// The subrequests answered (`requestid`), with their descriptions.
-const SUBREQUESTS: &[(&str, &str)] = &[(
-    "frontend.subrequests.describe",
-    "List available subrequests",
-)];
+const SUBREQUESTS: &[(&str, &str)] = &[
+    (
+        "frontend.subrequests.describe",
+        "List available subrequests",
+    ),
+    (
+        "frontend.outline",
+        "List the build arguments, secrets and SSH agents the spec uses",
+    ),
+    ("frontend.targets", "List the targets the spec builds"),
+    (
+        "frontend.lint",
+        "Check the spec against sysfile's lint rules",
+    ),
+];
 
 /// Runs the frontend over stdin/stdout; returns the exit code.
 pub fn main() -> anyhow::Result<i32> {
@@ -105,9 +116,13 @@ pub async fn serve(mut bridge: Bridge, options: &FrontendOptions) -> anyhow::Res
             ))
             .collect::<Vec<_>>()
     );
-    let outcome = match options.request_id() {
-        Some(id) => subrequest(&id),
+    let outcome = match options.request_id().as_deref() {
         None => build(&bridge, options).await,
+        Some("frontend.subrequests.describe") => Ok(describe()),
+        Some(id @ ("frontend.outline" | "frontend.targets" | "frontend.lint")) => {
+            spec_subrequest(&bridge, options, id).await
+        }
+        Some(other) => Err(BuildError::Subrequest(other.to_string())),
     };
     let returned = match outcome {
         Ok(result) => bridge.return_result(result).await,
@@ -133,10 +148,7 @@ fn metadata_result(metadata: BTreeMap<String, Vec<u8>>) -> pb::gateway::Result {
     }
 }
 
-fn subrequest(id: &str) -> Result<pb::gateway::Result, BuildError> {
-    if id != "frontend.subrequests.describe" {
-        return Err(BuildError::Subrequest(id.to_string()));
-    }
+fn describe() -> pb::gateway::Result {
     let described: Vec<_> = SUBREQUESTS
         .iter()
         .map(|(name, description)| {
@@ -154,14 +166,73 @@ fn subrequest(id: &str) -> Result<pb::gateway::Result, BuildError> {
     for (name, description) in SUBREQUESTS {
         text.push_str(&format!("{name}\t1.0.0\t{description}\n"));
     }
-    Ok(metadata_result(BTreeMap::from([
+    subrequest_result(serde_json::Value::Array(described), text, None)
+}
+
+fn subrequest_result(
+    json: serde_json::Value,
+    text: String,
+    status: Option<u8>,
+) -> pb::gateway::Result {
+    let mut metadata = BTreeMap::from([
         (
             "result.json".to_string(),
-            serde_json::to_vec(&described).unwrap_or_default(),
+            serde_json::to_vec(&json).unwrap_or_default(),
         ),
         ("result.txt".to_string(), text.into_bytes()),
         ("version".to_string(), b"1.0.0".to_vec()),
-    ])))
+    ]);
+    if let Some(code) = status {
+        metadata.insert(
+            "result.statuscode".to_string(),
+            code.to_string().into_bytes(),
+        );
+    }
+    metadata_result(metadata)
+}
+
+/// `frontend.outline`, `frontend.targets` and `frontend.lint`: answered from the spec alone.
+async fn spec_subrequest(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+    id: &str,
+) -> Result<pb::gateway::Result, BuildError> {
+    let (loaded, _) = load_spec(bridge, options).await?;
+    if id == "frontend.lint" {
+        let mut diagnostics = loaded.diagnostics.clone();
+        if let Some(spec) = &loaded.spec {
+            diagnostics.extend(lint::check(spec, &loaded.sources));
+        }
+        let mut json = outline::lint_result(&loaded.sources, &diagnostics);
+        let mut text = outline::lint_text(&loaded.sources, &diagnostics);
+        if let Some(error) = diagnostics.iter().find(|d| d.is_error()) {
+            json["buildError"] = json!({
+                "message": error.message,
+                "location": outline::location(&loaded.sources, error.span),
+            });
+            text.push_str(&format!("ERROR: {}\n", error.message));
+        }
+        let failed = diagnostics.iter().any(|d| d.is_error()) || !diagnostics.is_empty();
+        return Ok(subrequest_result(json, text, Some(u8::from(failed))));
+    }
+    let Some(spec) = loaded.spec.as_ref() else {
+        return Err(BuildError::Spec {
+            diagnostics: loaded.diagnostics,
+            sources: loaded.sources,
+        });
+    };
+    Ok(match id {
+        "frontend.outline" => subrequest_result(
+            outline::outline(spec, &loaded.sources),
+            outline::outline_text(spec, &loaded.sources),
+            None,
+        ),
+        _ => subrequest_result(
+            outline::targets(spec, &loaded.sources),
+            outline::targets_text(spec, &loaded.sources),
+            None,
+        ),
+    })
 }
 
 /// The spec as read from the `dockerfile` local, with the digest of the op that loaded it.
@@ -212,6 +283,71 @@ async fn read_spec(bridge: &Bridge, options: &FrontendOptions) -> Result<SpecFil
     )))
 }
 
+/// Reads the spec and every file it includes (from the build context), then loads it.
+async fn load_spec(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+) -> Result<(spec::Loaded, String), BuildError> {
+    let spec_file = read_spec(bridge, options).await?;
+    let includes = read_includes(bridge, options, &spec_file.file).await?;
+    let loaded = spec::load(
+        spec_file.file,
+        &LoadOptions {
+            build_args: options.build_args(),
+            includes,
+        },
+    );
+    Ok((loaded, spec_file.load_digest))
+}
+
+/// Reads included fragments from the context local, level by level (nested includes), bounded.
+async fn read_includes(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+    main: &SourceFile,
+) -> Result<BTreeMap<String, String>, BuildError> {
+    let mut texts = BTreeMap::new();
+    let mut pending: Vec<String> = spec::include_requests(main)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    let key = options.context_key();
+    for _ in 0..spec::MAX_INCLUDE_DEPTH {
+        pending.retain(|p| !texts.contains_key(p));
+        pending.sort();
+        pending.dedup();
+        if pending.is_empty() {
+            break;
+        }
+        let local = LocalOptions {
+            session: options.local_session(&key).unwrap_or_default(),
+            include_patterns: pending.clone(),
+            follow_paths: pending.clone(),
+            shared_key_hint: key.clone(),
+            ..LocalOptions::default()
+        };
+        let mut graph = Graph::new(None);
+        let name = format!("[sysfile] load includes: {}", pending.join(" "));
+        let output = graph.local(&key, &local, OpOptions::named(name));
+        let reference = bridge.solve(graph.finish(&output), vec![], false).await?;
+        let mut next = Vec::new();
+        for path in std::mem::take(&mut pending) {
+            // A missing file is reported by the loader, at the include entry that names it.
+            if let Some(data) = bridge.read_file_opt(&reference, &path).await? {
+                let text = String::from_utf8_lossy(&data).into_owned();
+                next.extend(
+                    spec::include_requests(&SourceFile::new(path.clone(), text.clone()))
+                        .into_iter()
+                        .map(|(p, _)| p),
+                );
+                texts.insert(path, text);
+            }
+        }
+        pending = next;
+    }
+    Ok(texts)
+}
+
 async fn warn(bridge: &Bridge, diagnostics: &[Diagnostic], sources: &Sources, digest: &str) {
     for diagnostic in diagnostics.iter().filter(|d| !d.is_error()) {
         if let Err(e) = bridge
@@ -240,35 +376,28 @@ async fn build(
         .map_err(|e| BuildError::Other(e.to_string()))?;
     let other = |e: anyhow::Error| BuildError::Other(format!("{e:#}"));
 
-    let spec_file = read_spec(bridge, options).await?;
-    let build_args = options.build_args();
-    let loaded = spec::load(
-        spec_file.file,
-        &LoadOptions {
-            build_args,
-            ..LoadOptions::default()
-        },
-    );
-    warn(
-        bridge,
-        &loaded.diagnostics,
-        &loaded.sources,
-        &spec_file.load_digest,
-    )
-    .await;
+    let (loaded, load_digest) = load_spec(bridge, options).await?;
+    warn(bridge, &loaded.diagnostics, &loaded.sources, &load_digest).await;
     let Some(spec) = loaded.spec.as_ref() else {
         return Err(BuildError::Spec {
             diagnostics: loaded.diagnostics,
             sources: loaded.sources,
         });
     };
+    warn(
+        bridge,
+        &lint::check(spec, &loaded.sources),
+        &loaded.sources,
+        &load_digest,
+    )
+    .await;
     if let Some(target) = options.target() {
         let note = Diagnostic::warning(
             "target-ignored",
             spec.image.span,
             format!("the build target `{target}` is ignored: a Sysfile has a single target"),
         );
-        warn(bridge, &[note], &loaded.sources, &spec_file.load_digest).await;
+        warn(bridge, &[note], &loaded.sources, &load_digest).await;
     }
 
     let platforms = requested_platforms(options, spec).map_err(other)?;
@@ -279,7 +408,7 @@ async fn build(
         options,
         spec,
         sources: &loaded.sources,
-        load_digest: &spec_file.load_digest,
+        load_digest: &load_digest,
     };
     if !multi {
         let platform = platforms.into_iter().next().unwrap_or_default();

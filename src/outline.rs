@@ -227,7 +227,7 @@ fn rule_of(d: &Diagnostic) -> (String, String, String) {
 /// The `frontend.lint` result for `diagnostics` (the loader's warnings and [`lint::check`]'s).
 ///
 /// Errors are left out: with an error there is no `spec` to lint.
-pub fn lint_result(_spec: &Spec, sources: &Sources, diagnostics: &[Diagnostic]) -> Value {
+pub fn lint_result(sources: &Sources, diagnostics: &[Diagnostic]) -> Value {
     let warnings: Vec<Value> = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Warning)
@@ -256,7 +256,7 @@ pub fn lint_result(_spec: &Spec, sources: &Sources, diagnostics: &[Diagnostic]) 
 }
 
 /// `frontend.lint` as text: each warning as `WARNING: Rule - url`, its detail and the rendered source.
-pub fn lint_text(_spec: &Spec, sources: &Sources, diagnostics: &[Diagnostic]) -> String {
+pub fn lint_text(sources: &Sources, diagnostics: &[Diagnostic]) -> String {
     let warnings: Vec<&Diagnostic> = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Warning)
@@ -314,10 +314,10 @@ mod tests {
 
     #[test]
     fn lint_of_sshd() {
-        let (spec, sources, diagnostics) = sshd();
-        let json = serde_json::to_string_pretty(&lint_result(&spec, &sources, &diagnostics));
+        let (_, sources, diagnostics) = sshd();
+        let json = serde_json::to_string_pretty(&lint_result(&sources, &diagnostics));
         insta::assert_snapshot!(json.unwrap());
-        insta::assert_snapshot!(lint_text(&spec, &sources, &diagnostics));
+        insta::assert_snapshot!(lint_text(&sources, &diagnostics));
     }
 
     #[test]
@@ -344,15 +344,15 @@ mod tests {
         assert_eq!(pascal_case("early-boot-target"), "EarlyBootTarget");
         let text = "[image]\nfrom = \"debian\"\n[systemd]\ntarget = \"sysinit\"\n";
         let loaded = load(SourceFile::new("Sysfile", text), &LoadOptions::default());
-        let spec = loaded.spec.unwrap();
-        let result = lint_result(&spec, &loaded.sources, &loaded.diagnostics);
+        assert!(loaded.spec.is_some());
+        let result = lint_result(&loaded.sources, &loaded.diagnostics);
         assert_eq!(result["warnings"][0]["ruleName"], "EarlyBootTarget");
         assert_eq!(
             result["warnings"][0]["location"]["ranges"][0]["start"]["line"],
             4
         );
         assert_eq!(
-            lint_text(&spec, &loaded.sources, &[]),
+            lint_text(&loaded.sources, &[]),
             "Check complete, no warnings found.\n"
         );
     }

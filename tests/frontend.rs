@@ -573,3 +573,127 @@ async fn a_feature_an_old_daemon_lacks_is_a_located_error_naming_the_version() -
     returned_config(&new);
     Ok(())
 }
+
+#[tokio::test]
+async fn outline_targets_and_lint_answer_from_the_spec() -> TestResult {
+    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[args]\n# The release to build.\nRELEASE = \"bookworm\"\n\n[[run]]\nsh = \"true\"\nmounts = [{ type = \"secret\", id = \"token\" }]\n";
+    let outline = run(
+        fake("v0.32", spec),
+        &[("filename", "Sysfile"), ("requestid", "frontend.outline")],
+    )
+    .await?;
+    let result = outline.returned().and_then(|r| r.result).expect("a result");
+    let json: serde_json::Value = serde_json::from_slice(&result.metadata["result.json"])?;
+    assert_eq!(json["args"][0]["name"], "RELEASE");
+    assert_eq!(json["args"][0]["value"], "bookworm");
+    assert_eq!(json["args"][0]["description"], "The release to build.");
+    assert_eq!(json["secrets"][0]["name"], "token");
+    assert_eq!(outline.solves().len(), 1, "only the spec is read");
+
+    let targets = run(
+        fake("v0.32", spec),
+        &[("filename", "Sysfile"), ("requestid", "frontend.targets")],
+    )
+    .await?;
+    let result = targets.returned().and_then(|r| r.result).expect("a result");
+    let json: serde_json::Value = serde_json::from_slice(&result.metadata["result.json"])?;
+    assert_eq!(json["targets"][0]["name"], "default");
+
+    let lint = run(
+        fake("v0.32", spec),
+        &[("filename", "Sysfile"), ("requestid", "frontend.lint")],
+    )
+    .await?;
+    let result = lint.returned().and_then(|r| r.result).expect("a result");
+    let json: serde_json::Value = serde_json::from_slice(&result.metadata["result.json"])?;
+    let rules: Vec<&str> = json["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["ruleName"].as_str())
+        .collect();
+    assert!(
+        rules.contains(&"UnpinnedBaseImage") && rules.contains(&"NoConsoleLogs"),
+        "{rules:?}"
+    );
+    assert_eq!(result.metadata["result.statuscode"], b"1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn lint_findings_are_warnings_during_a_build() -> TestResult {
+    let handle = run(fake("v0.32", SSHD), &[("filename", "Sysfile")]).await?;
+    returned_config(&handle);
+    let shorts: Vec<String> = handle
+        .warnings()
+        .iter()
+        .map(|w| String::from_utf8_lossy(&w.short).into_owned())
+        .collect();
+    assert!(
+        shorts.iter().any(|s| s.contains("unpinned-base-image")),
+        "{shorts:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn includes_are_read_from_the_context_and_errors_name_the_fragment() -> TestResult {
+    let main = "include = [\"common.toml\"]\n[image]\nfrom = \"local/debian:bookworm\"\n";
+    let good = FakeBuildkit::new(caps("v0.32"))
+        .with_local("dockerfile", [("Sysfile", main.as_bytes().to_vec())])
+        .with_local(
+            "context",
+            [(
+                "common.toml",
+                b"[config]\nenv = { FROM_FRAGMENT = \"yes\" }\n".to_vec(),
+            )],
+        );
+    // The fragment changes no unit, so the final state is that of the spec without it.
+    let good = with_debian(good, "[image]\nfrom = \"local/debian:bookworm\"\n");
+    let handle = run(good, &[("filename", "Sysfile")]).await?;
+    let config = returned_config(&handle);
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(env.contains(&"FROM_FRAGMENT=yes"), "{env:?}");
+
+    let bad = FakeBuildkit::new(caps("v0.32"))
+        .with_local("dockerfile", [("Sysfile", main.as_bytes().to_vec())])
+        .with_local(
+            "context",
+            [("common.toml", b"[config]\n\nbogus = 1\n".to_vec())],
+        );
+    let handle = run(with_debian(bad, main), &[("filename", "Sysfile")]).await?;
+    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    assert!(
+        status.message.starts_with("common.toml:3:"),
+        "{}",
+        status.message
+    );
+    let detail = status
+        .details
+        .iter()
+        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
+        .expect("a Source detail");
+    let json: serde_json::Value = serde_json::from_slice(&detail.value)?;
+    assert_eq!(json["info"]["filename"], "common.toml");
+    Ok(())
+}
+
+/// The Debian base image, its inventory and a healthy final state, for a fake with custom locals.
+fn with_debian(fake: FakeBuildkit, spec: &str) -> FakeBuildkit {
+    fake.with_image_config(DEBIAN, DIGEST, base_config())
+        .with_image_rootfs(
+            DEBIAN,
+            [
+                ("/etc/os-release", b"ID=debian\n".to_vec()),
+                ("/lib/systemd/systemd", b"\x7fELF".to_vec()),
+                ("/sbin/init", b"\x7fELF".to_vec()),
+            ],
+        )
+        .with_exec_output("sysfile-inventory", inventory())
+        .with_exec_output("sysfile-verify", final_state(spec))
+}

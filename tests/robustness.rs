@@ -210,7 +210,7 @@ fn fixtures_as_includes() {
                 assert!(w.span.end <= file.text.len());
             }
             let _ = sysfile::outline::outline(spec, &loaded.sources);
-            let _ = sysfile::outline::lint_result(spec, &loaded.sources, &loaded.diagnostics);
+            let _ = sysfile::outline::lint_result(&loaded.sources, &loaded.diagnostics);
         }
     }
 }

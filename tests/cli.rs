@@ -1,0 +1,99 @@
+//! The `sysfile` command line: exit codes, diagnostics on stderr, LLB and schema on stdout.
+
+use std::process::Command;
+
+use prost::Message as _;
+
+fn sysfile(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sysfile"))
+        .args(args)
+        .output()
+        .expect("sysfile runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_the_example_and_shows_lint_warnings() {
+    let (code, _, stderr) = sysfile(&["check", "-f", "examples/sshd/Sysfile"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("warning[unpinned-base-image]"), "{stderr}");
+    assert!(stderr.contains("Sysfile: ok"), "{stderr}");
+}
+
+#[test]
+fn check_fails_with_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    std::fs::write(&path, "[image]\nfrom = \"debian\"\ncolour = \"blue\"\n").unwrap();
+    let (code, stdout, stderr) = sysfile(&["check", "-f", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("error[unknown-key]") && stderr.contains("Sysfile:3:1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reads_includes_from_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Sysfile"),
+        "include = [\"parts/users.toml\"]\n[image]\nfrom = \"debian\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("parts")).unwrap();
+    std::fs::write(
+        dir.path().join("parts/users.toml"),
+        "[[users]]\nname = \"Bad Name\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = sysfile(&["check", "-f", dir.path().join("Sysfile").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("users.toml:2:"), "{stderr}");
+    std::fs::write(
+        dir.path().join("parts/users.toml"),
+        "[[users]]\nname = \"admin\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = sysfile(&["check", "-f", dir.path().join("Sysfile").to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn llb_writes_a_definition_that_decodes() {
+    let (code, _, stderr) = sysfile(&["llb", "-f", "examples/sshd/Sysfile", "--network", "host"]);
+    assert_eq!(code, 0, "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_sysfile"))
+        .args(["llb", "-f", "examples/sshd/Sysfile", "--network", "host"])
+        .output()
+        .unwrap();
+    let def = sysfile::pb::llb::Definition::decode(out.stdout.as_slice()).expect("a pb.Definition");
+    assert!(def.def.len() > 5);
+    let dump = sysfile::llb::dump::render(&def).unwrap();
+    assert!(
+        dump.contains("[sysfile] install packages: openssh-server sudo"),
+        "{dump}"
+    );
+    assert!(dump.contains("network HOST"));
+}
+
+#[test]
+fn schema_is_json_schema_for_every_table() {
+    let (code, stdout, _) = sysfile(&["schema"]);
+    assert_eq!(code, 0);
+    let schema: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    for table in [
+        "image", "args", "packages", "files", "users", "run", "services", "systemd", "config",
+        "include",
+    ] {
+        assert!(
+            schema["properties"].get(table).is_some(),
+            "no {table} in the schema"
+        );
+    }
+}
