@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, SourceFile, Sources};
 use crate::distro::Family;
 use crate::gateway::{Bridge, BridgeError, FrontendOptions, errors, transport};
 use crate::llb::{Graph, LocalOptions, OpOptions};
-use crate::lower::{self, LowerOptions, Lowering, REPORT_DIR};
+use crate::lower::{self, LowerOptions, Lowering, NamedContext, REPORT_DIR};
 use crate::pb;
 use crate::plan::{self, BaseFacts};
 use crate::reference::Reference;
@@ -21,7 +21,10 @@ use crate::spec::{self, LoadOptions};
 use crate::{cli, image, lint, outline, verify};
 
 /// Frontend caps this frontend implements (the `moby.buildkit.frontend.caps` image label).
-pub const FRONTEND_CAPS: &[&str] = &["moby.buildkit.frontend.subrequests"];
+pub const FRONTEND_CAPS: &[&str] = &[
+    "moby.buildkit.frontend.contexts",
+    "moby.buildkit.frontend.subrequests",
+];
 
 /// The subrequests answered (`requestid`), with their descriptions.
 const SUBREQUESTS: &[(&str, &str)] = &[
@@ -560,6 +563,80 @@ fn unsupported_features(spec: &crate::model::Spec, caps: &crate::gateway::Caps) 
     diagnostics
 }
 
+/// Named build contexts from the `context:NAME=VALUE` options (`--build-context NAME=…`).
+fn named_contexts(options: &FrontendOptions) -> Result<BTreeMap<String, NamedContext>, BuildError> {
+    let mut contexts = BTreeMap::new();
+    for (key, value) in options.all() {
+        let Some(name) = key.strip_prefix("context:") else {
+            continue;
+        };
+        // `context:NAME::PLATFORM` applies to one platform; sysfile treats it like `context:NAME`.
+        let name = name.split("::").next().unwrap_or(name).to_string();
+        let context = if let Some(reference) = value.strip_prefix("docker-image://") {
+            let parsed = Reference::parse(reference)
+                .map_err(|e| BuildError::Other(format!("build context `{name}`: {e}")))?;
+            NamedContext::Image(parsed.normalized())
+        } else if let Some(local) = value.strip_prefix("local:") {
+            NamedContext::Local {
+                name: local.to_string(),
+                session: options.local_session(local).unwrap_or_default(),
+            }
+        } else if value.starts_with("git://")
+            || value.starts_with("git@")
+            || value.contains(".git#")
+            || value.ends_with(".git")
+        {
+            let identifier = value
+                .trim_start_matches("git://")
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_start_matches("ssh://")
+                .trim_start_matches("git@")
+                .replacen(':', "/", usize::from(value.starts_with("git@")))
+                .to_string();
+            NamedContext::Git {
+                identifier,
+                url: value.clone(),
+            }
+        } else if value.starts_with("https://") || value.starts_with("http://") {
+            NamedContext::Http(value.clone())
+        } else {
+            return Err(BuildError::Other(format!(
+                "build context `{name}={value}` is not supported: sysfile takes directories, docker-image://, git and https contexts"
+            )));
+        };
+        contexts.insert(name, context);
+    }
+    Ok(contexts)
+}
+
+/// Every `[[files]] from` must name a build context the client passed.
+fn check_named_contexts(
+    spec: &crate::model::Spec,
+    contexts: &BTreeMap<String, NamedContext>,
+    sources: &Sources,
+) -> Result<(), BuildError> {
+    let diagnostics: Vec<Diagnostic> = spec
+        .files
+        .iter()
+        .filter_map(|file| {
+            let name = file.from.as_ref()?;
+            (!contexts.contains_key(name)).then(|| {
+                Diagnostic::error("unknown-build-context", file.span, format!("there is no build context named `{name}`"))
+                    .with_help(format!("pass it with `docker buildx build --build-context {name}=<directory or docker-image://REF>`"))
+            })
+        })
+        .collect();
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError::Spec {
+            diagnostics,
+            sources: sources.clone(),
+        })
+    }
+}
+
 /// What building one platform needs; [`PlatformBuild::build`] returns the ref, config and epoch.
 struct PlatformBuild<'a> {
     bridge: &'a Bridge,
@@ -578,15 +655,32 @@ impl PlatformBuild<'_> {
         let caps = bridge.caps().clone();
         let other = |e: anyhow::Error| BuildError::Other(format!("{e:#}"));
         let platform = platform.clone();
-        let base =
-            Reference::parse(&spec.image.from.value).map_err(|message| BuildError::Spec {
-                diagnostics: vec![Diagnostic::error(
-                    "bad-image-reference",
-                    spec.image.from.span,
-                    message,
-                )],
-                sources: self.sources.clone(),
-            })?;
+        let named_contexts = named_contexts(options)?;
+        check_named_contexts(spec, &named_contexts, self.sources)?;
+        // Like the Dockerfile frontend: a named context can replace the base image by name.
+        let base_text = match named_contexts.get(&spec.image.from.value) {
+            Some(NamedContext::Image(reference)) => reference.clone(),
+            Some(_) => {
+                return Err(BuildError::Spec {
+                    diagnostics: vec![Diagnostic::error(
+                        "bad-base-context",
+                        spec.image.from.span,
+                        format!("the build context `{}` replaces the base image, but it is not an image", spec.image.from.value),
+                    )
+                    .with_help("pass it as `--build-context NAME=docker-image://REF`")],
+                    sources: self.sources.clone(),
+                });
+            }
+            None => spec.image.from.value.clone(),
+        };
+        let base = Reference::parse(&base_text).map_err(|message| BuildError::Spec {
+            diagnostics: vec![Diagnostic::error(
+                "bad-image-reference",
+                spec.image.from.span,
+                message,
+            )],
+            sources: self.sources.clone(),
+        })?;
         let resolve_mode = options.image_resolve_mode().map_err(other)?;
         let (digest, base_config) = bridge
             .resolve_image_config(
@@ -648,6 +742,7 @@ impl PlatformBuild<'_> {
         }
         let context_key = options.context_key();
         let lower_options = LowerOptions {
+            named_contexts,
             base_ref: base_ref.clone(),
             base_span: spec.image.from.span,
             base_env,

@@ -31,6 +31,8 @@ pub struct LowerOptions {
     pub session_id: String,
     /// The name of the local holding the build context.
     pub context_name: String,
+    /// Named build contexts (`--build-context NAME=…`), by name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
     /// `force-network-mode` from the builder (`docker build --network=host`).
     pub force_network: Option<NetMode>,
     pub extra_hosts: Vec<(String, String)>,
@@ -48,6 +50,26 @@ impl LowerOptions {
     fn has_cap(&self, cap: &str) -> bool {
         self.llb_caps.as_ref().is_none_or(|caps| caps.contains(cap))
     }
+}
+
+/// Where a named build context comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A directory the client shares as a local (`--build-context name=./dir`).
+    Local { name: String, session: String },
+    /// An image, normalised (`docker-image://…`).
+    Image(String),
+    /// A git repository: the LLB identifier (`host/path#ref`) and the URL as given.
+    Git { identifier: String, url: String },
+    /// A single file over HTTP(S).
+    Http(String),
+}
+
+/// The build contexts a step can read: the main one and the named ones the plan uses.
+#[derive(Clone, Debug, Default)]
+struct Contexts {
+    main: Option<Output>,
+    named: BTreeMap<String, Output>,
 }
 
 /// The result of lowering: the definition plus one history line per step.
@@ -74,7 +96,7 @@ pub fn lower(plan: &Plan, sources: &Sources, options: &LowerOptions) -> Lowered 
 pub struct Lowering<'a> {
     graph: Graph,
     current: Output,
-    context: Option<Output>,
+    contexts: Contexts,
     sources: &'a Sources,
     options: &'a LowerOptions,
     history: Vec<(String, bool)>,
@@ -114,10 +136,45 @@ impl<'a> Lowering<'a> {
             );
             graph.local(&options.context_name, &local, OpOptions::named(name))
         });
+        let mut named = BTreeMap::new();
+        for (name, paths) in &plan.named_context_paths {
+            let Some(source) = options.named_contexts.get(name) else {
+                continue;
+            };
+            let title = format!("[sysfile] load build context {name}");
+            let output = match source {
+                NamedContext::Local {
+                    name: local_name,
+                    session,
+                } => {
+                    let local = LocalOptions {
+                        session: session.clone(),
+                        include_patterns: paths.clone(),
+                        follow_paths: paths.clone(),
+                        shared_key_hint: local_name.clone(),
+                        ..LocalOptions::default()
+                    };
+                    graph.local(local_name, &local, OpOptions::named(title))
+                }
+                NamedContext::Image(reference) => {
+                    graph.image(reference, BTreeMap::new(), OpOptions::named(title))
+                }
+                NamedContext::Git { identifier, url } => {
+                    graph.git(identifier, url, false, OpOptions::named(title))
+                }
+                NamedContext::Http(url) => {
+                    graph.http(url, None, None, None, OpOptions::named(title))
+                }
+            };
+            named.insert(name.clone(), output);
+        }
         Lowering {
             graph,
             current,
-            context,
+            contexts: Contexts {
+                main: context,
+                named,
+            },
             sources,
             options,
             history: Vec::new(),
@@ -134,7 +191,7 @@ impl<'a> Lowering<'a> {
                 &mut self.graph,
                 exec,
                 &self.current,
-                self.context.as_ref(),
+                &self.contexts,
                 op_options,
                 self.options,
             ),
@@ -142,7 +199,7 @@ impl<'a> Lowering<'a> {
                 &mut self.graph,
                 files,
                 &self.current,
-                self.context.as_ref(),
+                &self.contexts,
                 self.options.epoch.map(|e| {
                     i64::try_from(e)
                         .unwrap_or(i64::MAX)
@@ -240,7 +297,7 @@ fn lower_exec(
     graph: &mut Graph,
     exec: &ExecStep,
     root: &Output,
-    context: Option<&Output>,
+    contexts: &Contexts,
     op_options: OpOptions,
     options: &LowerOptions,
 ) -> Output {
@@ -275,7 +332,7 @@ fn lower_exec(
         mounts.push(Mount {
             dest: CONTEXT_MOUNT.to_string(),
             kind: llb::MountKind::Bind {
-                input: context.cloned(),
+                input: contexts.main.clone(),
                 selector: String::new(),
                 readonly: true,
                 output: false,
@@ -284,7 +341,7 @@ fn lower_exec(
     }
     for mount in &exec.mounts {
         mounts.retain(|m| m.dest != mount.target);
-        mounts.push(lower_mount(graph, mount, context, options));
+        mounts.push(lower_mount(graph, mount, contexts, options));
     }
     let network = match exec.network {
         Network::Host => NetMode::Host,
@@ -315,7 +372,7 @@ fn lower_exec(
 fn lower_mount(
     graph: &mut Graph,
     mount: &model::RunMount,
-    context: Option<&Output>,
+    contexts: &Contexts,
     options: &LowerOptions,
 ) -> Mount {
     let kind = match &mount.kind {
@@ -325,10 +382,15 @@ fn lower_mount(
             readonly,
         } => {
             let (input, selector) = match from {
-                BindFrom::Context => (context.cloned(), format!("/{source}")),
+                BindFrom::Context => (contexts.main.clone(), format!("/{source}")),
+                BindFrom::Image(name) if contexts.named.contains_key(name) => {
+                    (contexts.named.get(name).cloned(), source.clone())
+                }
                 BindFrom::Image(reference) => {
+                    let normalized = crate::reference::Reference::parse(reference)
+                        .map_or_else(|_| reference.clone(), |r| r.normalized());
                     let image = graph.image(
-                        reference,
+                        &normalized,
                         BTreeMap::new(),
                         OpOptions::named(format!("[sysfile] image {reference}")),
                     );
@@ -388,7 +450,7 @@ fn lower_files(
     graph: &mut Graph,
     files: &[FileStep],
     base: &Output,
-    context: Option<&Output>,
+    contexts: &Contexts,
     timestamp: Option<i64>,
     op_options: OpOptions,
 ) -> Output {
@@ -396,11 +458,16 @@ fn lower_files(
     for file in files {
         match file {
             FileStep::CopyFromContext {
+                from,
                 src,
                 dest,
                 mode,
                 owner,
             } => {
+                let context = match from {
+                    Some(name) => contexts.named.get(name),
+                    None => contexts.main.as_ref(),
+                };
                 if let Some(context) = context {
                     actions.push(FileAction::Copy {
                         from: context.clone(),

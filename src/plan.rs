@@ -5,7 +5,7 @@
 //! shells only as positional arguments or environment variables, never as
 //! script text.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::Span;
 use crate::distro::{self, Family};
@@ -54,6 +54,8 @@ pub struct Plan {
     pub finalize_from: usize,
     /// Context-relative paths the build reads (the include patterns of the context source).
     pub context_paths: Vec<String>,
+    /// Paths read from named build contexts (or images) that `from` keys name.
+    pub named_context_paths: BTreeMap<String, Vec<String>>,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
     pub default_target: String,
@@ -93,8 +95,10 @@ pub struct ExecStep {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileStep {
-    /// Copy a context path (file or directory contents) to `dest`.
+    /// Copy a context path (file or directory contents) to `dest`; `from` names a named build
+    /// context (`None`: the main one).
     CopyFromContext {
+        from: Option<String>,
         src: String,
         dest: String,
         mode: Option<u32>,
@@ -120,6 +124,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .map_or(facts.family.package_manager(), |m| m.value);
     let mut steps = Vec::new();
     let mut context_paths = BTreeSet::new();
+    let mut named_paths: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let build_args: Vec<(String, String)> = spec
         .args
         .iter()
@@ -131,7 +136,12 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .iter()
         .filter(|r| r.phase == Phase::BeforePackages)
     {
-        steps.push(run_step(run, &build_args, &mut context_paths));
+        steps.push(run_step(
+            run,
+            &build_args,
+            &mut context_paths,
+            &mut named_paths,
+        ));
     }
 
     let mut install: Vec<String> = spec
@@ -181,10 +191,21 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     for file in &spec.files {
         let (name, action) = match &file.source {
             FileSource::Context(src) => {
-                context_paths.insert(src.clone());
+                match &file.from {
+                    Some(name) => named_paths
+                        .entry(name.clone())
+                        .or_default()
+                        .insert(src.clone()),
+                    None => context_paths.insert(src.clone()),
+                };
+                let shown = file
+                    .from
+                    .as_ref()
+                    .map_or_else(|| src.clone(), |name| format!("{name}:{src}"));
                 (
-                    format!("[sysfile] copy {src} -> {}", file.dest),
+                    format!("[sysfile] copy {shown} -> {}", file.dest),
                     FileStep::CopyFromContext {
+                        from: file.from.clone(),
                         src: src.clone(),
                         dest: file.dest.clone(),
                         mode: file.mode,
@@ -210,7 +231,12 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     }
 
     for run in spec.runs.iter().filter(|r| r.phase == Phase::AfterPackages) {
-        steps.push(run_step(run, &build_args, &mut context_paths));
+        steps.push(run_step(
+            run,
+            &build_args,
+            &mut context_paths,
+            &mut named_paths,
+        ));
     }
 
     let units = UnitPlan::new(spec, facts.family);
@@ -237,6 +263,10 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         steps,
         finalize_from,
         context_paths: context_paths.into_iter().collect(),
+        named_context_paths: named_paths
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect(),
         entrypoint,
         cmd,
         default_target: spec.systemd.target.name.clone(),
@@ -250,6 +280,7 @@ fn run_step(
     run: &model::RunStep,
     build_args: &[(String, String)],
     context_paths: &mut BTreeSet<String>,
+    named_paths: &mut BTreeMap<String, BTreeSet<String>>,
 ) -> Step {
     let args = match &run.command {
         Command::Shell(script) => vec!["/bin/sh".to_string(), "-c".to_string(), script.clone()],
@@ -263,6 +294,23 @@ fn run_step(
         } = &mount.kind
         {
             context_paths.insert(source.clone());
+        }
+        // `from` may name a named build context; if it turns out to be an image, this is unused.
+        if let MountKind::Bind {
+            source,
+            from: model::BindFrom::Image(name),
+            ..
+        } = &mount.kind
+        {
+            let path = source.trim_start_matches('/');
+            named_paths
+                .entry(name.clone())
+                .or_default()
+                .insert(if path.is_empty() {
+                    ".".into()
+                } else {
+                    path.into()
+                });
         }
     }
     let label = run.name.clone().unwrap_or_else(|| match &run.command {

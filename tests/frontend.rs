@@ -697,3 +697,76 @@ fn with_debian(fake: FakeBuildkit, spec: &str) -> FakeBuildkit {
         .with_exec_output("sysfile-inventory", inventory())
         .with_exec_output("sysfile-verify", final_state(spec))
 }
+
+#[tokio::test]
+async fn named_build_contexts_feed_files_bind_mounts_and_the_base() -> TestResult {
+    let spec = "[image]\nfrom = \"base\"\n\n[[files]]\nfrom = \"extra\"\nsrc = \"motd\"\ndest = \"/etc/motd\"\n\n[[run]]\nsh = \"cat /mnt/tools/x\"\nmounts = [{ type = \"bind\", from = \"tools\", source = \"/bin\", target = \"/mnt/tools\" }]\n";
+    let fake = with_debian(
+        FakeBuildkit::new(caps("v0.32"))
+            .with_local("dockerfile", [("Sysfile", spec.as_bytes().to_vec())]),
+        spec,
+    );
+    let handle = run(
+        fake,
+        &[
+            ("filename", "Sysfile"),
+            ("context:base", "docker-image://local/debian:bookworm"),
+            ("context:extra", "local:extra"),
+            ("context:tools::linux/amd64", "docker-image://busybox:1"),
+        ],
+    )
+    .await?;
+    let config = returned_config(&handle);
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.base.name"],
+        "docker.io/local/debian:bookworm"
+    );
+    let def = handle
+        .solves()
+        .last()
+        .and_then(|s| s.definition.clone())
+        .unwrap();
+    let sources: Vec<String> = def
+        .def
+        .iter()
+        .filter_map(|b| match pb::llb::Op::decode(b.as_slice()).ok()?.op? {
+            pb::llb::op::Op::Source(s) => Some(format!(
+                "{} {:?}",
+                s.identifier,
+                s.attrs.get("local.includepattern")
+            )),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        sources
+            .iter()
+            .any(|s| s == "local://extra Some(\"[\\\"motd\\\"]\")"),
+        "{sources:?}"
+    );
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.starts_with("docker-image://docker.io/library/busybox:1")),
+        "{sources:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_file_from_an_unknown_build_context_is_a_located_error() -> TestResult {
+    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\nfrom = \"extra\"\nsrc = \"motd\"\ndest = \"/etc/motd\"\n";
+    let handle = run(fake("v0.32", spec), &[("filename", "Sysfile")]).await?;
+    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    assert!(
+        status.message.starts_with("Sysfile:4:"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("--build-context extra="),
+        "{}",
+        status.message
+    );
+    Ok(())
+}
