@@ -758,7 +758,13 @@ impl PlatformBuild<'_> {
             epoch: options.source_date_epoch().map_err(other)?,
         };
         let mut plan = plan;
-        let inventory = inspect_units(bridge, &plan, self.sources, &lower_options).await?;
+        // Both inspections share every step before them with the image, so BuildKit runs the
+        // build once; asking for both at the same time overlaps their round trips.
+        let (inventory, state) = tokio::join!(
+            inspect_units(bridge, &plan, self.sources, &lower_options),
+            check_final_state(bridge, spec, &plan, self.sources, &lower_options),
+        );
+        let inventory = inventory?;
         let inventory_diagnostics = verify::check_inventory(spec, &inventory);
         warn(
             bridge,
@@ -768,6 +774,7 @@ impl PlatformBuild<'_> {
         )
         .await;
         if inventory_diagnostics.iter().any(Diagnostic::is_error) {
+            // A missing unit also fails the units step; the located diagnostic says more.
             return Err(BuildError::Spec {
                 diagnostics: inventory_diagnostics,
                 sources: self.sources.clone(),
@@ -777,8 +784,7 @@ impl PlatformBuild<'_> {
             // `/sbin/init` is another init system: start the systemd binary itself.
             plan.entrypoint = vec![facts.family.systemd_binary().to_string()];
         }
-        let state_diagnostics =
-            check_final_state(bridge, spec, &plan, self.sources, &lower_options).await?;
+        let state_diagnostics = state?;
         if !state_diagnostics.is_empty() {
             return Err(BuildError::Spec {
                 diagnostics: state_diagnostics,
@@ -861,14 +867,13 @@ async fn detect_base(
             });
         }
     };
-    let mut has_systemd = false;
-    for path in ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"] {
-        if exists(bridge, &reference, path).await? {
-            has_systemd = true;
-            break;
-        }
-    }
-    let has_sbin_init = exists(bridge, &reference, "/sbin/init").await?;
+    let (lib, usr_lib, sbin_init) = tokio::join!(
+        exists(bridge, &reference, "/lib/systemd/systemd"),
+        exists(bridge, &reference, "/usr/lib/systemd/systemd"),
+        exists(bridge, &reference, "/sbin/init"),
+    );
+    let has_systemd = lib? || usr_lib?;
+    let has_sbin_init = sbin_init?;
     Ok(BaseFacts {
         family,
         has_systemd,

@@ -741,18 +741,26 @@ fn short_unit(name: &str) -> &str {
 const UNITS_SCRIPT: &str = r#"set -eu
 # Host keys made by package scripts at build time would be shared by every container.
 rm -f /etc/ssh/ssh_host_*
+# Arguments: --default T [--enable U…] [--disable U…] [--mask U…], masks last so that the
+# long list goes to one `systemctl mask` call.
 mode=
-for arg do
-  case "$arg" in
-    --default|--enable|--disable|--mask) mode=$arg; continue ;;
+while [ "$#" -gt 0 ] && [ "$1" != --mask ]; do
+  case "$1" in
+    --default|--enable|--disable) mode=$1 ;;
+    *)
+      case "$mode" in
+        --default) systemctl set-default "$1" ;;
+        --enable) systemctl enable "$1" ;;
+        --disable) systemctl disable "$1" ;;
+      esac
+      ;;
   esac
-  case "$mode" in
-    --default) systemctl set-default "$arg" ;;
-    --enable) systemctl enable "$arg" ;;
-    --disable) systemctl disable "$arg" ;;
-    --mask) systemctl mask "$arg" ;;
-  esac
+  shift
 done
+if [ "$#" -gt 1 ]; then
+  shift
+  systemctl mask "$@"
+fi
 "#;
 
 fn hygiene_step(spec: &Spec) -> Step {

@@ -43,10 +43,21 @@ exit 0
 /// Records `systemctl is-enabled` for each unit argument, the default target and hygiene facts.
 pub const STATE_SCRIPT: &str = r#"set -u
 out=$1; shift
-for u do
-  s=$(systemctl is-enabled "$u" 2>/dev/null) || true
-  printf '%s\t%s\n' "$u" "${s:-not-found}"
-done > "$out/states"
+# One `systemctl is-enabled` call prints one state per unit, in order; fall back to one call per
+# unit if the counts ever differ (a unit whose state cannot be read prints nothing).
+systemctl is-enabled "$@" > "$out/raw" 2>/dev/null || true
+if [ "$(wc -l < "$out/raw")" -eq "$#" ]; then
+  for u do
+    IFS= read -r s || s=
+    printf '%s\t%s\n' "$u" "${s:-not-found}"
+  done < "$out/raw" > "$out/states"
+else
+  for u do
+    s=$(systemctl is-enabled "$u" 2>/dev/null) || true
+    printf '%s\t%s\n' "$u" "${s:-not-found}"
+  done > "$out/states"
+fi
+rm -f "$out/raw"
 {
   printf 'default\t%s\n' "$(systemctl get-default 2>/dev/null || true)"
   if [ -f /etc/machine-id ] && [ ! -s /etc/machine-id ]; then printf 'machine-id\tempty\n'; else printf 'machine-id\tnot-empty\n'; fi
