@@ -900,7 +900,7 @@ async fn inspect_units(
     for step in &plan.steps[..plan.finalize_from] {
         lowering.step(step);
     }
-    let args = script_args(
+    let args = plan::script_argv(
         verify::INVENTORY_SCRIPT,
         "sysfile-inventory",
         vec![REPORT_DIR.to_string()],
@@ -938,7 +938,7 @@ async fn check_final_state(
     }
     let mut arguments = vec![REPORT_DIR.to_string()];
     arguments.extend(verify::state_arguments(plan));
-    let args = script_args(verify::STATE_SCRIPT, "sysfile-verify", arguments);
+    let args = plan::script_argv(verify::STATE_SCRIPT, "sysfile-verify", arguments);
     let span = plan.steps.last().map(|s| s.span).unwrap_or_default();
     let report = lowering.inspect("[sysfile] verify units and image hygiene", args, span);
     let reference = bridge
@@ -952,15 +952,4 @@ async fn check_final_state(
         &String::from_utf8_lossy(&states),
         &String::from_utf8_lossy(&facts),
     ))
-}
-
-fn script_args(script: &str, name: &str, arguments: Vec<String>) -> Vec<String> {
-    let mut args = vec![
-        "/bin/sh".to_string(),
-        "-c".to_string(),
-        script.to_string(),
-        name.to_string(),
-    ];
-    args.extend(arguments);
-    args
 }

@@ -408,13 +408,11 @@ fn package_step(
         PackageAction::Install => "install",
         PackageAction::Remove => "remove",
     };
-    let mut args = vec![
-        "/bin/sh".to_string(),
-        "-c".to_string(),
-        package_script(manager, action).to_string(),
-    ];
-    args.push(format!("sysfile-{verb}"));
-    args.extend(packages.iter().cloned());
+    let args = script_argv(
+        package_script(manager, action),
+        &format!("sysfile-{verb}"),
+        packages.iter().cloned(),
+    );
     let mounts = package_caches(manager)
         .iter()
         .map(|target| RunMount {
@@ -429,14 +427,11 @@ fn package_step(
     Step {
         name: format!("[sysfile] {verb} packages: {}", packages.join(" ")),
         span,
+        // Package downloads need the builder's network (which `force-network-mode` may set).
         kind: StepKind::Exec(ExecStep {
-            args,
-            env: vec![],
-            workdir: None,
-            user: None,
             network: Network::Default,
             mounts,
-            needs_context: false,
+            ..ExecStep::offline(args, false)
         }),
     }
 }
@@ -471,56 +466,68 @@ chmod 0600 "$home/.ssh/authorized_keys"
 "#;
 
 fn user_step(user: &model::User) -> Step {
-    let args = vec![
-        "/bin/sh".to_string(),
-        "-c".to_string(),
-        USER_SCRIPT.to_string(),
-        "sysfile-user".to_string(),
-        user.name.clone(),
-        user.uid.map(|u| u.to_string()).unwrap_or_default(),
-        user.groups.join(","),
-        user.shell.clone().unwrap_or_default(),
-    ];
+    let args = script_argv(
+        USER_SCRIPT,
+        "sysfile-user",
+        [
+            user.name.clone(),
+            user.uid.map(|u| u.to_string()).unwrap_or_default(),
+            user.groups.join(","),
+            user.shell.clone().unwrap_or_default(),
+        ],
+    );
     Step {
         name: format!("[sysfile] user {}", user.name),
         span: user.span,
-        kind: StepKind::Exec(ExecStep {
-            args,
-            env: vec![],
-            workdir: None,
-            user: None,
-            network: Network::None,
-            mounts: vec![],
-            needs_context: false,
-        }),
+        kind: StepKind::Exec(ExecStep::offline(args, false)),
     }
 }
 
 fn authorized_keys_step(user: &model::User) -> Step {
-    let mut args = vec![
-        "/bin/sh".to_string(),
-        "-c".to_string(),
-        AUTHORIZED_KEYS_SCRIPT.to_string(),
-        "sysfile-authorized-keys".to_string(),
-        user.name.clone(),
-    ];
-    args.extend(
-        user.authorized_keys
-            .iter()
-            .map(|k| format!("{CONTEXT_MOUNT}/{k}")),
+    let keys = user
+        .authorized_keys
+        .iter()
+        .map(|k| format!("{CONTEXT_MOUNT}/{k}"));
+    let args = script_argv(
+        AUTHORIZED_KEYS_SCRIPT,
+        "sysfile-authorized-keys",
+        std::iter::once(user.name.clone()).chain(keys),
     );
     Step {
         name: format!("[sysfile] authorized keys for {}", user.name),
         span: user.span,
-        kind: StepKind::Exec(ExecStep {
+        kind: StepKind::Exec(ExecStep::offline(args, true)),
+    }
+}
+
+/// `/bin/sh -c SCRIPT NAME ARGS…`: a fixed script that receives user values only as arguments.
+pub fn script_argv(
+    script: &str,
+    name: &str,
+    arguments: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    let mut argv = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        script.to_string(),
+        name.to_string(),
+    ];
+    argv.extend(arguments);
+    argv
+}
+
+impl ExecStep {
+    /// A step of sysfile's own that needs no network, as root in `/`.
+    fn offline(args: Vec<String>, needs_context: bool) -> ExecStep {
+        ExecStep {
             args,
             env: vec![],
             workdir: None,
             user: None,
             network: Network::None,
             mounts: vec![],
-            needs_context: true,
-        }),
+            needs_context,
+        }
     }
 }
 
@@ -678,14 +685,11 @@ impl UnitPlan {
     }
 
     fn step(&self, spec: &Spec) -> Step {
-        let mut args = vec![
-            "/bin/sh".to_string(),
-            "-c".to_string(),
-            UNITS_SCRIPT.to_string(),
-            "sysfile-units".to_string(),
-        ];
-        args.push("--default".to_string());
-        args.push(spec.systemd.target.name.clone());
+        let mut args = script_argv(
+            UNITS_SCRIPT,
+            "sysfile-units",
+            ["--default".to_string(), spec.systemd.target.name.clone()],
+        );
         for (flag, units) in [
             ("--enable", &self.enable),
             ("--disable", &self.disable),
@@ -720,15 +724,7 @@ impl UnitPlan {
         Step {
             name: format!("[sysfile] {}", summary.join(", ")),
             span,
-            kind: StepKind::Exec(ExecStep {
-                args,
-                env: vec![],
-                workdir: None,
-                user: None,
-                network: Network::None,
-                mounts: vec![],
-                needs_context: false,
-            }),
+            kind: StepKind::Exec(ExecStep::offline(args, false)),
         }
     }
 }

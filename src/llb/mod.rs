@@ -348,16 +348,11 @@ impl Graph {
             attrs.insert("local.differ".to_string(), differ.clone());
             caps.push("source.local.differ");
         }
-        let op = pb::Op {
-            inputs: vec![],
-            platform: None,
-            constraints: Some(pb::WorkerConstraints::default()),
-            op: Some(pb::op::Op::Source(pb::SourceOp {
-                identifier: format!("local://{name}"),
-                attrs,
-            })),
-        };
-        self.push(op, &caps, options)
+        self.push(
+            unplatformed_source(format!("local://{name}"), attrs),
+            &caps,
+            options,
+        )
     }
 
     /// A `git://` source; `url` is `host/path[#ref[:subdir]]`, `full_url` the URL as given.
@@ -374,16 +369,11 @@ impl Graph {
             attrs.insert("git.keepgitdir".to_string(), "true".to_string());
             caps.push("source.git.keepgitdir");
         }
-        let op = pb::Op {
-            inputs: vec![],
-            platform: None,
-            constraints: Some(pb::WorkerConstraints::default()),
-            op: Some(pb::op::Op::Source(pb::SourceOp {
-                identifier: format!("git://{url}"),
-                attrs,
-            })),
-        };
-        self.push(op, &caps, options)
+        self.push(
+            unplatformed_source(format!("git://{url}"), attrs),
+            &caps,
+            options,
+        )
     }
 
     /// An `http(s)://` source: one file, optionally checked against a digest.
@@ -408,16 +398,7 @@ impl Graph {
             attrs.insert("http.perm".to_string(), format!("0{mode:o}"));
             caps.push("source.http.perm");
         }
-        let op = pb::Op {
-            inputs: vec![],
-            platform: None,
-            constraints: Some(pb::WorkerConstraints::default()),
-            op: Some(pb::op::Op::Source(pb::SourceOp {
-                identifier: url.to_string(),
-                attrs,
-            })),
-        };
-        self.push(op, &caps, options)
+        self.push(unplatformed_source(url.to_string(), attrs), &caps, options)
     }
 
     /// An exec op. Returns the outputs of its writable bind mounts, keyed by mount path.
@@ -425,19 +406,6 @@ impl Graph {
         let mut mounts = exec.mounts;
         mounts.sort_by(|a, b| a.dest.cmp(&b.dest));
         let mut inputs: Vec<pb::Input> = Vec::new();
-        let mut input_index = |output: &Output| -> i64 {
-            let input = pb::Input {
-                digest: output.digest.clone(),
-                index: output.index,
-            };
-            match inputs.iter().position(|i| *i == input) {
-                Some(i) => i as i64,
-                None => {
-                    inputs.push(input);
-                    (inputs.len() - 1) as i64
-                }
-            }
-        };
         let mut caps = vec!["exec.meta.base", "exec.mount.bind"];
         let mut pb_mounts = Vec::with_capacity(mounts.len());
         let mut output_dests = Vec::new();
@@ -455,7 +423,7 @@ impl Graph {
                     readonly,
                     output,
                 } => {
-                    m.input = input.as_ref().map_or(-1, &mut input_index);
+                    m.input = input.as_ref().map_or(-1, |o| input_index(&mut inputs, o));
                     m.selector = selector.clone();
                     m.readonly = *readonly;
                     if !selector.is_empty() {
@@ -588,25 +556,12 @@ impl Graph {
         options: OpOptions,
     ) -> Output {
         let mut inputs: Vec<pb::Input> = Vec::new();
-        let mut input_index = |output: &Output| -> i64 {
-            let input = pb::Input {
-                digest: output.digest.clone(),
-                index: output.index,
-            };
-            match inputs.iter().position(|i| *i == input) {
-                Some(i) => i as i64,
-                None => {
-                    inputs.push(input);
-                    (inputs.len() - 1) as i64
-                }
-            }
-        };
-        let base_index = base.map_or(-1, &mut input_index);
+        let base_index = base.map_or(-1, |o| input_index(&mut inputs, o));
         // Register copy sources first so that action indices (len(inputs) + k) are known.
         let secondary: Vec<i64> = actions
             .iter()
             .map(|action| match action {
-                FileAction::Copy { from, .. } => input_index(from),
+                FileAction::Copy { from, .. } => input_index(&mut inputs, from),
                 _ => -1,
             })
             .collect();
@@ -813,6 +768,31 @@ impl Graph {
             }
         }
         Output { digest, index: 0 }
+    }
+}
+
+/// A source op without a platform (local, git and http sources, as the Go client makes them).
+fn unplatformed_source(identifier: String, attrs: BTreeMap<String, String>) -> pb::Op {
+    pb::Op {
+        inputs: vec![],
+        platform: None,
+        constraints: Some(pb::WorkerConstraints::default()),
+        op: Some(pb::op::Op::Source(pb::SourceOp { identifier, attrs })),
+    }
+}
+
+/// The index of `output` in an op's inputs, adding it the first time it is used.
+fn input_index(inputs: &mut Vec<pb::Input>, output: &Output) -> i64 {
+    let input = pb::Input {
+        digest: output.digest.clone(),
+        index: output.index,
+    };
+    match inputs.iter().position(|i| *i == input) {
+        Some(i) => i as i64,
+        None => {
+            inputs.push(input);
+            (inputs.len() - 1) as i64
+        }
     }
 }
 
