@@ -488,9 +488,7 @@ fn requested_platforms(
 ) -> anyhow::Result<Vec<pb::llb::Platform>> {
     let mut texts = options.platforms();
     if texts.is_empty() {
-        if let Some(p) = &spec.image.platform {
-            texts.push(p.value.clone());
-        }
+        texts.extend(spec.image.platform.iter().chain(&spec.image.platforms).map(|p| p.value.clone()));
     }
     if texts.is_empty() {
         let worker = options.workers().ok().and_then(|w| w.first().cloned());

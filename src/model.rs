@@ -45,6 +45,8 @@ pub struct Image {
     pub from: Spanned<String>,
     /// An OCI platform string such as `linux/amd64`.
     pub platform: Option<Spanned<String>>,
+    /// `platforms`: several platforms for one multi-platform image (exclusive with `platform`).
+    pub platforms: Vec<Spanned<String>>,
     pub title: Option<String>,
     pub description: Option<String>,
     /// The span of the `[image]` table header.

@@ -180,6 +180,11 @@ pub const SPEC: &[TableDef] = &[
                 Type::Format(Format::Platform),
                 "OCI platform os/arch[/variant], such as linux/amd64",
             ),
+            key(
+                "platforms",
+                Type::List(Format::Platform),
+                "Several platforms for one multi-platform image; instead of `platform`",
+            ),
             key("title", Type::String, "Human title of the image"),
             key(
                 "description",

@@ -233,6 +233,25 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
             ctx.invalid(platform.span(), e, "not a platform");
         }
     }
+    let mut platforms = Vec::new();
+    if let Some(value) = table.get("platforms") {
+        let items = ctx.strings("platforms", value);
+        for item in &items {
+            match values::check_platform(item.get_ref()) {
+                Ok(()) => platforms.push(Spanned::new(item.get_ref().clone(), ctx.span(item.span()))),
+                Err(e) => ctx.invalid(item.span(), e, "not a platform"),
+            }
+        }
+        if let (Some(one), Some(first)) = (&platform, items.first()) {
+            ctx.error(
+                "conflicting-keys",
+                first.span(),
+                "`platform` and `platforms` are both set",
+                "set one of them",
+                format!("keep `platforms` and add {:?} to it, or keep `platform` alone", one.get_ref()),
+            );
+        }
+    }
     let title = table
         .get("title")
         .and_then(|v| ctx.string("title", v))
@@ -250,6 +269,7 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
     Some(Image {
         from,
         platform,
+        platforms,
         title,
         description,
         span,
