@@ -61,13 +61,7 @@ fn example_copy(name: &str) -> tempfile::TempDir {
 
 /// `docker buildx build` of a prepared example copy (its `Sysfile`, the copy as context).
 fn buildx(engine: &Engine, test: &str, ctx: &Path, extra: &[&str]) -> Build {
-    engine.build_with(
-        &["buildx", "build"],
-        test,
-        ctx,
-        &ctx.join("Sysfile"),
-        extra,
-    )
+    engine.build_with(&["buildx", "build"], test, ctx, &ctx.join("Sysfile"), extra)
 }
 
 /// `n` random bytes as lowercase hex (2n characters), from /dev/urandom.
@@ -178,7 +172,12 @@ fn scan_saved_image(image: &str, needles: &[&[u8]]) -> Scan {
     std::fs::create_dir(&saved).unwrap();
     let r = run(
         "tar",
-        &["-xf", archive.to_str().unwrap(), "-C", saved.to_str().unwrap()],
+        &[
+            "-xf",
+            archive.to_str().unwrap(),
+            "-C",
+            saved.to_str().unwrap(),
+        ],
     );
     assert!(r.ok(), "tar -xf: {}", r.stderr.trim());
     let mut scan = Scan {
@@ -367,7 +366,13 @@ fn named_context_example() {
         &engine,
         test,
         ctx.path(),
-        &["--no-cache", "--build-context", &site, "--build-context", &tools],
+        &[
+            "--no-cache",
+            "--build-context",
+            &site,
+            "--build-context",
+            &tools,
+        ],
     );
     build.assert_ok("examples/named-context");
 
@@ -385,7 +390,10 @@ fn named_context_example() {
         .trim_matches('"')
         .to_string();
     assert!(
-        has_line_with(&build.output, &[&format!("tools context: PRETTY_NAME={pretty}")]),
+        has_line_with(
+            &build.output,
+            &[&format!("tools context: PRETTY_NAME={pretty}")]
+        ),
         "the build output does not show the tools context's os-release being read:\n{}",
         tail(&build.output, 60)
     );
@@ -410,7 +418,9 @@ fn named_context_example() {
     let missing = buildx(&engine, test, ctx.path(), &["--build-context", &tools]);
     missing.assert_failed("named-context without --build-context site");
     assert!(
-        missing.output.contains("there is no build context named `site`"),
+        missing
+            .output
+            .contains("there is no build context named `site`"),
         "the error does not name the missing context:\n{}",
         tail(&missing.output, 30)
     );
@@ -537,22 +547,26 @@ fn reproducible_example() {
             .iter()
             .filter(|(_, by)| by.starts_with("[sysfile]"))
             .collect();
-        assert!(ours.len() >= 3, "{image}: sysfile history entries: {hist:?}");
+        assert!(
+            ours.len() >= 3,
+            "{image}: sysfile history entries: {hist:?}"
+        );
         let wrong: Vec<_> = ours.iter().filter(|(at, _)| at != EPOCH_RFC3339).collect();
         assert!(
             wrong.is_empty(),
             "{image}: history entries not at {EPOCH_RFC3339}: {wrong:?}"
         );
-        let stamps = image_cmd(image, "stat", &["-c", "%Y %n", "/etc/motd", "/etc/build-date"]);
+        let stamps = image_cmd(
+            image,
+            "stat",
+            &["-c", "%Y %n", "/etc/motd", "/etc/build-date"],
+        );
         assert_eq!(
             stamps,
             format!("{EPOCH} /etc/motd\n{EPOCH} /etc/build-date\n"),
             "{image}: file times"
         );
-        assert_eq!(
-            image_file(image, "/etc/build-date").trim(),
-            EPOCH_RFC3339
-        );
+        assert_eq!(image_file(image, "/etc/build-date").trim(), EPOCH_RFC3339);
         config["RootFS"]["Layers"].clone()
     };
     let layers_first = check_times(first.tag());
