@@ -4,14 +4,35 @@ use prost::Message as _;
 use sysfile::diag::SourceFile;
 use sysfile::distro::Family;
 use sysfile::llb::{NetMode, dump};
-use sysfile::lower::{self, LowerOptions, Lowered};
+use sysfile::lower::{self, LowerOptions, Lowered, NamedContext};
 use sysfile::plan::{self, BaseFacts};
 use sysfile::reference::Reference;
 use sysfile::spec::{self, LoadOptions};
 
+/// The named build contexts an example's README passes (`--build-context NAME=…`), as the
+/// frontend would see them: a directory is a local of the client's session, an image is
+/// normalised. Without them `[[files]] from` would copy nothing and a bind mount's `from` would
+/// be read as an image reference.
+const NAMED_CONTEXTS: &[(&str, &str, &str)] = &[
+    ("examples/named-context/Sysfile", "site", "local"),
+    (
+        "examples/named-context/Sysfile",
+        "tools",
+        "docker.io/local/debian:bookworm",
+    ),
+];
+
 fn compile(path: &std::path::Path) -> Lowered {
     let text = std::fs::read_to_string(path).expect("readable spec");
-    let loaded = spec::load(SourceFile::new("Sysfile", text), &LoadOptions::default());
+    let main = SourceFile::new("Sysfile", text);
+    // Includes are read from the spec's directory, the build context of every example.
+    let dir = path.parent().expect("a directory");
+    let includes = spec::collect_includes(&main, |p| std::fs::read_to_string(dir.join(p)).ok());
+    let load_options = LoadOptions {
+        includes,
+        ..LoadOptions::default()
+    };
+    let loaded = spec::load(main, &load_options);
     let spec = loaded
         .spec
         .as_ref()
@@ -30,6 +51,21 @@ fn compile(path: &std::path::Path) -> Lowered {
         session_id: "session".into(),
         context_name: "context".into(),
         force_network: Some(NetMode::Host),
+        named_contexts: NAMED_CONTEXTS
+            .iter()
+            .filter(|(spec, _, _)| path.ends_with(spec))
+            .map(|(_, name, value)| {
+                let context = if *value == "local" {
+                    NamedContext::Local {
+                        name: (*name).to_string(),
+                        session: "session".into(),
+                    }
+                } else {
+                    NamedContext::Image((*value).to_string())
+                };
+                ((*name).to_string(), context)
+            })
+            .collect(),
         ..LowerOptions::default()
     };
     lower::lower(&plan, &loaded.sources, &options)
