@@ -214,6 +214,7 @@ fn llb(args: &LlbArgs) -> Result<i32> {
         platform,
         context_name: "context".to_string(),
         force_network,
+        epoch: crate::frontend::spec_epoch(spec).map_err(|d| anyhow::anyhow!(d.message))?,
         ..LowerOptions::default()
     };
     let lowered = lower::lower(&plan, &loaded.sources, &options);

@@ -488,7 +488,13 @@ fn requested_platforms(
 ) -> anyhow::Result<Vec<pb::llb::Platform>> {
     let mut texts = options.platforms();
     if texts.is_empty() {
-        texts.extend(spec.image.platform.iter().chain(&spec.image.platforms).map(|p| p.value.clone()));
+        texts.extend(
+            spec.image
+                .platform
+                .iter()
+                .chain(&spec.image.platforms)
+                .map(|p| p.value.clone()),
+        );
     }
     if texts.is_empty() {
         let worker = options.workers().ok().and_then(|w| w.first().cloned());
@@ -559,6 +565,24 @@ fn unsupported_features(spec: &crate::model::Spec, caps: &crate::gateway::Caps) 
         }
     }
     diagnostics
+}
+
+/// SOURCE_DATE_EPOCH from the spec's `[args]` (a declared default, or `--build-arg` through it).
+pub fn spec_epoch(spec: &crate::model::Spec) -> Result<Option<u64>, Diagnostic> {
+    let Some(arg) = spec.args.iter().find(|a| a.name == "SOURCE_DATE_EPOCH") else {
+        return Ok(None);
+    };
+    if arg.value.is_empty() {
+        return Ok(None);
+    }
+    arg.value.parse().map(Some).map_err(|_| {
+        Diagnostic::error(
+            "bad-value",
+            arg.span,
+            format!("SOURCE_DATE_EPOCH is `{}`, not Unix seconds", arg.value),
+        )
+        .with_help("write whole seconds since 1970, for example \"1700000000\"")
+    })
 }
 
 /// Named build contexts from the `context:NAME=VALUE` options (`--build-context NAME=…`).
@@ -753,7 +777,13 @@ impl PlatformBuild<'_> {
             no_cache: options.no_cache(),
             resolve_mode: resolve_mode.as_str().to_string(),
             llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
-            epoch: options.source_date_epoch().map_err(other)?,
+            epoch: match options.source_date_epoch().map_err(other)? {
+                Some(epoch) => Some(epoch),
+                None => spec_epoch(spec).map_err(|d| BuildError::Spec {
+                    diagnostics: vec![d],
+                    sources: self.sources.clone(),
+                })?,
+            },
         };
         let mut plan = plan;
         // Both inspections share every step before them with the image, so BuildKit runs the

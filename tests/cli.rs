@@ -97,3 +97,31 @@ fn schema_is_json_schema_for_every_table() {
         );
     }
 }
+
+#[test]
+fn llb_stamps_files_with_a_source_date_epoch_build_arg() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    std::fs::write(&path, "[image]\nfrom = \"debian\"\n[args]\nSOURCE_DATE_EPOCH = \"\"\n[[files]]\ncontent = \"x\"\ndest = \"/etc/x\"\n").unwrap();
+    let path = path.to_str().unwrap();
+    let (_, plain, _) = sysfile(&["llb", "--dump", "-f", path]);
+    let (code, stamped, stderr) = sysfile(&[
+        "llb",
+        "--dump",
+        "-f",
+        path,
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(plain, stamped, "the epoch changes the file ops");
+    let (_, again, _) = sysfile(&[
+        "llb",
+        "--dump",
+        "-f",
+        path,
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+    ]);
+    assert_eq!(stamped, again);
+}

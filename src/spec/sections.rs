@@ -238,7 +238,9 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
         let items = ctx.strings("platforms", value);
         for item in &items {
             match values::check_platform(item.get_ref()) {
-                Ok(()) => platforms.push(Spanned::new(item.get_ref().clone(), ctx.span(item.span()))),
+                Ok(()) => {
+                    platforms.push(Spanned::new(item.get_ref().clone(), ctx.span(item.span())))
+                }
                 Err(e) => ctx.invalid(item.span(), e, "not a platform"),
             }
         }
@@ -248,7 +250,10 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
                 first.span(),
                 "`platform` and `platforms` are both set",
                 "set one of them",
-                format!("keep `platforms` and add {:?} to it, or keep `platform` alone", one.get_ref()),
+                format!(
+                    "keep `platforms` and add {:?} to it, or keep `platform` alone",
+                    one.get_ref()
+                ),
             );
         }
     }
