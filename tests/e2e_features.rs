@@ -681,3 +681,103 @@ fn lint_example() {
         build.elapsed.as_secs_f64()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// examples/multi-platform
+
+/// `[image] platforms`: `--platform` overrides it (one image), and the two refusals this daemon
+/// must give are clear: buildx refuses several platforms with the classic image store, and sysfile
+/// itself refuses a platform no worker can run.
+#[test]
+fn multi_platform_example() {
+    let test = "multi_platform_example";
+    let Some(engine) = setup(test) else {
+        return;
+    };
+    let ctx = example_copy("multi-platform");
+    // The example names debian:bookworm, which cannot be pulled here: the base is local.
+    let file = ctx.path().join("Sysfile");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("\"debian:bookworm\"", "\"local/debian:bookworm\"");
+    std::fs::write(&file, text).unwrap();
+
+    let one = buildx(
+        &engine,
+        test,
+        ctx.path(),
+        &["--network=host", "--platform", "linux/amd64"],
+    );
+    one.assert_ok("--platform linux/amd64 overrides [image] platforms");
+    assert_eq!(inspect_image(one.tag())["Architecture"], "amd64");
+
+    let several = buildx(
+        &engine,
+        test,
+        ctx.path(),
+        &["--network=host", "--platform", "linux/amd64,linux/386"],
+    );
+    several.assert_failed("several platforms on the classic image store");
+    assert!(
+        several
+            .output
+            .contains("Multi-platform build is not supported for the docker driver"),
+        "{}",
+        tail(&several.output, 20)
+    );
+
+    let foreign = buildx(
+        &engine,
+        test,
+        ctx.path(),
+        &["--network=host", "--platform", "linux/arm64"],
+    );
+    foreign.assert_failed("a platform no worker runs");
+    assert!(
+        foreign
+            .output
+            .contains("this builder cannot run build steps for linux/arm64"),
+        "{}",
+        tail(&foreign.output, 20)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The manager settings: DefaultEnvironment, DefaultTimeoutStopSec and console forwarding
+
+/// `[config] env` reaches services through the manager's `DefaultEnvironment=`, `stop_timeout`
+/// is systemd's `DefaultTimeoutStopSec`, and `console_logs` turns on journald's console forwarding
+/// (contract rows 19–21), read from the running system of the sshd example.
+#[test]
+fn manager_settings_reach_the_running_system() {
+    let test = "manager_settings_reach_the_running_system";
+    let Some(engine) = setup(test) else {
+        return;
+    };
+    let ctx = example_copy("sshd");
+    std::fs::create_dir_all(ctx.path().join("keys")).unwrap();
+    std::fs::write(ctx.path().join("keys/admin.pub"), "").unwrap();
+    let build = buildx(&engine, test, ctx.path(), &["--network=host"]);
+    build.assert_ok("sshd example");
+    let container = start_container(build.tag(), &unique_name("manager-settings"));
+    assert_eq!(
+        container.wait_running(BOOT_BOUND).as_deref(),
+        Ok("running"),
+        "{}",
+        failed_units(&container)
+    );
+    let (_, environment) = container.exec(&["systemctl", "show-environment"]);
+    assert!(
+        environment.lines().any(|l| l == "TZ=UTC"),
+        "show-environment:\n{environment}"
+    );
+    let (_, timeout) = container.exec(&["systemctl", "show", "--property=DefaultTimeoutStopUSec"]);
+    assert_eq!(timeout.trim(), "DefaultTimeoutStopUSec=20s");
+    let image = inspect_image(build.tag());
+    assert_eq!(
+        image["Config"]["Labels"]["sysfile.runtime.stop-timeout"], "30",
+        "the engine waits systemd's 20 s plus a margin"
+    );
+    let (_, journald) = container.exec(&["systemd-analyze", "cat-config", "systemd/journald.conf"]);
+    assert!(journald.contains("ForwardToConsole=yes"), "{journald}");
+}
