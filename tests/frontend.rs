@@ -770,3 +770,42 @@ async fn a_file_from_an_unknown_build_context_is_a_located_error() -> TestResult
     );
     Ok(())
 }
+
+/// The same build on the recorded cap sets of BuildKit v0.8 (Docker 20.10), v0.13 (Docker 26) and
+/// v0.32: it succeeds on each, and only uses what each daemon has.
+#[tokio::test]
+async fn the_same_build_works_on_every_recorded_buildkit() -> TestResult {
+    let mut bytes_per_version = Vec::new();
+    for version in ["v0.8", "v0.13", "v0.32"] {
+        let handle = run(fake(version, SSHD), &[("filename", "Sysfile")]).await?;
+        let config = returned_config(&handle);
+        assert_eq!(config["config"]["StopSignal"], "SIGRTMIN+3", "{version}");
+        let stubs = exec_ops(&handle).iter().all(|e| {
+            e.meta
+                .as_ref()
+                .is_some_and(|m| m.remove_mount_stubs_recursive)
+        });
+        assert_eq!(
+            stubs,
+            version != "v0.8",
+            "removeMountStubsRecursive needs v0.11 ({version})"
+        );
+        let warned = !handle.warnings().is_empty();
+        assert_eq!(warned, version != "v0.8", "Warn needs v0.10 ({version})");
+        let def = handle
+            .solves()
+            .last()
+            .and_then(|s| s.definition.clone())
+            .unwrap();
+        bytes_per_version.push(def.encode_to_vec());
+    }
+    assert_ne!(
+        bytes_per_version[0], bytes_per_version[2],
+        "v0.8 gets no removeMountStubsRecursive"
+    );
+    assert_eq!(
+        bytes_per_version[1], bytes_per_version[2],
+        "v0.13 and v0.32 get the same LLB"
+    );
+    Ok(())
+}
