@@ -11,12 +11,14 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
+#[path = "e2e/leaks.rs"]
+mod leaks;
 
 use harness::*;
+use leaks::*;
 use sha2::{Digest, Sha256};
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BOOT_BOUND: Duration = Duration::from_secs(60);
@@ -64,20 +66,6 @@ fn buildx(engine: &Engine, test: &str, ctx: &Path, extra: &[&str]) -> Build {
     engine.build_with(&["buildx", "build"], test, ctx, &ctx.join("Sysfile"), extra)
 }
 
-/// `n` random bytes as lowercase hex (2n characters), from /dev/urandom.
-fn random_hex(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut buf)
-        .unwrap();
-    hex::encode(buf)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 /// `docker run --rm --entrypoint CMD IMAGE ARGS…` without booting: stdout, panics on failure.
 fn image_cmd(image: &str, cmd: &str, args: &[&str]) -> String {
     let mut full = vec!["run", "--rm", "--network=none", "--entrypoint", cmd, image];
@@ -109,198 +97,6 @@ fn history(image: &str) -> Vec<(String, String)> {
             (at.to_string(), by.to_string())
         })
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// `docker save` scanning (a copy of the scan in tests/e2e_parity.rs, trimmed to what the secrets
-// example needs)
-
-/// Where [`scan_saved_image`] found each needle, and every layer path it saw.
-#[derive(Debug, Default)]
-struct Scan {
-    layers: usize,
-    files: usize,
-    layer_paths: Vec<String>,
-    hits: Vec<Vec<String>>,
-}
-
-/// Decompresses a layer blob (gzip, zstd or a plain tar).
-fn layer_tar(path: &Path) -> Vec<u8> {
-    let data = std::fs::read(path).unwrap();
-    let tool = if data.starts_with(&[0x1f, 0x8b]) {
-        "gzip"
-    } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        "zstd"
-    } else {
-        return data;
-    };
-    let out = Command::new(tool)
-        .args(["-dc", path.to_str().unwrap()])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
-    assert!(out.status.success(), "{tool} -dc {}", path.display());
-    out.stdout
-}
-
-/// Every regular file and symlink under `dir` (symlinks are not followed).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            walk(&path, out);
-        } else if meta.is_file() || meta.file_type().is_symlink() {
-            out.push(path);
-        }
-    }
-}
-
-/// `docker save`s IMAGE and searches every archive member, every layer's tar stream, every
-/// file extracted from every layer (content, name, symlink target), `docker history
-/// --no-trunc` and `docker image inspect` for each needle.
-fn scan_saved_image(image: &str, needles: &[&[u8]]) -> Scan {
-    let work = tempdir();
-    let archive = work.path().join("image.tar");
-    let r = docker(&["save", "-o", archive.to_str().unwrap(), image]);
-    assert!(r.ok(), "docker save {image}: {}", r.stderr.trim());
-    let saved = work.path().join("saved");
-    std::fs::create_dir(&saved).unwrap();
-    let r = run(
-        "tar",
-        &[
-            "-xf",
-            archive.to_str().unwrap(),
-            "-C",
-            saved.to_str().unwrap(),
-        ],
-    );
-    assert!(r.ok(), "tar -xf: {}", r.stderr.trim());
-    let mut scan = Scan {
-        hits: vec![Vec::new(); needles.len()],
-        ..Scan::default()
-    };
-    let record = |scan: &mut Scan, data: &[u8], place: &str| {
-        for (i, n) in needles.iter().enumerate() {
-            if contains(data, n) {
-                scan.hits[i].push(place.to_string());
-            }
-        }
-    };
-    let mut members = Vec::new();
-    walk(&saved, &mut members);
-    for m in &members {
-        scan.files += 1;
-        let place = format!("archive {}", m.strip_prefix(&saved).unwrap().display());
-        record(&mut scan, &std::fs::read(m).unwrap_or_default(), &place);
-    }
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(saved.join("manifest.json")).unwrap()).unwrap();
-    let layers = manifest[0]["Layers"].as_array().expect("manifest Layers");
-    for (n, layer) in layers.iter().enumerate() {
-        let stream = layer_tar(&saved.join(layer.as_str().unwrap()));
-        record(&mut scan, &stream, &format!("layer {n} tar stream"));
-        let tar_path = work.path().join(format!("layer{n}.tar"));
-        std::fs::write(&tar_path, &stream).unwrap();
-        let listing = run("tar", &["-tf", tar_path.to_str().unwrap()]);
-        assert!(listing.ok(), "tar -tf layer {n}: {}", listing.stderr.trim());
-        scan.layer_paths.extend(
-            listing
-                .stdout
-                .lines()
-                .map(|p| format!("layer {n}: {}", p.trim_start_matches("./"))),
-        );
-        let dir = work.path().join(format!("layer{n}"));
-        std::fs::create_dir(&dir).unwrap();
-        let r = run(
-            "tar",
-            &[
-                "-xf",
-                tar_path.to_str().unwrap(),
-                "-C",
-                dir.to_str().unwrap(),
-                "--no-same-owner",
-                "--no-same-permissions",
-            ],
-        );
-        assert!(r.ok(), "extracting layer {n}: {}", r.stderr.trim());
-        let _ = std::fs::remove_file(&tar_path);
-        let mut files = Vec::new();
-        walk(&dir, &mut files);
-        for f in &files {
-            let rel = f.strip_prefix(&dir).unwrap().display().to_string();
-            let place = format!("layer {n} file {rel}");
-            scan.files += 1;
-            record(&mut scan, rel.as_bytes(), &format!("{place} (name)"));
-            if let Ok(target) = std::fs::read_link(f) {
-                let target = target.as_os_str().as_encoded_bytes().to_vec();
-                record(&mut scan, &target, &format!("{place} (symlink target)"));
-            } else if let Ok(data) = std::fs::read(f) {
-                record(&mut scan, &data, &place);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        scan.layers += 1;
-    }
-    let h = docker(&["history", "--no-trunc", image]);
-    record(&mut scan, h.stdout.as_bytes(), "docker history --no-trunc");
-    let i = docker(&["image", "inspect", image]);
-    record(&mut scan, i.stdout.as_bytes(), "docker image inspect");
-    scan
-}
-
-// ---------------------------------------------------------------------------------------------
-// SSH agent
-
-/// An `ssh-agent -D -a SOCKET` child, killed (by its pid) on drop.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Agent {
-        let socket = dir.join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .args(["-D", "-a", socket.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot run ssh-agent (is openssh-client installed?)");
-        let agent = Agent { child, socket };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !agent.socket.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent made no socket");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        agent
-    }
-
-    fn add(&self, key: &Path) {
-        let out = Command::new("ssh-add")
-            .arg(key)
-            .env("SSH_AUTH_SOCK", &self.socket)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ssh-add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
