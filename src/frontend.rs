@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, SourceFile, Sources};
 use crate::distro::Family;
 use crate::gateway::{Bridge, BridgeError, FrontendOptions, errors, transport};
 use crate::llb::{Graph, LocalOptions, OpOptions};
-use crate::lower::{self, LowerOptions, Lowering, NamedContext, REPORT_DIR};
+use crate::lower::{LowerOptions, Lowering, NamedContext};
 use crate::pb;
 use crate::plan::{self, BaseFacts};
 use crate::reference::Reference;
@@ -786,40 +786,13 @@ impl PlatformBuild<'_> {
             },
         };
         let mut plan = plan;
-        // Both inspections share every step before them with the image, so BuildKit runs the
-        // build once; asking for both at the same time overlaps their round trips.
-        let (inventory, state) = tokio::join!(
-            inspect_units(bridge, &plan, self.sources, &lower_options),
-            check_final_state(bridge, spec, &plan, self.sources, &lower_options),
-        );
-        let inventory = inventory?;
-        let inventory_diagnostics = verify::check_inventory(spec, &inventory);
-        warn(
-            bridge,
-            &inventory_diagnostics,
-            self.sources,
-            self.load_digest,
-        )
-        .await;
-        if inventory_diagnostics.iter().any(Diagnostic::is_error) {
-            // A missing unit also fails the units step; the located diagnostic says more.
-            return Err(BuildError::Spec {
-                diagnostics: inventory_diagnostics,
-                sources: self.sources.clone(),
-            });
-        }
-        if !inventory.init.is_empty() && !inventory.init_is_systemd() {
+        let verified = verify_build(bridge, spec, &plan, self.sources, &lower_options).await?;
+        warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
+        if !verified.inventory.init.is_empty() && !verified.inventory.init_is_systemd() {
             // `/sbin/init` is another init system: start the systemd binary itself.
             plan.entrypoint = vec![facts.family.systemd_binary().to_string()];
         }
-        let state_diagnostics = state?;
-        if !state_diagnostics.is_empty() {
-            return Err(BuildError::Spec {
-                diagnostics: state_diagnostics,
-                sources: self.sources.clone(),
-            });
-        }
-        let lowered = lower::lower(&plan, self.sources, &lower_options);
+        let lowered = verified.image;
         let cache_imports = options.cache_imports().map_err(other)?;
         let result_ref = bridge
             .solve(lowered.definition, cache_imports, false)
@@ -839,7 +812,7 @@ impl PlatformBuild<'_> {
                 variant: platform.variant.clone(),
                 history: lowered.history,
                 epoch,
-                systemd_version: inventory.systemd_version,
+                systemd_version: verified.inventory.systemd_version,
             },
         );
         let config = serde_json::to_vec(&config).map_err(|e| BuildError::Other(e.to_string()))?;
@@ -917,67 +890,124 @@ async fn exists(bridge: &Bridge, reference: &str, path: &str) -> Result<bool, Bu
     }
 }
 
-/// Solves the build up to the finalisation steps and lists the unit files it contains.
-async fn inspect_units(
-    bridge: &Bridge,
-    plan: &plan::Plan,
-    sources: &Sources,
-    options: &LowerOptions,
-) -> Result<verify::Inventory, BuildError> {
-    let mut lowering = Lowering::new(plan, sources, options);
-    for step in &plan.steps[..plan.finalize_from] {
-        lowering.step(step);
-    }
-    let args = plan::script_argv(
-        verify::INVENTORY_SCRIPT,
-        "sysfile-inventory",
-        vec![REPORT_DIR.to_string()],
-    );
-    let span = plan
-        .steps
-        .get(plan.finalize_from)
-        .map(|s| s.span)
-        .unwrap_or_default();
-    let report = lowering.inspect("[sysfile] inspect units", args, span);
-    let reference = bridge
-        .solve(lowering.finish_at(&report).definition, vec![], false)
-        .await?;
-    let mut texts = Vec::with_capacity(4);
-    for name in ["units", "aliases", "version", "init"] {
-        // The script always writes its report, so any error here is the build's own: pass it on.
-        let data = bridge.read_file(&reference, name).await?;
-        texts.push(String::from_utf8_lossy(&data).into_owned());
-    }
-    let [units, aliases, version, init] = <[String; 4]>::try_from(texts).unwrap_or_default();
-    Ok(verify::Inventory::parse(&units, &aliases, &version, &init))
+/// A build that passed verification: the image's LLB, what the report found, and warnings.
+struct Verified {
+    image: crate::lower::Lowered,
+    inventory: verify::Inventory,
+    warnings: Vec<Diagnostic>,
 }
 
-/// Solves the finished image and checks unit states and hygiene inside it.
-async fn check_final_state(
+/// Solves the build up to its units step's report and checks it: unit names, unit states and
+/// image hygiene. When the units step itself fails, inspects the filesystem before it to say
+/// which unit name was wrong; anything else BuildKit reports passes through unchanged.
+async fn verify_build(
     bridge: &Bridge,
     spec: &crate::model::Spec,
     plan: &plan::Plan,
     sources: &Sources,
     options: &LowerOptions,
-) -> Result<Vec<Diagnostic>, BuildError> {
+) -> Result<Verified, BuildError> {
     let mut lowering = Lowering::new(plan, sources, options);
     for step in &plan.steps {
         lowering.step(step);
     }
-    let mut arguments = vec![REPORT_DIR.to_string()];
-    arguments.extend(verify::state_arguments(plan));
-    let args = plan::script_argv(verify::STATE_SCRIPT, "sysfile-verify", arguments);
-    let span = plan.steps.last().map(|s| s.span).unwrap_or_default();
-    let report = lowering.inspect("[sysfile] verify units and image hygiene", args, span);
-    let reference = bridge
-        .solve(lowering.finish_at(&report).definition, vec![], false)
-        .await?;
-    let states = bridge.read_file(&reference, "states").await?;
-    let facts = bridge.read_file(&reference, "facts").await?;
-    Ok(verify::check_state(
-        spec,
-        plan,
-        &String::from_utf8_lossy(&states),
-        &String::from_utf8_lossy(&facts),
-    ))
+    let (image, report) = lowering.finish_with_report();
+    let report =
+        report.ok_or_else(|| BuildError::Other("the plan has no units step".to_string()))?;
+    let texts = match read_report(bridge, report).await {
+        Ok(texts) => texts,
+        Err(failure) => {
+            return Err(explain_units_failure(bridge, spec, plan, sources, options, failure).await);
+        }
+    };
+    let [units, aliases, version, init, states, facts] = texts;
+    let inventory = verify::Inventory::parse(&units, &aliases, &version, &init);
+    let mut diagnostics = verify::check_inventory(spec, &inventory);
+    diagnostics.extend(verify::check_state(spec, plan, &states, &facts));
+    let (errors, warnings): (Vec<_>, Vec<_>) =
+        diagnostics.into_iter().partition(Diagnostic::is_error);
+    if !errors.is_empty() {
+        return Err(BuildError::Spec {
+            diagnostics: errors,
+            sources: sources.clone(),
+        });
+    }
+    Ok(Verified {
+        image,
+        inventory,
+        warnings,
+    })
+}
+
+/// Solves a report definition and reads every report file (the script always writes them all).
+async fn read_report(
+    bridge: &Bridge,
+    report: pb::llb::Definition,
+) -> Result<[String; 6], BridgeError> {
+    let reference = bridge.solve(report, vec![], false).await?;
+    let mut texts: [String; 6] = Default::default();
+    for (text, name) in texts.iter_mut().zip(verify::REPORT_FILES) {
+        *text = String::from_utf8_lossy(&bridge.read_file(&reference, name).await?).into_owned();
+    }
+    Ok(texts)
+}
+
+/// The units step failed: if a unit name in the spec is wrong, say which, at its line; else
+/// pass BuildKit's error on.
+async fn explain_units_failure(
+    bridge: &Bridge,
+    spec: &crate::model::Spec,
+    plan: &plan::Plan,
+    sources: &Sources,
+    options: &LowerOptions,
+    failure: BridgeError,
+) -> BuildError {
+    let mut lowering = Lowering::new(plan, sources, options);
+    for step in &plan.steps[..plan.units_step] {
+        lowering.step(step);
+    }
+    let args = plan::script_argv(
+        &verify::inventory_script(),
+        "sysfile-inventory",
+        [verify::REPORT_DIR.to_string()],
+    );
+    let span = plan
+        .steps
+        .get(plan.units_step)
+        .map(|s| s.span)
+        .unwrap_or_default();
+    let report = lowering.inspect("[sysfile] inspect units", args, span);
+    let inspected = async {
+        let reference = bridge
+            .solve(lowering.finish_at(&report).definition, vec![], false)
+            .await?;
+        let mut texts: [String; 4] = Default::default();
+        for (text, name) in texts
+            .iter_mut()
+            .zip(["units", "aliases", "version", "init"])
+        {
+            *text =
+                String::from_utf8_lossy(&bridge.read_file(&reference, name).await?).into_owned();
+        }
+        Ok::<_, BridgeError>(texts)
+    };
+    match inspected.await {
+        Ok([units, aliases, version, init]) => {
+            let inventory = verify::Inventory::parse(&units, &aliases, &version, &init);
+            let errors: Vec<Diagnostic> = verify::check_inventory(spec, &inventory)
+                .into_iter()
+                .filter(Diagnostic::is_error)
+                .collect();
+            if errors.is_empty() {
+                BuildError::Buildkit(failure)
+            } else {
+                BuildError::Spec {
+                    diagnostics: errors,
+                    sources: sources.clone(),
+                }
+            }
+        }
+        // The steps before the units step failed too: BuildKit's own error says where.
+        Err(_) => BuildError::Buildkit(failure),
+    }
 }

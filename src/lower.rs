@@ -14,6 +14,7 @@ use crate::llb::{
 use crate::model::{self, BindFrom, MountKind, Network, OwnerId};
 use crate::pb::llb as pb;
 use crate::plan::{CONTEXT_MOUNT, ExecStep, FileStep, Plan, Step, StepKind};
+use crate::verify::REPORT_DIR;
 
 /// Everything lowering needs besides the plan; gathered by the gateway or the CLI.
 #[derive(Clone, Debug, Default)]
@@ -97,6 +98,8 @@ pub struct Lowering<'a> {
     graph: Graph,
     current: Output,
     contexts: Contexts,
+    /// The verification report of the units step, once lowered.
+    report: Option<Output>,
     sources: &'a Sources,
     options: &'a LowerOptions,
     history: Vec<(String, bool)>,
@@ -175,6 +178,7 @@ impl<'a> Lowering<'a> {
                 main: context,
                 named,
             },
+            report: None,
             sources,
             options,
             history: Vec::new(),
@@ -187,14 +191,20 @@ impl<'a> Lowering<'a> {
             .at(Some(location(self.sources, step.span)))
             .ignore_cache(self.options.no_cache);
         self.current = match &step.kind {
-            StepKind::Exec(exec) => lower_exec(
-                &mut self.graph,
-                exec,
-                &self.current,
-                &self.contexts,
-                op_options,
-                self.options,
-            ),
+            StepKind::Exec(exec) => {
+                let (image, report) = lower_exec(
+                    &mut self.graph,
+                    exec,
+                    &self.current,
+                    &self.contexts,
+                    op_options,
+                    self.options,
+                );
+                if report.is_some() {
+                    self.report = report;
+                }
+                image
+            }
             StepKind::Files(files) => lower_files(
                 &mut self.graph,
                 files,
@@ -236,15 +246,7 @@ impl<'a> Lowering<'a> {
                 },
                 Mount::tmpfs("/run"),
                 Mount::tmpfs("/tmp"),
-                Mount {
-                    dest: REPORT_DIR.to_string(),
-                    kind: llb::MountKind::Bind {
-                        input: None,
-                        selector: String::new(),
-                        readonly: false,
-                        output: true,
-                    },
-                },
+                report_mount(),
             ],
             ..llb::Exec::default()
         };
@@ -254,6 +256,21 @@ impl<'a> Lowering<'a> {
             .get(REPORT_DIR)
             .cloned()
             .unwrap_or_else(|| self.current.clone())
+    }
+
+    /// The units step's verification report, once that step is lowered.
+    pub fn report(&self) -> Option<&Output> {
+        self.report.as_ref()
+    }
+
+    /// Both definitions of a finished build: the image, and its verification report (when
+    /// the units step was lowered). They share every op, so BuildKit runs the build once.
+    pub fn finish_with_report(self) -> (Lowered, Option<pb::Definition>) {
+        let report = self.report.clone().map(|report| {
+            let graph = self.graph.clone();
+            graph.finish(&report)
+        });
+        (self.finish(), report)
     }
 
     /// The filesystem after the steps applied so far.
@@ -276,9 +293,6 @@ impl<'a> Lowering<'a> {
     }
 }
 
-/// Where [`Lowering::inspect`] mounts the directory its command writes its report into.
-pub const REPORT_DIR: &str = "/run/sysfile-report";
-
 /// The 1-based line/column range of a span, as a source-map location.
 pub fn location(sources: &Sources, span: Span) -> llb::Location {
     let file = sources.get(span.file);
@@ -300,7 +314,7 @@ fn lower_exec(
     contexts: &Contexts,
     op_options: OpOptions,
     options: &LowerOptions,
-) -> Output {
+) -> (Output, Option<Output>) {
     let mut env: Vec<String> = Vec::new();
     let mut set_env = |key: &str, value: &str| {
         env.retain(|e| e.split_once('=').is_none_or(|(k, _)| k != key));
@@ -343,6 +357,9 @@ fn lower_exec(
         mounts.retain(|m| m.dest != mount.target);
         mounts.push(lower_mount(graph, mount, contexts, options));
     }
+    if exec.report {
+        mounts.push(report_mount());
+    }
     let network = match exec.network {
         Network::Host => NetMode::Host,
         Network::None => NetMode::None,
@@ -366,7 +383,21 @@ fn lower_exec(
         mounts,
     };
     let outputs = graph.exec(exec, op_options);
-    outputs.get("/").cloned().unwrap_or_else(|| root.clone())
+    let image = outputs.get("/").cloned().unwrap_or_else(|| root.clone());
+    (image, outputs.get(REPORT_DIR).cloned())
+}
+
+/// An empty writable directory at [`REPORT_DIR`] whose contents are an output of its own.
+fn report_mount() -> Mount {
+    Mount {
+        dest: REPORT_DIR.to_string(),
+        kind: llb::MountKind::Bind {
+            input: None,
+            selector: String::new(),
+            readonly: false,
+            output: true,
+        },
+    }
 }
 
 fn lower_mount(

@@ -50,8 +50,8 @@ pub struct Plan {
     pub family: Family,
     pub manager: PackageManager,
     pub steps: Vec<Step>,
-    /// Index of the first finalisation step (systemd configuration, units, hygiene).
-    pub finalize_from: usize,
+    /// Index of the units step: the last step, which also writes the verification report.
+    pub units_step: usize,
     /// Context-relative paths the build reads (the include patterns of the context source).
     pub context_paths: Vec<String>,
     /// Paths read from named build contexts (or images) that `from` keys name.
@@ -91,6 +91,9 @@ pub struct ExecStep {
     pub mounts: Vec<RunMount>,
     /// Bind the build context read-only at [`CONTEXT_MOUNT`].
     pub needs_context: bool,
+    /// Mount an empty directory at [`verify::REPORT_DIR`](crate::verify::REPORT_DIR) whose
+    /// contents are a second output of the step (the verification report), not part of the image.
+    pub report: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,10 +243,10 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     }
 
     let units = UnitPlan::new(spec, facts.family);
-    let finalize_from = steps.len();
     steps.push(systemd_config_step(spec, facts.family));
-    steps.push(units.step(spec));
     steps.push(hygiene_step(spec));
+    let units_step = steps.len();
+    steps.push(units.step(spec));
 
     let entrypoint = if facts.has_sbin_init || !facts.has_systemd {
         // Without systemd the install step adds the package that provides /sbin/init.
@@ -261,7 +264,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         family: facts.family,
         manager,
         steps,
-        finalize_from,
+        units_step,
         context_paths: context_paths.into_iter().collect(),
         named_context_paths: named_paths
             .into_iter()
@@ -330,6 +333,7 @@ fn run_step(
             network: run.network,
             mounts: run.mounts.clone(),
             needs_context: false,
+            report: false,
         }),
     }
 }
@@ -527,6 +531,7 @@ impl ExecStep {
             network: Network::None,
             mounts: vec![],
             needs_context,
+            report: false,
         }
     }
 }
@@ -686,7 +691,7 @@ impl UnitPlan {
 
     fn step(&self, spec: &Spec) -> Step {
         let mut args = script_argv(
-            UNITS_SCRIPT,
+            &crate::verify::units_script(),
             "sysfile-units",
             ["--default".to_string(), spec.systemd.target.name.clone()],
         );
@@ -724,7 +729,10 @@ impl UnitPlan {
         Step {
             name: format!("[sysfile] {}", summary.join(", ")),
             span,
-            kind: StepKind::Exec(ExecStep::offline(args, false)),
+            kind: StepKind::Exec(ExecStep {
+                report: true,
+                ..ExecStep::offline(args, false)
+            }),
         }
     }
 }
@@ -732,32 +740,6 @@ impl UnitPlan {
 fn short_unit(name: &str) -> &str {
     name.strip_suffix(".service").unwrap_or(name)
 }
-
-/// Applies the unit states offline; unit names arrive as arguments, one `systemctl` call each.
-const UNITS_SCRIPT: &str = r#"set -eu
-# Host keys made by package scripts at build time would be shared by every container.
-rm -f /etc/ssh/ssh_host_*
-# Arguments: --default T [--enable U…] [--disable U…] [--mask U…], masks last so that the
-# long list goes to one `systemctl mask` call.
-mode=
-while [ "$#" -gt 0 ] && [ "$1" != --mask ]; do
-  case "$1" in
-    --default|--enable|--disable) mode=$1 ;;
-    *)
-      case "$mode" in
-        --default) systemctl set-default "$1" ;;
-        --enable) systemctl enable "$1" ;;
-        --disable) systemctl disable "$1" ;;
-      esac
-      ;;
-  esac
-  shift
-done
-if [ "$#" -gt 1 ]; then
-  shift
-  systemctl mask "$@"
-fi
-"#;
 
 fn hygiene_step(spec: &Spec) -> Step {
     let remove = |path: &str, wildcard: bool| FileStep::Remove {

@@ -1,11 +1,13 @@
 //! Build-time verification: what the frontend checks inside the built filesystem before returning it.
 //!
-//! Two inspections run in steps whose output is a report directory, never a
-//! layer of the image: one before the units are set (which unit files exist,
-//! their aliases, the systemd version, what `/sbin/init` is), one on the final
-//! filesystem (the state of every unit and the image hygiene). The scripts are
-//! fixed text; unit names reach them as arguments. Parsing the reports and
-//! turning them into diagnostics is pure and lives here too.
+//! The units step (the last step of every build) writes a report into a scratch
+//! directory that is a second output of that step, never a layer of the image:
+//! which unit files existed before it ran, their aliases, the systemd version,
+//! what `/sbin/init` is, and after its changes the state of every unit and the
+//! image hygiene facts. When the units step itself fails, the frontend runs
+//! [`inventory_script`] alone on the filesystem before it, to say which unit
+//! name was wrong. The scripts are fixed text; unit names reach them as
+//! arguments. Parsing the reports and turning them into diagnostics is pure.
 
 use std::collections::BTreeMap;
 
@@ -13,10 +15,12 @@ use crate::diag::{Diagnostic, Span};
 use crate::model::{Spec, Unit};
 use crate::plan::Plan;
 
-/// Lists unit files (with symlink targets), `Alias=` lines, the systemd version and `/sbin/init`.
-pub const INVENTORY_SCRIPT: &str = r#"set -u
-out=$1
-for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+/// Where the report is written: a scratch directory mounted in the units step.
+pub const REPORT_DIR: &str = "/run/sysfile-report";
+
+/// Lists unit files (with symlink targets), `Alias=` lines, the systemd version and `/sbin/init`
+/// into `$out`.
+const INVENTORY: &str = r#"for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
   [ -d "$d" ] || continue
   for f in "$d"/*; do
     [ -e "$f" ] || [ -L "$f" ] || continue
@@ -37,39 +41,82 @@ for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
 done > "$out/aliases"
 (systemctl --version 2>/dev/null || true) | head -n 1 > "$out/version"
 (readlink -f /sbin/init 2>/dev/null || true) > "$out/init"
-exit 0
 "#;
 
-/// Records `systemctl is-enabled` for each unit argument, the default target and hygiene facts.
-pub const STATE_SCRIPT: &str = r#"set -u
-out=$1; shift
-# One `systemctl is-enabled` call prints one state per unit, in order; fall back to one call per
-# unit if the counts ever differ (a unit whose state cannot be read prints nothing).
-systemctl is-enabled "$@" > "$out/raw" 2>/dev/null || true
-if [ "$(wc -l < "$out/raw")" -eq "$#" ]; then
-  for u do
-    IFS= read -r s || s=
-    printf '%s\t%s\n' "$u" "${s:-not-found}"
-  done < "$out/raw" > "$out/states"
-else
-  for u do
-    s=$(systemctl is-enabled "$u" 2>/dev/null) || true
-    printf '%s\t%s\n' "$u" "${s:-not-found}"
-  done > "$out/states"
+/// Sets the unit states. Arguments: `--default T [--enable U…] [--disable U…] [--mask U…]`, masks
+/// last so that the long list goes to one `systemctl mask` call. Records the state of every
+/// enabled and disabled unit before masking, then of every masked one.
+const CHANGES: &str = r#"# Host keys made by package scripts at build time would be shared by every container.
+rm -f /etc/ssh/ssh_host_*
+mode=
+for arg do
+  case "$arg" in
+    --default|--enable|--disable|--mask) mode=$arg ;;
+    *)
+      case "$mode" in
+        --default) systemctl set-default "$arg" ;;
+        --enable) systemctl enable "$arg" ;;
+        --disable) systemctl disable "$arg" ;;
+      esac
+      ;;
+  esac
+done
+: > "$out/states"
+for arg do
+  case "$arg" in
+    --default|--enable|--disable|--mask) mode=$arg ;;
+    *)
+      case "$mode" in
+        --enable|--disable)
+          s=$(systemctl is-enabled "$arg" 2>/dev/null) || true
+          printf '%s\t%s\n' "$arg" "${s:-not-found}" >> "$out/states"
+          ;;
+      esac
+      ;;
+  esac
+done
+while [ "$#" -gt 0 ] && [ "$1" != --mask ]; do shift; done
+if [ "$#" -gt 1 ]; then
+  shift
+  systemctl mask "$@"
+  # One is-enabled call prints one state per unit, in order; one call per unit if counts differ.
+  systemctl is-enabled "$@" > "$out/raw" 2>/dev/null || true
+  if [ "$(wc -l < "$out/raw")" -eq "$#" ]; then
+    for u do
+      IFS= read -r s || s=
+      printf '%s\t%s\n' "$u" "${s:-not-found}"
+    done < "$out/raw" >> "$out/states"
+  else
+    for u do
+      s=$(systemctl is-enabled "$u" 2>/dev/null) || true
+      printf '%s\t%s\n' "$u" "${s:-not-found}"
+    done >> "$out/states"
+  fi
+  rm -f "$out/raw"
 fi
-rm -f "$out/raw"
 {
   printf 'default\t%s\n' "$(systemctl get-default 2>/dev/null || true)"
   if [ -f /etc/machine-id ] && [ ! -s /etc/machine-id ]; then printf 'machine-id\tempty\n'; else printf 'machine-id\tnot-empty\n'; fi
-  for f in /var/lib/systemd/random-seed /var/lib/systemd/credential.secret /var/lib/dbus/machine-id /usr/sbin/policy-rc.d; do
-    if [ -e "$f" ]; then printf 'present\t%s\n' "$f"; fi
-  done
-  for f in /etc/ssh/ssh_host_*; do
+  for f in /var/lib/systemd/random-seed /var/lib/systemd/credential.secret /var/lib/dbus/machine-id /usr/sbin/policy-rc.d /etc/ssh/ssh_host_*; do
     if [ -e "$f" ]; then printf 'present\t%s\n' "$f"; fi
   done
 } > "$out/facts"
-exit 0
 "#;
+
+/// The units step's script: inventory, changes, report. It fails (and the build with it) when a
+/// `systemctl` call fails.
+pub fn units_script() -> String {
+    format!("set -eu\nout={REPORT_DIR}\n{INVENTORY}{CHANGES}")
+}
+
+/// The inventory alone, for a report-only step on the filesystem before the units step; the
+/// report directory is its first argument.
+pub fn inventory_script() -> String {
+    format!("set -u\nout=$1\n{INVENTORY}exit 0\n")
+}
+
+/// The files of a units-step report.
+pub const REPORT_FILES: [&str; 6] = ["units", "aliases", "version", "init", "states", "facts"];
 
 /// What the inventory found in the filesystem before the units were set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -217,16 +264,6 @@ fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a String>) -> Opti
         .filter(|(score, _)| *score >= 0.85)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c.as_str())
-}
-
-/// The arguments of [`STATE_SCRIPT`] for a plan: every unit whose state is checked.
-pub fn state_arguments(plan: &Plan) -> Vec<String> {
-    plan.enabled_units
-        .iter()
-        .chain(&plan.disabled_units)
-        .chain(&plan.masked_units)
-        .cloned()
-        .collect()
 }
 
 /// Compares the final unit states and hygiene facts with the plan.

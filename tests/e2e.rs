@@ -855,3 +855,28 @@ fn minimal_spec_builds_and_boots() {
     let (code, _) = container.exec(&["test", "-s", "/etc/machine-id"]);
     assert_eq!(code, 0, "a fresh machine-id at boot");
 }
+
+/// A wrong unit name fails the units step; the frontend then inspects the filesystem before it
+/// and points at the name in the Sysfile, with the fix (an alias, or a near name).
+#[test]
+fn a_wrong_unit_name_is_located_with_a_suggestion() {
+    let Some(engine) = Engine::detect("a_wrong_unit_name_is_located_with_a_suggestion") else {
+        return;
+    };
+    engine.require_base_image();
+    engine.frontend_image();
+    for (unit, help) in [("sshd", "name the unit itself: `ssh`"), ("sssh", "did you mean `ssh.service`?")] {
+        let ctx = tempdir();
+        let text = format!(
+            "# syntax={{frontend}}\n[image]\nfrom = \"local/debian:bookworm\"\n\n[packages]\ninstall = [\"openssh-server\"]\n\n[services]\nenable = [\"{unit}\"]\n"
+        );
+        let sysfile = write_sysfile(ctx.path(), &text);
+        let build = engine.build("wrong_unit", ctx.path(), &sysfile, &["--network=host"]);
+        build.assert_failed("a unit name that does not exist");
+        assert!(
+            build.output.lines().any(|l| l == "Sysfile:9") && build.output.contains(help),
+            "expected Sysfile:9 and {help:?}:\n{}",
+            tail(&build.output, 30)
+        );
+    }
+}

@@ -43,10 +43,21 @@ fn fake(version: &str, spec: &str) -> FakeBuildkit {
             ],
         )
         .with_exec_output("sysfile-inventory", inventory())
-        .with_exec_output("sysfile-verify", final_state(spec))
+        .with_exec_output("sysfile-units", units_report(spec))
 }
 
-/// What the verification step reports for a correctly built image of `spec`.
+/// What the units step reports for a correctly built image of `spec`: the inventory, then every
+/// unit in the state the plan asked for.
+fn units_report(spec: &str) -> Vec<(&'static str, String)> {
+    let mut report: Vec<(&'static str, String)> = inventory()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+    report.extend(final_state(spec));
+    report
+}
+
+/// The states and facts part of a report for a correctly built image of `spec`.
 fn final_state(spec: &str) -> Vec<(&'static str, String)> {
     let loaded = sysfile::spec::load(
         sysfile::diag::SourceFile::new("Sysfile", spec),
@@ -407,16 +418,16 @@ async fn an_alias_or_a_typo_in_services_is_a_located_error_with_a_suggestion() -
 
 #[tokio::test]
 async fn a_unit_in_the_wrong_state_fails_the_build() -> TestResult {
-    let fake = fake("v0.32", SSHD).with_exec_output(
-        "sysfile-verify",
-        [
-            ("states", "ssh.service\tdisabled\n".to_string()),
-            (
-                "facts",
-                "default\tmulti-user.target\nmachine-id\tnot-empty\n".to_string(),
-            ),
-        ],
-    );
+    let mut report: Vec<(&'static str, String)> = inventory()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+    report.push(("states", "ssh.service\tdisabled\n".to_string()));
+    report.push((
+        "facts",
+        "default\tmulti-user.target\nmachine-id\tnot-empty\n".to_string(),
+    ));
+    let fake = fake("v0.32", SSHD).with_exec_output("sysfile-units", report);
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
     let status = handle.returned().and_then(|r| r.error).expect("an error");
     assert!(
@@ -695,7 +706,7 @@ fn with_debian(fake: FakeBuildkit, spec: &str) -> FakeBuildkit {
             ],
         )
         .with_exec_output("sysfile-inventory", inventory())
-        .with_exec_output("sysfile-verify", final_state(spec))
+        .with_exec_output("sysfile-units", units_report(spec))
 }
 
 #[tokio::test]

@@ -246,7 +246,7 @@ pub enum FileAction {
 }
 
 /// A graph of ops under construction.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Graph {
     platform: Option<pb::Platform>,
     ops: Vec<Vec<u8>>,
