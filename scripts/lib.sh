@@ -30,7 +30,8 @@ docker_major() {
 #   cgroup v1 / hybrid:     -v /sys/fs/cgroup:/sys/fs/cgroup:rw   (observed on Docker 20.10 and 26;
 #                           `:ro` fails on Docker >= 25 because it became recursive)
 #   cgroup v2, Docker >= 28: --cgroupns=private --security-opt writable-cgroups=true (not verified here)
-#   cgroup v2, Docker < 28:  --privileged --cgroupns=private (kind style; stop exits 130, not 0)
+#   cgroup v2, Docker < 28:  --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw (not verified here;
+#                           exposes the host's cgroup tree; the same fallback as `sysfile run`)
 #   every host:             --stop-timeout 30
 contract_flags() {
   local fstype=${1:-} major=${2:-}
@@ -41,7 +42,7 @@ contract_flags() {
     if [ "$major" -ge 28 ]; then
       printf '%s\n' --cgroupns=private --security-opt writable-cgroups=true
     else
-      printf '%s\n' --privileged --cgroupns=private
+      printf '%s\n' --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
     fi
   else
     printf '%s\n' -v /sys/fs/cgroup:/sys/fs/cgroup:rw

@@ -207,6 +207,16 @@ fn llb(args: &LlbArgs) -> Result<i32> {
     };
     let platform = args.platform.as_deref().map(parse_platform).transpose()?;
     let base = Reference::parse(&spec.image.from.value).map_err(anyhow::Error::msg)?;
+    if let Some(file) = spec.files.iter().find(|f| f.from.is_some()) {
+        let at = loaded.sources.get(file.span.file).line_col(file.span.start);
+        bail!(
+            "{}:{}:{}: `sysfile llb` cannot resolve the named build context `{}`; build with `docker buildx build --build-context`",
+            loaded.sources.get(file.span.file).name,
+            at.line,
+            at.column,
+            file.from.as_deref().unwrap_or_default()
+        );
+    }
     let plan = plan::plan(spec, &BaseFacts::assumed(family));
     let options = LowerOptions {
         base_ref: base.normalized(),

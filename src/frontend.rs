@@ -603,23 +603,8 @@ fn named_contexts(options: &FrontendOptions) -> Result<BTreeMap<String, NamedCon
                 name: local.to_string(),
                 session: options.local_session(local).unwrap_or_default(),
             }
-        } else if value.starts_with("git://")
-            || value.starts_with("git@")
-            || value.contains(".git#")
-            || value.ends_with(".git")
-        {
-            let identifier = value
-                .trim_start_matches("git://")
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_start_matches("ssh://")
-                .trim_start_matches("git@")
-                .replacen(':', "/", usize::from(value.starts_with("git@")))
-                .to_string();
-            NamedContext::Git {
-                identifier,
-                url: value.clone(),
-            }
+        } else if let Some((identifier, url)) = git_context(value) {
+            NamedContext::Git { identifier, url }
         } else if value.starts_with("https://") || value.starts_with("http://") {
             NamedContext::Http(value.clone())
         } else {
@@ -630,6 +615,43 @@ fn named_contexts(options: &FrontendOptions) -> Result<BTreeMap<String, NamedCon
         contexts.insert(name, context);
     }
     Ok(contexts)
+}
+
+/// A git URL as BuildKit's git source wants it: the identifier `host/path[#ref[:subdir]]` and
+/// the full URL without the fragment (`git.fullurl`). `None` when `value` is not a git URL.
+pub fn git_context(value: &str) -> Option<(String, String)> {
+    let (url, fragment) = match value.split_once('#') {
+        Some((url, fragment)) => (url, Some(fragment)),
+        None => (value, None),
+    };
+    let is_git = url.starts_with("git://")
+        || url.starts_with("git@")
+        || url.starts_with("ssh://")
+        || url.ends_with(".git")
+        || url.starts_with("github.com/");
+    if !is_git {
+        return None;
+    }
+    // `git@host:org/repo.git` is `host/org/repo.git`.
+    let path = if let Some(rest) = url.strip_prefix("git@") {
+        rest.replacen(':', "/", 1)
+    } else {
+        let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+        without_scheme
+            .split_once('@')
+            .map_or(without_scheme, |(_, host)| host)
+            .to_string()
+    };
+    let identifier = match fragment {
+        Some(fragment) if !fragment.is_empty() => format!("{path}#{fragment}"),
+        _ => path,
+    };
+    let full = if url.starts_with("github.com/") {
+        format!("https://{url}")
+    } else {
+        url.to_string()
+    };
+    Some((identifier, full))
 }
 
 /// Every `[[files]] from` must name a build context the client passed.
@@ -725,7 +747,20 @@ impl PlatformBuild<'_> {
             (true, None) => crate::llb::digest(&base_config),
         };
 
-        let facts = detect_base(bridge, spec, &base_ref, &platform, self.sources).await?;
+        // Every solve that shares ops with the image gets the cache imports: the first one to
+        // evaluate a step is the one that can take it from an imported cache.
+        let cache_imports = options.cache_imports().map_err(other)?;
+        let resolve_mode_attr = resolve_mode.as_str();
+        let facts = detect_base(
+            bridge,
+            spec,
+            &base_ref,
+            resolve_mode_attr,
+            &platform,
+            self.sources,
+            &cache_imports,
+        )
+        .await?;
         let base_json: serde_json::Value =
             serde_json::from_slice(&base_config).unwrap_or(serde_json::Value::Null);
         let base_env: Vec<String> = base_json["config"]["Env"]
@@ -786,14 +821,21 @@ impl PlatformBuild<'_> {
             },
         };
         let mut plan = plan;
-        let verified = verify_build(bridge, spec, &plan, self.sources, &lower_options).await?;
+        let verified = verify_build(
+            bridge,
+            spec,
+            &plan,
+            self.sources,
+            &lower_options,
+            &cache_imports,
+        )
+        .await?;
         warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
         if !verified.inventory.init.is_empty() && !verified.inventory.init_is_systemd() {
             // `/sbin/init` is another init system: start the systemd binary itself.
             plan.entrypoint = vec![facts.family.systemd_binary().to_string()];
         }
         let lowered = verified.image;
-        let cache_imports = options.cache_imports().map_err(other)?;
         let result_ref = bridge
             .solve(lowered.definition, cache_imports, false)
             .await?;
@@ -825,16 +867,21 @@ async fn detect_base(
     bridge: &Bridge,
     spec: &crate::model::Spec,
     base_ref: &str,
+    resolve_mode: &str,
     platform: &pb::llb::Platform,
     sources: &Sources,
+    cache_imports: &[pb::gateway::CacheOptionsEntry],
 ) -> Result<BaseFacts, BuildError> {
     let mut graph = Graph::new(Some(platform.clone()));
+    // The same op as the build's base (same attrs), so the facts are those of the image built on.
     let image = graph.image(
         base_ref,
-        BTreeMap::new(),
+        crate::lower::base_image_attrs(resolve_mode),
         OpOptions::named(format!("[sysfile] inspect {base_ref}")),
     );
-    let reference = bridge.solve(graph.finish(&image), vec![], false).await?;
+    let reference = bridge
+        .solve(graph.finish(&image), cache_imports.to_vec(), false)
+        .await?;
     let mut os_release = None;
     for path in ["/etc/os-release", "/usr/lib/os-release"] {
         if let Some(data) = bridge.read_file_opt(&reference, path).await? {
@@ -906,6 +953,7 @@ async fn verify_build(
     plan: &plan::Plan,
     sources: &Sources,
     options: &LowerOptions,
+    cache_imports: &[pb::gateway::CacheOptionsEntry],
 ) -> Result<Verified, BuildError> {
     let mut lowering = Lowering::new(plan, sources, options);
     for step in &plan.steps {
@@ -914,10 +962,19 @@ async fn verify_build(
     let (image, report) = lowering.finish_with_report();
     let report =
         report.ok_or_else(|| BuildError::Other("the plan has no units step".to_string()))?;
-    let texts = match read_report(bridge, report).await {
+    let texts = match read_report(bridge, report, cache_imports).await {
         Ok(texts) => texts,
         Err(failure) => {
-            return Err(explain_units_failure(bridge, spec, plan, sources, options, failure).await);
+            return Err(explain_units_failure(
+                bridge,
+                spec,
+                plan,
+                sources,
+                options,
+                cache_imports,
+                failure,
+            )
+            .await);
         }
     };
     let [units, aliases, version, init, states, facts] = texts;
@@ -943,8 +1000,9 @@ async fn verify_build(
 async fn read_report(
     bridge: &Bridge,
     report: pb::llb::Definition,
+    cache_imports: &[pb::gateway::CacheOptionsEntry],
 ) -> Result<[String; 6], BridgeError> {
-    let reference = bridge.solve(report, vec![], false).await?;
+    let reference = bridge.solve(report, cache_imports.to_vec(), false).await?;
     let mut texts: [String; 6] = Default::default();
     for (text, name) in texts.iter_mut().zip(verify::REPORT_FILES) {
         *text = String::from_utf8_lossy(&bridge.read_file(&reference, name).await?).into_owned();
@@ -960,6 +1018,7 @@ async fn explain_units_failure(
     plan: &plan::Plan,
     sources: &Sources,
     options: &LowerOptions,
+    cache_imports: &[pb::gateway::CacheOptionsEntry],
     failure: BridgeError,
 ) -> BuildError {
     let mut lowering = Lowering::new(plan, sources, options);
@@ -979,7 +1038,11 @@ async fn explain_units_failure(
     let report = lowering.inspect("[sysfile] inspect units", args, span);
     let inspected = async {
         let reference = bridge
-            .solve(lowering.finish_at(&report).definition, vec![], false)
+            .solve(
+                lowering.finish_at(&report).definition,
+                cache_imports.to_vec(),
+                false,
+            )
             .await?;
         let mut texts: [String; 4] = Default::default();
         for (text, name) in texts
@@ -1009,5 +1072,38 @@ async fn explain_units_failure(
         }
         // The steps before the units step failed too: BuildKit's own error says where.
         Err(_) => BuildError::Buildkit(failure),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_contexts_split_the_fragment_off_the_full_url() {
+        let ctx = |v: &str| git_context(v);
+        assert_eq!(
+            ctx("https://github.com/org/repo.git#v1.2:sub"),
+            Some((
+                "github.com/org/repo.git#v1.2:sub".into(),
+                "https://github.com/org/repo.git".into()
+            ))
+        );
+        assert_eq!(
+            ctx("git@github.com:org/repo.git#main"),
+            Some((
+                "github.com/org/repo.git#main".into(),
+                "git@github.com:org/repo.git".into()
+            ))
+        );
+        assert_eq!(
+            ctx("git://host/repo"),
+            Some(("host/repo".into(), "git://host/repo".into()))
+        );
+        assert_eq!(
+            ctx("ssh://git@host/repo.git"),
+            Some(("host/repo.git".into(), "ssh://git@host/repo.git".into()))
+        );
+        assert_eq!(ctx("https://example.com/file.tar"), None);
     }
 }

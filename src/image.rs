@@ -92,6 +92,10 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
         Some(Value::Object(map)) => map,
         _ => Map::new(),
     };
+    // PID 1 must be root, and nothing from the base may wrap it in a shell.
+    for key in ["User", "Shell", "ArgsEscaped"] {
+        config.remove(key);
+    }
     config.insert("Entrypoint".into(), json!(plan.entrypoint));
     if plan.cmd.is_empty() {
         config.remove("Cmd");

@@ -112,13 +112,7 @@ impl<'a> Lowering<'a> {
         for (_, file) in sources.iter() {
             graph.add_source_file(&file.name, file.text.as_bytes(), "TOML");
         }
-        let mut attrs = BTreeMap::new();
-        if !options.resolve_mode.is_empty() && options.resolve_mode != "default" {
-            attrs.insert(
-                "image.resolvemode".to_string(),
-                options.resolve_mode.clone(),
-            );
-        }
+        let attrs = base_image_attrs(&options.resolve_mode);
         let base_name = format!("[sysfile] base {}", options.base_ref);
         let current = graph.image(
             &options.base_ref,
@@ -293,6 +287,15 @@ impl<'a> Lowering<'a> {
     }
 }
 
+/// The attrs of the base image source for a resolve mode (`default`, `pull`, `local`).
+pub fn base_image_attrs(resolve_mode: &str) -> BTreeMap<String, String> {
+    let mut attrs = BTreeMap::new();
+    if !resolve_mode.is_empty() && resolve_mode != "default" {
+        attrs.insert("image.resolvemode".to_string(), resolve_mode.to_string());
+    }
+    attrs
+}
+
 /// The 1-based line/column range of a span, as a source-map location.
 pub fn location(sources: &Sources, span: Span) -> llb::Location {
     let file = sources.get(span.file);
@@ -325,7 +328,7 @@ fn lower_exec(
             set_env(k, v);
         }
     }
-    set_env("SYSTEMD_OFFLINE", "1");
+
     // Like the Dockerfile frontend: a step with an SSH agent mount finds it through SSH_AUTH_SOCK.
     if let Some(agent) = exec
         .mounts
@@ -337,6 +340,8 @@ fn lower_exec(
     for (k, v) in &exec.env {
         set_env(k, v);
     }
+    // Last, so nothing overrides it: systemctl in build steps works on files, not on a manager.
+    set_env("SYSTEMD_OFFLINE", "1");
     let mut mounts = vec![
         Mount::root(root.clone()),
         Mount::tmpfs("/run"),
@@ -520,11 +525,12 @@ fn lower_files(
                 owner,
             } => {
                 if let Some(parent) = parent_dir(path) {
+                    // Directories it creates belong to the file's owner too (existing ones keep theirs).
                     actions.push(FileAction::Mkdir {
                         path: parent.to_string(),
                         mode: 0o755,
                         make_parents: true,
-                        owner: None,
+                        owner: owner.as_ref().map(chown),
                         timestamp,
                     });
                 }

@@ -365,6 +365,9 @@ fn package_script(manager: PackageManager, action: PackageAction) -> &'static st
         (PackageManager::Apt, PackageAction::Install) => concat!(
             "set -eu\n",
             "export DEBIAN_FRONTEND=noninteractive\n",
+            "# Official Debian/Ubuntu images delete downloaded .debs after every install; the cache\n",
+            "# lives in a cache mount, never in a layer, so keep it.\n",
+            "rm -f /etc/apt/apt.conf.d/docker-clean\n",
             "apt-get update -o APT::Update::Error-Mode=any\n",
             "apt-get install -y --no-install-recommends -o Binary::apt::APT::Keep-Downloaded-Packages=true -- \"$@\"\n",
         ),
@@ -384,7 +387,7 @@ fn package_script(manager: PackageManager, action: PackageAction) -> &'static st
             "set -eu\nzypper --non-interactive remove -- \"$@\"\n"
         }
         (PackageManager::Pacman, PackageAction::Install) => {
-            "set -eu\npacman -Sy --noconfirm --needed -- \"$@\"\n"
+            "set -eu\n# Arch supports no partial upgrades: sync and upgrade together.\npacman -Syu --noconfirm --needed -- \"$@\"\n"
         }
         (PackageManager::Pacman, PackageAction::Remove) => {
             "set -eu\npacman -Rns --noconfirm -- \"$@\"\n"

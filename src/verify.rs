@@ -54,9 +54,9 @@ for arg do
     --default|--enable|--disable|--mask) mode=$arg ;;
     *)
       case "$mode" in
-        --default) systemctl set-default "$arg" ;;
-        --enable) systemctl enable "$arg" ;;
-        --disable) systemctl disable "$arg" ;;
+        --default) systemctl set-default -- "$arg" ;;
+        --enable) systemctl enable -- "$arg" ;;
+        --disable) systemctl disable -- "$arg" ;;
       esac
       ;;
   esac
@@ -68,7 +68,7 @@ for arg do
     *)
       case "$mode" in
         --enable|--disable)
-          s=$(systemctl is-enabled "$arg" 2>/dev/null) || true
+          s=$(systemctl is-enabled -- "$arg" 2>/dev/null) || true
           printf '%s\t%s\n' "$arg" "${s:-not-found}" >> "$out/states"
           ;;
       esac
@@ -78,9 +78,9 @@ done
 while [ "$#" -gt 0 ] && [ "$1" != --mask ]; do shift; done
 if [ "$#" -gt 1 ]; then
   shift
-  systemctl mask "$@"
+  systemctl mask -- "$@"
   # One is-enabled call prints one state per unit, in order; one call per unit if counts differ.
-  systemctl is-enabled "$@" > "$out/raw" 2>/dev/null || true
+  systemctl is-enabled -- "$@" > "$out/raw" 2>/dev/null || true
   if [ "$(wc -l < "$out/raw")" -eq "$#" ]; then
     for u do
       IFS= read -r s || s=
@@ -88,7 +88,7 @@ if [ "$#" -gt 1 ]; then
     done < "$out/raw" >> "$out/states"
   else
     for u do
-      s=$(systemctl is-enabled "$u" 2>/dev/null) || true
+      s=$(systemctl is-enabled -- "$u" 2>/dev/null) || true
       printf '%s\t%s\n' "$u" "${s:-not-found}"
     done >> "$out/states"
   fi
@@ -288,23 +288,14 @@ pub fn check_state(spec: &Spec, plan: &Plan, states: &str, facts: &str) -> Vec<D
                     span_of(unit),
                     format!("`{unit}` should be {wanted} in the image, but `systemctl is-enabled` says `{found}`"),
                 )
-                .with_help("check that no later [[run]] step changes it, and that the unit has an [Install] section"),
+                .with_help("a `static` unit has no [Install] section (add `WantedBy=multi-user.target` to it, or let another unit pull it in); otherwise check that no later [[run]] step changes it"),
             );
         }
     };
     for unit in &plan.enabled_units {
-        expect(
-            unit,
-            "enabled",
-            &[
-                "enabled",
-                "enabled-runtime",
-                "static",
-                "alias",
-                "indirect",
-                "generated",
-            ],
-        );
+        // `static` and `indirect` units have no [Install] section of their own: `systemctl
+        // enable` succeeds and changes nothing, and the unit never starts at boot.
+        expect(unit, "enabled", &["enabled", "enabled-runtime"]);
     }
     for unit in &plan.disabled_units {
         expect(unit, "disabled", &["disabled", "static", "indirect"]);
@@ -373,5 +364,42 @@ mod tests {
             Some("nginx.service")
         );
         assert_eq!(nearest("postgresql.service", units.iter()), None);
+    }
+
+    #[test]
+    fn a_static_unit_is_not_enabled() {
+        let text = "[image]\nfrom = \"debian\"\n[services]\nenable = [\"oneshot\"]\n";
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", text),
+            &Default::default(),
+        );
+        let spec = loaded.spec.expect("loads");
+        let plan = crate::plan::plan(
+            &spec,
+            &crate::plan::BaseFacts::assumed(crate::distro::Family::Fedora),
+        );
+        let mut states: String = plan
+            .masked_units
+            .iter()
+            .map(|u| format!("{u}\tmasked\n"))
+            .collect();
+        states.push_str("oneshot.service\tstatic\n");
+        let facts = "default\tmulti-user.target\nmachine-id\tempty\n";
+        let diagnostics = check_state(&spec, &plan, &states, facts);
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert!(
+            diagnostics[0]
+                .message
+                .contains("`oneshot.service` should be enabled")
+        );
+        assert!(
+            diagnostics[0]
+                .help
+                .as_deref()
+                .unwrap_or("")
+                .contains("[Install]")
+        );
+        states = states.replace("static", "enabled");
+        assert!(check_state(&spec, &plan, &states, facts).is_empty());
     }
 }

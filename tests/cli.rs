@@ -125,3 +125,40 @@ fn llb_stamps_files_with_a_source_date_epoch_build_arg() {
     ]);
     assert_eq!(stamped, again);
 }
+
+#[test]
+fn a_shell_script_in_argv_is_never_interpolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    std::fs::write(
+        &path,
+        "[image]\nfrom = \"debian\"\n[args]\nMSG = \"$(id)\"\n[[run]]\nargv = [\"/bin/sh\", \"-ec\", \"echo \\\"${MSG}\\\"\"]\n[[run]]\nargv = [\"echo\", \"${MSG}\"]\n",
+    )
+    .unwrap();
+    let (code, dump, stderr) = sysfile(&["llb", "--dump", "-f", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    // The shell reads MSG from its environment; the exec form gets the value itself.
+    assert!(
+        dump.contains(r#"exec ["/bin/sh","-ec","echo \"${MSG}\""]"#),
+        "{dump}"
+    );
+    assert!(dump.contains(r#"exec ["echo","$(id)"]"#), "{dump}");
+    assert!(dump.contains("env MSG=$(id)"), "{dump}");
+}
+
+#[test]
+fn names_sysfile_sets_itself_are_reserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    std::fs::write(
+        &path,
+        "[image]\nfrom = \"debian\"\n[config]\nenv = { SYSTEMD_OFFLINE = \"1\" }\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = sysfile(&["check", "-f", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("error[reserved-env-name]") && stderr.contains("Sysfile:4:"),
+        "{stderr}"
+    );
+}

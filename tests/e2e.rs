@@ -865,7 +865,10 @@ fn a_wrong_unit_name_is_located_with_a_suggestion() {
     };
     engine.require_base_image();
     engine.frontend_image();
-    for (unit, help) in [("sshd", "name the unit itself: `ssh`"), ("sssh", "did you mean `ssh.service`?")] {
+    for (unit, help) in [
+        ("sshd", "name the unit itself: `ssh`"),
+        ("sssh", "did you mean `ssh.service`?"),
+    ] {
         let ctx = tempdir();
         let text = format!(
             "# syntax={{frontend}}\n[image]\nfrom = \"local/debian:bookworm\"\n\n[packages]\ninstall = [\"openssh-server\"]\n\n[services]\nenable = [\"{unit}\"]\n"

@@ -820,3 +820,72 @@ async fn the_same_build_works_on_every_recorded_buildkit() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_definition_over_an_old_daemons_request_limit_is_a_clear_error() -> TestResult {
+    let big = "x".repeat(5 * 1024 * 1024);
+    let spec = format!(
+        "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\ncontent = \"{big}\"\ndest = \"/srv/big\"\n"
+    );
+    let old = run(fake("v0.13", &spec), &[("filename", "Sysfile")]).await?;
+    let status = old
+        .returned()
+        .and_then(|r| r.error)
+        .expect("an error on v0.13 (4 MiB requests)");
+    assert!(
+        status.message.contains("request limit"),
+        "{}",
+        &status.message[..status.message.len().min(300)]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_base_user_never_reaches_pid_1() -> TestResult {
+    let config = br#"{"architecture":"amd64","os":"linux","config":{"User":"nobody","Shell":["/bin/bash","-c"],"Env":["PATH=/usr/bin:/bin"]}}"#;
+    let handle = run(
+        fake("v0.32", SSHD).with_image_config(DEBIAN, DIGEST, config.to_vec()),
+        &[("filename", "Sysfile")],
+    )
+    .await?;
+    let config = returned_config(&handle);
+    assert!(
+        config["config"].get("User").is_none(),
+        "{}",
+        config["config"]
+    );
+    assert!(config["config"].get("Shell").is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn cache_imports_reach_every_solve_that_builds_steps() -> TestResult {
+    let handle = run(
+        fake("v0.32", SSHD),
+        &[
+            ("filename", "Sysfile"),
+            ("cache-from", "registry.example/cache:sshd"),
+        ],
+    )
+    .await?;
+    returned_config(&handle);
+    for solve in handle.solves() {
+        let def = solve.definition.clone().unwrap_or_default();
+        let builds = def.def.iter().any(|b| {
+            pb::llb::Op::decode(b.as_slice())
+                .is_ok_and(|op| matches!(op.op, Some(pb::llb::op::Op::Source(ref s)) if s.identifier.starts_with("docker-image://")))
+        });
+        if builds {
+            assert_eq!(
+                solve.cache_imports.len(),
+                1,
+                "a solve with build steps lacks the cache import"
+            );
+            assert_eq!(
+                solve.cache_imports[0].attrs["ref"],
+                "registry.example/cache:sshd"
+            );
+        }
+    }
+    Ok(())
+}

@@ -138,6 +138,16 @@ impl Bridge {
             evaluate,
             ..Default::default()
         };
+        // Daemons before v0.14 refuse requests over 4 MiB with an opaque transport error.
+        let limit = super::transport::request_size_limit(&self.caps);
+        let size = prost::Message::encoded_len(&req);
+        if size > limit {
+            return Err(BridgeError::Protocol(format!(
+                "the build definition is {:.1} MiB, over this BuildKit's {} MiB request limit: large inline `content` or a large Sysfile (sent with every step for error locations) can cause this; move big files into the build context",
+                size as f64 / 1_048_576.0,
+                limit / 1_048_576
+            )));
+        }
         let resp = self.client.clone().solve(req).await?.into_inner();
         single_ref(resp)
     }

@@ -558,11 +558,37 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
     out
 }
 
+/// Whether `program` is a shell whose `-c` argument is a script.
+fn is_shell(program: &str) -> bool {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    matches!(
+        name,
+        "sh" | "bash" | "dash" | "ash" | "ksh" | "mksh" | "zsh" | "busybox"
+    )
+}
+
+/// `-c`, or combined short options that include it (`-ec`, `-lc`).
+fn is_command_flag(arg: &str) -> bool {
+    arg.strip_prefix('-')
+        .is_some_and(|flags| !flags.starts_with('-') && flags.contains('c'))
+}
+
+/// Names sysfile sets itself: a spec may not set them.
+const RESERVED_ENV: [&str; 2] = ["SYSTEMD_OFFLINE", "container"];
+
 /// An environment table whose names must be valid variable names.
 fn env(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, value) in ctx.string_map("env", value) {
-        if values::is_env_name(name.get_ref()) {
+        if RESERVED_ENV.contains(&name.get_ref().as_str()) {
+            ctx.error(
+                "reserved-env-name",
+                name.span(),
+                format!("`{}` is set by sysfile and cannot be set here", name.get_ref()),
+                "reserved",
+                "`container=` comes from `[systemd] container`; `SYSTEMD_OFFLINE` is set in build steps only and must never reach services",
+            );
+        } else if values::is_env_name(name.get_ref()) {
             out.push((name.into_inner(), value.into_inner()));
         } else {
             ctx.error(
@@ -593,11 +619,24 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             .and_then(|v| ctx.raw_string("sh", v))
             .map(Command::Shell);
         let argv = table.get("argv").map(|v| {
-            let argv: Vec<String> = ctx
-                .strings("argv", v)
-                .into_iter()
-                .map(|s| s.into_inner())
-                .collect();
+            // A shell's `-c` script is never interpolated, as with `sh`: build args reach it as
+            // environment variables, so no argument is ever pasted into shell text.
+            let items = ctx.array("argv", v);
+            let shell = items
+                .first()
+                .and_then(|first| match first.get_ref() {
+                    DeValue::String(s) => Some(is_shell(s)),
+                    _ => None,
+                })
+                .unwrap_or(false);
+            let mut argv: Vec<String> = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let after_c = i > 0 && argv.get(i - 1).is_some_and(|flag: &String| is_command_flag(flag));
+                let value = if shell && after_c { ctx.raw_string("argv", item) } else { ctx.string("argv", item).map(|s| s.into_inner()) };
+                if let Some(value) = value {
+                    argv.push(value);
+                }
+            }
             if matches!(v.get_ref(), DeValue::Array(a) if a.iter().next().is_none()) {
                 ctx.error(
                     "empty-argv",

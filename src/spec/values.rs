@@ -455,7 +455,7 @@ pub(crate) fn normalize_unit(s: &str, default_suffix: &str) -> Result<String, In
             help,
         ));
     }
-    if name.starts_with('@') || name.starts_with('.') {
+    if name.starts_with('@') || name.starts_with('.') || name.starts_with('-') {
         return Err(invalid(
             "bad-unit-name",
             format!("`{s}` is not a unit name"),

@@ -130,8 +130,9 @@ pub fn contract_flags_for(cgroup_fstype: &str, docker_major: u32) -> Vec<String>
                 "writable-cgroups=true",
             ]);
         } else {
-            // kind's recipe; `docker stop` then exits 130 (CAP_SYS_BOOT).
-            f.extend(["--privileged", "--cgroupns=private"]);
+            // The unprivileged fallback `sysfile run` uses (not verified on this project's
+            // machines): the host's cgroup tree, writable, in the host cgroup namespace.
+            f.extend(["--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]);
         }
     } else {
         // cgroup v1 / hybrid: rw bind of the host tree; `:ro` fails on Docker >= 25 (recursive).
