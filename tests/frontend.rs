@@ -363,7 +363,21 @@ async fn describe_subrequest_lists_what_is_answered() -> TestResult {
     .await?;
     let result = handle.returned().and_then(|r| r.result).expect("a result");
     let described: serde_json::Value = serde_json::from_slice(&result.metadata["result.json"])?;
-    assert_eq!(described[0]["name"], "frontend.subrequests.describe");
+    let names: Vec<&str> = described
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "frontend.subrequests.describe",
+            "frontend.outline",
+            "frontend.targets",
+            "frontend.lint"
+        ]
+    );
     assert!(handle.solves().is_empty(), "a subrequest solves nothing");
     let unknown = run(fake("v0.32", SSHD), &[("requestid", "frontend.nonsense")]).await?;
     let status = unknown.returned().and_then(|r| r.error).expect("an error");
@@ -887,5 +901,54 @@ async fn cache_imports_reach_every_solve_that_builds_steps() -> TestResult {
             );
         }
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn git_and_https_build_contexts_become_git_and_http_sources() -> TestResult {
+    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\nfrom = \"repo\"\nsrc = \"etc/app.conf\"\ndest = \"/etc/app.conf\"\n\n[[files]]\nfrom = \"motd\"\nsrc = \"motd\"\ndest = \"/etc/motd\"\n";
+    let fake = with_debian(
+        FakeBuildkit::new(caps("v0.32"))
+            .with_local("dockerfile", [("Sysfile", spec.as_bytes().to_vec())]),
+        spec,
+    );
+    let handle = run(
+        fake,
+        &[
+            ("filename", "Sysfile"),
+            ("context:repo", "https://github.com/example/app.git#v1.2"),
+            ("context:motd", "https://example.com/motd"),
+        ],
+    )
+    .await?;
+    returned_config(&handle);
+    let def = handle
+        .solves()
+        .last()
+        .and_then(|s| s.definition.clone())
+        .unwrap();
+    let sources: Vec<pb::llb::SourceOp> = def
+        .def
+        .iter()
+        .filter_map(|b| match pb::llb::Op::decode(b.as_slice()).ok()?.op? {
+            pb::llb::op::Op::Source(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let git = sources
+        .iter()
+        .find(|s| s.identifier.starts_with("git://"))
+        .expect("a git source");
+    assert_eq!(git.identifier, "git://github.com/example/app.git#v1.2");
+    assert_eq!(
+        git.attrs["git.fullurl"],
+        "https://github.com/example/app.git"
+    );
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.identifier == "https://example.com/motd"),
+        "{sources:?}"
+    );
     Ok(())
 }
