@@ -20,24 +20,26 @@ pub const REPORT_DIR: &str = "/run/sysfile-report";
 
 /// Lists unit files (with symlink targets), `Alias=` lines, the systemd version and `/sbin/init`
 /// into `$out`.
-const INVENTORY: &str = r#"for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
-  [ -d "$d" ] || continue
-  for f in "$d"/*; do
-    [ -e "$f" ] || [ -L "$f" ] || continue
-    [ -d "$f" ] && [ ! -L "$f" ] && continue
-    t=
-    if [ -L "$f" ]; then t=$(readlink "$f"); fi
-    printf '%s\t%s\n' "${f##*/}" "$t"
-  done
-done > "$out/units"
+const INVENTORY: &str = r#"if command -v find >/dev/null 2>&1; then
+  for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+    [ -d "$d" ] || continue
+    find "$d" -mindepth 1 -maxdepth 1 \( -type f -o -type l \) -printf '%f\t%l\n'
+  done > "$out/units"
+else
+  for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+    [ -d "$d" ] || continue
+    for f in "$d"/*; do
+      [ -e "$f" ] || [ -L "$f" ] || continue
+      [ -d "$f" ] && [ ! -L "$f" ] && continue
+      t=
+      if [ -L "$f" ]; then t=$(readlink "$f"); fi
+      printf '%s\t%s\n' "${f##*/}" "$t"
+    done
+  done > "$out/units"
+fi
 for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
   [ -d "$d" ] || continue
-  for f in "$d"/*; do
-    [ -f "$f" ] && [ ! -L "$f" ] || continue
-    while IFS= read -r line; do
-      case "$line" in Alias=*) printf '%s\t%s\n' "${f##*/}" "${line#Alias=}" ;; esac
-    done < "$f"
-  done
+  grep -s -H '^Alias=' "$d"/* || true
 done > "$out/aliases"
 (systemctl --version 2>/dev/null || true) | head -n 1 > "$out/version"
 (readlink -f /sbin/init 2>/dev/null || true) > "$out/init"
@@ -140,9 +142,11 @@ impl Inventory {
                 (!name.is_empty()).then(|| (name.to_string(), target.to_string()))
             })
             .collect();
+        // `grep -H` lines: `/lib/systemd/system/ssh.service:Alias=sshd.service`.
         let aliases = aliases
             .lines()
-            .filter_map(|l| l.split_once('\t'))
+            .filter_map(|l| l.split_once(":Alias="))
+            .map(|(path, names)| (path.rsplit('/').next().unwrap_or(path), names))
             .flat_map(|(unit, names)| {
                 names
                     .split_whitespace()
@@ -337,7 +341,7 @@ mod tests {
     fn parses_the_inventory() {
         let inv = Inventory::parse(
             "ssh.service\t\nsshd.service\tssh.service\ngetty@.service\t\n",
-            "ssh.service\tsshd.service\n",
+            "/lib/systemd/system/ssh.service:Alias=sshd.service\n",
             "systemd 252 (252.39-1~deb12u2)\n",
             "/usr/lib/systemd/systemd\n",
         );

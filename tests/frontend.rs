@@ -91,7 +91,10 @@ fn inventory() -> Vec<(&'static str, &'static str)> {
             "units",
             "ssh.service\t\nsshd.service\t/lib/systemd/system/ssh.service\nmulti-user.target\t\nsysinit.target\t\nsysfile-ssh-host-keys.service\t\n",
         ),
-        ("aliases", "ssh.service\tsshd.service\n"),
+        (
+            "aliases",
+            "/lib/systemd/system/ssh.service:Alias=sshd.service\n",
+        ),
         ("version", "systemd 252 (252.39-1~deb12u2)\n"),
         ("init", "/usr/lib/systemd/systemd\n"),
     ]
