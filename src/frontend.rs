@@ -94,6 +94,7 @@ impl BuildError {
 
 /// Pings, builds and returns exactly once. The exit code is 0 whenever `Return` went through.
 pub async fn serve(mut bridge: Bridge, options: &FrontendOptions) -> anyhow::Result<i32> {
+    let started = std::time::Instant::now();
     let pong = match bridge.ping().await {
         Ok(pong) => pong,
         Err(e) => {
@@ -127,6 +128,7 @@ pub async fn serve(mut bridge: Bridge, options: &FrontendOptions) -> anyhow::Res
         }
         Some(other) => Err(BuildError::Subrequest(other.to_string())),
     };
+    eprintln!("sysfile: answered in {} ms", started.elapsed().as_millis());
     let returned = match outcome {
         Ok(result) => bridge.return_result(result).await,
         Err(err) => {
