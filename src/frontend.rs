@@ -1005,9 +1005,18 @@ async fn read_report(
     cache_imports: &[pb::gateway::CacheOptionsEntry],
 ) -> Result<[String; 6], BridgeError> {
     let reference = bridge.solve(report, cache_imports.to_vec(), false).await?;
-    let mut texts: [String; 6] = Default::default();
-    for (text, name) in texts.iter_mut().zip(verify::REPORT_FILES) {
-        *text = String::from_utf8_lossy(&bridge.read_file(&reference, name).await?).into_owned();
+    read_texts(bridge, &reference, verify::REPORT_FILES).await
+}
+
+/// Reads `names` from a solved ref, as text.
+async fn read_texts<const N: usize>(
+    bridge: &Bridge,
+    reference: &str,
+    names: [&str; N],
+) -> Result<[String; N], BridgeError> {
+    let mut texts: [String; N] = std::array::from_fn(|_| String::new());
+    for (text, name) in texts.iter_mut().zip(names) {
+        *text = String::from_utf8_lossy(&bridge.read_file(reference, name).await?).into_owned();
     }
     Ok(texts)
 }
@@ -1046,15 +1055,7 @@ async fn explain_units_failure(
                 false,
             )
             .await?;
-        let mut texts: [String; 4] = Default::default();
-        for (text, name) in texts
-            .iter_mut()
-            .zip(["units", "aliases", "version", "init"])
-        {
-            *text =
-                String::from_utf8_lossy(&bridge.read_file(&reference, name).await?).into_owned();
-        }
-        Ok::<_, BridgeError>(texts)
+        read_texts(bridge, &reference, ["units", "aliases", "version", "init"]).await
     };
     match inspected.await {
         Ok([units, aliases, version, init]) => {
