@@ -461,10 +461,16 @@ fn lower_mount(
                 0
             },
         },
-        MountKind::Secret { id, required, mode } => llb::MountKind::Secret {
+        MountKind::Secret {
+            id,
+            required,
+            mode,
+            uid,
+            gid,
+        } => llb::MountKind::Secret {
             id: id.clone(),
-            uid: 0,
-            gid: 0,
+            uid: *uid,
+            gid: *gid,
             mode: mode.unwrap_or(0o400),
             optional: !required,
         },

@@ -199,10 +199,13 @@ pub enum MountKind {
     Tmpfs {
         size: Option<u64>,
     },
+    /// `uid`/`gid` own the secret file (default root), so a non-root step can read it.
     Secret {
         id: String,
         required: bool,
         mode: Option<u32>,
+        uid: u32,
+        gid: u32,
     },
     Ssh {
         id: String,

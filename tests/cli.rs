@@ -162,3 +162,22 @@ fn names_sysfile_sets_itself_are_reserved() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_secret_can_belong_to_the_steps_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    std::fs::write(
+        &path,
+        "[image]\nfrom = \"debian\"\n[[run]]\nuser = \"app\"\nsh = \"cat /run/secrets/token >/dev/null\"\nmounts = [{ type = \"secret\", id = \"token\", uid = 1000, gid = 1000 }]\n",
+    )
+    .unwrap();
+    let (code, dump, stderr) = sysfile(&["llb", "--dump", "-f", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        dump.contains(
+            "mount /run/secrets/token SECRET input=-1 output=-1 id=token uid=1000 gid=1000 mode=400"
+        ),
+        "{dump}"
+    );
+}

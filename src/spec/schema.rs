@@ -493,7 +493,29 @@ pub const MOUNTS: &[(&str, &str, &[KeyDef])] = &[
                 "true",
                 "Fail when the secret is not given",
             ),
-            key("mode", Type::Format(Format::Mode), "File mode"),
+            key(
+                "mode",
+                Type::Format(Format::Mode),
+                "File mode (default 0400)",
+            ),
+            dft(
+                "uid",
+                Type::Integer {
+                    min: 0,
+                    max: 2_147_483_647,
+                },
+                "0",
+                "Owner of the secret file (a `user` step that is not root needs its uid here)",
+            ),
+            dft(
+                "gid",
+                Type::Integer {
+                    min: 0,
+                    max: 2_147_483_647,
+                },
+                "0",
+                "Group of the secret file",
+            ),
         ],
     ),
     (

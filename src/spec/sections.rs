@@ -879,13 +879,30 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                     .and_then(|v| ctx.bool("required", v))
                     .unwrap_or(true);
                 let mode = table.get("mode").and_then(|v| ctx.mode("mode", v));
+                let mut owner_id = |key: &str| -> u32 {
+                    table
+                        .get(key)
+                        .and_then(|v| ctx.integer(key, v, 0..=i64::from(i32::MAX), "bad-uid"))
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(0)
+                };
+                let (uid, gid) = (owner_id("uid"), owner_id("gid"));
                 id.and_then(|id| {
                     let target = match target_value {
                         Some(_) => explicit_target?,
                         None => values::normalize_absolute_path(&format!("/run/secrets/{id}"))
                             .unwrap_or_default(),
                     };
-                    Some((target, MountKind::Secret { id, required, mode }))
+                    Some((
+                        target,
+                        MountKind::Secret {
+                            id,
+                            required,
+                            mode,
+                            uid,
+                            gid,
+                        },
+                    ))
                 })
             }
             _ => {
