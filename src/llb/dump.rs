@@ -145,8 +145,8 @@ fn render_exec(out: &mut String, e: &pb::ExecOp) {
         if let Some(s) = &m.secret_opt {
             let _ = write!(
                 line,
-                " id={} mode={:o} optional={}",
-                s.id, s.mode, s.optional
+                " id={} uid={} gid={} mode={:o} optional={}",
+                s.id, s.uid, s.gid, s.mode, s.optional
             );
         }
         if let Some(s) = &m.ssh_opt {
