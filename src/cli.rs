@@ -197,7 +197,7 @@ fn llb(args: &LlbArgs) -> Result<i32> {
             .packages
             .manager
             .as_ref()
-            .map_or(Family::Debian, |m| family_of(m.value)),
+            .map_or(Family::Debian, |m| Family::of_manager(m.value)),
     };
     let force_network = match args.network.as_deref() {
         None | Some("sandbox") | Some("default") => None,
@@ -205,7 +205,11 @@ fn llb(args: &LlbArgs) -> Result<i32> {
         Some("none") => Some(NetMode::None),
         Some(other) => bail!("unknown network mode `{other}` (host, none, sandbox)"),
     };
-    let platform = args.platform.as_deref().map(parse_platform).transpose()?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(crate::llb::parse_platform)
+        .transpose()?;
     let base = Reference::parse(&spec.image.from.value).map_err(anyhow::Error::msg)?;
     if let Some(file) = spec.files.iter().find(|f| f.from.is_some()) {
         let at = loaded.sources.get(file.span.file).line_col(file.span.start);
@@ -224,7 +228,9 @@ fn llb(args: &LlbArgs) -> Result<i32> {
         platform,
         context_name: "context".to_string(),
         force_network,
-        epoch: crate::frontend::spec_epoch(spec).map_err(|d| anyhow::anyhow!(d.message))?,
+        epoch: spec
+            .source_date_epoch()
+            .map_err(|d| anyhow::anyhow!(d.message))?,
         ..LowerOptions::default()
     };
     let lowered = lower::lower(&plan, &loaded.sources, &options);
@@ -236,28 +242,4 @@ fn llb(args: &LlbArgs) -> Result<i32> {
     }
     stdout.flush()?;
     Ok(0)
-}
-
-/// The family whose default package manager is `manager`.
-pub fn family_of(manager: crate::model::PackageManager) -> Family {
-    Family::ALL
-        .into_iter()
-        .find(|f| f.package_manager() == manager)
-        .unwrap_or(Family::Debian)
-}
-
-/// Parses `os/arch[/variant]`.
-pub fn parse_platform(s: &str) -> Result<crate::pb::llb::Platform> {
-    let parts: Vec<&str> = s.split('/').collect();
-    match parts.as_slice() {
-        [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => {
-            Ok(crate::pb::llb::Platform {
-                os: (*os).to_string(),
-                architecture: (*arch).to_string(),
-                variant: parts.get(2).map(|v| (*v).to_string()).unwrap_or_default(),
-                ..Default::default()
-            })
-        }
-        _ => bail!("`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)"),
-    }
 }

@@ -65,6 +65,16 @@ impl Family {
         })
     }
 
+    /// The family whose package manager is `manager`.
+    pub fn of_manager(manager: PackageManager) -> Family {
+        match manager {
+            PackageManager::Apt => Family::Debian,
+            PackageManager::Dnf => Family::Fedora,
+            PackageManager::Zypper => Family::Suse,
+            PackageManager::Pacman => Family::Arch,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Family::Debian => "debian",
@@ -210,6 +220,13 @@ mod tests {
         assert_eq!(Family::from_os_release(leap), Some(Family::Suse));
         assert_eq!(Family::from_os_release("ID=alpine\n"), None);
         assert_eq!(Family::from_name("Ubuntu"), Some(Family::Debian));
+    }
+
+    #[test]
+    fn each_family_is_found_from_its_package_manager() {
+        for family in Family::ALL {
+            assert_eq!(Family::of_manager(family.package_manager()), family);
+        }
     }
 
     #[test]

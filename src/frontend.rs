@@ -18,7 +18,7 @@ use crate::pb;
 use crate::plan::{self, BaseFacts};
 use crate::reference::Reference;
 use crate::spec::{self, LoadOptions};
-use crate::{cli, image, lint, outline, verify};
+use crate::{image, lint, outline, verify};
 
 /// Frontend caps this frontend implements (the `moby.buildkit.frontend.caps` image label).
 pub const FRONTEND_CAPS: &[&str] = &[
@@ -408,12 +408,34 @@ async fn build(
     let platforms = requested_platforms(options, spec).map_err(other)?;
     check_worker_platforms(options, &platforms)?;
     let multi = platforms.len() > 1 || options.get("multi-platform").is_some_and(|v| v != "false");
+    // What does not depend on the platform is read and checked once.
+    let unsupported = unsupported_features(spec, &caps);
+    if !unsupported.is_empty() {
+        return Err(BuildError::Spec {
+            diagnostics: unsupported,
+            sources: loaded.sources.clone(),
+        });
+    }
+    let named_contexts = named_contexts(options)?;
+    check_named_contexts(spec, &named_contexts, &loaded.sources)?;
+    let epoch = match options.source_date_epoch().map_err(other)? {
+        Some(epoch) => Some(epoch),
+        None => spec.source_date_epoch().map_err(|d| BuildError::Spec {
+            diagnostics: vec![d],
+            sources: loaded.sources.clone(),
+        })?,
+    };
     let context = PlatformBuild {
         bridge,
         options,
         spec,
         sources: &loaded.sources,
         load_digest: &load_digest,
+        named_contexts,
+        // Every solve that shares ops with the image gets the cache imports: the first one to
+        // evaluate a step is the one that can take it from an imported cache.
+        cache_imports: options.cache_imports().map_err(other)?,
+        epoch,
     };
     if !multi {
         let platform = platforms.into_iter().next().unwrap_or_default();
@@ -505,7 +527,7 @@ fn requested_platforms(
     }
     let mut platforms: Vec<pb::llb::Platform> = Vec::new();
     for text in texts {
-        let platform = cli::parse_platform(&text)?;
+        let platform = crate::llb::parse_platform(&text)?;
         if !platforms.contains(&platform) {
             platforms.push(platform);
         }
@@ -567,24 +589,6 @@ fn unsupported_features(spec: &crate::model::Spec, caps: &crate::gateway::Caps) 
         }
     }
     diagnostics
-}
-
-/// SOURCE_DATE_EPOCH from the spec's `[args]` (a declared default, or `--build-arg` through it).
-pub fn spec_epoch(spec: &crate::model::Spec) -> Result<Option<u64>, Diagnostic> {
-    let Some(arg) = spec.args.iter().find(|a| a.name == "SOURCE_DATE_EPOCH") else {
-        return Ok(None);
-    };
-    if arg.value.is_empty() {
-        return Ok(None);
-    }
-    arg.value.parse().map(Some).map_err(|_| {
-        Diagnostic::error(
-            "bad-value",
-            arg.span,
-            format!("SOURCE_DATE_EPOCH is `{}`, not Unix seconds", arg.value),
-        )
-        .with_help("write whole seconds since 1970, for example \"1700000000\"")
-    })
 }
 
 /// Named build contexts from the `context:NAME=VALUE` options (`--build-context NAME=…`).
@@ -690,6 +694,9 @@ struct PlatformBuild<'a> {
     spec: &'a crate::model::Spec,
     sources: &'a Sources,
     load_digest: &'a str,
+    named_contexts: BTreeMap<String, NamedContext>,
+    cache_imports: Vec<pb::gateway::CacheOptionsEntry>,
+    epoch: Option<u64>,
 }
 
 impl PlatformBuild<'_> {
@@ -701,10 +708,9 @@ impl PlatformBuild<'_> {
         let caps = bridge.caps().clone();
         let other = |e: anyhow::Error| BuildError::Other(format!("{e:#}"));
         let platform = platform.clone();
-        let named_contexts = named_contexts(options)?;
-        check_named_contexts(spec, &named_contexts, self.sources)?;
+        let cache_imports = &self.cache_imports;
         // Like the Dockerfile frontend: a named context can replace the base image by name.
-        let base_text = match named_contexts.get(&spec.image.from.value) {
+        let base_text = match self.named_contexts.get(&spec.image.from.value) {
             Some(NamedContext::Image(reference)) => reference.clone(),
             Some(_) => {
                 return Err(BuildError::Spec {
@@ -749,9 +755,6 @@ impl PlatformBuild<'_> {
             (true, None) => crate::llb::digest(&base_config),
         };
 
-        // Every solve that shares ops with the image gets the cache imports: the first one to
-        // evaluate a step is the one that can take it from an imported cache.
-        let cache_imports = options.cache_imports().map_err(other)?;
         let resolve_mode_attr = resolve_mode.as_str();
         let facts = detect_base(
             bridge,
@@ -760,7 +763,7 @@ impl PlatformBuild<'_> {
             resolve_mode_attr,
             &platform,
             self.sources,
-            &cache_imports,
+            cache_imports,
         )
         .await?;
         let base_json: serde_json::Value =
@@ -778,13 +781,6 @@ impl PlatformBuild<'_> {
             .unwrap_or("")
             .to_string();
 
-        let unsupported = unsupported_features(spec, &caps);
-        if !unsupported.is_empty() {
-            return Err(BuildError::Spec {
-                diagnostics: unsupported,
-                sources: self.sources.clone(),
-            });
-        }
         let plan = plan::plan(spec, &facts);
         let force_network =
             options
@@ -801,7 +797,7 @@ impl PlatformBuild<'_> {
         }
         let context_key = options.context_key();
         let lower_options = LowerOptions {
-            named_contexts,
+            named_contexts: self.named_contexts.clone(),
             base_ref: base_ref.clone(),
             base_span: spec.image.from.span,
             base_env,
@@ -814,13 +810,7 @@ impl PlatformBuild<'_> {
             no_cache: options.no_cache(),
             resolve_mode: resolve_mode.as_str().to_string(),
             llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
-            epoch: match options.source_date_epoch().map_err(other)? {
-                Some(epoch) => Some(epoch),
-                None => spec_epoch(spec).map_err(|d| BuildError::Spec {
-                    diagnostics: vec![d],
-                    sources: self.sources.clone(),
-                })?,
-            },
+            epoch: self.epoch,
         };
         let mut plan = plan;
         let verified = verify_build(
@@ -829,7 +819,7 @@ impl PlatformBuild<'_> {
             &plan,
             self.sources,
             &lower_options,
-            &cache_imports,
+            cache_imports,
         )
         .await?;
         warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
@@ -839,7 +829,7 @@ impl PlatformBuild<'_> {
         }
         let lowered = verified.image;
         let result_ref = bridge
-            .solve(lowered.definition, cache_imports, false)
+            .solve(lowered.definition, cache_imports.clone(), false)
             .await?;
 
         let epoch = lower_options.epoch;
@@ -893,7 +883,7 @@ async fn detect_base(
     }
     let detected = os_release.as_deref().and_then(Family::from_os_release);
     let family = match (&spec.packages.manager, detected) {
-        (Some(manager), _) => cli::family_of(manager.value),
+        (Some(manager), _) => Family::of_manager(manager.value),
         (None, Some(family)) => family,
         (None, None) => {
             let found = os_release

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::diag::Span;
+use crate::diag::{Diagnostic, Span};
 
 /// A value together with the span of the spec text it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +37,26 @@ pub struct Spec {
     pub services: Services,
     pub systemd: Systemd,
     pub config: Config,
+}
+
+impl Spec {
+    /// SOURCE_DATE_EPOCH from `[args]` (a declared default, or `--build-arg` through it).
+    pub fn source_date_epoch(&self) -> Result<Option<u64>, Diagnostic> {
+        let Some(arg) = self.args.iter().find(|a| a.name == "SOURCE_DATE_EPOCH") else {
+            return Ok(None);
+        };
+        if arg.value.is_empty() {
+            return Ok(None);
+        }
+        arg.value.parse().map(Some).map_err(|_| {
+            Diagnostic::error(
+                "bad-value",
+                arg.span,
+                format!("SOURCE_DATE_EPOCH is `{}`, not Unix seconds", arg.value),
+            )
+            .with_help("write whole seconds since 1970, for example \"1700000000\"")
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -41,7 +41,7 @@ fn compile(path: &std::path::Path) -> Lowered {
         .packages
         .manager
         .as_ref()
-        .map_or(Family::Debian, |m| sysfile::cli::family_of(m.value));
+        .map_or(Family::Debian, |m| Family::of_manager(m.value));
     let plan = plan::plan(spec, &BaseFacts::assumed(family));
     let base = Reference::parse(&spec.image.from.value).expect("valid base reference");
     let options = LowerOptions {

@@ -771,6 +771,22 @@ impl Graph {
     }
 }
 
+/// Parses an OCI platform `os/arch[/variant]`.
+pub fn parse_platform(s: &str) -> anyhow::Result<pb::Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(pb::Platform {
+            os: (*os).to_string(),
+            architecture: (*arch).to_string(),
+            variant: parts.get(2).map(|v| (*v).to_string()).unwrap_or_default(),
+            ..Default::default()
+        }),
+        _ => {
+            anyhow::bail!("`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)")
+        }
+    }
+}
+
 /// A source op without a platform (local, git and http sources, as the Go client makes them).
 fn unplatformed_source(identifier: String, attrs: BTreeMap<String, String>) -> pb::Op {
     pb::Op {
