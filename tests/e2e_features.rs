@@ -29,13 +29,6 @@ const EPOCH_RFC3339: &str = "2023-11-14T22:13:20Z";
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("sysfile-e2e-features-")
-        .tempdir()
-        .unwrap()
-}
-
 /// The engine with base and frontend images ready, or `None` (skip).
 fn setup(test: &str) -> Option<Engine> {
     let engine = Engine::detect(test)?;

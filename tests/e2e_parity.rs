@@ -28,13 +28,6 @@ use std::process::{Command, Stdio};
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("sysfile-e2e-parity-")
-        .tempdir()
-        .unwrap()
-}
-
 /// Writes `text` (with `{frontend}` replaced by the frontend tag) to `<dir>/Sysfile`.
 fn write_sysfile(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("Sysfile");

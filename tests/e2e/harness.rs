@@ -31,6 +31,32 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A fresh temporary directory `sysfile-e2e-*`, removed on drop.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sysfile-e2e-")
+        .tempdir()
+        .unwrap()
+}
+
+/// Whether CI demands the real engines (`SYSFILE_E2E=required`): then a missing piece fails.
+pub fn e2e_required() -> bool {
+    std::env::var("SYSFILE_E2E").as_deref() == Ok("required")
+}
+
+/// Skips a test loudly (straight to stderr: libtest captures eprintln! of passing tests), or
+/// panics when [`e2e_required`]. Returns false so callers can `return` on it.
+pub fn skip_or_fail(test: &str, why: &str) -> bool {
+    if e2e_required() {
+        panic!("e2e test {test}: {why}; SYSFILE_E2E=required makes this an error");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "=== SKIPPED: e2e test {test}: {why} (set SYSFILE_E2E=required to make this an error) ==="
+    );
+    false
+}
+
 /// The frontend image tag: `SYSFILE_FRONTEND_IMAGE` or `local/sysfile:dev`.
 pub fn frontend_tag() -> String {
     std::env::var("SYSFILE_FRONTEND_IMAGE")
@@ -87,16 +113,61 @@ pub fn run(program: &str, args: &[&str]) -> Run {
     }
 }
 
+/// `docker ARGS…` against the main daemon.
 pub fn docker(args: &[&str]) -> Run {
-    run(DOCKER, args)
+    Daemon::main().docker(args)
 }
 
 /// Runs docker with stderr merged into stdout (the order a user sees), returning (code, output).
 pub fn docker_combined(args: &[&str]) -> (i32, String) {
-    let mut full = vec!["-c", "exec \"$0\" \"$@\" 2>&1", DOCKER];
-    full.extend_from_slice(args);
-    let r = run("sh", &full);
-    (r.code, r.stdout)
+    Daemon::main().combined(args)
+}
+
+/// A Docker daemon and the client that speaks to it. The main one (Docker 26, the default
+/// socket) is what most tests use; the engine matrix adds Docker 20.10 on its own socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Daemon {
+    /// A short name for messages: `docker-26`, `docker-20.10`.
+    pub name: &'static str,
+    pub client: &'static str,
+    /// `-H` for the client and `DOCKER_HOST` for `sysfile run`; `None` = the default socket.
+    pub host: Option<&'static str>,
+}
+
+impl Daemon {
+    pub const fn main() -> Daemon {
+        Daemon {
+            name: "docker-26",
+            client: DOCKER,
+            host: None,
+        }
+    }
+
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut full = Vec::with_capacity(args.len() + 2);
+        if let Some(host) = self.host {
+            full.extend(["-H", host]);
+        }
+        full.extend_from_slice(args);
+        full
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Run {
+        run(self.client, &self.args(args))
+    }
+
+    /// stderr merged into stdout, returning (code, output).
+    pub fn combined(&self, args: &[&str]) -> (i32, String) {
+        let mut full = vec!["-c", "exec \"$0\" \"$@\" 2>&1", self.client];
+        full.extend(self.args(args));
+        let r = run("sh", &full);
+        (r.code, r.stdout)
+    }
+
+    /// The environment that points `sysfile run` (and any Docker client) at this daemon.
+    pub fn env(&self) -> Vec<(&'static str, &'static str)> {
+        self.host.map(|h| ("DOCKER_HOST", h)).into_iter().collect()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,22 +240,18 @@ impl Engine {
         match probed() {
             Ok(engine) => Some(engine.clone()),
             Err(why) => {
-                if std::env::var("SYSFILE_E2E").as_deref() == Ok("required") {
-                    panic!(
-                        "e2e test {test}: no Docker daemon reachable ({why}); SYSFILE_E2E=required \
-                         makes this an error. Run scripts/setup-engine first."
-                    );
-                }
-                // Straight to the process's stderr: libtest captures eprintln! of passing tests,
-                // and a skip must be visible.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "=== SKIPPED: e2e test {test}: no Docker daemon reachable (set SYSFILE_E2E=required \
-                     to make this an error) ===\n    reason: {why}"
+                skip_or_fail(
+                    test,
+                    &format!("no Docker daemon reachable ({why}); run scripts/setup-engine"),
                 );
                 None
             }
         }
+    }
+
+    /// The main engine, or why there is none, without printing anything.
+    pub fn detect_quietly() -> Result<Engine, String> {
+        probed().clone()
     }
 
     /// Panics with a pointer to `scripts/setup-engine` when the base image is missing.
@@ -260,6 +327,7 @@ impl Engine {
                 "{}:latest",
                 unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
             ),
+            daemon: Daemon::main(),
         };
         let mut args: Vec<&str> = command.to_vec();
         args.extend(["--progress=plain", "--network=host"]);
@@ -285,6 +353,7 @@ impl Engine {
         let mut container = Container {
             name: unique_name(test),
             started: Instant::now(),
+            daemon: Daemon::main(),
         };
         let mut args: Vec<&str> = vec!["run", "-d", "--name", &container.name];
         args.extend(self.flags.iter().map(String::as_str));
@@ -347,10 +416,11 @@ fn probe() -> Result<Engine, String> {
 static BUILDS_RUNNING: Mutex<usize> = Mutex::new(0);
 static BUILDS_FREED: Condvar = Condvar::new();
 
-struct BuildPermit;
+/// One of at most [`MAX_PARALLEL_BUILDS`] builds running at once, across every engine.
+pub struct BuildPermit;
 
 impl BuildPermit {
-    fn acquire() -> BuildPermit {
+    pub fn acquire() -> BuildPermit {
         let mut n = BUILDS_RUNNING.lock().unwrap_or_else(|e| e.into_inner());
         while *n >= MAX_PARALLEL_BUILDS {
             n = BUILDS_FREED.wait(n).unwrap_or_else(|e| e.into_inner());
@@ -374,12 +444,14 @@ impl Drop for BuildPermit {
 #[derive(Debug)]
 pub struct ImageGuard {
     pub tag: String,
+    /// The daemon whose image store holds the tag.
+    pub daemon: Daemon,
 }
 
 impl Drop for ImageGuard {
     fn drop(&mut self) {
         if std::env::var_os("SYSFILE_E2E_KEEP").is_none() {
-            let _ = docker(&["rmi", "-f", &self.tag]);
+            let _ = self.daemon.docker(&["rmi", "-f", &self.tag]);
         }
     }
 }
@@ -423,10 +495,36 @@ impl Build {
 
 /// `docker image inspect IMAGE` as JSON (the first element).
 pub fn inspect_image(image: &str) -> serde_json::Value {
-    let r = docker(&["image", "inspect", image]);
-    assert!(r.ok(), "docker image inspect {image}: {}", r.stderr.trim());
-    let mut v: serde_json::Value = serde_json::from_str(&r.stdout).expect("inspect JSON");
-    v[0].take()
+    Daemon::main().inspect_image(image)
+}
+
+impl Daemon {
+    /// `docker image inspect IMAGE` on this daemon as JSON (the first element).
+    pub fn inspect_image(&self, image: &str) -> serde_json::Value {
+        let r = self.docker(&["image", "inspect", image]);
+        assert!(
+            r.ok(),
+            "docker image inspect {image} on {}: {}",
+            self.name,
+            r.stderr.trim()
+        );
+        let mut v: serde_json::Value = serde_json::from_str(&r.stdout).expect("inspect JSON");
+        v[0].take()
+    }
+
+    /// A label of IMAGE split at commas; empty entries dropped.
+    pub fn image_label_list(&self, image: &str, label: &str) -> Vec<String> {
+        let config = &self.inspect_image(image)["Config"];
+        let value = config["Labels"][label]
+            .as_str()
+            .unwrap_or_else(|| panic!("image {image} has no label {label}"));
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
 }
 
 /// The content of a file in an image, read without booting it.
@@ -452,12 +550,14 @@ pub fn image_file(image: &str, path: &str) -> String {
 pub struct Container {
     pub name: String,
     pub started: Instant,
+    /// The daemon that runs it.
+    pub daemon: Daemon,
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
         if std::env::var_os("SYSFILE_E2E_KEEP").is_none() {
-            let _ = docker(&["rm", "-f", "-v", &self.name]);
+            let _ = self.daemon.docker(&["rm", "-f", "-v", &self.name]);
         }
     }
 }
@@ -472,18 +572,21 @@ impl Container {
     pub fn exec_full(&self, args: &[&str]) -> Run {
         let mut full = vec!["exec", self.name.as_str()];
         full.extend_from_slice(args);
-        docker(&full)
+        self.daemon.docker(&full)
     }
 
     pub fn is_running(&self) -> bool {
-        docker(&["inspect", "-f", "{{.State.Running}}", &self.name])
+        self.daemon
+            .docker(&["inspect", "-f", "{{.State.Running}}", &self.name])
             .stdout
             .trim()
             == "true"
     }
 
     pub fn logs_tail(&self, lines: usize) -> String {
-        let (_, out) = docker_combined(&["logs", "--tail", &lines.to_string(), &self.name]);
+        let (_, out) = self
+            .daemon
+            .combined(&["logs", "--tail", &lines.to_string(), &self.name]);
         out
     }
 
@@ -535,10 +638,12 @@ impl Container {
     /// `docker stop` → (how long it took, the container's exit code).
     pub fn stop(&self) -> (Duration, i32) {
         let started = Instant::now();
-        let r = docker(&["stop", &self.name]);
+        let r = self.daemon.docker(&["stop", &self.name]);
         let took = started.elapsed();
         assert!(r.ok(), "docker stop {}: {}", self.name, r.stderr.trim());
-        let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &self.name])
+        let code = self
+            .daemon
+            .docker(&["inspect", "-f", "{{.State.ExitCode}}", &self.name])
             .stdout
             .trim()
             .parse()
@@ -548,7 +653,7 @@ impl Container {
 
     /// The container's address on the default bridge.
     pub fn ip(&self) -> String {
-        let r = docker(&[
+        let r = self.daemon.docker(&[
             "inspect",
             "-f",
             "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
@@ -853,34 +958,36 @@ pub fn sysfile_bin() -> &'static str {
     env!("CARGO_BIN_EXE_sysfile")
 }
 
-/// Starts IMAGE as container NAME with the systemd runtime contract applied.
-///
-/// ============================================================================================
-/// THE SWITCH. `sysfile run IMAGE [--name N]` (prints the container ID, exit 1 when the host
-/// cannot boot the image, 2 on engine errors) is being written elsewhere. Until it lands, the
-/// contract tests boot through `docker run` with the flags the harness computes for this host
-/// ([`contract_flags_for`], the same as `sysfile run --print` is meant to give). When it lands,
-/// replace the body below with `start_with_sysfile_run(image, name)` — nothing else changes.
-/// ============================================================================================
+/// Starts IMAGE as container NAME on the main daemon the way users do: `sysfile run`.
 pub fn start_container(image: &str, name: &str) -> Container {
-    start_with_sysfile_run(image, name)
+    start_with_sysfile_run(&Daemon::main(), image, name)
 }
 
-/// `sysfile run IMAGE --name NAME`: the container ID on stdout, exit 0.
-pub fn start_with_sysfile_run(image: &str, name: &str) -> Container {
+/// `sysfile run IMAGE --name NAME` against `daemon` (through `DOCKER_HOST`): the container ID on
+/// stdout, exit 0.
+pub fn start_with_sysfile_run(daemon: &Daemon, image: &str, name: &str) -> Container {
     let mut container = Container {
         name: name.to_string(),
         started: Instant::now(),
+        daemon: daemon.clone(),
     };
-    let r = run(sysfile_bin(), &["run", image, "--name", name]);
-    assert!(
-        r.ok(),
-        "sysfile run {image} --name {name} failed (exit {}):\n{}{}",
-        r.code,
-        r.stdout,
-        r.stderr
+    let out = Command::new(sysfile_bin())
+        .args(["run", image, "--name", name])
+        .envs(daemon.env())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sysfile");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
     );
-    assert_container_id(&r.stdout, "sysfile run");
+    assert!(
+        out.status.success(),
+        "sysfile run {image} --name {name} on {} failed ({}):\n{stdout}{stderr}",
+        daemon.name,
+        out.status
+    );
+    assert_container_id(&stdout, "sysfile run");
     container.started = Instant::now();
     container
 }
@@ -895,6 +1002,7 @@ pub fn start_with_docker_run(image: &str, name: &str) -> Container {
     let mut container = Container {
         name: name.to_string(),
         started: Instant::now(),
+        daemon: Daemon::main(),
     };
     let mut args: Vec<&str> = vec!["run", "-d", "--name", name];
     args.extend(flags.iter().map(String::as_str));
@@ -939,16 +1047,7 @@ impl Exec for Container {
 
 /// A label of IMAGE (Docker's image store) split at commas; empty entries dropped.
 pub fn image_label_list(image: &str, label: &str) -> Vec<String> {
-    let config = &inspect_image(image)["Config"];
-    let value = config["Labels"][label]
-        .as_str()
-        .unwrap_or_else(|| panic!("image {image} has no label {label}"));
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
+    Daemon::main().image_label_list(image, label)
 }
 
 /// `systemctl is-system-running --wait` retried until it prints a state, via any [`Exec`].
@@ -1185,31 +1284,34 @@ pub fn http_get(host: &str, port: u16, path: &str) -> Result<(u16, String), Stri
 impl Container {
     /// All of `docker logs` (stdout and stderr).
     pub fn logs(&self) -> String {
-        docker_combined(&["logs", &self.name]).1
+        self.daemon.combined(&["logs", &self.name]).1
     }
 
     /// `{{.State.Health.Status}}` (`starting`, `healthy`, `unhealthy`, or empty).
     pub fn health(&self) -> String {
-        docker(&[
-            "inspect",
-            "-f",
-            "{{if .State.Health}}{{.State.Health.Status}}{{end}}",
-            &self.name,
-        ])
-        .stdout
-        .trim()
-        .to_string()
+        self.daemon
+            .docker(&[
+                "inspect",
+                "-f",
+                "{{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                &self.name,
+            ])
+            .stdout
+            .trim()
+            .to_string()
     }
 
     /// `{{.State.Status}} {{.State.ExitCode}}`.
     pub fn state(&self) -> (String, i32) {
-        let out = docker(&[
-            "inspect",
-            "-f",
-            "{{.State.Status}} {{.State.ExitCode}}",
-            &self.name,
-        ])
-        .stdout;
+        let out = self
+            .daemon
+            .docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.State.ExitCode}}",
+                &self.name,
+            ])
+            .stdout;
         let mut it = out.split_whitespace();
         let status = it.next().unwrap_or("").to_string();
         let code = it.next().and_then(|c| c.parse().ok()).unwrap_or(-1);

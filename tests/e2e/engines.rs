@@ -1,0 +1,552 @@
+//! The engine matrix: every BuildKit a user has, behind one [`Builder`] type, so that one
+//! scenario runs unchanged on each of them.
+//!
+//! | builder | BuildKit | how the frontend is reached | where the result boots |
+//! |---|---|---|---|
+//! | `docker-26` | v0.13 inside dockerd | `# syntax=` from the image store | Docker 26 |
+//! | `docker-20.10` | v0.8 inside dockerd | `# syntax=` from its image store | Docker 20.10 |
+//! | `buildctl-registry` | newest standalone buildkitd | `--opt source=` from the local registry | Docker 26 (`docker load`) |
+//! | `buildctl-oci-layout` | newest standalone buildkitd | an OCI layout (`--oci-layout` + `context:`) | Docker 26 (`docker load`) |
+//!
+//! `scripts/setup-matrix` brings the engines up at the fixed addresses below (KEEP IN AGREEMENT
+//! with it). A builder whose engine is not there skips loudly, or fails under
+//! `SYSFILE_E2E=required`.
+
+use super::harness::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The local registry (Debian's `docker-registry`) that buildkitd uses as its docker.io mirror.
+pub const REGISTRY: &str = "127.0.0.1:5055";
+/// The shared standalone builder and a second, independent one (its own state) for cache trips.
+pub const BUILDKIT_A: &str = "unix:///run/sysfile-buildkit-a/buildkitd.sock";
+pub const BUILDKIT_B: &str = "unix:///run/sysfile-buildkit-b/buildkitd.sock";
+
+/// Docker 20.10 from Debian bookworm, unpacked beside the main daemon with its own socket.
+pub const DOCKER20: Daemon = Daemon {
+    name: "docker-20.10",
+    client: "/opt/sysfile/docker20/usr/bin/docker",
+    host: Some("unix:///run/sysfile-docker20.sock"),
+};
+
+/// How the standalone daemon gets the frontend image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontendFrom {
+    /// `--opt source=local/sysfile:dev`, resolved through the registry mirror.
+    Registry,
+    /// `--oci-layout sysfile=DIR --opt context:local/sysfile:dev=oci-layout://sysfile@sha256:…`.
+    OciLayout,
+}
+
+/// One way of building a Sysfile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Builder {
+    /// `docker build` on the main Docker 26 daemon (buildx with the docker driver).
+    Docker26,
+    /// `DOCKER_BUILDKIT=1 docker build` with Docker 20.10's own client and daemon.
+    Docker20,
+    /// `buildctl build --frontend gateway.v0` against the standalone buildkitd.
+    Buildctl(FrontendFrom),
+}
+
+/// Where `buildctl` and `buildkitd` are: `$SYSFILE_BUILDKIT_DIR`, `PATH`, or the prebuilt ones in
+/// `../shared/tools/buildkit` beside the checkout.
+pub fn buildkit_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SYSFILE_BUILDKIT_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("buildctl").is_file() && dir.join("buildkitd").is_file() {
+                return Some(dir);
+            }
+        }
+    }
+    let shared = repo_root().join("../shared/tools/buildkit");
+    shared.join("buildctl").is_file().then_some(shared)
+}
+
+/// `buildctl` from [`buildkit_dir`].
+pub fn buildctl_bin() -> Option<PathBuf> {
+    buildkit_dir().map(|d| d.join("buildctl"))
+}
+
+/// `buildctl --addr ADDR ARGS…`, stderr merged into stdout.
+pub fn buildctl(addr: &str, args: &[&str]) -> (i32, String) {
+    let bin = buildctl_bin().expect("buildctl");
+    let out = Command::new("sh")
+        .args(["-c", "exec \"$0\" \"$@\" 2>&1"])
+        .arg(&bin)
+        .args(["--addr", addr])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run buildctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+impl Builder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Builder::Docker26 => "docker-26",
+            Builder::Docker20 => "docker-20.10",
+            Builder::Buildctl(FrontendFrom::Registry) => "buildctl-registry",
+            Builder::Buildctl(FrontendFrom::OciLayout) => "buildctl-oci-layout",
+        }
+    }
+
+    /// The daemon whose image store receives the result, and which boots it.
+    pub fn boot_daemon(self) -> Daemon {
+        match self {
+            Builder::Docker20 => DOCKER20,
+            _ => Daemon::main(),
+        }
+    }
+
+    /// Whether this builder's engine answers: Ok, or why not.
+    pub fn probe(self) -> Result<(), String> {
+        let main = Engine::detect_quietly()?;
+        match self {
+            Builder::Docker26 => Ok(()),
+            Builder::Docker20 => {
+                let r = DOCKER20.docker(&["version", "--format", "{{.Server.Version}}"]);
+                if r.ok() && r.stdout.starts_with("20.10") {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "Docker 20.10 does not answer on {} ({}); run scripts/setup-matrix docker20",
+                        DOCKER20.host.unwrap_or_default(),
+                        r.stderr.trim()
+                    ))
+                }
+            }
+            Builder::Buildctl(_) => {
+                let Some(bin) = buildctl_bin() else {
+                    return Err("no buildctl on PATH, in $SYSFILE_BUILDKIT_DIR or in \
+                                ../shared/tools/buildkit"
+                        .to_string());
+                };
+                let (code, out) = buildctl(BUILDKIT_A, &["debug", "workers"]);
+                if code != 0 {
+                    return Err(format!(
+                        "{} cannot reach buildkitd at {BUILDKIT_A}: {}; run scripts/setup-matrix",
+                        bin.display(),
+                        out.trim()
+                    ));
+                }
+                drop(main);
+                Ok(())
+            }
+        }
+    }
+
+    /// True when the test can go on; otherwise a loud skip (or a failure when required).
+    pub fn detect(self, test: &str) -> bool {
+        match self.probe() {
+            Ok(()) => true,
+            Err(why) => skip_or_fail(test, &format!("{}: {why}", self.name())),
+        }
+    }
+
+    /// Makes sure this builder can reach the current frontend image: built once per test
+    /// process, then loaded into Docker 20.10, pushed to the registry, or saved as an OCI layout.
+    /// Returns what the build needs: the frontend reference (and for OCI layouts the store).
+    fn frontend(self) -> Frontend {
+        let engine = Engine::detect_quietly().expect("engine");
+        let tag = engine.frontend_image();
+        match self {
+            Builder::Docker26 => Frontend::Tag(tag),
+            Builder::Docker20 => {
+                static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
+                LOADED
+                    .get_or_init(|| copy_image(&tag, &Daemon::main(), &DOCKER20))
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                Frontend::Tag(tag)
+            }
+            Builder::Buildctl(FrontendFrom::Registry) => {
+                static PUSHED: OnceLock<Result<(), String>> = OnceLock::new();
+                PUSHED
+                    .get_or_init(|| push_to_registry(&tag))
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                Frontend::Tag(tag)
+            }
+            Builder::Buildctl(FrontendFrom::OciLayout) => {
+                static LAYOUT: OnceLock<Result<(tempfile::TempDir, String), String>> =
+                    OnceLock::new();
+                let (dir, digest) = LAYOUT
+                    .get_or_init(|| oci_layout_of(&tag))
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                Frontend::OciLayout {
+                    tag,
+                    dir: dir.path().to_path_buf(),
+                    digest: digest.clone(),
+                }
+            }
+        }
+    }
+
+    /// Makes the frontend image reachable for this builder (see [`Builder::frontend`]).
+    pub fn prepare_frontend(self) {
+        self.frontend();
+    }
+
+    /// Builds `file` with context `context` and build args, tagging the result in
+    /// [`Builder::boot_daemon`]'s image store. The output holds the plain progress and errors.
+    pub fn build(self, test: &str, context: &Path, file: &Path, args: &[(&str, &str)]) -> Build {
+        let (flag, prefix) = match self {
+            Builder::Buildctl(_) => ("--opt", "build-arg:"),
+            _ => ("--build-arg", ""),
+        };
+        let build_args: Vec<String> = args
+            .iter()
+            .map(|(k, v)| format!("{prefix}{k}={v}"))
+            .collect();
+        let mut flags: Vec<&str> = Vec::new();
+        for a in &build_args {
+            flags.extend([flag, a.as_str()]);
+        }
+        self.build_full(BUILDKIT_A, test, context, file, &flags, None)
+    }
+
+    /// Builds `<dir>/Sysfile` with extra client flags, given in the client's own syntax
+    /// (`--secret`, `--ssh`, `--platform`, `--cache-to`, `--export-cache`, …).
+    pub fn build_with_flags(self, test: &str, dir: &Path, flags: &[&str]) -> Build {
+        self.build_full(BUILDKIT_A, test, dir, &dir.join("Sysfile"), flags, None)
+    }
+
+    /// [`Builder::build_with_flags`] on another standalone daemon (buildctl builders only).
+    pub fn build_on(self, addr: &str, test: &str, dir: &Path, flags: &[&str]) -> Build {
+        assert!(
+            matches!(self, Builder::Buildctl(_)),
+            "build_on needs buildctl"
+        );
+        self.build_full(addr, test, dir, &dir.join("Sysfile"), flags, None)
+    }
+
+    /// Builds `<dir>/Sysfile` on the standalone daemon and pushes it to `reference` in the
+    /// registry. Panics when the build fails; returns the output.
+    pub fn push(self, test: &str, dir: &Path, reference: &str) -> String {
+        assert!(matches!(self, Builder::Buildctl(_)), "push needs buildctl");
+        let b = self.build_full(
+            BUILDKIT_A,
+            test,
+            dir,
+            &dir.join("Sysfile"),
+            &[],
+            Some(reference),
+        );
+        b.assert_ok(&format!("{}: build and push {reference}", self.name()));
+        b.output.clone()
+    }
+
+    /// The text result of subrequest `name` (`outline`, `targets`, `lint`): buildx `--print`
+    /// through Docker 26's client (also against Docker 20.10, whose own client has no
+    /// `--print`), `--opt requestid=frontend.NAME` through buildctl.
+    pub fn subrequest(self, test: &str, dir: &Path, name: &str) -> String {
+        let _ = test;
+        let file = dir.join("Sysfile");
+        let (file, ctx) = (file.to_str().unwrap(), dir.to_str().unwrap());
+        match self {
+            Builder::Buildctl(_) => {
+                let frontend = self.frontend();
+                let mut opts = vec![
+                    "build".to_string(),
+                    "--frontend=gateway.v0".into(),
+                    "--opt".into(),
+                    format!("source={}", frontend.tag()),
+                    "--opt".into(),
+                    format!("requestid=frontend.{name}"),
+                    "--local".into(),
+                    format!("context={ctx}"),
+                    "--local".into(),
+                    format!("dockerfile={ctx}"),
+                ];
+                opts.extend(frontend.layout_opts());
+                let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+                let (code, out) = buildctl(BUILDKIT_A, &opts);
+                assert_eq!(code, 0, "{}: subrequest {name}:\n{out}", self.name());
+                out
+            }
+            Builder::Docker26 | Builder::Docker20 => {
+                self.frontend();
+                let daemon = self.boot_daemon();
+                let print = format!("--print={name}");
+                let mut env = vec![("BUILDX_EXPERIMENTAL", "1")];
+                env.extend(daemon.env());
+                let out = Command::new("sh")
+                    .args(["-c", "exec \"$0\" \"$@\" 2>&1", DOCKER])
+                    .args(["buildx", "build", &print, "-f", file, ctx])
+                    .envs(env)
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run docker buildx");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                assert!(
+                    out.status.success(),
+                    "{}: docker buildx build {print}:\n{text}",
+                    self.name()
+                );
+                text
+            }
+        }
+    }
+
+    fn build_full(
+        self,
+        addr: &str,
+        test: &str,
+        context: &Path,
+        file: &Path,
+        flags: &[&str],
+        push: Option<&str>,
+    ) -> Build {
+        let frontend = self.frontend();
+        let daemon = self.boot_daemon();
+        let image = ImageGuard {
+            tag: format!(
+                "{}:latest",
+                unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
+            ),
+            daemon: daemon.clone(),
+        };
+        let ctx = context.to_str().expect("utf-8 path");
+        let file_str = file.to_str().expect("utf-8 path");
+        let _permit = BuildPermit::acquire();
+        let started = Instant::now();
+        let (code, output) = match self {
+            Builder::Docker26 | Builder::Docker20 => {
+                let mut cmd: Vec<&str> = vec![
+                    "build",
+                    "--progress=plain",
+                    "--network=host",
+                    "-f",
+                    file_str,
+                    "-t",
+                    &image.tag,
+                ];
+                let syntax = format!("BUILDKIT_SYNTAX={}", frontend.tag());
+                if frontend.tag() != DEFAULT_FRONTEND_IMAGE {
+                    cmd.extend(["--build-arg", &syntax]);
+                }
+                cmd.extend_from_slice(flags);
+                cmd.push(ctx);
+                // Docker 20.10's client needs DOCKER_BUILDKIT=1; Docker 26's ignores it.
+                with_env(&daemon, &[("DOCKER_BUILDKIT", "1")], &cmd)
+            }
+            Builder::Buildctl(_) => {
+                let dir = file.parent().expect("spec directory");
+                let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+                let tar = tempdir();
+                let dest = tar.path().join("image.tar");
+                let output = match push {
+                    Some(reference) => {
+                        format!("type=image,name={reference},push=true,registry.insecure=true")
+                    }
+                    None => format!("type=docker,name={},dest={}", image.tag, dest.display()),
+                };
+                let mut opts: Vec<String> = vec![
+                    "build".into(),
+                    "--progress=plain".into(),
+                    "--frontend=gateway.v0".into(),
+                    "--opt".into(),
+                    format!("source={}", frontend.tag()),
+                    "--opt".into(),
+                    format!("filename={name}"),
+                    "--opt".into(),
+                    "force-network-mode=host".into(),
+                    "--allow".into(),
+                    "network.host".into(),
+                    "--local".into(),
+                    format!("context={ctx}"),
+                    "--local".into(),
+                    format!("dockerfile={}", dir.display()),
+                    "--output".into(),
+                    output,
+                ];
+                opts.extend(frontend.layout_opts());
+                opts.extend(flags.iter().map(|f| f.to_string()));
+                let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+                let (code, mut output) = buildctl(addr, &opts);
+                if code == 0 && push.is_none() {
+                    let dest = dest.to_str().expect("utf-8 path");
+                    let (load, text) = daemon.combined(&["load", "-i", dest]);
+                    output.push_str(&text);
+                    (load, output)
+                } else {
+                    (code, output)
+                }
+            }
+        };
+        Build {
+            code,
+            output,
+            elapsed: started.elapsed(),
+            image,
+        }
+    }
+}
+
+/// The frontend as one builder reaches it.
+enum Frontend {
+    Tag(String),
+    OciLayout {
+        tag: String,
+        dir: PathBuf,
+        digest: String,
+    },
+}
+
+impl Frontend {
+    fn tag(&self) -> &str {
+        match self {
+            Frontend::Tag(tag) | Frontend::OciLayout { tag, .. } => tag,
+        }
+    }
+
+    /// buildctl options that serve the frontend image from its OCI layout.
+    fn layout_opts(&self) -> Vec<String> {
+        match self {
+            Frontend::Tag(_) => Vec::new(),
+            Frontend::OciLayout { tag, dir, digest } => vec![
+                "--oci-layout".into(),
+                format!("sysfile={}", dir.display()),
+                "--opt".into(),
+                format!("context:{tag}=oci-layout://sysfile@{digest}"),
+            ],
+        }
+    }
+}
+
+/// Runs the daemon's client with extra environment, stderr merged: (code, output).
+fn with_env(daemon: &Daemon, env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+    let mut full: Vec<&str> = Vec::new();
+    if let Some(host) = daemon.host {
+        full.extend(["-H", host]);
+    }
+    full.extend_from_slice(args);
+    let out = Command::new("sh")
+        .args(["-c", "exec \"$0\" \"$@\" 2>&1", daemon.client])
+        .args(&full)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `<from> save TAG | <to> load`.
+pub fn copy_image(tag: &str, from: &Daemon, to: &Daemon) -> Result<(), String> {
+    let client = |d: &Daemon| match d.host {
+        Some(h) => format!("{} -H {h}", d.client),
+        None => d.client.to_string(),
+    };
+    let script = format!("{} save {tag} | {} load", client(from), client(to));
+    let r = run("sh", &["-c", &script]);
+    if r.ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "copying {tag} from {} to {} failed: {}{}",
+            from.name, to.name, r.stdout, r.stderr
+        ))
+    }
+}
+
+/// `docker push REGISTRY/TAG` (Docker allows plain HTTP to loopback registries).
+pub fn push_to_registry(tag: &str) -> Result<(), String> {
+    let remote = format!("{REGISTRY}/{tag}");
+    for args in [
+        vec!["tag", tag, remote.as_str()],
+        vec!["push", "-q", &remote],
+    ] {
+        let r = docker(&args);
+        if !r.ok() {
+            return Err(format!("docker {}: {}", args.join(" "), r.stderr.trim()));
+        }
+    }
+    Ok(())
+}
+
+/// Docker 26's `docker save` unpacked: an OCI layout whose index points at the manifest.
+/// Returns the directory and the manifest digest.
+pub fn oci_layout_of(tag: &str) -> Result<(tempfile::TempDir, String), String> {
+    let dir = tempdir();
+    let script = format!(
+        "{DOCKER} save {tag} | tar -x -C {}",
+        dir.path().to_str().unwrap()
+    );
+    let r = run("sh", &["-c", &script]);
+    if !r.ok() {
+        return Err(format!("docker save {tag}: {}", r.stderr.trim()));
+    }
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("index.json"))
+            .map_err(|e| format!("no index.json in docker save's output: {e}"))?,
+    )
+    .map_err(|e| format!("index.json: {e}"))?;
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .ok_or("index.json names no manifest")?
+        .to_string();
+    Ok((dir, digest))
+}
+
+/// The Sysfile lines a failed build names for `file`: code frames (BuildKit ≥ v0.10 clients), and
+/// `file:N` in the error lines themselves (the message, `ERROR:` lines and the failed vertex's
+/// ` > name` summary) — all that engines without source maps (v0.8) show.
+pub fn error_locations(output: &str, file: &str) -> Vec<u32> {
+    let mut lines = error_lines(output, file);
+    let needle = format!("{file}:");
+    for line in output.lines() {
+        let l = line.trim_start_matches(|c: char| c == '#' || c.is_ascii_digit());
+        let is_error = l.contains("ERROR")
+            || l.starts_with(" > ")
+            || line.starts_with(" > ")
+            || l.contains("error:")
+            || l.contains("failed to solve");
+        if !is_error {
+            continue;
+        }
+        for (i, _) in line.match_indices(&needle) {
+            let digits: String = line[i + needle.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse() {
+                lines.push(n);
+            }
+        }
+    }
+    lines.sort_unstable();
+    lines.dedup();
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_locations_reads_frames_and_v08_names() {
+        let v013 = "Sysfile:4\n--------------------\n   3 |     \n   4 | >>> [[run]]\n   5 | >>> name = \"x\"\n--------------------\nerror: failed to solve: process did not complete";
+        assert_eq!(error_locations(v013, "Sysfile"), vec![4, 5]);
+        let v08 = "#9 [sysfile] run: explode (Sysfile:4)\n#9 ERROR: executor failed running [/bin/sh -c echo boom; exit 3]: exit code: 3\n------\n > [sysfile] run: explode (Sysfile:4):\n------\nfailed to solve with frontend dockerfile.v0: rpc error";
+        assert_eq!(error_locations(v08, "Sysfile"), vec![4]);
+        // A progress line that only names a step is not an error location.
+        let ok = "#9 [sysfile] run: fine (Sysfile:7)\n#9 DONE 0.1s\n";
+        assert!(error_locations(ok, "Sysfile").is_empty());
+        let spec = "error: failed to solve: Sysfile:3:1: unknown key `colour`";
+        assert_eq!(error_locations(spec, "Sysfile"), vec![3]);
+    }
+}
