@@ -489,7 +489,10 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("v0.14 (Docker 27.0 or newer)"), "{msg}");
-        assert!(msg.contains("BuildKit >= v0.13 (Docker 26.0 or newer)"), "{msg}");
+        assert!(
+            msg.contains("BuildKit >= v0.13 (Docker 26.0 or newer)"),
+            "{msg}"
+        );
         let newest = Caps::for_version(32).require_llb("passthroughop", "x");
         assert!(newest.is_ok());
         let msg = Caps::for_version(20)
