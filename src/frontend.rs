@@ -955,9 +955,11 @@ impl PlatformBuild<'_> {
         let facts = detect_base(
             bridge,
             spec,
-            &base_ref,
-            resolve_mode_attr,
-            base_oci.as_ref(),
+            BaseImage {
+                reference: &base_ref,
+                resolve_mode: resolve_mode_attr,
+                oci: base_oci.as_ref(),
+            },
             &platform,
             self.sources,
             cache_imports,
@@ -1052,13 +1054,19 @@ impl PlatformBuild<'_> {
     }
 }
 
+/// The base image op's inputs: the pinned reference, the resolve mode and, for an
+/// `oci-layout://` base, its store.
+struct BaseImage<'a> {
+    reference: &'a str,
+    resolve_mode: &'a str,
+    oci: Option<&'a OciStore>,
+}
+
 /// Solves the base image and reads what the planner needs: distribution family and systemd.
 async fn detect_base(
     bridge: &Bridge,
     spec: &crate::model::Spec,
-    base_ref: &str,
-    resolve_mode: &str,
-    oci: Option<&OciStore>,
+    base: BaseImage<'_>,
     platform: &pb::llb::Platform,
     sources: &Sources,
     cache_imports: &[pb::gateway::CacheOptionsEntry],
@@ -1067,10 +1075,10 @@ async fn detect_base(
     // The same op as the build's base (same attrs), so the facts are those of the image built on.
     let image = crate::lower::base_source(
         &mut graph,
-        base_ref,
-        resolve_mode,
-        oci,
-        OpOptions::named(format!("[sysfile] inspect {base_ref}")),
+        base.reference,
+        base.resolve_mode,
+        base.oci,
+        OpOptions::named(format!("[sysfile] inspect {}", base.reference)),
     );
     let reference = bridge
         .solve(graph.finish(&image), cache_imports.to_vec(), false)

@@ -125,7 +125,11 @@ impl<'a> Lowering<'a> {
         for (_, file) in sources.iter() {
             graph.add_source_file(&file.name, file.text.as_bytes(), "TOML");
         }
-        let base_name = format!("[sysfile] base {}", options.base_ref);
+        let base_name = format!(
+            "[sysfile] base {} ({})",
+            options.base_ref,
+            entry_line(sources, options.base_span)
+        );
         let current = base_source(
             &mut graph,
             &options.base_ref,
@@ -201,7 +205,7 @@ impl<'a> Lowering<'a> {
 
     /// Applies one step on the current filesystem.
     pub fn step(&mut self, step: &Step) {
-        let op_options = OpOptions::named(step.name.clone())
+        let op_options = OpOptions::named(step_name(step, self.sources))
             .at(Some(location(self.sources, step.span)))
             .ignore_cache(self.options.no_cache);
         self.current = match &step.kind {
@@ -330,6 +334,25 @@ pub fn base_image_attrs(resolve_mode: &str) -> BTreeMap<String, String> {
         attrs.insert("image.resolvemode".to_string(), resolve_mode.to_string());
     }
     attrs
+}
+
+/// A step's progress name: the plan's name and, for a step that comes from one spec entry, that
+/// entry's `(FILE:LINE)`, so a daemon that drops source maps from errors (BuildKit v0.8, Docker
+/// 20.10) still points at the spec. `FILE` is the file the entry is written in (an include
+/// fragment's own name). The image history keeps the plan's name alone, so moving an entry
+/// does not change the image config.
+pub fn step_name(step: &Step, sources: &Sources) -> String {
+    if step.entry {
+        format!("{} ({})", step.name, entry_line(sources, step.span))
+    } else {
+        step.name.clone()
+    }
+}
+
+/// `FILE:LINE` of the start of `span`.
+pub fn entry_line(sources: &Sources, span: Span) -> String {
+    let file = sources.get(span.file);
+    format!("{}:{}", file.name, file.line_col(span.start).line)
 }
 
 /// The 1-based line/column range of a span, as a source-map location.

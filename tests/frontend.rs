@@ -1177,3 +1177,122 @@ async fn a_used_context_sysfile_cannot_read_is_an_error_at_the_entry_that_uses_i
     }
     Ok(())
 }
+
+/// A build argument interpolated into a spec entry reaches the command that runs, but progress
+/// names, the image history and the image config show the spec's `${TOKEN}`, never its value.
+#[tokio::test]
+async fn a_build_arg_value_never_reaches_names_history_or_the_config() -> TestResult {
+    const SECRET: &str = "s3cr3t-9f8e7d6c5b4a";
+    let spec = r#"[image]
+from = "local/debian:bookworm"
+
+[args]
+TOKEN = "placeholder"
+
+[packages]
+install = ["openssh-server", "pkg-${TOKEN}"]
+
+[[files]]
+content = "x"
+dest = "/etc/app/${TOKEN}.conf"
+
+[[users]]
+name = "u${TOKEN}"
+
+[[run]]
+argv = ["/usr/bin/deploy", "--token=${TOKEN}"]
+
+[[run]]
+name = "notify ${TOKEN}"
+argv = ["/bin/true"]
+"#;
+    let handle = run(
+        fake("v0.32", spec),
+        &[("filename", "Sysfile"), ("build-arg:TOKEN", SECRET)],
+    )
+    .await?;
+    let config = returned_config(&handle);
+    let solves = handle.solves();
+    let def = solves
+        .last()
+        .and_then(|s| s.definition.clone())
+        .expect("a definition");
+    // The value is interpolated where the spec asked for it: the test is not vacuous.
+    assert!(
+        exec_ops(&handle).iter().any(|e| e
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.args.iter().any(|a| a == &format!("--token={SECRET}")))),
+        "the run step gets the value"
+    );
+    for solve in &solves {
+        let def = solve.definition.clone().unwrap_or_default();
+        for metadata in def.metadata.values() {
+            for (key, value) in &metadata.description {
+                assert!(!value.contains(SECRET), "{key} = {value}");
+            }
+        }
+    }
+    let text = serde_json::to_string(&config)?;
+    assert!(!text.contains(SECRET), "the image config shows the value");
+    for request in handle.resolves() {
+        assert!(!request.log_name.contains(SECRET), "{}", request.log_name);
+    }
+    let history: Vec<&str> = config["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    for expected in [
+        "[sysfile] install packages: openssh-server pkg-${TOKEN}",
+        "[sysfile] write /etc/app/${TOKEN}.conf",
+        "[sysfile] user u${TOKEN}",
+        "[sysfile] run: /usr/bin/deploy --token=${TOKEN}",
+        "[sysfile] run: notify ${TOKEN}",
+    ] {
+        assert!(history.contains(&expected), "{expected} in {history:?}");
+    }
+    let names: Vec<&String> = def
+        .metadata
+        .values()
+        .filter_map(|m| m.description.get("llb.customname"))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| *n == "[sysfile] run: /usr/bin/deploy --token=${TOKEN} (Sysfile:17)"),
+        "{names:?}"
+    );
+    Ok(())
+}
+
+/// Docker 20.10 (BuildKit v0.8) shows no source location for a failing step: every step a spec
+/// entry produces names its line in its progress name, which the daemon always shows.
+#[tokio::test]
+async fn every_step_name_carries_its_spec_line() -> TestResult {
+    let handle = run(fake("v0.8", SSHD), &[("filename", "Sysfile")]).await?;
+    returned_config(&handle);
+    let def = handle
+        .solves()
+        .last()
+        .and_then(|s| s.definition.clone())
+        .expect("a definition");
+    let names: std::collections::BTreeSet<String> = def
+        .metadata
+        .values()
+        .filter_map(|m| m.description.get("llb.customname").cloned())
+        .collect();
+    for expected in [
+        "[sysfile] base docker.io/local/debian:bookworm@sha256:1111111111111111111111111111111111111111111111111111111111111111 (Sysfile:3)",
+        "[sysfile] install packages: openssh-server (Sysfile:5)",
+        "[sysfile] user admin (Sysfile:8)",
+        "[sysfile] authorized keys for admin (Sysfile:8)",
+        "[sysfile] enable units: ssh, default multi-user.target, mask 49 (Sysfile:13)",
+        "[sysfile] systemd configuration",
+        "[sysfile] image hygiene",
+    ] {
+        assert!(names.contains(expected), "{expected} in {names:?}");
+    }
+    Ok(())
+}
