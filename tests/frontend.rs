@@ -1027,9 +1027,16 @@ fn debian_rootfs() -> Vec<(&'static str, Vec<u8>)> {
 
 #[tokio::test]
 async fn oci_layout_contexts_feed_the_base_files_and_bind_mounts() -> TestResult {
+    for version in ["v0.13", "v0.32"] {
+        oci_layout_build(version).await?;
+    }
+    Ok(())
+}
+
+async fn oci_layout_build(version: &str) -> TestResult {
     let spec = "[image]\nfrom = \"base\"\n\n[[files]]\nfrom = \"site\"\nsrc = \"index.html\"\ndest = \"/srv/index.html\"\n\n[[run]]\nsh = \"ls /mnt/tools\"\nmounts = [{ type = \"bind\", from = \"tools\", source = \"/usr/bin\", target = \"/mnt/tools\" }]\n";
     let layout_config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/bin:/bin"],"Labels":{"from.layout":"yes"}},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"made in a layout"}]}"#;
-    let fake = FakeBuildkit::new(caps("v0.32"))
+    let fake = FakeBuildkit::new(caps(version))
         .with_local("dockerfile", [("Sysfile", spec.as_bytes().to_vec())])
         .with_oci_layout(
             "layouts",
