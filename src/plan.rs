@@ -954,6 +954,35 @@ mod tests {
     }
 
     #[test]
+    fn steps_sysfile_adds_on_its_own_are_not_entries() {
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", "[image]\nfrom = \"debian\"\n"),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded.spec.expect("a valid spec");
+        let bare = BaseFacts {
+            family: Family::Debian,
+            has_systemd: false,
+            has_sbin_init: false,
+        };
+        let plan = plan(&spec, &bare);
+        let entries: Vec<(&str, bool)> = plan
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.entry))
+            .collect();
+        assert!(
+            entries.iter().all(|(_, entry)| !entry),
+            "systemd packages, configuration, hygiene and a units step without `enable` come from no entry: {entries:?}"
+        );
+        assert!(
+            entries[0]
+                .0
+                .starts_with("[sysfile] install packages: systemd")
+        );
+    }
+
+    #[test]
     fn first_line_is_shortened() {
         assert_eq!(first_line("\n  echo hi\nmore"), "echo hi");
         assert_eq!(first_line(&"x".repeat(70)).chars().count(), 61);
