@@ -1303,3 +1303,30 @@ async fn every_step_name_carries_its_spec_line() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_base_context_that_is_no_image_is_an_error_at_from() -> TestResult {
+    let spec = "[image]\nfrom = \"base\"\n";
+    for (value, expected) in [
+        (
+            "local:somedir",
+            "replaces the base image, but it is not an image",
+        ),
+        ("input:other", "is not supported"),
+    ] {
+        let handle = run(
+            fake("v0.32", spec),
+            &[("filename", "Sysfile"), ("context:base", value)],
+        )
+        .await?;
+        let status = handle.returned().and_then(|r| r.error).expect("an error");
+        assert!(
+            status.message.starts_with("Sysfile:2:"),
+            "{value}: {}",
+            status.message
+        );
+        assert!(status.message.contains(expected), "{}", status.message);
+        assert_eq!(handle.solves().len(), 1, "nothing but the spec was solved");
+    }
+    Ok(())
+}
