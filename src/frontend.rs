@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, SourceFile, Sources};
 use crate::distro::Family;
 use crate::gateway::{Bridge, BridgeError, FrontendOptions, errors, transport};
 use crate::llb::{Graph, LocalOptions, OpOptions};
-use crate::lower::{LowerOptions, Lowering, NamedContext};
+use crate::lower::{LowerOptions, Lowering, NamedContext, OciStore};
 use crate::pb;
 use crate::plan::{self, BaseFacts};
 use crate::reference::Reference;
@@ -416,8 +416,13 @@ async fn build(
             sources: loaded.sources.clone(),
         });
     }
-    let named_contexts = named_contexts(options)?;
-    check_named_contexts(spec, &named_contexts, &loaded.sources)?;
+    let named_contexts = named_contexts(
+        spec,
+        &context_options(options),
+        options,
+        &caps,
+        &loaded.sources,
+    )?;
     let epoch = match options.source_date_epoch().map_err(other)? {
         Some(epoch) => Some(epoch),
         None => spec.source_date_epoch().map_err(|d| BuildError::Spec {
@@ -591,8 +596,13 @@ fn unsupported_features(spec: &crate::model::Spec, caps: &crate::gateway::Caps) 
     diagnostics
 }
 
-/// Named build contexts from the `context:NAME=VALUE` options (`--build-context NAME=…`).
-fn named_contexts(options: &FrontendOptions) -> Result<BTreeMap<String, NamedContext>, BuildError> {
+/// The `context:NAME=VALUE` options (`--build-context NAME=…`) as given, by name.
+///
+/// Nothing is interpreted here: BuildKit passes every named context of the request, including
+/// ones the spec never uses (such as the `oci-layout://` store it loaded this frontend from), and
+/// like the Dockerfile frontend sysfile ignores those. [`named_contexts`] interprets the ones
+/// the spec uses.
+fn context_options(options: &FrontendOptions) -> BTreeMap<String, String> {
     let mut contexts = BTreeMap::new();
     for (key, value) in options.all() {
         let Some(name) = key.strip_prefix("context:") else {
@@ -600,27 +610,231 @@ fn named_contexts(options: &FrontendOptions) -> Result<BTreeMap<String, NamedCon
         };
         // `context:NAME::PLATFORM` applies to one platform; sysfile treats it like `context:NAME`.
         let name = name.split("::").next().unwrap_or(name).to_string();
-        let context = if let Some(reference) = value.strip_prefix("docker-image://") {
-            let parsed = Reference::parse(reference)
-                .map_err(|e| BuildError::Other(format!("build context `{name}`: {e}")))?;
-            NamedContext::Image(parsed.normalized())
-        } else if let Some(local) = value.strip_prefix("local:") {
-            NamedContext::Local {
-                name: local.to_string(),
-                session: options.local_session(local).unwrap_or_default(),
-            }
-        } else if let Some((identifier, url)) = git_context(value) {
-            NamedContext::Git { identifier, url }
-        } else if value.starts_with("https://") || value.starts_with("http://") {
-            NamedContext::Http(value.clone())
-        } else {
-            return Err(BuildError::Other(format!(
-                "build context `{name}={value}` is not supported: sysfile takes directories, docker-image://, git and https contexts"
-            )));
-        };
-        contexts.insert(name, context);
+        contexts.insert(name, value.clone());
     }
-    Ok(contexts)
+    contexts
+}
+
+/// What a spec entry uses a named build context for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ContextUse {
+    /// `[image] from` names it: it replaces the base image.
+    Base,
+    /// `[[files]] from`.
+    Files,
+    /// A bind mount's `from`.
+    Bind,
+}
+
+/// The named build contexts the spec uses (base `from`, `[[files]] from`, bind mount `from`),
+/// interpreted; a context it cannot read is a located error at the entry that uses it.
+fn named_contexts(
+    spec: &crate::model::Spec,
+    given: &BTreeMap<String, String>,
+    options: &FrontendOptions,
+    caps: &crate::gateway::Caps,
+    sources: &Sources,
+) -> Result<BTreeMap<String, NamedContext>, BuildError> {
+    let mut uses: Vec<(&str, crate::diag::Span, ContextUse)> = Vec::new();
+    if given.contains_key(&spec.image.from.value) {
+        uses.push((
+            &spec.image.from.value,
+            spec.image.from.span,
+            ContextUse::Base,
+        ));
+    }
+    for file in &spec.files {
+        if let Some(name) = &file.from {
+            uses.push((name, file.span, ContextUse::Files));
+        }
+    }
+    for mount in spec.runs.iter().flat_map(|r| &r.mounts) {
+        // A bind mount's `from` is a named context when one has that name, else an image.
+        if let crate::model::MountKind::Bind {
+            from: crate::model::BindFrom::Image(name),
+            ..
+        } = &mount.kind
+        {
+            if given.contains_key(name) {
+                uses.push((name, mount.span, ContextUse::Bind));
+            }
+        }
+    }
+    let mut contexts = BTreeMap::new();
+    let mut failed = std::collections::BTreeSet::new();
+    let mut diagnostics = Vec::new();
+    for (name, span, used) in uses {
+        if failed.contains(name) {
+            continue;
+        }
+        let Some(value) = given.get(name) else {
+            diagnostics.push(
+                Diagnostic::error(
+                    "unknown-build-context",
+                    span,
+                    format!("there is no build context named `{name}`"),
+                )
+                .with_help(format!(
+                    "pass it with `docker buildx build --build-context {name}=<directory or docker-image://REF>`"
+                )),
+            );
+            failed.insert(name);
+            continue;
+        };
+        let context = match contexts.get(name) {
+            Some(context) => context,
+            None => match interpret_context(name, value, options, caps) {
+                Ok(context) => contexts.entry(name.to_string()).or_insert(context),
+                Err((code, message, help)) => {
+                    diagnostics.push(Diagnostic::error(code, span, message).with_help(help));
+                    failed.insert(name);
+                    continue;
+                }
+            },
+        };
+        let is_image = matches!(
+            context,
+            NamedContext::Image(_) | NamedContext::OciLayout { .. }
+        );
+        if used == ContextUse::Base && !is_image {
+            diagnostics.push(
+                Diagnostic::error(
+                    "bad-base-context",
+                    span,
+                    format!("the build context `{name}` replaces the base image, but it is not an image"),
+                )
+                .with_help("pass it as `--build-context NAME=docker-image://REF` or `NAME=oci-layout://STORE@sha256:…`"),
+            );
+            failed.insert(name);
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(contexts)
+    } else {
+        Err(BuildError::Spec {
+            diagnostics,
+            sources: sources.clone(),
+        })
+    }
+}
+
+/// Reads one named context's value; on failure, a diagnostic code, message and help.
+fn interpret_context(
+    name: &str,
+    value: &str,
+    options: &FrontendOptions,
+    caps: &crate::gateway::Caps,
+) -> Result<NamedContext, (&'static str, String, String)> {
+    if let Some(reference) = value.strip_prefix("docker-image://") {
+        let parsed = Reference::parse(reference).map_err(|e| {
+            (
+                "bad-build-context",
+                format!("the build context `{name}={value}` is not a valid image reference: {e}"),
+                format!("pass an image as `--build-context {name}=docker-image://REF`"),
+            )
+        })?;
+        Ok(NamedContext::Image(parsed.normalized()))
+    } else if let Some(layout) = value.strip_prefix("oci-layout://") {
+        caps.require_llb(
+            "source.ocilayout",
+            &format!("the oci-layout:// build context `{name}`"),
+        )
+        .map_err(|missing| {
+            (
+                "unsupported-by-builder",
+                missing.to_string(),
+                format!(
+                    "build with a newer BuildKit, or load the image into the daemon and pass `--build-context {name}=docker-image://REF`"
+                ),
+            )
+        })?;
+        let (store, digest) = oci_layout_context(layout).map_err(|e| {
+            (
+                "bad-build-context",
+                format!("the build context `{name}={value}` is not a valid oci-layout:// context: {e}"),
+                format!(
+                    "pass it as `--build-context {name}=oci-layout://STORE@sha256:…` (the store as given to `--oci-layout`, the manifest digest)"
+                ),
+            )
+        })?;
+        Ok(NamedContext::OciLayout {
+            reference: oci_reference(name, &store, &digest),
+            store: OciStore {
+                store,
+                session: options.session_id().unwrap_or_default().to_string(),
+            },
+        })
+    } else if let Some(local) = value.strip_prefix("local:") {
+        Ok(NamedContext::Local {
+            name: local.to_string(),
+            session: options.local_session(local).unwrap_or_default(),
+        })
+    } else if let Some((identifier, url)) = git_context(value) {
+        Ok(NamedContext::Git { identifier, url })
+    } else if value.starts_with("https://") || value.starts_with("http://") {
+        Ok(NamedContext::Http(value.to_string()))
+    } else {
+        Err((
+            "unsupported-build-context",
+            format!("the build context `{name}={value}` is not supported"),
+            "sysfile takes directories, docker-image://, oci-layout://, git and https contexts"
+                .to_string(),
+        ))
+    }
+}
+
+/// Splits the part after `oci-layout://` into the store ID and the manifest digest:
+/// `STORE[:TAG]@sha256:…` (a tag only labels it; the digest selects the image).
+pub fn oci_layout_context(layout: &str) -> Result<(String, String), String> {
+    let Some((store_ref, digest)) = layout.rsplit_once('@') else {
+        return Err("it has no `@sha256:…` digest".to_string());
+    };
+    let hex = digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| format!("`{digest}` is not a sha256 digest"))?;
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(format!("`{digest}` is not a sha256 digest"));
+    }
+    let last_slash = store_ref.rfind('/').map_or(0, |i| i + 1);
+    let store = match store_ref[last_slash..].rfind(':') {
+        Some(i) => &store_ref[..last_slash + i],
+        None => store_ref,
+    };
+    if store.is_empty() {
+        return Err("it names no store".to_string());
+    }
+    Ok((store.to_string(), digest.to_string()))
+}
+
+/// The reference of an `oci-layout://` source: like the Dockerfile frontend, the context's
+/// name pinned to the digest (only the digest selects the image; the name labels it). A name
+/// that is no image name falls back to the store's, then to `sysfile-context`.
+fn oci_reference(name: &str, store: &str, digest: &str) -> String {
+    let parsed = [
+        name.to_string(),
+        name.to_ascii_lowercase(),
+        store.to_string(),
+    ]
+    .iter()
+    .find_map(|candidate| {
+        Reference::parse(candidate)
+            .ok()
+            .map(|r| (candidate.clone(), r))
+    });
+    let (written, mut reference) = match parsed {
+        Some(found) => found,
+        None => match Reference::parse("sysfile-context") {
+            Ok(r) => ("sysfile-context".to_string(), r),
+            Err(_) => return format!("docker.io/library/sysfile-context@{digest}"),
+        },
+    };
+    // `base` is `docker.io/library/base@sha256:…`, without the `latest` a bare name implies.
+    let last = written.rsplit('/').next().unwrap_or(&written);
+    if !last.contains(':') {
+        reference.tag = None;
+    }
+    reference.digest = Some(digest.to_string());
+    reference.normalized()
 }
 
 /// A git URL as BuildKit's git source wants it: the identifier `host/path[#ref[:subdir]]` and
@@ -660,33 +874,6 @@ pub fn git_context(value: &str) -> Option<(String, String)> {
     Some((identifier, full))
 }
 
-/// Every `[[files]] from` must name a build context the client passed.
-fn check_named_contexts(
-    spec: &crate::model::Spec,
-    contexts: &BTreeMap<String, NamedContext>,
-    sources: &Sources,
-) -> Result<(), BuildError> {
-    let diagnostics: Vec<Diagnostic> = spec
-        .files
-        .iter()
-        .filter_map(|file| {
-            let name = file.from.as_ref()?;
-            (!contexts.contains_key(name)).then(|| {
-                Diagnostic::error("unknown-build-context", file.span, format!("there is no build context named `{name}`"))
-                    .with_help(format!("pass it with `docker buildx build --build-context {name}=<directory or docker-image://REF>`"))
-            })
-        })
-        .collect();
-    if diagnostics.is_empty() {
-        Ok(())
-    } else {
-        Err(BuildError::Spec {
-            diagnostics,
-            sources: sources.clone(),
-        })
-    }
-}
-
 /// What building one platform needs; [`PlatformBuild::build`] returns the ref, config and epoch.
 struct PlatformBuild<'a> {
     bridge: &'a Bridge,
@@ -709,21 +896,14 @@ impl PlatformBuild<'_> {
         let other = |e: anyhow::Error| BuildError::Other(format!("{e:#}"));
         let platform = platform.clone();
         let cache_imports = &self.cache_imports;
-        // Like the Dockerfile frontend: a named context can replace the base image by name.
-        let base_text = match self.named_contexts.get(&spec.image.from.value) {
-            Some(NamedContext::Image(reference)) => reference.clone(),
-            Some(_) => {
-                return Err(BuildError::Spec {
-                    diagnostics: vec![Diagnostic::error(
-                        "bad-base-context",
-                        spec.image.from.span,
-                        format!("the build context `{}` replaces the base image, but it is not an image", spec.image.from.value),
-                    )
-                    .with_help("pass it as `--build-context NAME=docker-image://REF`")],
-                    sources: self.sources.clone(),
-                });
+        // Like the Dockerfile frontend: a named context can replace the base image by name
+        // (`named_contexts` has already refused one that is not an image).
+        let (base_text, base_oci) = match self.named_contexts.get(&spec.image.from.value) {
+            Some(NamedContext::Image(reference)) => (reference.clone(), None),
+            Some(NamedContext::OciLayout { reference, store }) => {
+                (reference.clone(), Some(store.clone()))
             }
-            None => spec.image.from.value.clone(),
+            _ => (spec.image.from.value.clone(), None),
         };
         let base = Reference::parse(&base_text).map_err(|message| BuildError::Spec {
             diagnostics: vec![Diagnostic::error(
@@ -734,14 +914,30 @@ impl PlatformBuild<'_> {
             sources: self.sources.clone(),
         })?;
         let resolve_mode = options.image_resolve_mode().map_err(other)?;
-        let (digest, base_config) = bridge
-            .resolve_image_config(
-                &base.normalized(),
-                Some(platform.clone()),
-                resolve_mode,
-                &format!("[sysfile] load metadata for {}", base.normalized()),
-            )
-            .await?;
+        let log_name = format!("[sysfile] load metadata for {}", base.normalized());
+        let (digest, base_config) = match &base_oci {
+            Some(oci) => {
+                bridge
+                    .resolve_oci_layout_config(
+                        &base.normalized(),
+                        Some(platform.clone()),
+                        &oci.store,
+                        &oci.session,
+                        &log_name,
+                    )
+                    .await?
+            }
+            None => {
+                bridge
+                    .resolve_image_config(
+                        &base.normalized(),
+                        Some(platform.clone()),
+                        resolve_mode,
+                        &log_name,
+                    )
+                    .await?
+            }
+        };
         let base_ref = if digest.is_empty() || base.digest.is_some() {
             base.normalized()
         } else {
@@ -759,8 +955,11 @@ impl PlatformBuild<'_> {
         let facts = detect_base(
             bridge,
             spec,
-            &base_ref,
-            resolve_mode_attr,
+            BaseImage {
+                reference: &base_ref,
+                resolve_mode: resolve_mode_attr,
+                oci: base_oci.as_ref(),
+            },
             &platform,
             self.sources,
             cache_imports,
@@ -799,6 +998,7 @@ impl PlatformBuild<'_> {
         let lower_options = LowerOptions {
             named_contexts: self.named_contexts.clone(),
             base_ref: base_ref.clone(),
+            base_oci,
             base_span: spec.image.from.span,
             base_env,
             base_workdir,
@@ -854,22 +1054,31 @@ impl PlatformBuild<'_> {
     }
 }
 
+/// The base image op's inputs: the pinned reference, the resolve mode and, for an
+/// `oci-layout://` base, its store.
+struct BaseImage<'a> {
+    reference: &'a str,
+    resolve_mode: &'a str,
+    oci: Option<&'a OciStore>,
+}
+
 /// Solves the base image and reads what the planner needs: distribution family and systemd.
 async fn detect_base(
     bridge: &Bridge,
     spec: &crate::model::Spec,
-    base_ref: &str,
-    resolve_mode: &str,
+    base: BaseImage<'_>,
     platform: &pb::llb::Platform,
     sources: &Sources,
     cache_imports: &[pb::gateway::CacheOptionsEntry],
 ) -> Result<BaseFacts, BuildError> {
     let mut graph = Graph::new(Some(platform.clone()));
     // The same op as the build's base (same attrs), so the facts are those of the image built on.
-    let image = graph.image(
-        base_ref,
-        crate::lower::base_image_attrs(resolve_mode),
-        OpOptions::named(format!("[sysfile] inspect {base_ref}")),
+    let image = crate::lower::base_source(
+        &mut graph,
+        base.reference,
+        base.resolve_mode,
+        base.oci,
+        OpOptions::named(format!("[sysfile] inspect {}", base.reference)),
     );
     let reference = bridge
         .solve(graph.finish(&image), cache_imports.to_vec(), false)
@@ -1071,6 +1280,43 @@ async fn explain_units_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oci_layout_contexts_name_a_store_and_a_digest() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            oci_layout_context(&format!("store@{d}")),
+            Ok(("store".into(), d.clone()))
+        );
+        assert_eq!(
+            oci_layout_context(&format!("local/sysfile:dev@{d}")),
+            Ok(("local/sysfile".into(), d.clone()))
+        );
+        assert_eq!(
+            oci_layout_context(&format!("localhost:5000/x@{d}")),
+            Ok(("localhost:5000/x".into(), d.clone()))
+        );
+        assert!(oci_layout_context("store").is_err());
+        assert!(oci_layout_context(&format!("@{d}")).is_err());
+        assert!(oci_layout_context("store@sha256:AB").is_err());
+        assert!(oci_layout_context(&format!("store@sha512:{}", "ab".repeat(32))).is_err());
+        assert_eq!(
+            oci_reference("base", "store", &d),
+            format!("docker.io/library/base@{d}")
+        );
+        assert_eq!(
+            oci_reference("local/sysfile:dev", "store", &d),
+            format!("docker.io/local/sysfile:dev@{d}")
+        );
+        assert_eq!(
+            oci_reference("Tools", "store", &d),
+            format!("docker.io/library/tools@{d}")
+        );
+        assert_eq!(
+            oci_reference("a b", "my.registry/layouts", &d),
+            format!("my.registry/layouts@{d}")
+        );
+    }
 
     #[test]
     fn git_contexts_split_the_fragment_off_the_full_url() {

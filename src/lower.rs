@@ -23,6 +23,9 @@ pub struct LowerOptions {
     pub base_ref: String,
     /// The span of `[image] from`, for the base image op.
     pub base_span: Span,
+    /// The OCI layout store the base comes from, when a named `oci-layout://` context replaces
+    /// it; `None`: `base_ref` is an image in a registry or the daemon's image store.
+    pub base_oci: Option<OciStore>,
     /// The base image's `Env` (for `PATH`), applied to every step.
     pub base_env: Vec<String>,
     /// The base image's working directory (`/` when empty).
@@ -64,6 +67,16 @@ pub enum NamedContext {
     Git { identifier: String, url: String },
     /// A single file over HTTP(S).
     Http(String),
+    /// An image in an OCI layout the client shares (`oci-layout://STORE@sha256:…`): `reference`
+    /// is the context's name pinned to the digest (`docker.io/library/base@sha256:…`).
+    OciLayout { reference: String, store: OciStore },
+}
+
+/// An OCI layout store shared by the client: its ID and the session that holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OciStore {
+    pub store: String,
+    pub session: String,
 }
 
 /// The build contexts a step can read: the main one and the named ones the plan uses.
@@ -112,11 +125,16 @@ impl<'a> Lowering<'a> {
         for (_, file) in sources.iter() {
             graph.add_source_file(&file.name, file.text.as_bytes(), "TOML");
         }
-        let attrs = base_image_attrs(&options.resolve_mode);
-        let base_name = format!("[sysfile] base {}", options.base_ref);
-        let current = graph.image(
+        let base_name = format!(
+            "[sysfile] base {} ({})",
+            options.base_ref,
+            entry_line(sources, options.base_span)
+        );
+        let current = base_source(
+            &mut graph,
             &options.base_ref,
-            attrs,
+            &options.resolve_mode,
+            options.base_oci.as_ref(),
             OpOptions::named(base_name).at(Some(location(sources, options.base_span))),
         );
         let context = (!plan.context_paths.is_empty()).then(|| {
@@ -162,6 +180,12 @@ impl<'a> Lowering<'a> {
                 NamedContext::Http(url) => {
                     graph.http(url, None, None, None, OpOptions::named(title))
                 }
+                NamedContext::OciLayout { reference, store } => graph.oci_layout(
+                    reference,
+                    &store.store,
+                    &store.session,
+                    OpOptions::named(title),
+                ),
             };
             named.insert(name.clone(), output);
         }
@@ -181,7 +205,7 @@ impl<'a> Lowering<'a> {
 
     /// Applies one step on the current filesystem.
     pub fn step(&mut self, step: &Step) {
-        let op_options = OpOptions::named(step.name.clone())
+        let op_options = OpOptions::named(step_name(step, self.sources))
             .at(Some(location(self.sources, step.span)))
             .ignore_cache(self.options.no_cache);
         self.current = match &step.kind {
@@ -287,6 +311,22 @@ impl<'a> Lowering<'a> {
     }
 }
 
+/// The base image source: an `oci-layout://` op when `oci` names a store, else a
+/// `docker-image://` op with the resolve mode's attrs. The build and the base inspection both
+/// use it, so the facts read are those of the image built on.
+pub fn base_source(
+    graph: &mut Graph,
+    base_ref: &str,
+    resolve_mode: &str,
+    oci: Option<&OciStore>,
+    options: OpOptions,
+) -> Output {
+    match oci {
+        Some(oci) => graph.oci_layout(base_ref, &oci.store, &oci.session, options),
+        None => graph.image(base_ref, base_image_attrs(resolve_mode), options),
+    }
+}
+
 /// The attrs of the base image source for a resolve mode (`default`, `pull`, `local`).
 pub fn base_image_attrs(resolve_mode: &str) -> BTreeMap<String, String> {
     let mut attrs = BTreeMap::new();
@@ -294,6 +334,25 @@ pub fn base_image_attrs(resolve_mode: &str) -> BTreeMap<String, String> {
         attrs.insert("image.resolvemode".to_string(), resolve_mode.to_string());
     }
     attrs
+}
+
+/// A step's progress name: the plan's name and, for a step that comes from one spec entry, that
+/// entry's `(FILE:LINE)`, so a daemon that drops source maps from errors (BuildKit v0.8, Docker
+/// 20.10) still points at the spec. `FILE` is the file the entry is written in (an include
+/// fragment's own name). The image history keeps the plan's name alone, so moving an entry
+/// does not change the image config.
+pub fn step_name(step: &Step, sources: &Sources) -> String {
+    if step.entry {
+        format!("{} ({})", step.name, entry_line(sources, step.span))
+    } else {
+        step.name.clone()
+    }
+}
+
+/// `FILE:LINE` of the start of `span`.
+pub fn entry_line(sources: &Sources, span: Span) -> String {
+    let file = sources.get(span.file);
+    format!("{}:{}", file.name, file.line_col(span.start).line)
 }
 
 /// The 1-based line/column range of a span, as a source-map location.

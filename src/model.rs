@@ -29,6 +29,9 @@ pub struct Spec {
     pub image: Image,
     /// Declared build arguments with their effective values (default or `--build-arg`).
     pub args: Vec<BuildArg>,
+    /// Every string value the spec writes with `${NAME}` references, as written: what progress
+    /// names and history show instead of the interpolated value.
+    pub templates: Vec<Template>,
     pub packages: Packages,
     pub files: Vec<FileEntry>,
     pub users: Vec<User>,
@@ -71,6 +74,15 @@ pub struct Image {
     pub description: Option<String>,
     /// The span of the `[image]` table header.
     pub span: Span,
+}
+
+/// A string value as the spec writes it, before build arguments are interpolated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    /// The span of the string's literal.
+    pub span: Span,
+    /// The decoded string with its `${NAME}` references.
+    pub text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -66,10 +66,16 @@ pub struct Plan {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
-    /// The progress name, e.g. `[sysfile] install packages: openssh-server sudo`.
+    /// The progress name, e.g. `[sysfile] install packages: openssh-server sudo`. Spec values
+    /// appear as the spec writes them (`${NAME}`, never a build argument's value); lowering
+    /// appends the entry's location (see [`Step::entry`]).
     pub name: String,
-    /// The spec entry this step comes from.
+    /// The spec entry this step comes from (for a synthesised step, the section it belongs to).
     pub span: Span,
+    /// The step comes from one spec entry, so its progress name carries that entry's
+    /// `file:line`; `false` for steps sysfile adds on its own (systemd configuration, image
+    /// hygiene, a units step with no `[services] enable`, packages only sysfile asked for).
+    pub entry: bool,
     pub kind: StepKind,
 }
 
@@ -133,6 +139,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .iter()
         .map(|a| (a.name.clone(), a.value.clone()))
         .collect();
+    let shown = Shown::new(spec);
 
     for run in spec
         .runs
@@ -142,6 +149,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         steps.push(run_step(
             run,
             &build_args,
+            &shown,
             &mut context_paths,
             &mut named_paths,
         ));
@@ -160,13 +168,24 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
             }
         }
     }
+    let package_spans: Vec<Span> = spec
+        .packages
+        .install
+        .iter()
+        .chain(&spec.packages.remove)
+        .map(|p| p.span)
+        .collect();
     if !install.is_empty() {
-        steps.push(package_step(
+        let mut step = package_step(
             manager,
             PackageAction::Install,
             &install,
             spec.packages.span,
-        ));
+        );
+        step.name = shown.show(&step.name, &package_spans);
+        // Only the systemd packages sysfile adds: no entry asked for them.
+        step.entry = !spec.packages.install.is_empty();
+        steps.push(step);
     }
     let remove: Vec<String> = spec
         .packages
@@ -175,19 +194,20 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .map(|p| p.value.clone())
         .collect();
     if !remove.is_empty() {
-        steps.push(package_step(
-            manager,
-            PackageAction::Remove,
-            &remove,
-            spec.packages.span,
-        ));
+        let mut step = package_step(manager, PackageAction::Remove, &remove, spec.packages.span);
+        step.name = shown.show(&step.name, &package_spans);
+        steps.push(step);
     }
 
     for user in &spec.users {
-        steps.push(user_step(user));
+        let mut step = user_step(user);
+        step.name = shown.show(&step.name, &[user.span]);
+        steps.push(step);
         if !user.authorized_keys.is_empty() {
             context_paths.extend(user.authorized_keys.iter().cloned());
-            steps.push(authorized_keys_step(user));
+            let mut step = authorized_keys_step(user);
+            step.name = shown.show(&step.name, &[user.span]);
+            steps.push(step);
         }
     }
 
@@ -227,8 +247,9 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
             ),
         };
         steps.push(Step {
-            name,
+            name: shown.show(&name, &[file.span]),
             span: file.span,
+            entry: true,
             kind: StepKind::Files(vec![action]),
         });
     }
@@ -237,6 +258,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         steps.push(run_step(
             run,
             &build_args,
+            &shown,
             &mut context_paths,
             &mut named_paths,
         ));
@@ -246,7 +268,16 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     steps.push(systemd_config_step(spec, facts.family));
     steps.push(hygiene_step(spec));
     let units_step = steps.len();
-    steps.push(units.step(spec));
+    let mut step = units.step(spec);
+    let unit_spans: Vec<Span> = spec
+        .services
+        .enable
+        .iter()
+        .map(|u| u.span)
+        .chain([spec.systemd.target.span])
+        .collect();
+    step.name = shown.show(&step.name, &unit_spans);
+    steps.push(step);
 
     let entrypoint = if facts.has_sbin_init || !facts.has_systemd {
         // Without systemd the install step adds the package that provides /sbin/init.
@@ -282,6 +313,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
 fn run_step(
     run: &model::RunStep,
     build_args: &[(String, String)],
+    shown: &Shown<'_>,
     context_paths: &mut BTreeSet<String>,
     named_paths: &mut BTreeMap<String, BTreeSet<String>>,
 ) -> Step {
@@ -323,8 +355,9 @@ fn run_step(
     let mut env = build_args.to_vec();
     env.extend(run.env.iter().cloned());
     Step {
-        name: format!("[sysfile] run: {label}"),
+        name: shown.show(&format!("[sysfile] run: {label}"), &[run.span]),
         span: run.span,
+        entry: true,
         kind: StepKind::Exec(ExecStep {
             args,
             env,
@@ -351,6 +384,94 @@ fn first_line(script: &str) -> String {
     } else {
         short
     }
+}
+
+/// Shows spec values in progress names the way the spec writes them.
+///
+/// A build argument's value interpolated into an entry is shown as its `${NAME}` reference
+/// wherever it appears verbatim in that entry's step name, so a secret passed with
+/// `--build-arg` never becomes a progress name or an image history line. Only the arguments an
+/// entry references (inside the given spans) are replaced, and only non-empty values.
+pub struct Shown<'a> {
+    templates: &'a [model::Template],
+    args: &'a [model::BuildArg],
+}
+
+impl<'a> Shown<'a> {
+    pub fn new(spec: &'a Spec) -> Shown<'a> {
+        Shown {
+            templates: &spec.templates,
+            args: &spec.args,
+        }
+    }
+
+    /// `text` with the values of the build arguments referenced inside `within` shown as `${NAME}`.
+    pub fn show(&self, text: &str, within: &[Span]) -> String {
+        let mut values: Vec<(&str, &str)> = Vec::new();
+        for template in self
+            .templates
+            .iter()
+            .filter(|t| within.iter().any(|w| span_contains(*w, t.span)))
+        {
+            for name in references(&template.text) {
+                if let Some(arg) = self.args.iter().find(|a| a.name == name) {
+                    if !arg.value.is_empty() {
+                        values.push((arg.value.as_str(), arg.name.as_str()));
+                    }
+                }
+            }
+        }
+        if values.is_empty() {
+            return text.to_string();
+        }
+        // Longest first, so a value that contains another is shown whole.
+        values.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(b.1)));
+        values.dedup();
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        'scan: while !rest.is_empty() {
+            for (value, name) in &values {
+                if let Some(after) = rest.strip_prefix(value) {
+                    out.push_str("${");
+                    out.push_str(name);
+                    out.push('}');
+                    rest = after;
+                    continue 'scan;
+                }
+            }
+            let mut chars = rest.chars();
+            if let Some(c) = chars.next() {
+                out.push(c);
+            }
+            rest = chars.as_str();
+        }
+        out
+    }
+}
+
+fn span_contains(outer: Span, inner: Span) -> bool {
+    outer.file == inner.file && outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// The build-argument names a template references (`${NAME}`; `$$` is a literal `$`).
+fn references(template: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(dollar) = rest.find('$') {
+        let after = &rest[dollar + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(close) = body.find('}') else {
+                break;
+            };
+            names.push(&body[..close]);
+            rest = &body[close + 1..];
+        } else {
+            rest = after;
+        }
+    }
+    names
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -434,6 +555,7 @@ fn package_step(
     Step {
         name: format!("[sysfile] {verb} packages: {}", packages.join(" ")),
         span,
+        entry: true,
         // Package downloads need the builder's network (which `force-network-mode` may set).
         kind: StepKind::Exec(ExecStep {
             network: Network::Default,
@@ -486,6 +608,7 @@ fn user_step(user: &model::User) -> Step {
     Step {
         name: format!("[sysfile] user {}", user.name),
         span: user.span,
+        entry: true,
         kind: StepKind::Exec(ExecStep::offline(args, false)),
     }
 }
@@ -503,6 +626,7 @@ fn authorized_keys_step(user: &model::User) -> Step {
     Step {
         name: format!("[sysfile] authorized keys for {}", user.name),
         span: user.span,
+        entry: true,
         kind: StepKind::Exec(ExecStep::offline(args, true)),
     }
 }
@@ -620,6 +744,7 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
     Step {
         name: "[sysfile] systemd configuration".to_string(),
         span: finalize_span(spec),
+        entry: false,
         kind: StepKind::Files(files),
     }
 }
@@ -732,6 +857,8 @@ impl UnitPlan {
         Step {
             name: format!("[sysfile] {}", summary.join(", ")),
             span,
+            // The units step is `[services] enable`'s when there is one; else sysfile's own.
+            entry: !spec.services.enable.is_empty(),
             kind: StepKind::Exec(ExecStep {
                 report: true,
                 ..ExecStep::offline(args, false)
@@ -765,6 +892,7 @@ fn hygiene_step(spec: &Spec) -> Step {
     Step {
         name: "[sysfile] image hygiene".to_string(),
         span: finalize_span(spec),
+        entry: false,
         kind: StepKind::Files(files),
     }
 }
@@ -788,6 +916,69 @@ mod tests {
         assert_eq!(
             duration_for_systemd(std::time::Duration::from_millis(1500)),
             "1500ms"
+        );
+    }
+
+    #[test]
+    fn template_references_skip_literal_dollars() {
+        assert_eq!(references("a${X}b${Y_2}"), ["X", "Y_2"]);
+        assert_eq!(references("$${X} $$ $HOME ${Z}"), ["Z"]);
+        assert!(references("${unterminated").is_empty());
+    }
+
+    #[test]
+    fn names_show_the_reference_not_the_value() {
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new(
+                "Sysfile",
+                "[image]\nfrom = \"debian\"\n[args]\nA = \"x\"\nAB = \"secret\"\nE = \"\"\n[[run]]\nargv = [\"/bin/echo\", \"${AB}${A}${E}\", \"$${A}\"]\n[[run]]\nargv = [\"/bin/x\"]\n",
+            ),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded.spec.expect("a valid spec");
+        let plan = plan(&spec, &BaseFacts::assumed(Family::Debian));
+        let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        // The longer value is shown whole; the empty one cannot be told apart and is left.
+        assert!(
+            names.contains(&"[sysfile] run: /bin/echo ${AB}${A} ${A}"),
+            "{names:?}"
+        );
+        // `x` is referenced only by the first entry: the second keeps its literal `x`.
+        assert!(names.contains(&"[sysfile] run: /bin/x"), "{names:?}");
+        assert!(
+            plan.steps.iter().any(
+                |s| matches!(&s.kind, StepKind::Exec(e) if e.args.contains(&"secretx".to_string()))
+            ),
+            "the step itself runs with the value"
+        );
+    }
+
+    #[test]
+    fn steps_sysfile_adds_on_its_own_are_not_entries() {
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", "[image]\nfrom = \"debian\"\n"),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded.spec.expect("a valid spec");
+        let bare = BaseFacts {
+            family: Family::Debian,
+            has_systemd: false,
+            has_sbin_init: false,
+        };
+        let plan = plan(&spec, &bare);
+        let entries: Vec<(&str, bool)> = plan
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.entry))
+            .collect();
+        assert!(
+            entries.iter().all(|(_, entry)| !entry),
+            "systemd packages, configuration, hygiene and a units step without `enable` come from no entry: {entries:?}"
+        );
+        assert!(
+            entries[0]
+                .0
+                .starts_with("[sysfile] install packages: systemd")
         );
     }
 

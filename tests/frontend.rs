@@ -955,3 +955,378 @@ async fn git_and_https_build_contexts_become_git_and_http_sources() -> TestResul
     );
     Ok(())
 }
+
+const OCI_DIGEST: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+const OCI_TOOLS: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+/// Every source op of every solved definition, with the caps its metadata asks for.
+fn all_sources(handle: &FakeHandle) -> Vec<(pb::llb::Op, pb::llb::SourceOp, Vec<String>)> {
+    let mut out = Vec::new();
+    for solve in handle.solves() {
+        let def = solve.definition.clone().unwrap_or_default();
+        for bytes in &def.def {
+            let Ok(op) = pb::llb::Op::decode(bytes.as_slice()) else {
+                continue;
+            };
+            if let Some(pb::llb::op::Op::Source(source)) = op.op.clone() {
+                let caps = def
+                    .metadata
+                    .get(&sysfile::llb::digest(bytes))
+                    .map(|m| m.caps.keys().cloned().collect())
+                    .unwrap_or_default();
+                out.push((op, source, caps));
+            }
+        }
+    }
+    out
+}
+
+/// BuildKit passes every named context, also the OCI layout it loaded the frontend from
+/// (`--opt context:local/sysfile:dev=oci-layout://…`): one the spec never names is ignored, even
+/// a kind sysfile cannot read and even on a daemon without oci-layout sources.
+#[tokio::test]
+async fn named_contexts_the_spec_never_uses_are_ignored() -> TestResult {
+    for version in ["v0.8", "v0.32"] {
+        let handle = run(
+            fake(version, SSHD),
+            &[
+                ("filename", "Sysfile"),
+                (
+                    "context:local/sysfile:dev",
+                    &format!("oci-layout://frontend-store@{OCI_DIGEST}"),
+                ),
+                ("context:from-input", "input:other"),
+                ("context:odd", "ftp://example.com/x"),
+            ],
+        )
+        .await?;
+        let config = returned_config(&handle);
+        assert_eq!(config["config"]["StopSignal"], "SIGRTMIN+3", "{version}");
+        assert!(
+            all_sources(&handle)
+                .iter()
+                .all(|(_, s, _)| !s.identifier.starts_with("oci-layout://")),
+            "an unused context is never loaded ({version})"
+        );
+        assert!(
+            handle.resolves().iter().all(|r| r.resolver_type == 0),
+            "an unused context is never resolved ({version})"
+        );
+    }
+    Ok(())
+}
+
+/// The Debian root filesystem a layout image holds in these tests.
+fn debian_rootfs() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("/etc/os-release", b"ID=debian\n".to_vec()),
+        ("/lib/systemd/systemd", b"\x7fELF".to_vec()),
+        ("/sbin/init", b"\x7fELF".to_vec()),
+    ]
+}
+
+#[tokio::test]
+async fn oci_layout_contexts_feed_the_base_files_and_bind_mounts() -> TestResult {
+    for version in ["v0.13", "v0.32"] {
+        oci_layout_build(version).await?;
+    }
+    Ok(())
+}
+
+async fn oci_layout_build(version: &str) -> TestResult {
+    let spec = "[image]\nfrom = \"base\"\n\n[[files]]\nfrom = \"site\"\nsrc = \"index.html\"\ndest = \"/srv/index.html\"\n\n[[run]]\nsh = \"ls /mnt/tools\"\nmounts = [{ type = \"bind\", from = \"tools\", source = \"/usr/bin\", target = \"/mnt/tools\" }]\n";
+    let layout_config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/bin:/bin"],"Labels":{"from.layout":"yes"}},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"made in a layout"}]}"#;
+    let fake = FakeBuildkit::new(caps(version))
+        .with_local("dockerfile", [("Sysfile", spec.as_bytes().to_vec())])
+        .with_oci_layout(
+            "layouts",
+            OCI_DIGEST,
+            layout_config.to_vec(),
+            debian_rootfs(),
+        )
+        .with_oci_layout(
+            "layouts",
+            OCI_TOOLS,
+            layout_config.to_vec(),
+            debian_rootfs(),
+        )
+        .with_exec_output("sysfile-inventory", inventory())
+        .with_exec_output("sysfile-units", units_report(spec));
+    let handle = run(
+        fake,
+        &[
+            ("filename", "Sysfile"),
+            (
+                "context:base",
+                &format!("oci-layout://layouts@{OCI_DIGEST}"),
+            ),
+            (
+                "context:site",
+                &format!("oci-layout://layouts:site@{OCI_TOOLS}"),
+            ),
+            (
+                "context:tools::linux/amd64",
+                &format!("oci-layout://layouts@{OCI_TOOLS}"),
+            ),
+        ],
+    )
+    .await?;
+    let config = returned_config(&handle);
+    // The base's config and history come from the layout, resolved through the store.
+    assert_eq!(config["config"]["Labels"]["from.layout"], "yes");
+    assert_eq!(config["history"][0]["created_by"], "made in a layout");
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.base.digest"],
+        OCI_DIGEST
+    );
+    let oci_resolves: Vec<_> = handle
+        .resolves()
+        .into_iter()
+        .filter(|r| r.resolver_type == 1)
+        .collect();
+    assert_eq!(oci_resolves.len(), 1, "only the base's config is resolved");
+    assert_eq!(
+        oci_resolves[0].r#ref,
+        format!("docker.io/library/base@{OCI_DIGEST}")
+    );
+    assert_eq!(oci_resolves[0].store_id, "layouts");
+    assert_eq!(oci_resolves[0].session_id, "session-1");
+    assert!(oci_resolves[0].platform.is_some());
+    let sources = all_sources(&handle);
+    let oci: Vec<_> = sources
+        .iter()
+        .filter(|(_, s, _)| s.identifier.starts_with("oci-layout://"))
+        .collect();
+    for (op, source, caps) in &oci {
+        assert_eq!(source.attrs["oci.store"], "layouts", "{source:?}");
+        assert_eq!(source.attrs["oci.session"], "session-1", "{source:?}");
+        assert!(op.platform.is_some(), "an image source has a platform");
+        assert!(caps.contains(&"source.ocilayout".to_string()), "{caps:?}");
+    }
+    let identifiers: std::collections::BTreeSet<&str> =
+        oci.iter().map(|(_, s, _)| s.identifier.as_str()).collect();
+    assert_eq!(
+        identifiers.into_iter().collect::<Vec<_>>(),
+        [
+            format!("oci-layout://docker.io/library/base@{OCI_DIGEST}"),
+            format!("oci-layout://docker.io/library/site@{OCI_TOOLS}"),
+            format!("oci-layout://docker.io/library/tools@{OCI_TOOLS}"),
+        ]
+    );
+    assert!(
+        sources
+            .iter()
+            .all(|(_, s, _)| !s.identifier.starts_with("docker-image://")),
+        "nothing is pulled: {:?}",
+        sources
+            .iter()
+            .map(|(_, s, _)| &s.identifier)
+            .collect::<Vec<_>>()
+    );
+    // The base inspection reads the layout image too.
+    let inspected = handle.ref_files(&format!("oci:layouts@{OCI_DIGEST}"));
+    assert!(inspected.is_some_and(|fs| fs.contains_key("etc/os-release")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_oci_layout_context_on_a_daemon_without_it_is_a_located_error() -> TestResult {
+    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\nfrom = \"site\"\nsrc = \"index.html\"\ndest = \"/srv/index.html\"\n";
+    let handle = run(
+        fake("v0.8", spec),
+        &[
+            ("filename", "Sysfile"),
+            (
+                "context:site",
+                &format!("oci-layout://layouts@{OCI_DIGEST}"),
+            ),
+        ],
+    )
+    .await?;
+    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    assert!(
+        status.message.starts_with("Sysfile:4:"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("source.ocilayout")
+            && status
+                .message
+                .contains("available from BuildKit v0.11 (Docker 24.0 or newer)"),
+        "{}",
+        status.message
+    );
+    assert_eq!(handle.solves().len(), 1, "nothing but the spec was solved");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_used_context_sysfile_cannot_read_is_an_error_at_the_entry_that_uses_it() -> TestResult {
+    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[run]]\nsh = \"true\"\nmounts = [{ type = \"bind\", from = \"tools\", source = \"/\", target = \"/mnt\" }]\n";
+    for (value, expected) in [
+        ("input:other", "is not supported"),
+        ("oci-layout://layouts", "has no `@sha256:…` digest"),
+        ("docker-image://Not Valid", "not a valid image reference"),
+    ] {
+        let handle = run(
+            fake("v0.32", spec),
+            &[("filename", "Sysfile"), ("context:tools", value)],
+        )
+        .await?;
+        let status = handle.returned().and_then(|r| r.error).expect("an error");
+        assert!(
+            status.message.starts_with("Sysfile:6:"),
+            "{value}: {}",
+            status.message
+        );
+        assert!(status.message.contains(expected), "{}", status.message);
+    }
+    Ok(())
+}
+
+/// A build argument interpolated into a spec entry reaches the command that runs, but progress
+/// names, the image history and the image config show the spec's `${TOKEN}`, never its value.
+#[tokio::test]
+async fn a_build_arg_value_never_reaches_names_history_or_the_config() -> TestResult {
+    const SECRET: &str = "s3cr3t-9f8e7d6c5b4a";
+    let spec = r#"[image]
+from = "local/debian:bookworm"
+
+[args]
+TOKEN = "placeholder"
+
+[packages]
+install = ["openssh-server", "pkg-${TOKEN}"]
+
+[[files]]
+content = "x"
+dest = "/etc/app/${TOKEN}.conf"
+
+[[users]]
+name = "u${TOKEN}"
+
+[[run]]
+argv = ["/usr/bin/deploy", "--token=${TOKEN}"]
+
+[[run]]
+name = "notify ${TOKEN}"
+argv = ["/bin/true"]
+"#;
+    let handle = run(
+        fake("v0.32", spec),
+        &[("filename", "Sysfile"), ("build-arg:TOKEN", SECRET)],
+    )
+    .await?;
+    let config = returned_config(&handle);
+    let solves = handle.solves();
+    let def = solves
+        .last()
+        .and_then(|s| s.definition.clone())
+        .expect("a definition");
+    // The value is interpolated where the spec asked for it: the test is not vacuous.
+    assert!(
+        exec_ops(&handle).iter().any(|e| e
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.args.iter().any(|a| a == &format!("--token={SECRET}")))),
+        "the run step gets the value"
+    );
+    for solve in &solves {
+        let def = solve.definition.clone().unwrap_or_default();
+        for metadata in def.metadata.values() {
+            for (key, value) in &metadata.description {
+                assert!(!value.contains(SECRET), "{key} = {value}");
+            }
+        }
+    }
+    let text = serde_json::to_string(&config)?;
+    assert!(!text.contains(SECRET), "the image config shows the value");
+    for request in handle.resolves() {
+        assert!(!request.log_name.contains(SECRET), "{}", request.log_name);
+    }
+    let history: Vec<&str> = config["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    for expected in [
+        "[sysfile] install packages: openssh-server pkg-${TOKEN}",
+        "[sysfile] write /etc/app/${TOKEN}.conf",
+        "[sysfile] user u${TOKEN}",
+        "[sysfile] run: /usr/bin/deploy --token=${TOKEN}",
+        "[sysfile] run: notify ${TOKEN}",
+    ] {
+        assert!(history.contains(&expected), "{expected} in {history:?}");
+    }
+    let names: Vec<&String> = def
+        .metadata
+        .values()
+        .filter_map(|m| m.description.get("llb.customname"))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| *n == "[sysfile] run: /usr/bin/deploy --token=${TOKEN} (Sysfile:17)"),
+        "{names:?}"
+    );
+    Ok(())
+}
+
+/// Docker 20.10 (BuildKit v0.8) shows no source location for a failing step: every step a spec
+/// entry produces names its line in its progress name, which the daemon always shows.
+#[tokio::test]
+async fn every_step_name_carries_its_spec_line() -> TestResult {
+    let handle = run(fake("v0.8", SSHD), &[("filename", "Sysfile")]).await?;
+    returned_config(&handle);
+    let def = handle
+        .solves()
+        .last()
+        .and_then(|s| s.definition.clone())
+        .expect("a definition");
+    let names: std::collections::BTreeSet<String> = def
+        .metadata
+        .values()
+        .filter_map(|m| m.description.get("llb.customname").cloned())
+        .collect();
+    for expected in [
+        "[sysfile] base docker.io/local/debian:bookworm@sha256:1111111111111111111111111111111111111111111111111111111111111111 (Sysfile:3)",
+        "[sysfile] install packages: openssh-server (Sysfile:5)",
+        "[sysfile] user admin (Sysfile:8)",
+        "[sysfile] authorized keys for admin (Sysfile:8)",
+        "[sysfile] enable units: ssh, default multi-user.target, mask 49 (Sysfile:13)",
+        "[sysfile] systemd configuration",
+        "[sysfile] image hygiene",
+    ] {
+        assert!(names.contains(expected), "{expected} in {names:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_base_context_that_is_no_image_is_an_error_at_from() -> TestResult {
+    let spec = "[image]\nfrom = \"base\"\n";
+    for (value, expected) in [
+        (
+            "local:somedir",
+            "replaces the base image, but it is not an image",
+        ),
+        ("input:other", "is not supported"),
+    ] {
+        let handle = run(
+            fake("v0.32", spec),
+            &[("filename", "Sysfile"), ("context:base", value)],
+        )
+        .await?;
+        let status = handle.returned().and_then(|r| r.error).expect("an error");
+        assert!(
+            status.message.starts_with("Sysfile:2:"),
+            "{value}: {}",
+            status.message
+        );
+        assert!(status.message.contains(expected), "{}", status.message);
+        assert_eq!(handle.solves().len(), 1, "nothing but the spec was solved");
+    }
+    Ok(())
+}

@@ -102,7 +102,7 @@ async fn ping_reports_caps_and_workers() -> TestResult {
     let err = v08
         .require_gateway("source.metaresolver", "source metadata")
         .err();
-    assert!(err.is_some_and(|e| e.to_string().contains("v0.13 (Docker 26 or newer)")));
+    assert!(err.is_some_and(|e| e.to_string().contains("v0.13 (Docker 26.0 or newer)")));
     Ok(())
 }
 

@@ -129,3 +129,34 @@ fn every_op_has_a_source_location_and_a_name() {
         );
     }
 }
+
+/// Every op an entry produces names the line of that entry (the line its source location
+/// starts on), so engines that drop source maps from errors still point at the spec; only the
+/// steps sysfile adds on its own carry no line.
+#[test]
+fn step_names_carry_the_line_of_their_location() {
+    let mut named = 0;
+    for example in ["examples/sshd/Sysfile", "examples/includes/Sysfile"] {
+        let def = compile(std::path::Path::new(example)).definition;
+        let source = def.source.as_ref().expect("a source map");
+        for (digest, locations) in &source.locations {
+            let name = def
+                .metadata
+                .get(digest)
+                .and_then(|m| m.description.get("llb.customname"))
+                .expect("a located op has a name");
+            if name == "[sysfile] systemd configuration" || name == "[sysfile] image hygiene" {
+                continue;
+            }
+            let location = &locations.locations[0];
+            let file = &source.infos[location.source_index as usize].filename;
+            let line = location.ranges[0].start.as_ref().map_or(0, |p| p.line);
+            assert!(
+                name.ends_with(&format!(" ({file}:{line})")),
+                "{example}: `{name}` should end with ({file}:{line})"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 10, "{named} located names checked");
+}

@@ -19,6 +19,9 @@ use crate::pb::gateway::llb_bridge_client::LlbBridgeClient;
 /// How long `Ping` may take (BuildKit's own Go client uses 15 s).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// `ResolveImageConfigRequest.ResolverType` for an OCI layout store (0 is a registry).
+pub const RESOLVER_TYPE_OCI_LAYOUT: i32 = 1;
+
 /// A failed call to BuildKit.
 #[derive(Debug)]
 pub enum BridgeError {
@@ -207,6 +210,34 @@ impl Bridge {
             platform,
             resolve_mode: resolve_mode.as_str().to_string(),
             log_name: log_name.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .clone()
+            .resolve_image_config(req)
+            .await?
+            .into_inner();
+        Ok((resp.digest, resp.config))
+    }
+
+    /// Resolves an image in a client-shared OCI layout (`ResolverType` 1 with the store and its
+    /// session, as BuildKit's own clients send it); returns the manifest digest and config JSON.
+    pub async fn resolve_oci_layout_config(
+        &self,
+        reference: &str,
+        platform: Option<pb::llb::Platform>,
+        store: &str,
+        session: &str,
+        log_name: &str,
+    ) -> Result<(String, Vec<u8>), BridgeError> {
+        let req = pb::gateway::ResolveImageConfigRequest {
+            r#ref: reference.to_string(),
+            platform,
+            log_name: log_name.to_string(),
+            resolver_type: RESOLVER_TYPE_OCI_LAYOUT,
+            session_id: session.to_string(),
+            store_id: store.to_string(),
             ..Default::default()
         };
         let resp = self

@@ -1,7 +1,8 @@
 //! The daemon's gateway and LLB caps from `Ping`, with the BuildKit version that introduced each cap.
 //!
 //! A cap counts only when it is listed and `Enabled` (BuildKit's `apicaps.Supports`).
-//! The version tables are §4.2 (gateway) and §6.5 (LLB) of the protocol reference.
+//! The cap tables say which BuildKit release introduced each cap; [`DOCKER_BUILDKIT`] says
+//! which Docker release ships which BuildKit, and every message naming a version uses both.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -170,7 +171,7 @@ pub struct VersionHint {
 
 impl VersionHint {
     /// The Docker release that ships at least this BuildKit line, when known.
-    pub fn docker(&self) -> Option<&'static str> {
+    pub fn docker(&self) -> Option<String> {
         docker_equivalent(self.min_minor)
     }
 }
@@ -181,13 +182,30 @@ impl fmt::Display for VersionHint {
     }
 }
 
-/// Docker releases whose builder has at least BuildKit `v0.<minor>`: v0.8 ≈ Docker 20.10, v0.13 ≈ Docker 26.
-fn docker_equivalent(minor: u32) -> Option<&'static str> {
-    match minor {
-        0..=8 => Some("Docker 20.10"),
-        9..=13 => Some("Docker 26"),
-        _ => None,
-    }
+/// Which Docker Engine release first vendored each BuildKit release line, as `(docker, minor)`,
+/// oldest first: `docker build` on that engine (its built-in builder) runs BuildKit `v0.<minor>`.
+///
+/// Checked against moby's `vendor.mod` history (the "vendor: github.com/moby/buildkit" pull
+/// requests of each release branch): 20.10 kept v0.8 to its end, 22.06 was never released,
+/// 23.0 shipped v0.10, 24.0 v0.11, 25.0 v0.12, 26.0 and 26.1 v0.13, 27.0 v0.14, 28.0 v0.20.
+/// `docs/compatibility.md` prints the same table; a test keeps the two in step.
+pub const DOCKER_BUILDKIT: &[(&str, u32)] = &[
+    ("20.10", 8),
+    ("23.0", 10),
+    ("24.0", 11),
+    ("25.0", 12),
+    ("26.0", 13),
+    ("27.0", 14),
+    ("28.0", 20),
+];
+
+/// The oldest Docker release whose built-in builder has at least BuildKit `v0.<minor>`, from
+/// [`DOCKER_BUILDKIT`]; `None` past the newest line in the table.
+pub fn docker_equivalent(minor: u32) -> Option<String> {
+    DOCKER_BUILDKIT
+        .iter()
+        .find(|(_, shipped)| *shipped >= minor)
+        .map(|(docker, _)| format!("Docker {docker}"))
 }
 
 /// A cap the daemon lacks, with what needed it. Converts into `anyhow::Error`.
@@ -417,6 +435,36 @@ mod tests {
     }
 
     #[test]
+    fn docker_releases_map_to_the_buildkit_they_ship() {
+        let docker = |minor| docker_equivalent(minor).unwrap_or_default();
+        assert_eq!(docker(3), "Docker 20.10");
+        assert_eq!(docker(8), "Docker 20.10");
+        // v0.9 was in no Docker release (22.06 never shipped): 23.0 is the first with it.
+        assert_eq!(docker(9), "Docker 23.0");
+        assert_eq!(docker(10), "Docker 23.0");
+        assert_eq!(docker(11), "Docker 24.0");
+        assert_eq!(docker(12), "Docker 25.0");
+        assert_eq!(docker(13), "Docker 26.0");
+        assert_eq!(docker(14), "Docker 27.0");
+        assert_eq!(docker(17), "Docker 28.0");
+        assert_eq!(docker(20), "Docker 28.0");
+        assert_eq!(docker_equivalent(21), None);
+        assert!(
+            DOCKER_BUILDKIT.windows(2).all(|w| w[0].1 < w[1].1),
+            "oldest first, one line per release"
+        );
+    }
+
+    #[test]
+    fn the_docs_table_is_the_code_table() {
+        let docs = include_str!("../../docs/compatibility.md");
+        for (docker, minor) in DOCKER_BUILDKIT {
+            let row = format!("| {docker} | v0.{minor} |");
+            assert!(docs.contains(&row), "docs/compatibility.md lacks `{row}`");
+        }
+    }
+
+    #[test]
     fn missing_cap_message_names_feature_cap_and_versions() {
         let caps = Caps::for_version(8);
         assert!(caps.require_gateway("solve.base", "solving").is_ok());
@@ -427,7 +475,7 @@ mod tests {
         assert_eq!(
             msg,
             "lint warnings needs the BuildKit gateway cap `gateway.warnings`, which this daemon does not support; \
-             it is available from BuildKit v0.10 (Docker 26 or newer); the daemon looks like BuildKit >= v0.8 (Docker 20.10 or newer)"
+             it is available from BuildKit v0.10 (Docker 23.0 or newer); the daemon looks like BuildKit >= v0.8 (Docker 20.10 or newer)"
         );
         let err = Caps::for_version(13).require_llb(
             "file.copy.alwaysreplaceexistingdestpaths",
@@ -440,9 +488,21 @@ mod tests {
                 && msg.contains("BuildKit >= v0.13"),
             "{msg}"
         );
+        assert!(msg.contains("v0.14 (Docker 27.0 or newer)"), "{msg}");
         assert!(
-            !msg.contains("v0.14 ("),
-            "no Docker equivalent known for v0.14: {msg}"
+            msg.contains("BuildKit >= v0.13 (Docker 26.0 or newer)"),
+            "{msg}"
+        );
+        let newest = Caps::for_version(32).require_llb("passthroughop", "x");
+        assert!(newest.is_ok());
+        let msg = Caps::for_version(20)
+            .require_llb("passthroughop", "passing through")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("v0.31;") && !msg.contains("v0.31 ("),
+            "no Docker release in the table ships v0.31: {msg}"
         );
         let err = Caps::for_version(32).require_llb("no.such.cap", "x").err();
         assert!(err.is_some_and(|e| e.since.is_none()));

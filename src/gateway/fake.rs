@@ -18,6 +18,10 @@
 //! * `ResolveImageConfig`: configured (digest, config JSON) by image ref.
 //!   Refs are compared after Docker-style normalisation
 //!   (`alpine` = `docker.io/library/alpine:latest`); a `@digest` is ignored.
+//!   With `ResolverType` 1 (an OCI layout), the answer is looked up by `StoreID` and the
+//!   ref's digest instead, and an empty `SessionID` fails like a missing store.
+//! * `oci-layout://<name>@<digest>` sources with `oci.store` give ref `oci:<store>@<digest>`
+//!   holding that layout image's root filesystem ([`FakeBuildkit::with_oci_layout`]).
 //! * `Warn`, `Return`, `Inputs`: recorded / configured; `Warn` is Unimplemented
 //!   when the cap set lacks `gateway.warnings`, like v0.8/v0.9.
 //! * `fail_solve_with(status)`: every `Solve` fails with that `google.rpc.Status`
@@ -49,6 +53,8 @@ struct State {
     locals: BTreeMap<String, Files>,
     image_configs: BTreeMap<String, (String, Vec<u8>)>,
     image_roots: BTreeMap<String, Files>,
+    /// `store@digest` → (config JSON, root filesystem).
+    oci_layouts: BTreeMap<String, (Vec<u8>, Files)>,
     inputs: BTreeMap<String, pb::llb::Definition>,
     exec_outputs: BTreeMap<String, Files>,
     fail_solve: Option<pb::rpc::Status>,
@@ -144,6 +150,20 @@ impl FakeBuildkit {
         self
     }
 
+    /// An image in the client's OCI layout store `store`, by manifest digest.
+    pub fn with_oci_layout<K: Into<String>, V: Into<Vec<u8>>>(
+        self,
+        store: &str,
+        digest: &str,
+        config: impl Into<Vec<u8>>,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        lock(&self.state)
+            .oci_layouts
+            .insert(format!("{store}@{digest}"), (config.into(), files(entries)));
+        self
+    }
+
     /// Frontend inputs returned by `Inputs`.
     pub fn with_input(self, name: &str, def: pb::llb::Definition) -> Self {
         lock(&self.state).inputs.insert(name.to_string(), def);
@@ -209,7 +229,14 @@ impl FakeBuildkit {
                 Some(pb::llb::Op {
                     op: Some(pb::llb::op::Op::Source(src)),
                     ..
-                }) => Some(src.identifier.clone()),
+                }) => match src.identifier.strip_prefix("oci-layout://") {
+                    Some(reference) => Some(format!(
+                        "oci:{}@{}",
+                        src.attrs.get("oci.store").map_or("", String::as_str),
+                        reference.rsplit_once('@').map_or("", |(_, d)| d)
+                    )),
+                    None => Some(src.identifier.clone()),
+                },
                 Some(pb::llb::Op {
                     op: Some(pb::llb::op::Op::Exec(exec)),
                     ..
@@ -237,6 +264,10 @@ impl FakeBuildkit {
                 st.exec_outputs
                     .get(name)
                     .map(|fs| (format!("exec:{name}"), fs.clone()))
+            } else if let Some(key) = id.strip_prefix("oci:") {
+                st.oci_layouts
+                    .get(key)
+                    .map(|(_, fs)| (format!("oci:{key}"), fs.clone()))
             } else if let Some(image) = id.strip_prefix("docker-image://") {
                 let key = normalize_image_ref(image);
                 st.image_roots
@@ -319,6 +350,23 @@ impl LlbBridge for FakeBuildkit {
         let req = request.into_inner();
         let mut st = lock(&self.state);
         st.resolves.push(req.clone());
+        if req.resolver_type == super::bridge::RESOLVER_TYPE_OCI_LAYOUT {
+            let digest = req.r#ref.rsplit_once('@').map_or("", |(_, d)| d);
+            let key = format!("{}@{digest}", req.store_id);
+            return match st.oci_layouts.get(&key) {
+                Some((config, _)) if !req.session_id.is_empty() => {
+                    Ok(Response::new(pb::gateway::ResolveImageConfigResponse {
+                        digest: digest.to_string(),
+                        config: config.clone(),
+                        r#ref: String::new(),
+                    }))
+                }
+                _ => Err(Status::unknown(format!(
+                    "{}: failed to resolve source metadata for {}: oci-layout store {:?} in session {:?} has no {digest}",
+                    req.r#ref, req.r#ref, req.store_id, req.session_id
+                ))),
+            };
+        }
         match st.image_configs.get(&normalize_image_ref(&req.r#ref)) {
             Some((digest, config)) => Ok(Response::new(pb::gateway::ResolveImageConfigResponse {
                 digest: digest.clone(),

@@ -39,7 +39,11 @@ pub fn render(definition: &pb::Definition) -> Result<String, prost::DecodeError>
             Some(pb::op::Op::Source(s)) => {
                 let _ = writeln!(out, "  source {}", s.identifier);
                 for (k, v) in &s.attrs {
-                    let v = if k == "local.session" { "<session>" } else { v };
+                    let v = if k == "local.session" || k == "oci.session" {
+                        "<session>"
+                    } else {
+                        v
+                    };
                     let _ = writeln!(out, "    {k} = {v}");
                 }
             }

@@ -302,6 +302,32 @@ impl Graph {
         self.push(op, &caps, options)
     }
 
+    /// An `oci-layout://` source: an image in an OCI layout the client shares in its session
+    /// (`buildctl --oci-layout STORE=DIR`). `reference` is `name@sha256:…` (the name only labels
+    /// it; the digest selects it), `store` the store ID, `session` the session that holds it.
+    pub fn oci_layout(
+        &mut self,
+        reference: &str,
+        store: &str,
+        session: &str,
+        options: OpOptions,
+    ) -> Output {
+        let mut attrs = BTreeMap::from([("oci.store".to_string(), store.to_string())]);
+        if !session.is_empty() {
+            attrs.insert("oci.session".to_string(), session.to_string());
+        }
+        let op = pb::Op {
+            inputs: vec![],
+            platform: self.platform.clone(),
+            constraints: Some(pb::WorkerConstraints::default()),
+            op: Some(pb::op::Op::Source(pb::SourceOp {
+                identifier: format!("oci-layout://{reference}"),
+                attrs,
+            })),
+        };
+        self.push(op, &["source.ocilayout"], options)
+    }
+
     /// A `local://` source from the client session.
     pub fn local(&mut self, name: &str, local: &LocalOptions, options: OpOptions) -> Output {
         let mut attrs = BTreeMap::new();

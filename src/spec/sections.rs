@@ -87,9 +87,11 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, root: &DeTable<'_>, options: &LoadOptions
         .map(|v| config(ctx, v))
         .unwrap_or_default();
 
+    let templates = std::mem::take(&mut ctx.templates);
     image.map(|image| Spec {
         image,
         args,
+        templates,
         packages,
         files,
         users,

@@ -13,6 +13,7 @@ use toml::de::{DeString, DeTable, DeValue};
 use super::interpolate::{Problem, interpolate};
 use super::values::{self, Invalid, did_you_mean, list};
 use crate::diag::{Diagnostic, FileId, Span};
+use crate::model::Template;
 
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
 pub(crate) type Key<'i> = Spanned<DeString<'i>>;
@@ -109,6 +110,8 @@ pub(crate) struct Ctx<'s> {
     pub diagnostics: Vec<Diagnostic>,
     /// Declared build arguments and their effective values (for interpolation).
     pub args: BTreeMap<String, String>,
+    /// Every string written with a `${NAME}` reference, as written, at its literal's span.
+    pub templates: Vec<Template>,
     segments: Vec<Segment>,
     /// The segment of the main Sysfile.
     main: usize,
@@ -123,6 +126,7 @@ impl<'s> Ctx<'s> {
             text,
             diagnostics: Vec::new(),
             args: BTreeMap::new(),
+            templates: Vec::new(),
             segments,
             main,
             line_starts: Vec::new(),
@@ -322,8 +326,12 @@ impl<'s> Ctx<'s> {
     /// A string, with `${NAME}` build arguments interpolated.
     pub fn string(&mut self, key: &str, value: &Value<'_>) -> Option<Spanned<String>> {
         let raw = self.raw_string(key, value)?;
-        self.interpolate(&raw, value.span())
-            .map(|s| Spanned::new(value.span(), s))
+        let out = self.interpolate(&raw, value.span())?;
+        if raw.contains("${") {
+            let span = self.span(value.span());
+            self.templates.push(Template { span, text: raw });
+        }
+        Some(Spanned::new(value.span(), out))
     }
 
     /// A string used verbatim (shell scripts, file contents).
