@@ -570,6 +570,11 @@ fn lower_files(
                     None => contexts.main.as_ref(),
                 };
                 if let Some(context) = context {
+                    // Create the parent directories first: newer BuildKit gives the directories a
+                    // copy creates the copy's `mode` (a 0644 file made its new parent 0644, so
+                    // nobody could enter it), older BuildKit gives them 0755. Made here, they are
+                    // 0755 on every version.
+                    push_parent_dirs(&mut actions, dest, owner.as_ref(), timestamp);
                     actions.push(FileAction::Copy {
                         from: context.clone(),
                         src: format!("/{src}"),
@@ -589,16 +594,7 @@ fn lower_files(
                 mode,
                 owner,
             } => {
-                if let Some(parent) = parent_dir(path) {
-                    // Directories it creates belong to the file's owner too (existing ones keep theirs).
-                    actions.push(FileAction::Mkdir {
-                        path: parent.to_string(),
-                        mode: 0o755,
-                        make_parents: true,
-                        owner: owner.as_ref().map(chown),
-                        timestamp,
-                    });
-                }
+                push_parent_dirs(&mut actions, path, owner.as_ref(), timestamp);
                 actions.push(FileAction::Mkfile {
                     path: path.clone(),
                     mode: *mode,
@@ -617,6 +613,25 @@ fn lower_files(
         }
     }
     graph.file(Some(base), actions, op_options)
+}
+
+/// A `mkdir -p` of `path`'s parent, mode 0755. Directories it creates belong to the file's owner
+/// too; existing ones keep theirs.
+fn push_parent_dirs(
+    actions: &mut Vec<FileAction>,
+    path: &str,
+    owner: Option<&model::Owner>,
+    timestamp: Option<i64>,
+) {
+    if let Some(parent) = parent_dir(path) {
+        actions.push(FileAction::Mkdir {
+            path: parent.to_string(),
+            mode: 0o755,
+            make_parents: true,
+            owner: owner.map(chown),
+            timestamp,
+        });
+    }
 }
 
 fn parent_dir(path: &str) -> Option<&str> {
