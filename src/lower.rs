@@ -113,6 +113,9 @@ pub struct Lowering<'a> {
     contexts: Contexts,
     /// The verification report of the units step, once lowered.
     report: Option<Output>,
+    /// The units step's spec location and its name's `(file:line)` suffix: the ops that carry
+    /// its report point there too.
+    report_origin: Option<(llb::Location, String)>,
     sources: &'a Sources,
     options: &'a LowerOptions,
     history: Vec<(String, bool)>,
@@ -197,6 +200,7 @@ impl<'a> Lowering<'a> {
                 named,
             },
             report: None,
+            report_origin: None,
             sources,
             options,
             history: Vec::new(),
@@ -220,6 +224,12 @@ impl<'a> Lowering<'a> {
                 );
                 if report.is_some() {
                     self.report = report;
+                    let suffix = if step.entry {
+                        format!(" ({})", entry_line(self.sources, step.span))
+                    } else {
+                        String::new()
+                    };
+                    self.report_origin = Some((location(self.sources, step.span), suffix));
                 }
                 image
             }
@@ -296,10 +306,32 @@ impl<'a> Lowering<'a> {
         &self.current
     }
 
-    /// Finishes the graph on the current filesystem.
-    pub fn finish(self) -> Lowered {
-        let current = self.current.clone();
-        self.finish_at(&current)
+    /// Finishes the graph on the image's filesystem: the current one, joined (on daemons with
+    /// merge and diff ops) with the empty diff of the verification report against itself. That
+    /// changes no layer, but makes the report a dependency of the image, so a cache exported
+    /// with the image carries it, and a daemon importing that cache reads the report without
+    /// running the units step again.
+    pub fn finish(mut self) -> Lowered {
+        let mut image = self.current.clone();
+        if let Some(report) = self.report.clone() {
+            if self.options.has_cap("mergeop") && self.options.has_cap("diffop") {
+                let (at, suffix) = self.report_origin.clone().unzip();
+                let suffix = suffix.unwrap_or_default();
+                let empty = self.graph.diff(
+                    &report,
+                    &report,
+                    OpOptions::named(format!(
+                        "[sysfile] keep the verification report with the cache{suffix}"
+                    ))
+                    .at(at.clone()),
+                );
+                image = self.graph.merge(
+                    &[image, empty],
+                    OpOptions::named(format!("[sysfile] image{suffix}")).at(at),
+                );
+            }
+        }
+        self.finish_at(&image)
     }
 
     /// Finishes the graph on `result` (for example an [`Lowering::inspect`] report).

@@ -719,6 +719,29 @@ impl Graph {
         self.push(op, &["mergeop"], options)
     }
 
+    /// A diff op: what `upper` changes on top of `lower` (cap `diffop`, v0.10). The diff of an
+    /// output against itself is empty.
+    pub fn diff(&mut self, lower: &Output, upper: &Output, options: OpOptions) -> Output {
+        // One input each, as BuildKit's Go client writes them, even when both are the same.
+        let inputs = [lower, upper]
+            .map(|o| pb::Input {
+                digest: o.digest.clone(),
+                index: o.index,
+            })
+            .to_vec();
+        let (lower, upper) = (0, 1);
+        let op = pb::Op {
+            inputs,
+            platform: None,
+            constraints: Some(pb::WorkerConstraints::default()),
+            op: Some(pb::op::Op::Diff(pb::DiffOp {
+                lower: Some(pb::LowerDiffInput { input: lower }),
+                upper: Some(pb::UpperDiffInput { input: upper }),
+            })),
+        };
+        self.push(op, &["diffop"], options)
+    }
+
     /// The finished definition: every op once, then the terminal op pointing at `result`.
     pub fn finish(mut self, result: &Output) -> pb::Definition {
         let terminal = pb::Op {

@@ -11,6 +11,12 @@
 //! `scripts/setup-matrix` brings the engines up at the fixed addresses below (KEEP IN AGREEMENT
 //! with it). A builder whose engine is not there skips loudly, or fails under
 //! `SYSFILE_E2E=required`.
+//!
+//! [`Host`] is the other axis: where an image boots (this cgroup v1 host, or the simulated cgroup
+//! v2 host), with `sysfile run` run the way a user on that host would.
+
+// Shared by several test binaries, each using a part.
+#![allow(dead_code)]
 
 use super::harness::*;
 use std::path::{Path, PathBuf};
@@ -548,5 +554,133 @@ mod tests {
         assert!(error_locations(ok, "Sysfile").is_empty());
         let spec = "error: failed to solve: Sysfile:3:1: unknown key `colour`";
         assert_eq!(error_locations(spec, "Sysfile"), vec![3]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hosts
+
+/// The simulated cgroup v2 host's Docker 26 (`scripts/setup-matrix cgroup2`).
+pub const CGROUP2: Daemon = Daemon {
+    name: "docker-26-cgroup-v2",
+    client: DOCKER,
+    host: Some("unix:///run/sysfile-cg2/docker.sock"),
+};
+const CGROUP2_PIDFILE: &str = "/run/sysfile-cg2/docker.pid";
+
+/// A host kind a system container boots on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// This machine: cgroup v1 hybrid, the main Docker 26.
+    CgroupV1,
+    /// The simulated cgroup v2 host: its own mount, cgroup and network namespaces.
+    CgroupV2,
+}
+
+impl Host {
+    pub fn name(self) -> &'static str {
+        match self {
+            Host::CgroupV1 => "cgroup-v1",
+            Host::CgroupV2 => "cgroup-v2",
+        }
+    }
+
+    pub fn daemon(self) -> Daemon {
+        match self {
+            Host::CgroupV1 => Daemon::main(),
+            Host::CgroupV2 => CGROUP2,
+        }
+    }
+
+    /// True when the host is up; otherwise a loud skip (or a failure when required).
+    pub fn detect(self, test: &str) -> bool {
+        let probe = Engine::detect_quietly().and_then(|_| {
+            let r = self
+                .daemon()
+                .docker(&["info", "--format", "{{.CgroupVersion}}"]);
+            let want = if self == Host::CgroupV1 { "1" } else { "2" };
+            if r.ok() && r.stdout.trim() == want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} does not answer as cgroup v{want} ({}{}); run scripts/setup-matrix cgroup2",
+                    self.daemon().name,
+                    r.stdout.trim(),
+                    r.stderr.trim()
+                ))
+            }
+        });
+        match probe {
+            Ok(()) => true,
+            Err(why) => skip_or_fail(test, &why),
+        }
+    }
+
+    /// The prefix that runs a program with the host's view of `/sys/fs/cgroup` and its network:
+    /// nothing on this machine, `nsenter` into the simulated host's namespaces.
+    pub fn prefix(self) -> Vec<String> {
+        match self {
+            Host::CgroupV1 => Vec::new(),
+            Host::CgroupV2 => {
+                let pid = std::fs::read_to_string(CGROUP2_PIDFILE)
+                    .expect("the simulated host's pid file")
+                    .trim()
+                    .to_string();
+                ["nsenter", "-t", &pid, "-m", "-C", "-n", "--"]
+                    .map(String::from)
+                    .to_vec()
+            }
+        }
+    }
+
+    /// `sysfile ARGS…` as a user on this host runs it (its daemon through `DOCKER_HOST`).
+    pub fn sysfile(self, args: &[&str]) -> Run {
+        let prefix = self.prefix();
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(sysfile_bin());
+                c
+            }
+            None => Command::new(sysfile_bin()),
+        };
+        let out = cmd
+            .args(args)
+            .envs(self.daemon().env())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sysfile");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `sysfile run IMAGE --name NAME` on this host; panics unless it printed a container ID.
+    pub fn start(self, image: &str, name: &str) -> Container {
+        let mut container = Container {
+            name: name.to_string(),
+            started: Instant::now(),
+            daemon: self.daemon(),
+        };
+        let r = self.sysfile(&["run", image, "--name", name]);
+        assert!(
+            r.ok(),
+            "sysfile run {image} on {} failed (exit {}):\n{}{}",
+            self.name(),
+            r.code,
+            r.stdout,
+            r.stderr
+        );
+        container.started = Instant::now();
+        container
+    }
+
+    /// An SSH key login from the host's network namespace.
+    pub fn ssh_login(self, ip: &str, user: &str, key: &Path) {
+        let prefix = self.prefix();
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        ssh_login_via(&prefix, ip, user, key);
     }
 }

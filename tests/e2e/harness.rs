@@ -728,29 +728,41 @@ pub fn boot_checks(engine: &Engine, c: &Container, ssh_user: &str, key: &Path) -
 
 /// `ssh -i KEY … USER@IP true` must succeed (a few retries for a just-started sshd).
 pub fn ssh_login(ip: &str, user: &str, key: &Path) {
+    ssh_login_via(&[], ip, user, key);
+}
+
+/// [`ssh_login`] with a command prefix, such as `nsenter -t PID -n --` for a container in another
+/// network namespace.
+pub fn ssh_login_via(prefix: &[&str], ip: &str, user: &str, key: &Path) {
     let key = key.to_str().expect("utf-8 path");
     let dest = format!("{user}@{ip}");
     let mut last = String::new();
+    let (program, before) = match prefix.split_first() {
+        Some((program, rest)) => (*program, rest.to_vec()),
+        None => ("ssh", Vec::new()),
+    };
     for _ in 0..10 {
-        let r = run(
-            "ssh",
-            &[
-                "-i",
-                key,
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=5",
-                "-o",
-                "LogLevel=ERROR",
-                &dest,
-                "true",
-            ],
-        );
+        let mut args: Vec<&str> = before.clone();
+        if !prefix.is_empty() {
+            args.push("ssh");
+        }
+        args.extend([
+            "-i",
+            key,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+            &dest,
+            "true",
+        ]);
+        let r = run(program, &args);
         if r.ok() {
             return;
         }
@@ -868,8 +880,10 @@ pub fn is_bookkeeping(v: &Vertex) -> bool {
     v.id == 0
         || v.transfers
         || n.starts_with("[internal]")
+        || n.starts_with("[context ") // a named context BuildKit loads, e.g. the frontend's OCI layout
         || n.starts_with("resolve image config")
         || n.starts_with("exporting")
+        || n.starts_with("importing cache manifest")
         || n.starts_with("naming to")
         || n.starts_with("writing image")
         || n.contains("docker-image://")

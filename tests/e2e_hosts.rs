@@ -1,0 +1,255 @@
+//! The host matrix: the boot scenario on every host kind this machine can run (this cgroup v1
+//! hybrid host and the simulated cgroup v2 host of `scripts/setup-matrix cgroup2`), for Debian
+//! bookworm (systemd 252), trixie (257) and sid (the newest systemd), booted with `sysfile run`
+//! as a user on that host would.
+//!
+//! Where a combination boots: `running`, no failed unit, every enabled unit active, an SSH key
+//! login, the boot in `docker logs`, `healthy`, a second container with its own identity, and
+//! `docker stop` exiting 0. Where `sysfile run` refuses (a systemd without cgroup v1 support on a
+//! v1 host), the test proves both the refusal and that the image really fails there. Each run
+//! prints the systemd version every suite brings, for `docs/contract.md`.
+
+#[path = "e2e/engines.rs"]
+mod engines;
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use engines::*;
+use harness::*;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+const BOOT_BOUND: Duration = Duration::from_secs(90);
+
+#[test]
+fn boot_bookworm_on_cgroup_v1() {
+    boot_matrix(Host::CgroupV1, "bookworm");
+}
+
+#[test]
+fn boot_trixie_on_cgroup_v1() {
+    boot_matrix(Host::CgroupV1, "trixie");
+}
+
+#[test]
+fn boot_sid_on_cgroup_v1() {
+    boot_matrix(Host::CgroupV1, "sid");
+}
+
+#[test]
+fn boot_bookworm_on_cgroup_v2() {
+    boot_matrix(Host::CgroupV2, "bookworm");
+}
+
+#[test]
+fn boot_trixie_on_cgroup_v2() {
+    boot_matrix(Host::CgroupV2, "trixie");
+}
+
+#[test]
+fn boot_sid_on_cgroup_v2() {
+    boot_matrix(Host::CgroupV2, "sid");
+}
+
+/// The sshd example on `local/debian:SUITE`, built once per suite on the main daemon.
+struct SuiteImage {
+    build: Build,
+    key: PathBuf,
+    systemd_major: u32,
+    _ctx: tempfile::TempDir,
+}
+
+fn suite_image(suite: &'static str) -> &'static SuiteImage {
+    static IMAGES: OnceLock<Mutex<Vec<(&'static str, &'static SuiteImage)>>> = OnceLock::new();
+    let images = IMAGES.get_or_init(|| Mutex::new(Vec::new()));
+    let mut images = images.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, image)) = images.iter().find(|(s, _)| *s == suite) {
+        return image;
+    }
+    let engine = Engine::detect_quietly().expect("engine");
+    let base = format!("local/debian:{suite}");
+    assert!(
+        docker(&["image", "inspect", &base]).ok(),
+        "{base} is missing; run scripts/setup-matrix bases"
+    );
+    engine.frontend_image();
+    let ctx = tempdir();
+    copy_tree(&repo_root().join("examples/sshd"), ctx.path());
+    let spec = std::fs::read_to_string(ctx.path().join("Sysfile"))
+        .unwrap()
+        .replace("local/debian:bookworm", &base);
+    std::fs::write(ctx.path().join("Sysfile"), spec).unwrap();
+    let (key, public) = keypair(ctx.path());
+    std::fs::create_dir_all(ctx.path().join("keys")).unwrap();
+    std::fs::write(ctx.path().join("keys/admin.pub"), public).unwrap();
+    let build = engine.build(
+        &format!("hosts-{suite}"),
+        ctx.path(),
+        &ctx.path().join("Sysfile"),
+        &[],
+    );
+    build.assert_ok(&format!("the sshd example on {base}"));
+    let version = inspect_image(build.tag())["Config"]["Labels"]["sysfile.systemd.version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let systemd_major = version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("{base}: no systemd version label ({version:?})"));
+    eprintln!("[hosts] {base}: systemd {version}");
+    let image: &'static SuiteImage = Box::leak(Box::new(SuiteImage {
+        build,
+        key,
+        systemd_major,
+        _ctx: ctx,
+    }));
+    images.push((suite, image));
+    image
+}
+
+fn boot_matrix(host: Host, suite: &'static str) {
+    let test = format!("boot_{suite}_on_{}", host.name());
+    if !host.detect(&test) {
+        return;
+    }
+    let image = suite_image(suite);
+    let tag = image.build.tag();
+    let daemon = host.daemon();
+    let _copy = (daemon != Daemon::main()).then(|| {
+        copy_image(tag, &Daemon::main(), &daemon).unwrap_or_else(|e| panic!("{e}"));
+        ImageGuard {
+            tag: tag.to_string(),
+            daemon: daemon.clone(),
+        }
+    });
+    // systemd 258 dropped cgroup v1: refused there, booted everywhere else.
+    if host == Host::CgroupV1 && image.systemd_major >= 258 {
+        refused_and_really_fails(host, tag, &test, image.systemd_major);
+        return;
+    }
+    let c = host.start(tag, &unique_name(&test));
+    let twin = host.start(tag, &unique_name(&test));
+    assert_boots_to_running(&c, BOOT_BOUND, &|| c.logs_tail(60));
+    assert_no_failed_units(&c);
+    assert_pid1_is_systemd(&c);
+    assert_enabled_units_active(
+        &c,
+        &daemon.image_label_list(tag, "sysfile.systemd.units.enabled"),
+    );
+    host.ssh_login(&c.ip(), "admin", &image.key);
+    let boot = poll_until(BOOT_BOUND, &|| c.logs(), &|l| {
+        has_line_with(l, &["Reached target", "Multi-User System"])
+    });
+    assert!(
+        boot.is_ok(),
+        "{test}: docker logs shows no boot:\n{}",
+        tail(&boot.unwrap_err(), 30)
+    );
+    let healthy = poll_until(BOOT_BOUND, &|| c.health(), &|h| h == "healthy");
+    assert!(healthy.is_ok(), "{test}: health {:?}", healthy.unwrap_err());
+    assert_boots_to_running(&twin, BOOT_BOUND, &|| twin.logs_tail(60));
+    assert_ne!(
+        machine_id(&c),
+        machine_id(&twin),
+        "{test}: shared machine ID"
+    );
+    assert_ne!(
+        ssh_host_key_fingerprint(&c),
+        ssh_host_key_fingerprint(&twin),
+        "{test}: shared SSH host key"
+    );
+    if host == Host::CgroupV1 {
+        assert_no_controller_is_writable(&c);
+    }
+    drop(twin);
+    let (took, exit) = c.stop();
+    assert_eq!(exit, 0, "{test}: exit code after docker stop");
+    assert!(
+        took < Duration::from_secs(10),
+        "{test}: docker stop took {took:?}"
+    );
+    eprintln!(
+        "[hosts] {test}: systemd {}, running, docker stop {:.2}s",
+        image.systemd_major,
+        took.as_secs_f64()
+    );
+}
+
+/// No cgroup v1 controller hierarchy accepts a process from the container: writing
+/// `cgroup.procs` of each one's root fails (only `name=systemd`, and `unified` on hybrid hosts,
+/// which carry no v1 controller, may be writable).
+fn assert_no_controller_is_writable(c: &Container) {
+    let (_, list) = c.exec(&["ls", "/sys/fs/cgroup"]);
+    let hierarchies: Vec<&str> = list
+        .split_whitespace()
+        .filter(|h| !matches!(*h, "systemd" | "unified"))
+        .collect();
+    assert!(
+        hierarchies.len() >= 3,
+        "{}: expected the v1 controller hierarchies under /sys/fs/cgroup, found {list:?}",
+        c.name
+    );
+    for h in hierarchies {
+        let procs = format!("/sys/fs/cgroup/{h}/cgroup.procs");
+        let (code, _) = c.exec(&["sh", "-c", &format!("echo 0 > {procs}")]);
+        assert_ne!(
+            code, 0,
+            "{}: the container could write {procs}: it could leave its {h} limits",
+            c.name
+        );
+    }
+}
+
+/// `sysfile run` refuses with a reason and a hint, and the image really fails with the flags that
+/// would otherwise be used: systemd exits at once, naming the legacy hierarchy.
+fn refused_and_really_fails(host: Host, tag: &str, test: &str, major: u32) {
+    let r = host.sysfile(&["run", tag, "--name", &unique_name(test)]);
+    assert_eq!(
+        r.code, 1,
+        "{test}: sysfile run should refuse systemd {major} on cgroup v1:\n{}{}",
+        r.stdout, r.stderr
+    );
+    assert!(
+        r.stderr.contains("cgroup v1") && r.stderr.contains("257"),
+        "{test}: the refusal should say why and name the newest systemd that boots on v1:\n{}",
+        r.stderr
+    );
+    let c = Container {
+        name: unique_name(test),
+        started: std::time::Instant::now(),
+        daemon: host.daemon(),
+    };
+    let run = host.daemon().docker(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        &c.name,
+        "--tmpfs",
+        "/run:exec,mode=755",
+        "--tmpfs",
+        "/run/lock",
+        "--tmpfs",
+        "/tmp",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        tag,
+    ]);
+    assert!(run.ok(), "docker run: {}", run.stderr);
+    let exited = poll_until(Duration::from_secs(30), &|| c.state().0, &|s| s == "exited");
+    assert!(
+        exited.is_ok(),
+        "{test}: systemd {major} kept running on cgroup v1"
+    );
+    let (_, code) = c.state();
+    let logs = c.logs();
+    assert_eq!(code, 255, "{test}: exit code\n{logs}");
+    assert!(
+        logs.contains("cgroup v1") || logs.contains("legacy cgroup hierarchy"),
+        "{test}: systemd's own reason is missing:\n{}",
+        tail(&logs, 20)
+    );
+}
