@@ -76,13 +76,18 @@ pub fn image_labels(program: &str, image: &str) -> Result<Labels> {
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let labels: Option<Labels> = serde_json::from_str(text.trim())
-        .map_err(|err| anyhow!("cannot read the labels of `{image}` ({err}): {text}"))?;
+    let labels: Option<Labels> = serde_json::from_str(text.trim()).map_err(|err| {
+        anyhow!(
+            "cannot read the labels of `{image}` ({err}): {}",
+            super::labels::show(&text)
+        )
+    })?;
     Ok(labels.unwrap_or_default())
 }
 
-/// Detects the host: cgroup version (`stat -fc %T /sys/fs/cgroup`, else `/proc/self/mountinfo`)
-/// and, for Docker, whether the daemon is rootless or userns-remapped.
+/// Detects the host: cgroup version (`stat -fc %T /sys/fs/cgroup`, else `/proc/self/mountinfo`),
+/// the cgroup hierarchies below `/sys/fs/cgroup` (`/proc/self/mountinfo`) and, for Docker,
+/// whether the daemon is rootless or userns-remapped.
 pub fn detect_host(engine: Engine, program: &str, engine_version: String) -> Result<HostFacts> {
     let cgroup_fs = Command::new("stat")
         .args(["-fc", "%T", "/sys/fs/cgroup"])
@@ -109,6 +114,9 @@ pub fn detect_host(engine: Engine, program: &str, engine_version: String) -> Res
             }),
         Engine::Podman => (false, false),
     };
+    let cgroup_mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|text| host::cgroup_mounts_from_mountinfo(&text))
+        .unwrap_or_default();
     Ok(HostFacts {
         engine,
         cgroup: host::cgroup_from_fs_type(&cgroup_fs),
@@ -116,6 +124,7 @@ pub fn detect_host(engine: Engine, program: &str, engine_version: String) -> Res
         engine_version: Some(engine_version),
         rootless,
         userns,
+        cgroup_mounts,
     })
 }
 

@@ -1,5 +1,8 @@
 //! Unit tests of the pure core: every host case, the systemd-version rules, label parsing and `--explain`.
 
+use super::host::CgroupMount;
+use super::labels::*;
+use super::rules::*;
 use super::*;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -31,7 +34,28 @@ fn host(engine: Engine, cgroup: CgroupVersion, version: &str) -> HostFacts {
         engine_version: Some(version.to_string()),
         rootless: false,
         userns: false,
+        cgroup_mounts: match cgroup {
+            CgroupVersion::V1 => hybrid_mounts(),
+            CgroupVersion::V2 => Vec::new(),
+        },
     }
+}
+
+/// The hierarchies of a Debian 11 style hybrid cgroup v1 host.
+fn hybrid_mounts() -> Vec<CgroupMount> {
+    [
+        ("unified", "cgroup2"),
+        ("systemd", "cgroup"),
+        ("cpu,cpuacct", "cgroup"),
+        ("memory", "cgroup"),
+        ("pids", "cgroup"),
+    ]
+    .iter()
+    .map(|(name, fs)| CgroupMount {
+        path: format!("/sys/fs/cgroup/{name}"),
+        fs_type: fs.to_string(),
+    })
+    .collect()
 }
 
 fn docker(cgroup: CgroupVersion, version: &str) -> HostFacts {
@@ -45,6 +69,7 @@ fn request() -> RunRequest {
         name: Some("sd".into()),
         extra_args: Vec::new(),
         force_cgroup_v1: false,
+        v1_cgroup_mounts: V1CgroupMounts::TreeRw,
     }
 }
 
@@ -116,7 +141,8 @@ fn v2_docker_26_uses_host_cgroupns_and_rw_bind() {
         explain.contains("Docker ≥ 28 removes the need"),
         "{explain}"
     );
-    assert!(explain.contains("not tested here"), "{explain}");
+    assert!(explain.contains("--cgroupns=private alone makes systemd exit 255"));
+    assert!(explain.contains("systemd 257 on cgroup v2: boots (measured"));
 }
 
 #[test]
@@ -147,7 +173,7 @@ fn v2_docker_28_uses_writable_cgroups() {
     );
     assert!(!plan.command_line().contains("/sys/fs/cgroup"));
     assert!(!plan.command_line().contains("privileged"));
-    assert!(plan.explain().contains("not tested here"));
+    assert!(plan.explain().contains("not measured here"));
 }
 
 #[test]
@@ -253,6 +279,44 @@ fn podman() {
 }
 
 #[test]
+fn podman_passes_only_the_tmpfs_systemd_mode_does_not_make() {
+    let mut l = sysfile_labels(252);
+    l.insert(TMPFS_LABEL.into(), "/run:exec;/var/cache/x:size=8m".into());
+    let plan = plan_run(
+        &l,
+        &host(Engine::Podman, CgroupVersion::V2, "5.4.0"),
+        &RunRequest {
+            program: "podman".into(),
+            ..request()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        plan.command_line(),
+        "podman run -d -t --systemd=always --stop-timeout 30 --name sd \
+         --tmpfs /var/cache/x:size=8m sysfile-example/sshd"
+    );
+}
+
+#[test]
+fn podman_without_the_boot_label_gets_no_systemd_mode() {
+    let plan = plan_run(
+        &Labels::new(),
+        &host(Engine::Podman, CgroupVersion::V2, "5.4.0"),
+        &RunRequest {
+            program: "podman".into(),
+            ..request()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        plan.command_line(),
+        "podman run -d -t --stop-timeout 30 --name sd --tmpfs /run:exec,mode=755 \
+         --tmpfs /run/lock --tmpfs /tmp sysfile-example/sshd"
+    );
+}
+
+#[test]
 fn podman_still_refuses_258_on_v1() {
     let req = RunRequest {
         program: "podman".into(),
@@ -278,92 +342,79 @@ fn systemd_252_on_v1_boots() {
         &request(),
     )
     .unwrap();
-    assert!(plan.after_image.is_empty());
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
     assert!(plan.command_line().ends_with(" sysfile-example/sshd"));
 }
 
+/// Measured: systemd 257 (trixie) boots on the cgroup v1 hybrid host with the ordinary flags.
 #[test]
-fn systemd_255_on_v1_boots() {
-    assert!(
-        plan_run(
-            &sysfile_labels(255),
-            &docker(CgroupVersion::V1, "26.1.5"),
-            &request()
-        )
-        .is_ok()
-    );
-}
-
-#[test]
-fn systemd_256_on_v1_needs_force() {
+fn systemd_256_and_257_on_v1_boot_without_force() {
     let facts = docker(CgroupVersion::V1, "26.1.5");
-    let err = plan_run(&sysfile_labels(256), &facts, &request()).unwrap_err();
-    assert!(err.0.contains("--force-cgroup-v1"), "{err}");
-    assert!(err.0.contains("cgroup v1"), "{err}");
-
-    let forced = RunRequest {
-        force_cgroup_v1: true,
-        ..request()
-    };
-    for version in [256, 257] {
-        let plan = plan_run(&sysfile_labels(version), &facts, &forced).unwrap();
-        assert!(
-            plan.command_line()
-                .ends_with(" sysfile-example/sshd SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1"),
-            "{}",
-            plan.command_line()
-        );
-        assert!(plan.warnings.iter().any(|w| w.contains(LEGACY_FORCE_ARG)));
-        assert!(
-            plan.explain()
-                .contains("SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1: ")
-        );
-    }
-}
-
-#[test]
-fn systemd_258_on_v1_is_refused_even_when_forced() {
-    let facts = docker(CgroupVersion::V1, "26.1.5");
-    for force in [false, true] {
-        let req = RunRequest {
-            force_cgroup_v1: force,
-            ..request()
-        };
-        let err = plan_run(&sysfile_labels(258), &facts, &req).unwrap_err();
+    for version in [255, 256, 257] {
+        let plan = plan_run(&sysfile_labels(version), &facts, &request()).unwrap();
         assert_eq!(
-            err.0,
-            "systemd 258 dropped cgroup v1; this host mounts cgroup v1 at /sys/fs/cgroup; \
-             use a cgroup v2 host or a base with systemd ≤ 255"
+            plan.command_line(),
+            format!("{COMMON} -v /sys/fs/cgroup:/sys/fs/cgroup:rw sysfile-example/sshd"),
+            "{version}"
+        );
+        assert!(!plan.command_line().contains("LEGACY_FORCE"));
+        assert!(plan.warnings.is_empty(), "{version}: {:?}", plan.warnings);
+    }
+}
+
+/// Measured: systemd 262 exits 255 on cgroup v1; upstream removed v1 in 258.
+#[test]
+fn systemd_258_and_later_on_v1_is_refused_even_when_forced() {
+    let facts = docker(CgroupVersion::V1, "26.1.5");
+    for version in [258, 262] {
+        for force in [false, true] {
+            let req = RunRequest {
+                force_cgroup_v1: force,
+                ..request()
+            };
+            let err = plan_run(&sysfile_labels(version), &facts, &req).unwrap_err();
+            assert!(
+                err.0.starts_with(&format!(
+                    "systemd {version} cannot boot on this host, which mounts cgroup v1"
+                )),
+                "{err}"
+            );
+            assert!(
+                err.0
+                    .contains("the highest systemd observed to boot on cgroup v1 is 257"),
+                "{err}"
+            );
+            assert!(err.0.contains("use a cgroup v2 host"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn systemd_262_on_v2_boots() {
+    for version in ["26.1.5", "28.0.0"] {
+        assert!(
+            plan_run(
+                &sysfile_labels(262),
+                &docker(CgroupVersion::V2, version),
+                &request(),
+            )
+            .is_ok()
         );
     }
 }
 
 #[test]
-fn systemd_258_on_v2_boots() {
-    let plan = plan_run(
-        &sysfile_labels(258),
-        &docker(CgroupVersion::V2, "28.0.0"),
-        &request(),
-    )
-    .unwrap();
-    assert!(plan.after_image.is_empty());
-}
-
-#[test]
-fn force_is_ignored_where_not_needed() {
+fn force_has_no_effect() {
     let req = RunRequest {
         force_cgroup_v1: true,
         ..request()
     };
-    let plan = plan_run(
-        &sysfile_labels(256),
-        &docker(CgroupVersion::V2, "28.0.0"),
-        &req,
-    )
-    .unwrap();
-    assert!(!plan.command_line().contains(LEGACY_FORCE_ARG));
-    assert!(plan.notes.iter().any(|n| n.contains("not needed")));
+    for cgroup in [CgroupVersion::V1, CgroupVersion::V2] {
+        let forced = plan_run(&sysfile_labels(257), &docker(cgroup, "26.1.5"), &req).unwrap();
+        let plain = plan_run(&sysfile_labels(257), &docker(cgroup, "26.1.5"), &request()).unwrap();
+        assert_eq!(forced.argv(), plain.argv());
+        assert!(forced.notes.iter().any(|n| n.contains("has no effect")));
+    }
 }
 
 #[test]
@@ -375,98 +426,351 @@ fn unknown_systemd_version_runs_with_a_note() {
     l.insert(SYSTEMD_VERSION_LABEL.into(), "two-five-two".into());
     let plan = plan_run(&l, &docker(CgroupVersion::V1, "26.1.5"), &request()).unwrap();
     assert!(plan.warnings.iter().any(|w| w.contains("two-five-two")));
+    // A version label that is not a number never leads to a refusal.
+    for bad in ["258x", "9999999999", "-1", "0x102", "  262abc"] {
+        l.insert(SYSTEMD_VERSION_LABEL.into(), bad.into());
+        assert!(
+            plan_run(&l, &docker(CgroupVersion::V1, "26.1.5"), &request()).is_ok(),
+            "{bad:?}"
+        );
+    }
 }
 
 #[test]
-fn v1_support_table() {
-    assert_eq!(v1_support(Some(249)), V1Support::Boots);
-    assert_eq!(v1_support(Some(255)), V1Support::Boots);
-    assert_eq!(v1_support(Some(256)), V1Support::NeedsForce);
-    assert_eq!(v1_support(Some(257)), V1Support::NeedsForce);
-    assert_eq!(v1_support(Some(258)), V1Support::Never);
-    assert_eq!(v1_support(None), V1Support::Unknown);
+fn the_cgroup_label_is_never_read() {
+    let mut l = sysfile_labels(262);
+    l.insert("sysfile.systemd.cgroup".into(), "v1,v2".into());
+    assert!(plan_run(&l, &docker(CgroupVersion::V1, "26.1.5"), &request()).is_err());
+    let mut l = sysfile_labels(252);
+    l.insert("sysfile.systemd.cgroup".into(), "v2".into());
+    assert!(plan_run(&l, &docker(CgroupVersion::V1, "26.1.5"), &request()).is_ok());
+}
+
+#[test]
+fn boot_rules_table() {
+    use CgroupVersion::{V1, V2};
+    let verdict = |engine, cgroup, v| boot_rule(engine, cgroup, v).map(|r| r.verdict);
+    for engine in [Engine::Docker, Engine::Podman] {
+        for v in [1, 219, 249, 252, 255, 256, 257] {
+            assert_eq!(verdict(engine, V1, v), Some(Verdict::Boot), "{v}");
+        }
+        for v in [258, 262, 9999, u32::MAX] {
+            assert!(
+                matches!(verdict(engine, V1, v), Some(Verdict::Refuse(_))),
+                "{v}"
+            );
+        }
+        for v in [1, 252, 257, 258, 262, u32::MAX] {
+            assert_eq!(verdict(engine, V2, v), Some(Verdict::Boot), "{v}");
+        }
+    }
+    assert_eq!(HIGHEST_V1_BOOTED, 257);
+    // Every row's range is non-empty and no two rows for the same cgroup overlap.
+    for (i, a) in BOOT_RULES.iter().enumerate() {
+        assert!(!a.systemd.is_empty());
+        for b in &BOOT_RULES[i + 1..] {
+            if a.cgroup == b.cgroup
+                && (a.engine.is_none() || b.engine.is_none() || a.engine == b.engine)
+            {
+                assert!(
+                    a.systemd.end() < b.systemd.start() || b.systemd.end() < a.systemd.start(),
+                    "{a:?} overlaps {b:?}"
+                );
+            }
+        }
+    }
+}
+
+// ---- cgroup v1 mounts: today's rule and the candidate -------------------------------------------
+
+#[test]
+fn v1_default_is_todays_tree_rw_bind() {
+    assert_eq!(DEFAULT_V1_CGROUP_MOUNTS, V1CgroupMounts::TreeRw);
+    assert_eq!(V1CgroupMounts::default(), V1CgroupMounts::TreeRw);
+}
+
+#[test]
+fn v1_systemd_rw_candidate_on_a_hybrid_host() {
+    let req = RunRequest {
+        v1_cgroup_mounts: V1CgroupMounts::SystemdRw,
+        ..request()
+    };
+    let plan = plan_run(
+        &sysfile_labels(257),
+        &docker(CgroupVersion::V1, "26.1.5"),
+        &req,
+    )
+    .unwrap();
+    assert_eq!(
+        plan.command_line(),
+        format!(
+            "{COMMON} --mount type=bind,src=/sys/fs/cgroup,dst=/sys/fs/cgroup,readonly \
+             --mount type=bind,src=/sys/fs/cgroup/systemd,dst=/sys/fs/cgroup/systemd \
+             --mount type=bind,src=/sys/fs/cgroup/unified,dst=/sys/fs/cgroup/unified \
+             sysfile-example/sshd"
+        )
+    );
+    assert!(!plan.command_line().contains(":rw"));
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let explain = plan.explain();
+    assert!(explain.contains("name=systemd hierarchy alone read-write"));
+    assert!(explain.contains("this host is hybrid"));
+    assert!(
+        explain.contains("cgroup v1 hierarchies: unified systemd cpu,cpuacct memory pids (hybrid")
+    );
+}
+
+#[test]
+fn v1_systemd_rw_candidate_without_unified_and_on_old_docker() {
+    let req = RunRequest {
+        v1_cgroup_mounts: V1CgroupMounts::SystemdRw,
+        ..request()
+    };
+    let mut facts = docker(CgroupVersion::V1, "20.10.24");
+    facts.cgroup_mounts.retain(|m| !m.path.ends_with("unified"));
+    let plan = plan_run(&sysfile_labels(252), &facts, &req).unwrap();
+    assert!(!plan.command_line().contains("unified"));
+    assert!(plan.command_line().contains("dst=/sys/fs/cgroup/systemd "));
+    assert!(plan.warnings.iter().any(|w| w.contains("Docker < 25")));
+
+    facts.cgroup_mounts.clear();
+    let err = plan_run(&sysfile_labels(252), &facts, &req).unwrap_err();
+    assert!(err.0.contains("name=systemd hierarchy"), "{err}");
+}
+
+#[test]
+fn images_without_the_boot_label_get_no_cgroup_write_access() {
+    for facts in [
+        docker(CgroupVersion::V1, "20.10.24"),
+        docker(CgroupVersion::V1, "26.1.5"),
+        docker(CgroupVersion::V2, "26.1.5"),
+        docker(CgroupVersion::V2, "28.0.0"),
+    ] {
+        for mounts in [V1CgroupMounts::TreeRw, V1CgroupMounts::SystemdRw] {
+            for l in [
+                Labels::new(),
+                labels(&[(BOOT_LABEL, "false")]),
+                labels(&[(BOOT_LABEL, "yes")]),
+                labels(&[(BOOT_LABEL, "true\n")]),
+            ] {
+                let req = RunRequest {
+                    v1_cgroup_mounts: mounts,
+                    ..request()
+                };
+                let plan = plan_run(&l, &facts, &req).unwrap();
+                let line = plan.command_line();
+                if l.get(BOOT_LABEL).map(String::as_str) == Some("true\n") {
+                    // Surrounding whitespace is trimmed: still a boot image.
+                    assert!(line.contains("cgroup"), "{line}");
+                    continue;
+                }
+                assert!(!line.contains("cgroup"), "{line}");
+                assert!(!line.contains("writable"), "{line}");
+                assert!(
+                    plan.notes
+                        .iter()
+                        .any(|n| n.contains("no cgroup write access"))
+                );
+            }
+        }
+    }
 }
 
 // ---- labels ---------------------------------------------------------------------------------
+
+fn tmpfs_values(m: &[TmpfsMount]) -> Vec<String> {
+    m.iter().map(TmpfsMount::docker_value).collect()
+}
 
 #[test]
 fn tmpfs_label_parsing() {
     let (m, w) = parse_tmpfs("/run:exec,mode=755;/run/lock;/tmp");
     assert!(w.is_empty());
     assert_eq!(
-        m.iter().map(TmpfsMount::docker_value).collect::<Vec<_>>(),
+        tmpfs_values(&m),
         ["/run:exec,mode=755", "/run/lock", "/tmp"]
     );
     assert_eq!(m[0].path, "/run");
-    assert_eq!(m[0].options, "exec,mode=755");
+    assert_eq!(m[0].options, [TmpfsOption::Exec, TmpfsOption::Mode(0o755)]);
 
     // Empty entries and surrounding spaces are tolerated.
     let (m, w) = parse_tmpfs(" /run ;; /tmp:size=64m ; ");
     assert!(w.is_empty());
+    assert_eq!(tmpfs_values(&m), ["/run", "/tmp:size=64m"]);
+    assert_eq!(m[1].size_bytes(), Some(64 << 20));
+
+    // Every allowed option.
+    let (m, w) = parse_tmpfs("/srv:noexec,nosuid,nodev,mode=1777,size=16g,uid=1000,gid=0");
+    assert!(w.is_empty(), "{w:?}");
     assert_eq!(
-        m.iter().map(TmpfsMount::docker_value).collect::<Vec<_>>(),
-        ["/run", "/tmp:size=64m"]
+        tmpfs_values(&m),
+        ["/srv:noexec,nosuid,nodev,mode=1777,size=16g,uid=1000,gid=0"]
     );
 
     // Empty.
     assert_eq!(parse_tmpfs(""), (Vec::new(), Vec::new()));
     assert_eq!(parse_tmpfs(" ; ;").0, Vec::new());
+}
 
-    // Malformed entries are dropped with a warning each.
-    let (m, w) = parse_tmpfs("run;/a b;/x/../y;/c:d:e;/run/;/run;/ok/");
+#[test]
+fn tmpfs_bad_paths_are_dropped() {
+    let cases = [
+        ("run", "is not absolute"),
+        ("/", "is `/`"),
+        ("//", "empty component"),
+        ("/a b", "character other than"),
+        ("/x/../y", "`..`"),
+        ("/x/./y", "`.`"),
+        ("/a//b", "empty component"),
+        ("/a,b", "character other than"),
+        ("/a=b", "character other than"),
+        ("/a\u{1b}[31m", "character other than"),
+        ("/proc", "kernel"),
+        ("/sys/fs/cgroup", "kernel"),
+        ("/dev/shm", "kernel"),
+    ];
+    for (entry, why) in cases {
+        let (m, w) = parse_tmpfs(entry);
+        assert!(m.is_empty(), "{entry:?}: {m:?}");
+        assert_eq!(w.len(), 1, "{entry:?}");
+        assert!(w[0].message.contains(why), "{entry:?}: {}", w[0]);
+    }
+    let long = format!("/{}", "a".repeat(MAX_TMPFS_PATH_LEN));
+    assert!(parse_tmpfs(&long).0.is_empty());
+    // Near misses are fine.
+    let (m, w) = parse_tmpfs("/procfs;/devices;/run/;/x..y;/a.b/c-d_e+f@g");
+    assert!(w.is_empty(), "{w:?}");
     assert_eq!(
-        m.iter().map(TmpfsMount::docker_value).collect::<Vec<_>>(),
-        ["/run", "/ok"]
+        tmpfs_values(&m),
+        ["/procfs", "/devices", "/run", "/x..y", "/a.b/c-d_e+f@g"]
     );
-    assert_eq!(w.len(), 5, "{w:?}");
-    assert!(w[0].contains("`run`") && w[0].contains("absolute"));
-    assert!(w[1].contains("whitespace"));
-    assert!(w[2].contains(".."));
-    assert!(w[3].contains("more than one"));
-    assert!(w[4].contains("repeats"));
+    // A repeated mount point is dropped.
+    let (m, w) = parse_tmpfs("/run;/run/;/run:exec");
+    assert_eq!(tmpfs_values(&m), ["/run"]);
+    assert_eq!(w.len(), 2);
+}
+
+#[test]
+fn tmpfs_bad_options_are_dropped_from_their_entry() {
+    for bad in [
+        "rw",
+        "ro",
+        "suid",
+        "dev",
+        "bind",
+        "mode=",
+        "mode=8",
+        "mode=12345",
+        "mode=-1",
+        "mode=0x1ff",
+        "size=",
+        "size=0",
+        "size=17g",
+        "size=17179869185",
+        "size=1t",
+        "size=64M",
+        "size=1.5g",
+        "size=-1",
+        "size=99999999999999g",
+        "uid=",
+        "uid=-1",
+        "uid=4294967296",
+        "uid=root",
+        "gid=x",
+        "nr_inodes=10",
+        "huge=always",
+        "exec=1",
+        "=",
+        "\u{1b}[31mpwned\u{7}",
+    ] {
+        let (m, w) = parse_tmpfs(&format!("/run:exec,{bad},nosuid"));
+        assert_eq!(tmpfs_values(&m), ["/run:exec,nosuid"], "{bad:?}");
+        assert_eq!(w.len(), 1, "{bad:?}");
+        assert!(w[0].message.contains("only exec, noexec"), "{bad:?}");
+        assert!(!w[0].to_string().contains('\u{1b}'));
+    }
+    // The 16g cap, exactly.
+    assert_eq!(
+        tmpfs_values(&parse_tmpfs("/x:size=17179869184").0),
+        ["/x:size=17179869184"]
+    );
+    // Contradicting or repeated options keep the first.
+    let (m, w) = parse_tmpfs("/x:exec,noexec,mode=755,mode=700");
+    assert_eq!(tmpfs_values(&m), ["/x:exec,mode=755"]);
+    assert_eq!(w.len(), 2);
+    // Commas cannot smuggle a second option past the check: each piece is checked on its own.
+    let (m, _) = parse_tmpfs("/x:mode=755,rw");
+    assert_eq!(tmpfs_values(&m), ["/x:mode=755"]);
+    // `:` in the options is not an option.
+    let (m, w) = parse_tmpfs("/c:d:e");
+    assert_eq!(tmpfs_values(&m), ["/c"]);
+    assert_eq!(w.len(), 1);
+}
+
+#[test]
+fn tmpfs_entry_count_is_bounded() {
+    let value: Vec<String> = (0..40).map(|i| format!("/t{i}")).collect();
+    let (m, w) = parse_tmpfs(&value.join(";"));
+    assert_eq!(m.len(), MAX_TMPFS_ENTRIES);
+    assert_eq!(w.len(), 1);
 }
 
 #[test]
 fn tmpfs_label_fallbacks() {
     let default = ["/run:exec,mode=755", "/run/lock", "/tmp"];
-    let values = |c: &Contract| {
-        c.tmpfs
-            .iter()
-            .map(TmpfsMount::docker_value)
-            .collect::<Vec<_>>()
-    };
 
-    let c = contract(&labels(&[("sysfile.systemd.boot", "true")]));
-    assert_eq!(values(&c), default);
-    assert!(c.warnings.is_empty());
+    let (c, w) = parse_labels(&labels(&[("sysfile.systemd.boot", "true")]));
+    assert_eq!(tmpfs_values(&c.tmpfs), default);
+    assert!(w.is_empty());
 
-    let c = contract(&labels(&[("sysfile.runtime.tmpfs", "")]));
-    assert_eq!(values(&c), default);
-    assert!(c.warnings.iter().any(|w| w.contains("no usable tmpfs")));
+    let (c, w) = parse_labels(&labels(&[("sysfile.runtime.tmpfs", "")]));
+    assert_eq!(tmpfs_values(&c.tmpfs), default);
+    assert!(w.iter().any(|w| w.message.contains("no usable tmpfs")));
 
-    let c = contract(&labels(&[(
+    let (c, w) = parse_labels(&labels(&[(
         "sysfile.runtime.tmpfs",
         "garbage;more garbage",
     )]));
-    assert_eq!(values(&c), default);
-    assert_eq!(c.warnings.len(), 3);
+    assert_eq!(tmpfs_values(&c.tmpfs), default);
+    assert_eq!(w.len(), 3);
 
-    let c = contract(&labels(&[("sysfile.runtime.tmpfs", "/tmp")]));
-    assert_eq!(values(&c), ["/tmp"]);
-    assert!(c.warnings.iter().any(|w| w.contains("no /run entry")));
+    let (c, w) = parse_labels(&labels(&[("sysfile.runtime.tmpfs", "/tmp")]));
+    assert_eq!(tmpfs_values(&c.tmpfs), ["/tmp"]);
+    assert!(w.iter().any(|w| w.message.contains("no /run entry")));
 }
 
 #[test]
 fn stop_timeout_label() {
-    assert_eq!(contract(&Labels::new()).stop_timeout, 30);
+    assert_eq!(parse_labels(&Labels::new()).0.stop_timeout, 30);
     assert_eq!(
-        contract(&labels(&[(STOP_TIMEOUT_LABEL, " 45 ")])).stop_timeout,
+        parse_labels(&labels(&[(STOP_TIMEOUT_LABEL, " 45 ")]))
+            .0
+            .stop_timeout,
         45
     );
-    for bad in ["", "0", "-3", "30s", "x"] {
-        let c = contract(&labels(&[(STOP_TIMEOUT_LABEL, bad)]));
+    assert_eq!(
+        parse_labels(&labels(&[(STOP_TIMEOUT_LABEL, "3600")]))
+            .0
+            .stop_timeout,
+        3600
+    );
+    for bad in [
+        "",
+        "0",
+        "-3",
+        "30s",
+        "x",
+        "+30",
+        "3601",
+        "4294967296",
+        "1e3",
+        "30\n---\nkind: Pod",
+        "３０",
+    ] {
+        let (c, w) = parse_labels(&labels(&[(STOP_TIMEOUT_LABEL, bad)]));
         assert_eq!(c.stop_timeout, 30, "{bad}");
-        assert_eq!(c.warnings.len(), 1, "{bad}");
+        assert_eq!(w.len(), 1, "{bad}");
+        assert!(!w[0].to_string().contains('\n'), "{bad}");
     }
     let plan = plan_run(
         &labels(&[
@@ -482,34 +786,115 @@ fn stop_timeout_label() {
 }
 
 #[test]
+fn systemd_version_label() {
+    for (value, want) in [
+        ("252", Some(252)),
+        (" 257 ", Some(257)),
+        ("9999", Some(9999)),
+        ("0", None),
+        ("10000", None),
+        ("252.1", None),
+        ("v252", None),
+        ("", None),
+        ("252\u{0}", None),
+    ] {
+        assert_eq!(
+            parse_labels(&labels(&[(SYSTEMD_VERSION_LABEL, value)]))
+                .0
+                .systemd_version,
+            want,
+            "{value:?}"
+        );
+    }
+}
+
+#[test]
 fn health_label() {
-    assert_eq!(contract(&Labels::new()).health_cmd, None);
-    assert_eq!(contract(&labels(&[(HEALTH_LABEL, "  ")])).health_cmd, None);
+    assert_eq!(parse_labels(&Labels::new()).0.health_cmd, None);
     assert_eq!(
-        contract(&labels(&[(
-            HEALTH_LABEL,
-            "systemctl is-system-running --quiet"
-        )]))
-        .health_cmd
-        .as_deref(),
-        Some("systemctl is-system-running --quiet")
+        parse_labels(&labels(&[(HEALTH_LABEL, "  ")])).0.health_cmd,
+        None
+    );
+    let degraded = crate::image::health_command(crate::model::Health::RunningOrDegraded).unwrap();
+    for ok in ["systemctl is-system-running --quiet", degraded] {
+        assert_eq!(
+            parse_labels(&labels(&[(HEALTH_LABEL, ok)]))
+                .0
+                .health_cmd
+                .as_deref(),
+            Some(ok)
+        );
+    }
+    for bad in [
+        "true\nrm -rf /",
+        "a\u{1b}[2J",
+        "a\u{2028}b",
+        "tab\there",
+        "é",
+    ] {
+        let (c, w) = parse_labels(&labels(&[(HEALTH_LABEL, bad)]));
+        assert_eq!(c.health_cmd, None, "{bad:?}");
+        assert_eq!(w.len(), 1);
+    }
+    let long = "x".repeat(MAX_HEALTH_LEN + 1);
+    assert_eq!(
+        parse_labels(&labels(&[(HEALTH_LABEL, &long)])).0.health_cmd,
+        None
     );
 }
 
 #[test]
-fn image_not_built_by_sysfile_runs_with_defaults_and_a_note() {
-    for l in [Labels::new(), labels(&[(BOOT_LABEL, "false")])] {
-        let plan = plan_run(&l, &docker(CgroupVersion::V1, "26.1.5"), &request()).unwrap();
-        assert_eq!(
-            plan.command_line(),
-            format!("{COMMON} -v /sys/fs/cgroup:/sys/fs/cgroup:rw sysfile-example/sshd")
-        );
+fn overlong_labels_are_ignored_whole() {
+    let long = format!("/run;{}", "/x".repeat(MAX_LABEL_LEN));
+    let (c, w) = parse_labels(&labels(&[(TMPFS_LABEL, &long), (BOOT_LABEL, "true")]));
+    assert_eq!(c.tmpfs, default_tmpfs());
+    assert_eq!(w.len(), 1);
+    assert!(w[0].message.contains("bytes long"));
+}
+
+#[test]
+fn show_escapes_everything_but_printable_ascii() {
+    assert_eq!(show("plain text"), "\"plain text\"");
+    assert_eq!(show("a\"b\\c"), r#""a\"b\\c""#);
+    assert_eq!(
+        show("\u{1b}[31m\n\r\t\0\u{7f}\u{85}\u{2028}\u{202e}é"),
+        r#""\u{1b}[31m\n\r\t\0\u{7f}\u{85}\u{2028}\u{202e}\u{e9}""#
+    );
+    assert_eq!(show(&"y".repeat(100)), format!("\"{}...\"", "y".repeat(80)));
+    for c in [
+        '\u{0}', '\u{1b}', '\u{9b}', '\n', '\u{85}', '\u{2028}', '\u{2029}',
+    ] {
         assert!(
-            plan.notes
-                .iter()
-                .any(|n| n.contains("not built by sysfile"))
+            show(&format!("x{c}y"))
+                .chars()
+                .all(|c| matches!(c, ' '..='~'))
         );
-        assert!(plan.explain().contains("not built by sysfile"));
+    }
+}
+
+#[test]
+fn engine_flag_labels_are_never_used() {
+    let mut l = sysfile_labels(252);
+    l.insert(
+        "sysfile.runtime.docker".into(),
+        "--privileged -v /:/host --pid=host".into(),
+    );
+    l.insert("RUN".into(), "podman run --privileged IMAGE".into());
+    l.insert(
+        TMPFS_LABEL.into(),
+        "/run:exec --privileged;-v /:/host".into(),
+    );
+    for facts in [
+        docker(CgroupVersion::V1, "26.1.5"),
+        docker(CgroupVersion::V2, "28.0.0"),
+        host(Engine::Podman, CgroupVersion::V2, "5.4.0"),
+    ] {
+        let plan = plan_run(&l, &facts, &request()).unwrap();
+        for arg in plan.argv() {
+            assert!(!arg.contains("privileged"), "{arg}");
+            assert!(!arg.contains("/host"), "{arg}");
+            assert!(!arg.contains("pid"), "{arg}");
+        }
     }
 }
 
@@ -584,13 +969,17 @@ fn explain_mentions_every_flag_it_emits() {
         },
         host(Engine::Podman, CgroupVersion::V2, "5.4.0"),
     ];
-    let forced = RunRequest {
-        force_cgroup_v1: true,
-        extra_args: vec!["--hostname".into(), "box".into()],
-        ..request()
-    };
     for facts in &hosts {
-        for version in [252, 256] {
+        for (version, mounts) in [
+            (252, V1CgroupMounts::TreeRw),
+            (257, V1CgroupMounts::SystemdRw),
+        ] {
+            let forced = RunRequest {
+                force_cgroup_v1: true,
+                v1_cgroup_mounts: mounts,
+                extra_args: vec!["--hostname".into(), "box".into()],
+                ..request()
+            };
             let plan = match plan_run(&sysfile_labels(version), facts, &forced) {
                 Ok(plan) => plan,
                 Err(err) => panic!("{facts:?} {version}: {err}"),
@@ -603,14 +992,14 @@ fn explain_mentions_every_flag_it_emits() {
                     .skip(1)
                     .any(|l| l.starts_with("  ") && l.contains(&shell::quote(&arg)));
                 if arg.starts_with('-')
-                    || arg == LEGACY_FORCE_ARG
+                    || arg.starts_with("type=")
                     || (arg.starts_with('/') && arg != plan.program)
                 {
                     assert!(mentioned, "`{arg}` not explained in:\n{explain}");
                 }
             }
             // One reason line per group.
-            for group in plan.groups.iter().chain(&plan.after_image) {
+            for group in &plan.groups {
                 let head = format!("  {}: ", shell::join(&group.args));
                 assert!(
                     explain.lines().any(|l| l.starts_with(&head)),
@@ -639,5 +1028,8 @@ fn explain_for_this_kind_of_host() {
     assert!(explain.contains("`:ro`"));
     assert!(explain.contains("Docker 26.1.5+dfsg1 (read as 26.1)"));
     assert!(explain.contains("cgroup v1 (/sys/fs/cgroup is tmpfs)"));
-    assert!(explain.contains("image: built by sysfile, systemd 252, stop timeout 30 s"));
+    assert!(explain.contains(
+        "image: boots systemd (sysfile.systemd.boot=true), systemd 252, stop timeout 30 s"
+    ));
+    assert!(explain.contains("systemd 252 on cgroup v1: boots (measured"));
 }
