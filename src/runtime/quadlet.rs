@@ -69,7 +69,7 @@ pub fn check_image(image: &str) -> Result<(), String> {
         && image
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._:/@-".contains(c));
-    if ok {
+    if ok && (is_image_id(image) || crate::reference::Reference::parse(image).is_ok()) {
         Ok(())
     } else {
         Err(format!(
@@ -77,6 +77,15 @@ pub fn check_image(image: &str) -> Result<(), String> {
             show(image)
         ))
     }
+}
+
+/// An image ID: 64 lowercase hex digits, optionally after `sha256:`.
+fn is_image_id(image: &str) -> bool {
+    let hex = image.strip_prefix("sha256:").unwrap_or(image);
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Prints the unit. Pure and deterministic.

@@ -1033,3 +1033,561 @@ fn explain_for_this_kind_of_host() {
     ));
     assert!(explain.contains("systemd 252 on cgroup v1: boots (measured"));
 }
+
+// ---- hostile labels: run --print, k8s and quadlet emit only validated values ------------------
+
+/// Values that try to break out of a YAML scalar, a comment, a unit-file line, a shell word or
+/// a terminal.
+const HOSTILE_VALUES: &[&str] = &[
+    "30\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: evil}\nspec:\n  hostPID: true\n  containers:\n  - name: x\n    image: x\n    securityContext: {privileged: true}",
+    "---",
+    "...",
+    "'",
+    "\"",
+    "\": x",
+    "x: y",
+    "# comment",
+    "\u{1b}]0;pwned\u{7}",
+    "\u{1b}[2J\u{1b}[H",
+    "\u{9b}31m",
+    "\0",
+    "a\0b",
+    "\u{2028}hostPID: true",
+    "\u{2029}",
+    "\u{85}privileged: true",
+    "\r\nhostPath: {path: /}",
+    "\t",
+    "{privileged: true}",
+    "[1, 2]",
+    "&a x",
+    "*a",
+    "!!binary AAAA",
+    "%YAML 1.1",
+    "| x",
+    "> x",
+    "@x",
+    "`id`",
+    "$(id)",
+    "%n %i $HOME ${HOME}",
+    "\u{feff}",
+    "\u{202e}olleh",
+    "x\\",
+    "--privileged",
+    "-v /:/host",
+    "--privileged -v /:/host --pid=host",
+    "/run:exec,mode=755;/host:rw,bind",
+    "/run:exec\nExecStartPre=/bin/sh -c id",
+    "/run:exec,mode=755\n[Service]\nExecStartPre=/bin/touch /pwned",
+];
+
+/// Every label the launchers read and the ones they must ignore.
+const LABEL_KEYS: &[&str] = &[
+    BOOT_LABEL,
+    STOP_TIMEOUT_LABEL,
+    TMPFS_LABEL,
+    SYSTEMD_VERSION_LABEL,
+    HEALTH_LABEL,
+    "sysfile.systemd.cgroup",
+    "sysfile.runtime.docker",
+    "sysfile.runtime.tty",
+    "RUN",
+];
+
+/// The sshd labels with one label replaced by a hostile value (or a hostile tmpfs entry or
+/// option appended), for every label and value.
+fn hostile_label_sets() -> Vec<Labels> {
+    let mut sets = Vec::new();
+    for value in HOSTILE_VALUES {
+        for key in LABEL_KEYS {
+            let mut l = sysfile_labels(252);
+            l.insert(key.to_string(), value.to_string());
+            sets.push(l);
+        }
+        let mut l = sysfile_labels(252);
+        l.insert(
+            TMPFS_LABEL.into(),
+            format!("/run:exec,mode=755;/run/lock;/tmp;/x{value}"),
+        );
+        sets.push(l);
+        let mut l = sysfile_labels(252);
+        l.insert(TMPFS_LABEL.into(), format!("/run:exec,{value}"));
+        sets.push(l);
+        let mut l = sysfile_labels(252);
+        l.insert(
+            HEALTH_LABEL.into(),
+            format!("systemctl is-system-running {value}"),
+        );
+        sets.push(l);
+    }
+    sets
+}
+
+fn printable_ascii_lines(text: &str) -> bool {
+    text.chars().all(|c| c == '\n' || matches!(c, ' '..='~'))
+}
+
+/// No control character (but `\n`), line or paragraph separator, or bidirectional control:
+/// text that is safe on a terminal (fixed text may hold `≥` and `–`).
+fn terminal_safe(text: &str) -> bool {
+    text.chars().all(|c| {
+        c == '\n'
+            || !(c.is_control()
+                || matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{feff}'
+                )
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c))
+    })
+}
+
+#[test]
+fn hostile_labels_in_run_print() {
+    let hosts = [
+        docker(CgroupVersion::V1, "26.1.5"),
+        docker(CgroupVersion::V2, "26.1.5"),
+        docker(CgroupVersion::V2, "28.0.0"),
+        host(Engine::Podman, CgroupVersion::V2, "5.4.0"),
+    ];
+    for l in hostile_label_sets() {
+        for facts in &hosts {
+            let plan = match plan_run(&l, facts, &request()) {
+                Ok(plan) => plan,
+                Err(refusal) => {
+                    assert!(terminal_safe(&refusal.0), "{refusal}");
+                    continue;
+                }
+            };
+            let argv = plan.argv();
+            for (i, arg) in argv.iter().enumerate() {
+                assert!(
+                    arg.chars().all(|c| matches!(c, ' '..='~')),
+                    "{arg:?} from {l:?}"
+                );
+                if i > 0 && argv[i - 1] == "--tmpfs" {
+                    // A tmpfs value is one validated entry (a path may be named `x--privileged`:
+                    // it is still one word, a path).
+                    let (parsed, warnings) = parse_tmpfs(arg);
+                    assert!(warnings.is_empty(), "{arg:?}");
+                    assert_eq!(tmpfs_values(&parsed), [arg.clone()]);
+                    continue;
+                }
+                for bad in ["privileged", "/host", "--pid", "--volume", "bind,", "rw,"] {
+                    assert!(!arg.contains(bad), "{arg:?} from {l:?}");
+                }
+            }
+            assert!(printable_ascii_lines(&plan.command_line()));
+            assert!(terminal_safe(&plan.explain()), "{}", plan.explain());
+            for w in &plan.warnings {
+                assert!(terminal_safe(w) && !w.contains('\n'), "{w:?}");
+            }
+        }
+    }
+}
+
+mod yaml_checks {
+    use yaml_rust2::{Yaml, YamlLoader};
+
+    /// Every key anywhere in the document.
+    pub fn keys(node: &Yaml, out: &mut Vec<String>) {
+        match node {
+            Yaml::Hash(map) => {
+                for (k, v) in map {
+                    out.push(k.as_str().unwrap_or("<non-string key>").to_string());
+                    keys(v, out);
+                }
+            }
+            Yaml::Array(items) => items.iter().for_each(|i| keys(i, out)),
+            _ => {}
+        }
+    }
+
+    /// Parses the manifest and checks it is exactly one Pod or Deployment with the expected
+    /// shape and nothing privileged; returns the document.
+    pub fn check_manifest(yaml: &str, deployment: bool) -> Yaml {
+        let docs =
+            YamlLoader::load_from_str(yaml).unwrap_or_else(|e| panic!("not YAML ({e}):\n{yaml}"));
+        assert_eq!(docs.len(), 1, "one document:\n{yaml}");
+        let doc = docs.into_iter().next().unwrap();
+        let top: Vec<&str> = doc
+            .as_hash()
+            .expect("a mapping")
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(top, ["apiVersion", "kind", "metadata", "spec"], "{yaml}");
+        let kind = if deployment { "Deployment" } else { "Pod" };
+        assert_eq!(doc["kind"].as_str(), Some(kind));
+        let pod = if deployment {
+            &doc["spec"]["template"]["spec"]
+        } else {
+            &doc["spec"]
+        };
+        let containers = pod["containers"].as_vec().expect("containers");
+        assert_eq!(containers.len(), 1, "{yaml}");
+        assert_eq!(
+            containers[0]["securityContext"]["privileged"].as_bool(),
+            Some(false)
+        );
+        let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
+        assert!((1..=3600).contains(&grace), "{grace}");
+        let mut all = Vec::new();
+        keys(&doc, &mut all);
+        for bad in [
+            "hostPID",
+            "hostNetwork",
+            "hostIPC",
+            "hostPath",
+            "capabilities",
+            "allowPrivilegeEscalation",
+            "procMount",
+        ] {
+            assert!(!all.iter().any(|k| k == bad), "{bad} in:\n{yaml}");
+        }
+        assert_eq!(
+            all.iter().filter(|k| *k == "privileged").count(),
+            1,
+            "{yaml}"
+        );
+        for v in pod["volumes"].as_vec().unwrap() {
+            assert_eq!(v.as_hash().unwrap().len(), 2, "name and emptyDir only");
+            assert_eq!(v["emptyDir"]["medium"].as_str(), Some("Memory"));
+        }
+        doc
+    }
+}
+
+#[test]
+fn hostile_labels_in_k8s() {
+    use super::k8s::{DEFAULT_KUBE_VERSION, K8sRequest, Userns, manifest};
+    for l in hostile_label_sets() {
+        for deployment in [false, true] {
+            let req = K8sRequest {
+                image: "sysfile-example/sshd:latest".into(),
+                name: None,
+                deployment,
+                replicas: 2,
+                kube_version: DEFAULT_KUBE_VERSION,
+                userns: Userns::Auto,
+                stop_signal: deployment,
+            };
+            let (yaml, warnings) = manifest(&l, &req).unwrap();
+            assert!(printable_ascii_lines(&yaml), "{yaml}");
+            for line in yaml.lines().filter(|l| l.trim_start().starts_with('#')) {
+                // Comments are fixed text: no label value is ever written into one.
+                assert!(!line.contains("warning"), "{line}");
+            }
+            let doc = yaml_checks::check_manifest(&yaml, deployment);
+            let (parsed, _) = parse_labels(&l);
+            let pod = if deployment {
+                &doc["spec"]["template"]["spec"]
+            } else {
+                &doc["spec"]
+            };
+            assert_eq!(
+                pod["terminationGracePeriodSeconds"].as_i64(),
+                Some(i64::from(parsed.stop_timeout))
+            );
+            let mounts: Vec<&str> = pod["containers"][0]["volumeMounts"]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .map(|m| m["mountPath"].as_str().unwrap())
+                .collect();
+            let want: Vec<&str> = parsed.tmpfs.iter().map(|m| m.path.as_str()).collect();
+            assert_eq!(mounts, want);
+            if let Some(cmd) = &parsed.health_cmd {
+                let probe = &pod["containers"][0]["startupProbe"]["exec"]["command"];
+                assert_eq!(probe[2].as_str(), Some(cmd.as_str()));
+            }
+            for w in &warnings {
+                assert!(printable_ascii_lines(&w.to_string()) && !w.to_string().contains('\n'));
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_image_reference_in_k8s_is_one_scalar() {
+    use super::k8s::{DEFAULT_KUBE_VERSION, K8sRequest, Userns, manifest};
+    for value in HOSTILE_VALUES {
+        let req = K8sRequest {
+            image: value.to_string(),
+            name: Some("box".into()),
+            deployment: false,
+            replicas: 1,
+            kube_version: DEFAULT_KUBE_VERSION,
+            userns: Userns::Off,
+            stop_signal: false,
+        };
+        let (yaml, _) = manifest(&sysfile_labels(252), &req).unwrap();
+        assert!(printable_ascii_lines(&yaml), "{yaml}");
+        let doc = yaml_checks::check_manifest(&yaml, false);
+        assert_eq!(
+            doc["spec"]["containers"][0]["image"].as_str(),
+            Some(*value),
+            "{yaml}"
+        );
+    }
+}
+
+/// The keys `sysfile quadlet` may write, by section.
+const QUADLET_KEYS: &[(&str, &[&str])] = &[
+    ("Unit", &["Description"]),
+    (
+        "Container",
+        &[
+            "Image",
+            "PodmanArgs",
+            "Tmpfs",
+            "StopSignal",
+            "StopTimeout",
+            "HealthCmd",
+            "HealthStartPeriod",
+            "HealthInterval",
+            "HealthTimeout",
+            "HealthRetries",
+        ],
+    ),
+    ("Service", &["TimeoutStopSec"]),
+    ("Install", &["WantedBy"]),
+];
+
+/// Reads a unit the way systemd does (comments, sections, `Key=Value`; no line continuation is
+/// allowed in our output) and checks every key is one we write; returns the (section, key, value)s.
+fn check_unit(text: &str) -> Vec<(String, String, String)> {
+    assert!(printable_ascii_lines(text), "{text}");
+    let mut section = String::new();
+    let mut entries = Vec::new();
+    let mut sections = Vec::new();
+    for line in text.lines() {
+        assert!(!line.ends_with('\\'), "a continuation line: {line}");
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            sections.push(name.to_string());
+            continue;
+        }
+        let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("{line}"));
+        let allowed = QUADLET_KEYS
+            .iter()
+            .find(|(s, _)| *s == section)
+            .unwrap_or_else(|| panic!("section {section}"))
+            .1;
+        assert!(allowed.contains(&key), "{key} in [{section}]:\n{text}");
+        assert_eq!(value.trim(), value, "{line}");
+        assert!(!value.starts_with('"') && !value.ends_with('"'), "{line}");
+        entries.push((section.clone(), key.to_string(), value.to_string()));
+    }
+    assert_eq!(sections, ["Unit", "Container", "Service", "Install"]);
+    entries
+}
+
+/// Undoes the unit-file escaping of a value that reaches `ExecStart=`: `%%` → `%`, `$$` → `$`.
+fn unescape_unit_value(value: &str) -> String {
+    value.replace("%%", "%").replace("$$", "$")
+}
+
+#[test]
+fn hostile_labels_in_quadlet() {
+    use super::quadlet::{QuadletRequest, unit};
+    let req = QuadletRequest {
+        image: "localhost/sysfile-example/sshd:latest".into(),
+        name: None,
+    };
+    for l in hostile_label_sets() {
+        let u = unit(&l, &req).unwrap();
+        assert_eq!(u.file_name, "sshd.container");
+        let entries = check_unit(&u.text);
+        let (parsed, _) = parse_labels(&l);
+        let get = |key: &str| -> Vec<&str> {
+            entries
+                .iter()
+                .filter(|(_, k, _)| k == key)
+                .map(|(_, _, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(get("Image"), ["localhost/sysfile-example/sshd:latest"]);
+        assert_eq!(get("StopTimeout"), [parsed.stop_timeout.to_string()]);
+        let podman_args = get("PodmanArgs");
+        assert!(podman_args.iter().all(|a| *a == "--systemd=always"));
+        for tmpfs in get("Tmpfs") {
+            let (m, w) = parse_tmpfs(tmpfs);
+            assert!(w.is_empty(), "{tmpfs}");
+            assert_eq!(tmpfs_values(&m), [tmpfs]);
+        }
+        match get("HealthCmd").as_slice() {
+            [] => {}
+            [cmd] => assert_eq!(
+                Some(unescape_unit_value(cmd)),
+                parsed.health_cmd,
+                "{}",
+                u.text
+            ),
+            more => panic!("{more:?}"),
+        }
+        for w in &u.warnings {
+            assert!(printable_ascii_lines(&w.to_string()) && !w.to_string().contains('\n'));
+        }
+    }
+}
+
+#[test]
+fn quadlet_refuses_bad_names_and_references() {
+    use super::quadlet::{QuadletRequest, unit};
+    for image in HOSTILE_VALUES
+        .iter()
+        .copied()
+        .chain(["", "-x", "a b", "a%b", "a$b"])
+    {
+        let err = unit(
+            &sysfile_labels(252),
+            &QuadletRequest {
+                image: image.to_string(),
+                name: Some("box".into()),
+            },
+        )
+        .unwrap_err();
+        assert!(
+            printable_ascii_lines(&err) && !err.contains('\n'),
+            "{err:?}"
+        );
+    }
+    for name in ["Box", "a/b", "a.container", "../x", "x\n[Service]"] {
+        assert!(
+            unit(
+                &sysfile_labels(252),
+                &QuadletRequest {
+                    image: "x".into(),
+                    name: Some(name.into()),
+                },
+            )
+            .is_err(),
+            "{name:?}"
+        );
+    }
+}
+
+#[test]
+fn unit_values_are_escaped_or_refused() {
+    use super::quadlet::unit_value;
+    assert_eq!(unit_value("a b").unwrap(), "a b");
+    assert_eq!(unit_value("100%").unwrap(), "100%%");
+    assert_eq!(unit_value("$x ${y} $$").unwrap(), "$$x $${y} $$$$");
+    assert_eq!(
+        unit_value("\"inner\" quotes").unwrap_err(),
+        unit_value("\"x").unwrap_err()
+    );
+    for bad in ["", " x", "x ", "\"x", "x\"", "x\\", "a\nb", "a\u{1b}b", "é"] {
+        assert!(unit_value(bad).is_err(), "{bad:?}");
+    }
+    let degraded = crate::image::health_command(crate::model::Health::RunningOrDegraded).unwrap();
+    assert_eq!(
+        unescape_unit_value(&unit_value(degraded).unwrap()),
+        degraded
+    );
+}
+
+// ---- golden outputs ------------------------------------------------------------------------------
+
+#[test]
+fn quadlet_golden() {
+    use super::quadlet::{QuadletRequest, unit};
+    let req = |image: &str| QuadletRequest {
+        image: image.into(),
+        name: None,
+    };
+    let u = unit(
+        &sysfile_labels(252),
+        &req("localhost/sysfile-example/sshd:latest"),
+    )
+    .unwrap();
+    assert!(u.warnings.is_empty());
+    insta::assert_snapshot!("quadlet_sshd", u.text);
+
+    let mut l = sysfile_labels(257);
+    l.insert(
+        HEALTH_LABEL.into(),
+        crate::image::health_command(crate::model::Health::RunningOrDegraded)
+            .unwrap()
+            .into(),
+    );
+    l.insert(STOP_TIMEOUT_LABEL.into(), "90".into());
+    l.insert(
+        TMPFS_LABEL.into(),
+        "/run:exec,mode=755;/run/lock;/tmp;/var/cache/app:size=64m,mode=700,uid=1000".into(),
+    );
+    let u = unit(
+        &l,
+        &QuadletRequest {
+            image: "registry.example.com:5000/team/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+            name: Some("web".into()),
+        },
+    )
+    .unwrap();
+    assert_eq!(u.file_name, "web.container");
+    insta::assert_snapshot!("quadlet_degraded_health_extra_tmpfs", u.text);
+
+    let u = unit(&Labels::new(), &req("docker.io/library/debian:bookworm")).unwrap();
+    assert!(!u.text.contains("--systemd=always"));
+    insta::assert_snapshot!("quadlet_not_a_boot_image", u.text);
+
+    let mut l = sysfile_labels(252);
+    l.insert(STOP_TIMEOUT_LABEL.into(), "30\n---\nevil".into());
+    l.insert(
+        TMPFS_LABEL.into(),
+        "/run:exec,bind;/x\u{1b}[2J;/srv:rw".into(),
+    );
+    l.insert(HEALTH_LABEL.into(), "\"quoted\"".into());
+    let u = unit(&l, &req("localhost/sysfile-example/sshd:latest")).unwrap();
+    let warnings: Vec<String> = u.warnings.iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!(
+        "quadlet_hostile",
+        format!("{}\n--- warnings ---\n{}\n", u.text, warnings.join("\n"))
+    );
+}
+
+#[test]
+fn run_explain_golden() {
+    let plan = plan_run(
+        &sysfile_labels(257),
+        &docker(CgroupVersion::V1, "26.1.5+dfsg1"),
+        &request(),
+    )
+    .unwrap();
+    insta::assert_snapshot!("run_explain_v1_tree_rw", plan.explain());
+    let plan = plan_run(
+        &sysfile_labels(257),
+        &docker(CgroupVersion::V1, "26.1.5+dfsg1"),
+        &RunRequest {
+            v1_cgroup_mounts: V1CgroupMounts::SystemdRw,
+            ..request()
+        },
+    )
+    .unwrap();
+    insta::assert_snapshot!("run_explain_v1_systemd_rw", plan.explain());
+    let plan = plan_run(
+        &sysfile_labels(262),
+        &docker(CgroupVersion::V2, "26.1.5+dfsg1"),
+        &request(),
+    )
+    .unwrap();
+    insta::assert_snapshot!("run_explain_v2_docker_26", plan.explain());
+    let mut l = sysfile_labels(252);
+    l.insert(STOP_TIMEOUT_LABEL.into(), "30\n---\nkind: Pod".into());
+    l.insert(
+        TMPFS_LABEL.into(),
+        "/run:exec,mode=755;/run/lock;/tmp:size=1t;/host\u{1b}]0;x\u{7}".into(),
+    );
+    l.insert(
+        "sysfile.runtime.docker".into(),
+        "--privileged -v /:/host".into(),
+    );
+    let plan = plan_run(&l, &docker(CgroupVersion::V1, "26.1.5"), &request()).unwrap();
+    insta::assert_snapshot!(
+        "run_print_hostile",
+        format!("{}\n{}", plan.command_line(), plan.warnings.join("\n"))
+    );
+}
