@@ -1169,7 +1169,7 @@ fn hostile_labels_in_run_print() {
                     // it is still one word, a path).
                     let (parsed, warnings) = parse_tmpfs(arg);
                     assert!(warnings.is_empty(), "{arg:?}");
-                    assert_eq!(tmpfs_values(&parsed), [arg.clone()]);
+                    assert_eq!(&tmpfs_values(&parsed), std::slice::from_ref(arg));
                     continue;
                 }
                 for bad in ["privileged", "/host", "--pid", "--volume", "bind,", "rw,"] {
