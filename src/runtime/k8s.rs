@@ -203,6 +203,25 @@ fn size_limit(mount: &TmpfsMount) -> String {
 }
 
 /// A volume name for a mount point: `/run/lock` → `run-lock`.
+/// One volume name per mount, made unique (`tmp`, `tmp-2`, …): different paths can map to the
+/// same name (`/a/b`, `/a-b`).
+fn volume_names(mounts: &[TmpfsMount]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for m in mounts {
+        let base = volume_name(&m.path);
+        let mut name = base.clone();
+        let mut n = 2;
+        while names.contains(&name) {
+            let mut stem = base.clone();
+            stem.truncate(55);
+            name = format!("{}-{n}", stem.trim_end_matches('-'));
+            n += 1;
+        }
+        names.push(name);
+    }
+    names
+}
+
 fn volume_name(path: &str) -> String {
     default_name(&path.trim_matches('/').replace(['/', ':'], "-"))
 }
@@ -393,9 +412,10 @@ fn pod_spec(y: &mut Yaml, i: usize, name: &str, image: &str, c: &ImageLabels, f:
             y.line(i + 2, format!("failureThreshold: {failures}"));
         }
     }
+    let names = volume_names(&c.tmpfs);
     y.line(i, "volumeMounts:");
-    for m in &c.tmpfs {
-        y.line(i + 2, format!("- name: {}", scalar(&volume_name(&m.path))));
+    for (m, name) in c.tmpfs.iter().zip(&names) {
+        y.line(i + 2, format!("- name: {}", scalar(name)));
         y.line(i + 4, format!("mountPath: {}", scalar(&m.path)));
     }
     let i = i - 4;
@@ -403,8 +423,8 @@ fn pod_spec(y: &mut Yaml, i: usize, name: &str, image: &str, c: &ImageLabels, f:
         i,
         "volumes:  # memory-backed, like Docker's --tmpfs: systemd needs them before PID 1 starts",
     );
-    for m in &c.tmpfs {
-        y.line(i + 2, format!("- name: {}", scalar(&volume_name(&m.path))));
+    for (m, name) in c.tmpfs.iter().zip(&names) {
+        y.line(i + 2, format!("- name: {}", scalar(name)));
         y.line(i + 4, "emptyDir:");
         y.line(i + 6, "medium: Memory");
         y.line(i + 6, format!("sizeLimit: {}", size_limit(m)));
@@ -503,6 +523,82 @@ mod tests {
             );
             assert!(yaml.contains("tty: true"));
             assert!(yaml.contains("stdin: false"));
+        }
+    }
+
+    #[test]
+    fn fields_follow_the_kube_version() {
+        let req = |minor, userns, stop_signal| K8sRequest {
+            kube_version: KubeVersion(1, minor),
+            userns,
+            stop_signal,
+            ..request("sysfile-example/sshd:latest")
+        };
+        let text = |r: &K8sRequest| manifest(&sshd_labels(), r).unwrap().0;
+        // userns: auto is on from 1.33, where the feature is on by default.
+        assert!(!text(&req(32, Userns::Auto, false)).contains("hostUsers"));
+        assert!(text(&req(33, Userns::Auto, false)).contains("\n  hostUsers: false"));
+        assert!(text(&req(25, Userns::On, false)).contains("hostUsers: false"));
+        assert!(!text(&req(37, Userns::Off, false)).contains("hostUsers"));
+        // stopSignal needs 1.33 and spec.os.name.
+        let yaml = text(&req(33, Userns::Off, true));
+        assert!(yaml.contains("\n  os:\n    name: linux"), "{yaml}");
+        assert!(
+            yaml.contains("\n      lifecycle:\n        stopSignal: SIGRTMIN+3"),
+            "{yaml}"
+        );
+        assert!(!text(&req(33, Userns::Off, false)).contains("stopSignal"));
+        assert!(manifest(&sshd_labels(), &req(32, Userns::Off, true)).is_err());
+        insta::assert_snapshot!("k8s_pod_1_30", text(&req(30, Userns::Auto, false)));
+        insta::assert_snapshot!(
+            "k8s_pod_1_34_stop_signal",
+            text(&req(34, Userns::Auto, true))
+        );
+    }
+
+    #[test]
+    fn volume_names_are_unique() {
+        let mut l = sshd_labels();
+        let long = format!("/{}", "a".repeat(70));
+        l.insert(
+            "sysfile.runtime.tmpfs".into(),
+            format!("/run;/a/b;/a-b;/a+b;{long};{long}/b;/+;/@"),
+        );
+        let yaml = manifest(&l, &request("x")).unwrap().0;
+        let names: Vec<&str> = yaml
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- name: "))
+            .collect();
+        // The container's name, then the mounts' names twice (volumeMounts, volumes).
+        let mounts = &names[1..9];
+        assert_eq!(mounts, &names[9..]);
+        let mut unique = mounts.to_vec();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 8, "{mounts:?}");
+        assert!(mounts.iter().all(|n| check_name(n).is_ok()), "{mounts:?}");
+    }
+
+    #[test]
+    fn kube_versions_parse() {
+        assert_eq!("1.33".parse(), Ok(KubeVersion(1, 33)));
+        assert_eq!("v1.30.2".parse(), Ok(KubeVersion(1, 30)));
+        for bad in ["1.24", "2.0", "1", "1.x", "1.33.0.1", "", "1.33\n", "01.2a"] {
+            let err = bad.parse::<KubeVersion>().unwrap_err();
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn size_limits_come_from_the_size_option() {
+        let mut l = sshd_labels();
+        l.insert(
+            "sysfile.runtime.tmpfs".into(),
+            "/run:exec,size=1g;/run/lock:size=100k;/tmp:size=1000".into(),
+        );
+        let yaml = manifest(&l, &request("x")).unwrap().0;
+        for want in ["sizeLimit: 1Gi", "sizeLimit: 100Ki", "sizeLimit: 1000\n"] {
+            assert!(yaml.contains(want), "{want} in {yaml}");
         }
     }
 

@@ -1249,6 +1249,16 @@ mod yaml_checks {
             1,
             "{yaml}"
         );
+        let mut names: Vec<&str> = pod["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "unique volume names:\n{yaml}");
         for v in pod["volumes"].as_vec().unwrap() {
             assert_eq!(v.as_hash().unwrap().len(), 2, "name and emptyDir only");
             assert_eq!(v["emptyDir"]["medium"].as_str(), Some("Memory"));
