@@ -34,8 +34,9 @@ fn output(program: &str, args: &[&str]) -> Result<Output> {
         })
 }
 
+/// The engine's stderr, made safe for a terminal (it may echo image names or label values).
 fn stderr_text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
+    super::labels::terminal_text(String::from_utf8_lossy(&out.stderr).trim())
 }
 
 /// The engine's server version (`26.1.5+dfsg1`); fails when the daemon is unreachable.
@@ -46,7 +47,7 @@ pub fn server_version(engine: Engine, program: &str) -> Result<String> {
         Engine::Podman => "{{.Client.Version}}",
     };
     let out = output(program, &["version", "--format", format])?;
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let version = super::labels::terminal_text(String::from_utf8_lossy(&out.stdout).trim());
     if !out.status.success() || version.is_empty() {
         bail!(
             "the {} daemon is unreachable (`{program} version` failed): {}",
@@ -146,5 +147,7 @@ pub fn run(argv: &[String]) -> Result<String> {
                 .map_or_else(|| "a signal".to_string(), |c| format!("exit code {c}"))
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Ok(super::labels::terminal_text(
+        String::from_utf8_lossy(&out.stdout).trim(),
+    ))
 }

@@ -220,6 +220,29 @@ pub fn show(value: &str) -> String {
     out
 }
 
+/// Makes text from outside (an engine's stderr, a container ID) safe for a terminal: newlines
+/// stay, every other control character, line or paragraph separator and bidirectional control
+/// becomes a `\u{…}` escape.
+pub fn terminal_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let unsafe_char = c != '\n'
+            && (c.is_control()
+                || matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{feff}'
+                )
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c));
+        if unsafe_char {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Parses the raw label map (as `docker image inspect` gives it) into validated labels and
 /// the warnings for everything dropped. Pure, total and bounded: it never panics, whatever the
 /// map holds, and reads only the labels named above.

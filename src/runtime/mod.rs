@@ -174,7 +174,8 @@ pub fn plan_run(
     let mut notes = Vec::new();
     if !image.boot {
         notes.push(format!(
-            "the image has no {BOOT_LABEL}=true label, so it does not ask to boot systemd: it gets \
+            "the image has no {BOOT_LABEL}=true label (it was not built by sysfile), so it does not ask \
+             to boot systemd: it gets \
              no cgroup write access, the default tmpfs mounts and a {DEFAULT_STOP_TIMEOUT} s stop \
              timeout; a systemd entrypoint will not boot without a writable cgroup"
         ));

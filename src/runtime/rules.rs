@@ -54,7 +54,7 @@ pub const BOOT_RULES: &[BootRule] = &[
         cgroup: CgroupVersion::V1,
         systemd: (HIGHEST_V1_BOOTED + 1)..=u32::MAX,
         verdict: Verdict::Refuse(
-            "systemd 258 removed cgroup v1 support; on a cgroup v1 host it refuses to run \
+            "systemd ≥ 258 dropped cgroup v1: on a cgroup v1 host it refuses to run \
              (measured: systemd 262 exits 255 with `cgroup v1 ... no longer supported`)",
         ),
         evidence: "upstream: systemd 256 deprecated cgroup v1 and 258 removed it; measured: 262 exits 255 on v1",

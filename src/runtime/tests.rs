@@ -873,6 +873,15 @@ fn show_escapes_everything_but_printable_ascii() {
 }
 
 #[test]
+fn terminal_text_keeps_newlines_and_escapes_the_rest() {
+    assert_eq!(terminal_text("a\nb é ≥"), "a\nb é ≥");
+    assert_eq!(
+        terminal_text("\u{1b}[2J\r\t\u{0}\u{9b}\u{85}\u{2028}\u{202e}"),
+        r"\u{1b}[2J\u{d}\u{9}\u{0}\u{9b}\u{85}\u{2028}\u{202e}"
+    );
+}
+
+#[test]
 fn engine_flag_labels_are_never_used() {
     let mut l = sysfile_labels(252);
     l.insert(
