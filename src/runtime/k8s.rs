@@ -151,7 +151,7 @@ pub fn scalar(s: &str) -> String {
         && s.len() <= 200
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+@=".contains(c))
-        && !s.starts_with(['-', '.', '@', '='])
+        && !s.starts_with(['-', '.', '@', '=', '+'])
         && s.parse::<f64>().is_err()
         && !s.starts_with(|c: char| c.is_ascii_digit())
         && !matches!(
@@ -640,5 +640,13 @@ mod tests {
         assert_eq!(scalar(""), "\"\"");
         assert_eq!(scalar("-x"), "\"-x\"");
         assert_eq!(scalar("say \"hi\" # x"), r#""say \"hi\" # x""#);
+        // YAML 1.1 numbers, infinities and booleans stay strings.
+        for s in [
+            "+.inf", ".nan", "0x1f", "0o17", "1_000", "Off", "Y", "NULL", "inf",
+        ] {
+            assert!(scalar(s).starts_with('"'), "{s}");
+        }
+        assert_eq!(scalar("a\u{2028}b\u{1b}"), r#""a\u2028b\u001B""#);
+        assert_eq!(scalar("\u{1f600}"), r#""\U0001F600""#);
     }
 }
