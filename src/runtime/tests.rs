@@ -1610,3 +1610,52 @@ fn run_explain_golden() {
         format!("{}\n{}", plan.command_line(), plan.warnings.join("\n"))
     );
 }
+
+/// `parse_labels` on many generated values (a fixed pseudo-random sequence over tricky
+/// characters): it never panics, and what it returns is always valid by its own rules.
+#[test]
+fn parse_labels_invariants_on_generated_values() {
+    const ALPHABET: &[&str] = &[
+        "/", "/run", ":", ",", ";", "=", "..", ".", "exec", "mode=", "size=", "uid=", "7", "0",
+        "9", "g", "k", "\n", "\u{1b}", "\0", "\u{2028}", "\u{85}", " ", "\"", "\\", "-", "é", "%",
+        "$", "#", "---", "true",
+    ];
+    let mut state: u64 = 0x5eed;
+    let mut next = |n: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) as usize) % n
+    };
+    for _ in 0..3000 {
+        let mut l = Labels::new();
+        for key in LABEL_KEYS {
+            let len = next(12);
+            let value: String = (0..len).map(|_| ALPHABET[next(ALPHABET.len())]).collect();
+            l.insert(key.to_string(), value);
+        }
+        let (parsed, warnings) = parse_labels(&l);
+        assert!((1..=MAX_STOP_TIMEOUT).contains(&parsed.stop_timeout));
+        assert!(
+            parsed
+                .systemd_version
+                .is_none_or(|v| (1..=MAX_SYSTEMD_VERSION).contains(&v))
+        );
+        assert!(!parsed.tmpfs.is_empty() && parsed.tmpfs.len() <= MAX_TMPFS_ENTRIES);
+        for m in &parsed.tmpfs {
+            let (again, w) = parse_tmpfs(&m.docker_value());
+            assert!(w.is_empty(), "{m:?}");
+            assert_eq!(again, [m.clone()]);
+        }
+        if let Some(cmd) = &parsed.health_cmd {
+            assert!(cmd.chars().all(|c| matches!(c, ' '..='~')));
+        }
+        for w in &warnings {
+            let text = w.to_string();
+            assert!(
+                printable_ascii_lines(&text) && !text.contains('\n'),
+                "{text:?}"
+            );
+        }
+    }
+}
