@@ -1645,7 +1645,7 @@ fn parse_labels_invariants_on_generated_values() {
         for m in &parsed.tmpfs {
             let (again, w) = parse_tmpfs(&m.docker_value());
             assert!(w.is_empty(), "{m:?}");
-            assert_eq!(again, [m.clone()]);
+            assert_eq!(again, std::slice::from_ref(m));
         }
         if let Some(cmd) = &parsed.health_cmd {
             assert!(cmd.chars().all(|c| matches!(c, ' '..='~')));
