@@ -56,10 +56,14 @@ pub fn groups(
             ));
         }
     } else {
-        notes.push(
-            "no --systemd=always: the image does not ask to boot systemd, so Podman's own default applies \
-             (systemd mode only when the command is systemd or init) and the tmpfs mounts are explicit"
-                .to_string(),
+        groups.insert(
+            3,
+            FlagGroup::new(
+                ["--systemd=false"],
+                "the image does not ask to boot systemd (no sysfile.systemd.boot=true), so Podman's systemd \
+                 mode, which would make the cgroup mount writable when the command is systemd or init, is \
+                 turned off; the tmpfs mounts are explicit",
+            ),
         );
         for mount in &image.tmpfs {
             groups.push(FlagGroup::new(

@@ -2,8 +2,9 @@
 //!
 //! Quadlet (Podman's systemd generator) turns `NAME.container` into `NAME.service`, whose
 //! `ExecStart=` is a `podman run` built from the `[Container]` keys. The unit carries what
-//! `sysfile run --engine podman` passes: systemd mode (`PodmanArgs=--systemd=always`; Quadlet has
-//! no key of its own for it), the image's extra tmpfs mounts (`Tmpfs=`), `StopSignal=` and
+//! `sysfile run --engine podman` passes: systemd mode (`PodmanArgs=--systemd=always`, or
+//! `--systemd=false` for an image without `sysfile.systemd.boot=true`; Quadlet has no key of its
+//! own for it), the image's extra tmpfs mounts (`Tmpfs=`), `StopSignal=` and
 //! `StopTimeout=`, and the health command (`HealthCmd=`, because Podman drops the OCI
 //! `Healthcheck` of Docker-format images only when told to keep it, and OCI images have none).
 //!
@@ -126,6 +127,11 @@ pub fn unit(labels: &Labels, request: &QuadletRequest) -> Result<Unit, String> {
             "# Podman's systemd mode: tmpfs /run, /run/lock, /tmp, /var/log/journal and a writable cgroup.",
         );
         line("PodmanArgs=--systemd=always");
+    } else {
+        line(
+            "# No systemd mode (it would make the cgroup writable): the image does not ask to boot systemd.",
+        );
+        line("PodmanArgs=--systemd=false");
     }
     for m in &c.tmpfs {
         if c.boot && SYSTEMD_MODE_TMPFS.contains(&m.path.as_str()) {

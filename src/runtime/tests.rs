@@ -311,7 +311,7 @@ fn podman_without_the_boot_label_gets_no_systemd_mode() {
     .unwrap();
     assert_eq!(
         plan.command_line(),
-        "podman run -d -t --stop-timeout 30 --name sd --tmpfs /run:exec,mode=755 \
+        "podman run -d -t --systemd=false --stop-timeout 30 --name sd --tmpfs /run:exec,mode=755 \
          --tmpfs /run/lock --tmpfs /tmp sysfile-example/sshd"
     );
 }
@@ -545,6 +545,7 @@ fn images_without_the_boot_label_get_no_cgroup_write_access() {
         docker(CgroupVersion::V1, "26.1.5"),
         docker(CgroupVersion::V2, "26.1.5"),
         docker(CgroupVersion::V2, "28.0.0"),
+        host(Engine::Podman, CgroupVersion::V2, "5.4.0"),
     ] {
         for mounts in [V1CgroupMounts::TreeRw, V1CgroupMounts::SystemdRw] {
             for l in [
@@ -561,11 +562,18 @@ fn images_without_the_boot_label_get_no_cgroup_write_access() {
                 let line = plan.command_line();
                 if l.get(BOOT_LABEL).map(String::as_str) == Some("true\n") {
                     // Surrounding whitespace is trimmed: still a boot image.
-                    assert!(line.contains("cgroup"), "{line}");
+                    assert!(
+                        line.contains("cgroup") || line.contains("--systemd=always"),
+                        "{line}"
+                    );
                     continue;
                 }
                 assert!(!line.contains("cgroup"), "{line}");
                 assert!(!line.contains("writable"), "{line}");
+                assert!(!line.contains("--systemd=always"), "{line}");
+                if facts.engine == Engine::Podman {
+                    assert!(line.contains(" --systemd=false "), "{line}");
+                }
                 assert!(
                     plan.notes
                         .iter()
@@ -1430,8 +1438,12 @@ fn hostile_labels_in_quadlet() {
         };
         assert_eq!(get("Image"), ["localhost/sysfile-example/sshd:latest"]);
         assert_eq!(get("StopTimeout"), [parsed.stop_timeout.to_string()]);
-        let podman_args = get("PodmanArgs");
-        assert!(podman_args.iter().all(|a| *a == "--systemd=always"));
+        let want = if parsed.boot {
+            "--systemd=always"
+        } else {
+            "--systemd=false"
+        };
+        assert_eq!(get("PodmanArgs"), [want]);
         for tmpfs in get("Tmpfs") {
             let (m, w) = parse_tmpfs(tmpfs);
             assert!(w.is_empty(), "{tmpfs}");
@@ -1551,6 +1563,7 @@ fn quadlet_golden() {
 
     let u = unit(&Labels::new(), &req("docker.io/library/debian:bookworm")).unwrap();
     assert!(!u.text.contains("--systemd=always"));
+    assert!(u.text.contains("\nPodmanArgs=--systemd=false\n"));
     insta::assert_snapshot!("quadlet_not_a_boot_image", u.text);
 
     let mut l = sysfile_labels(252);
