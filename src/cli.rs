@@ -1,4 +1,4 @@
-//! The command line: `check`, `llb`, `frontend`, `run`, `k8s` and the helper commands, and their exit codes.
+//! The command line: `check`, `llb`, `frontend`, `run`, `k8s`, `quadlet` and the helper commands, and their exit codes.
 //!
 //! The CLI reads files and writes to stdout/stderr; everything it calls below
 //! `spec`, `plan`, `lower` and `image` is pure.
@@ -46,6 +46,8 @@ enum Command {
     Run(crate::runtime::RunArgs),
     /// Print a Kubernetes Pod or Deployment manifest for a sysfile image.
     K8s(crate::runtime::K8sArgs),
+    /// Print a Podman Quadlet `.container` unit for a sysfile image.
+    Quadlet(crate::runtime::QuadletArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,6 +108,7 @@ pub fn main() -> i32 {
         }
         Command::Run(args) => crate::runtime::run_main(&args),
         Command::K8s(args) => crate::runtime::k8s_main(&args),
+        Command::Quadlet(args) => crate::runtime::quadlet_main(&args),
     };
     match result {
         Ok(code) => code,

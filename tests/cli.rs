@@ -181,3 +181,288 @@ fn a_secret_can_belong_to_the_steps_user() {
         "{dump}"
     );
 }
+
+// ---- run --print, k8s and quadlet against a fake `podman` that serves hostile labels ----------
+
+/// A directory with a fake `podman` on `PATH` that prints version 5.4.0 and, for
+/// `image inspect`, the labels JSON it is given.
+struct FakePodman {
+    dir: tempfile::TempDir,
+}
+
+impl FakePodman {
+    fn new(labels: &serde_json::Value) -> FakePodman {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("labels.json"), labels.to_string()).unwrap();
+        let script = format!(
+            "#!/bin/sh\ncase \"$1\" in\n  version) echo 5.4.0 ;;\n  image) cat '{}' ;;\n  *) echo \"unexpected: $*\" >&2; exit 9 ;;\nesac\n",
+            dir.path().join("labels.json").display()
+        );
+        let podman = dir.path().join("podman");
+        std::fs::write(&podman, script).unwrap();
+        std::fs::set_permissions(&podman, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakePodman { dir }
+    }
+
+    fn sysfile(&self, args: &[&str]) -> (i32, String, String) {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_sysfile"))
+            .args(args)
+            .env("PATH", path)
+            .output()
+            .expect("sysfile runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+            String::from_utf8(out.stderr).expect("UTF-8 stderr"),
+        )
+    }
+}
+
+fn hostile_labels() -> serde_json::Value {
+    serde_json::json!({
+        "sysfile.systemd.boot": "true",
+        "sysfile.systemd.version": "252\u{1b}[2J",
+        "sysfile.runtime.stop-timeout": "30\n---\napiVersion: v1\nkind: Pod\nspec:\n  hostPID: true",
+        "sysfile.runtime.tmpfs": "/run:exec,mode=755,\u{1b}]0;pwned\u{7};/run/lock;/tmp:size=99g;/x\u{2028}y;/host:rw,bind",
+        "sysfile.health.cmd": "systemctl is-system-running --quiet\u{85}privileged: true",
+        "sysfile.runtime.docker": "--privileged -v /:/host",
+        "RUN": "podman run --privileged IMAGE"
+    })
+}
+
+/// Nothing a terminal would act on: no control character but `\n`, no U+0085, U+2028, U+2029.
+fn assert_terminal_safe(text: &str) {
+    for c in text.chars() {
+        assert!(
+            c == '\n' || !(c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')),
+            "{c:?} in:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn k8s_with_hostile_labels_is_one_document_and_warns_escaped() {
+    let fake = FakePodman::new(&hostile_labels());
+    let (code, stdout, stderr) = fake.sysfile(&["k8s", "--engine", "podman", "example/sshd"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_terminal_safe(&stdout);
+    assert_terminal_safe(&stderr);
+    assert!(stdout.is_ascii());
+    let docs = yaml_rust2::YamlLoader::load_from_str(&stdout).unwrap();
+    assert_eq!(docs.len(), 1, "{stdout}");
+    assert_eq!(docs[0]["kind"].as_str(), Some("Pod"));
+    assert_eq!(
+        docs[0]["spec"]["terminationGracePeriodSeconds"].as_i64(),
+        Some(30)
+    );
+    assert!(!stdout.contains("hostPID"), "{stdout}");
+    assert_eq!(
+        docs[0]["spec"]["containers"][0]["securityContext"]["privileged"].as_bool(),
+        Some(false)
+    );
+    assert!(
+        stderr.contains(r#"warning: label sysfile.runtime.stop-timeout: "30\n---\napiVersion: v1"#),
+        "{stderr}"
+    );
+    assert!(stderr.contains(r"\u{1b}]0"), "{stderr}");
+    assert!(stderr.contains(r"\u{2028}"), "{stderr}");
+    assert!(stderr.contains(r"\u{85}"), "{stderr}");
+}
+
+#[test]
+fn quadlet_with_hostile_labels_writes_only_validated_values() {
+    let fake = FakePodman::new(&hostile_labels());
+    let (code, stdout, stderr) = fake.sysfile(&["quadlet", "localhost/example/sshd:1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_terminal_safe(&stdout);
+    assert_terminal_safe(&stderr);
+    let keys: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "Description=sysfile system container sshd",
+            "Image=localhost/example/sshd:1",
+            "PodmanArgs=--systemd=always",
+            "Tmpfs=/host",
+            "StopSignal=SIGRTMIN+3",
+            "StopTimeout=30",
+            "TimeoutStopSec=60",
+            "WantedBy=default.target",
+        ],
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("warning: label sysfile.health.cmd"),
+        "{stderr}"
+    );
+
+    // --output-dir writes NAME.container.
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = fake.sysfile(&[
+        "quadlet",
+        "--name",
+        "box",
+        "--output-dir",
+        out.path().to_str().unwrap(),
+        "localhost/example/sshd:1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty());
+    let unit = std::fs::read_to_string(out.path().join("box.container")).unwrap();
+    assert!(
+        unit.contains("\n[Container]\nImage=localhost/example/sshd:1\n"),
+        "{unit}"
+    );
+}
+
+#[test]
+fn quadlet_refuses_a_bad_name_or_reference_before_asking_the_engine() {
+    let fake = FakePodman::new(&serde_json::json!({}));
+    for args in [
+        &["quadlet", "--name", "Bad\u{1b}[2J", "x"][..],
+        &["quadlet", "x\n[Service]\nExecStartPre=/bin/id"][..],
+    ] {
+        let (code, stdout, stderr) = fake.sysfile(args);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stdout.is_empty());
+        assert_terminal_safe(&stderr);
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
+}
+
+#[test]
+fn run_print_with_hostile_labels_passes_no_label_through() {
+    let fake = FakePodman::new(&hostile_labels());
+    let (code, stdout, stderr) = fake.sysfile(&[
+        "run",
+        "--engine",
+        "podman",
+        "--print",
+        "--name",
+        "sd",
+        "example/sshd",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_terminal_safe(&stdout);
+    assert_terminal_safe(&stderr);
+    // `/host:rw,bind` keeps only its path: an empty tmpfs at /host, not a bind of anything.
+    assert_eq!(
+        stdout,
+        "podman run -d -t --systemd=always --stop-timeout 30 --name sd --tmpfs /host example/sshd\n"
+    );
+    assert!(
+        stderr.contains("warning: label sysfile.runtime.tmpfs"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) =
+        fake.sysfile(&["run", "--engine", "podman", "--explain", "example/sshd"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_terminal_safe(&stdout);
+    // Only the escaped warnings quote label values; no flag or reason does.
+    for line in stdout.lines().filter(|l| !l.starts_with("warning: ")) {
+        assert!(!line.contains("privileged"), "{line}");
+    }
+}
+
+#[test]
+fn run_force_cgroup_v1_is_accepted_and_has_no_effect() {
+    let fake = FakePodman::new(&serde_json::json!({
+        "sysfile.systemd.boot": "true",
+        "sysfile.systemd.version": "257"
+    }));
+    let base = ["run", "--engine", "podman", "--print", "example/sshd"];
+    let (code, plain, _) = fake.sysfile(&base);
+    assert_eq!(code, 0);
+    let mut forced = base.to_vec();
+    forced.push("--force-cgroup-v1");
+    let (code, stdout, stderr) = fake.sysfile(&forced);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, plain);
+    assert!(
+        stderr.contains("--force-cgroup-v1 has no effect"),
+        "{stderr}"
+    );
+}
+
+/// The manifests validate against Kubernetes' own schemas (PyPI `kubernetes-validate`, strict:
+/// unknown fields fail) for every version `--kube-version` accepts. Skips loudly when the tool
+/// is not installed, unless `SYSFILE_E2E=required`.
+#[test]
+fn k8s_manifests_validate_with_kubernetes_validate() {
+    let probe = Command::new("kubernetes-validate")
+        .arg("--version")
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        if std::env::var("SYSFILE_E2E").as_deref() == Ok("required") {
+            panic!("kubernetes-validate is not installed (pip install kubernetes-validate)");
+        }
+        eprintln!(
+            "=== SKIPPED: kubernetes-validate is not installed (pip install kubernetes-validate) ==="
+        );
+        return;
+    }
+    let fake = FakePodman::new(&serde_json::json!({
+        "sysfile.systemd.boot": "true",
+        "sysfile.systemd.version": "257",
+        "sysfile.runtime.tmpfs": "/run:exec,mode=755;/run/lock;/tmp;/var/cache/app:size=512m",
+        "sysfile.runtime.stop-timeout": "45",
+        "sysfile.health.cmd": "s=$(systemctl is-system-running 2>/dev/null); [ \"$s\" = running ] || [ \"$s\" = degraded ]"
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    for minor in 25..=37 {
+        let version = format!("1.{minor}");
+        let mut files = Vec::new();
+        let mut variants: Vec<Vec<&str>> = vec![
+            vec![],
+            vec!["--deployment", "--replicas", "3"],
+            vec!["--userns", "on"],
+            vec!["--userns", "off"],
+        ];
+        if minor >= 33 {
+            variants.push(vec!["--stop-signal"]);
+            variants.push(vec!["--deployment", "--stop-signal"]);
+        }
+        for (i, extra) in variants.iter().enumerate() {
+            let mut args = vec!["k8s", "--engine", "podman", "--kube-version", &version];
+            args.extend(extra);
+            args.push("example/sshd:latest");
+            let (code, stdout, stderr) = fake.sysfile(&args);
+            assert_eq!(code, 0, "{args:?}: {stderr}");
+            let file = dir.path().join(format!("{minor}-{i}.yaml"));
+            std::fs::write(&file, stdout).unwrap();
+            files.push(file);
+        }
+        let out = Command::new("kubernetes-validate")
+            .args(["--strict", "-k", &format!("{version}.0")])
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "Kubernetes {version}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // And a field a version lacks fails: stopSignal is unknown to 1.32.
+    let (code, _, stderr) = fake.sysfile(&[
+        "k8s",
+        "--engine",
+        "podman",
+        "--kube-version",
+        "1.32",
+        "--stop-signal",
+        "x",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("needs Kubernetes 1.33"), "{stderr}");
+}

@@ -1,13 +1,18 @@
-//! The `run` and `k8s` subcommands: arguments, the I/O sequence around the pure core, and output.
+//! The `run`, `k8s` and `quadlet` subcommands: arguments, the I/O sequence around the pure core, and output.
 //!
-//! Exit codes: 0 done; 1 the host cannot boot the image (a [`Refusal`](super::Refusal)) or a bad
-//! `--name`; 2 (returned as an error to `cli`) the engine is missing, its daemon unreachable, the
-//! image not found, or `run` failed.
+//! Exit codes: 0 done; 1 the host cannot boot the image (a [`Refusal`](super::Refusal)), a bad
+//! `--name`, image reference or option; 2 (returned as an error to `cli`) the engine is missing,
+//! its daemon unreachable, the image not found, `run` failed or the unit could not be written.
+//! Label warnings reach stderr only through [`Warning`](super::Warning)'s escaped text.
 
-use anyhow::Result;
+use std::path::PathBuf;
 
-use super::k8s::{self, K8sRequest};
-use super::{Engine, RunRequest, engine, plan_run};
+use anyhow::{Context as _, Result};
+
+use super::k8s::{self, K8sRequest, KubeVersion, Userns};
+use super::quadlet::{self, QuadletRequest};
+use super::rules::{DEFAULT_V1_CGROUP_MOUNTS, V1CgroupMounts};
+use super::{Engine, RunRequest, Warning, engine, plan_run};
 
 /// `sysfile run`.
 #[derive(Debug, clap::Args)]
@@ -26,9 +31,13 @@ pub struct RunArgs {
     /// Print the command, why each flag is there and the detected host, instead of running it.
     #[arg(long)]
     pub explain: bool,
-    /// Boot a systemd 256/257 image on a cgroup v1 host anyway (adds SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1).
+    /// No effect, kept for compatibility: systemd ≤ 257 boots on cgroup v1 without it, ≥ 258 cannot.
     #[arg(long)]
     pub force_cgroup_v1: bool,
+    /// The cgroup mounts of a boot image on a cgroup v1 host (Docker): the whole tree read-write,
+    /// or read-only with only the name=systemd (and unified) hierarchies read-write.
+    #[arg(long, value_enum, default_value_t = DEFAULT_V1_CGROUP_MOUNTS)]
+    pub cgroup_v1_mounts: V1CgroupMounts,
     /// Extra engine arguments, placed before the image.
     #[arg(last = true, value_name = "ENGINE_ARGS")]
     pub extra: Vec<String>,
@@ -51,6 +60,41 @@ pub struct K8sArgs {
     /// Replicas of the Deployment.
     #[arg(long, default_value_t = 1, requires = "deployment")]
     pub replicas: u32,
+    /// The Kubernetes version to write for (decides which fields are written).
+    #[arg(long, default_value_t = k8s::DEFAULT_KUBE_VERSION, value_parser = parse_kube_version)]
+    pub kube_version: KubeVersion,
+    /// Ask for a user namespace (`hostUsers: false`): auto = from Kubernetes 1.33, where it is on by default.
+    #[arg(long, value_enum, default_value_t = Userns::Auto)]
+    pub userns: Userns,
+    /// Write `lifecycle.stopSignal: SIGRTMIN+3` (Kubernetes ≥ 1.33 with the alpha ContainerStopSignals gate).
+    #[arg(long)]
+    pub stop_signal: bool,
+}
+
+fn parse_kube_version(text: &str) -> Result<KubeVersion, String> {
+    text.parse()
+}
+
+/// `sysfile quadlet`.
+#[derive(Debug, clap::Args)]
+pub struct QuadletArgs {
+    /// The image (its labels are read through the engine).
+    pub image: String,
+    /// The engine to read the labels with.
+    #[arg(long, value_enum, default_value_t = Engine::Podman)]
+    pub engine: Engine,
+    /// The unit name: NAME.container, NAME.service (default: the image's last path component without tag).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write NAME.container into this directory instead of printing it.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+}
+
+fn print_warnings(warnings: &[Warning]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Runs `sysfile run`; `Err` means exit code 2.
@@ -65,6 +109,7 @@ pub fn run_main(args: &RunArgs) -> Result<i32> {
         name: args.name.clone(),
         extra_args: args.extra.clone(),
         force_cgroup_v1: args.force_cgroup_v1,
+        v1_cgroup_mounts: args.cgroup_v1_mounts,
     };
     let plan = match plan_run(&labels, &facts, &request) {
         Ok(plan) => plan,
@@ -121,9 +166,13 @@ pub fn k8s_main(args: &K8sArgs) -> Result<i32> {
         name: args.name.clone(),
         deployment: args.deployment,
         replicas: args.replicas,
+        kube_version: args.kube_version,
+        userns: args.userns,
+        stop_signal: args.stop_signal,
     };
     match k8s::manifest(&labels, &request) {
-        Ok(yaml) => {
+        Ok((yaml, warnings)) => {
+            print_warnings(&warnings);
             print!("{yaml}");
             Ok(0)
         }
@@ -132,4 +181,38 @@ pub fn k8s_main(args: &K8sArgs) -> Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// Runs `sysfile quadlet`; `Err` means exit code 2.
+pub fn quadlet_main(args: &QuadletArgs) -> Result<i32> {
+    let request = QuadletRequest {
+        image: args.image.clone(),
+        name: args.name.clone(),
+    };
+    // The request is checked before the engine is asked, so a bad name or reference fails fast.
+    if let Err(msg) = quadlet::unit(&super::Labels::new(), &request) {
+        eprintln!("error: {msg}");
+        return Ok(1);
+    }
+    let program = engine::program(args.engine);
+    engine::server_version(args.engine, &program)?;
+    let labels = engine::image_labels(&program, &args.image)?;
+    let unit = match quadlet::unit(&labels, &request) {
+        Ok(unit) => unit,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Ok(1);
+        }
+    };
+    print_warnings(&unit.warnings);
+    match &args.output_dir {
+        None => print!("{}", unit.text),
+        Some(dir) => {
+            let path = dir.join(&unit.file_name);
+            std::fs::write(&path, &unit.text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(0)
 }

@@ -1,10 +1,13 @@
 //! Docker's flags for a systemd container, by cgroup version and Docker version, without `--privileged`.
 //!
-//! The recipes and their provenance are in the systemd contract (§5.2, §5.3): the cgroup v1 one is
-//! observed on Docker 20.10.24 and 26.1.5; the cgroup v2 ones come from sources and are not tested here.
+//! Provenance: the cgroup v1 `tree-rw` recipe is observed on Docker 20.10.24 and 26.1.5; the
+//! cgroup v2 fallback (`--cgroupns=host` plus a read-write bind) on a simulated cgroup v2 host with
+//! Docker 26; the `systemd-rw` v1 candidate and the Docker ≥ 28 recipe are not measured yet.
+//! Images that do not carry `sysfile.systemd.boot=true` get no cgroup flag at all.
 
-use super::host::CgroupVersion;
-use super::{Contract, FlagGroup, HostFacts, Refusal, RunRequest, tmpfs_reason};
+use super::host::{CgroupVersion, SYSTEMD_HIERARCHY, UNIFIED_HIERARCHY};
+use super::rules::{RECURSIVE_READONLY_VERSION, V1CgroupMounts};
+use super::{FlagGroup, HostFacts, ImageLabels, Refusal, RunRequest, tmpfs_reason};
 
 /// The oldest Docker `sysfile run` drives (`--cgroupns` needs API 1.41, Docker 20.10).
 pub const MIN_VERSION: (u32, u32) = (20, 10);
@@ -16,9 +19,10 @@ pub const CGROUP_BIND: &str = "/sys/fs/cgroup:/sys/fs/cgroup:rw";
 
 /// The `docker run` argument groups (starting with `run`), or a refusal for a Docker that is too old.
 pub fn groups(
-    contract: &Contract,
+    image: &ImageLabels,
     facts: &HostFacts,
     request: &RunRequest,
+    warnings: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<FlagGroup>, Refusal> {
     let version = facts.version();
@@ -52,10 +56,7 @@ pub fn groups(
             "no docker-init in front of systemd: systemd must be PID 1 (a daemon configured with \"init\": true would inject one)",
         ),
         FlagGroup::new(
-            [
-                "--stop-timeout".to_string(),
-                contract.stop_timeout.to_string(),
-            ],
+            ["--stop-timeout".to_string(), image.stop_timeout.to_string()],
             "`docker stop` sends the image's stop signal (SIGRTMIN+3: systemd halts) and waits this long before SIGKILL; \
              Docker's default of 10 s is shorter than a systemd shutdown may take (label sysfile.runtime.stop-timeout, default 30)",
         ),
@@ -66,24 +67,30 @@ pub fn groups(
             "the container name (--name)",
         ));
     }
-    for mount in &contract.tmpfs {
+    for mount in &image.tmpfs {
         groups.push(FlagGroup::new(
             ["--tmpfs".to_string(), mount.docker_value()],
             tmpfs_reason(&mount.path),
         ));
     }
 
+    if !image.boot {
+        notes.push(
+            "no cgroup flag: the image does not ask to boot systemd, so the container keeps Docker's \
+             read-only cgroup mount"
+                .to_string(),
+        );
+        return Ok(groups);
+    }
     match facts.cgroup {
-        CgroupVersion::V1 => groups.push(FlagGroup::new(
-            ["-v", CGROUP_BIND],
-            "on cgroup v1 systemd needs a writable name=systemd hierarchy, and Docker mounts /sys/fs/cgroup read-only; \
-             Docker ≥ 25 applies `:ro` binds recursively, so the classic `-v /sys/fs/cgroup:/sys/fs/cgroup:ro` fails there \
-             (it works on Docker < 25), while `:rw` works on both (observed on 20.10.24 and 26.1.5). \
-             It exposes the host's cgroup tree read-write to the container: acceptable on a throw-away host, not isolation",
-        )),
+        CgroupVersion::V1 => groups.extend(v1_cgroup_groups(
+            request.v1_cgroup_mounts,
+            facts,
+            warnings,
+        )?),
         CgroupVersion::V2 if facts.user_namespaced() => notes.push(
             "no cgroup flag: with a rootless or userns-remapped daemon Docker mounts the container's cgroup2 \
-             read-write, so the tmpfs mounts suffice (from Docker's sources; cgroup v2 recipes are not tested here)"
+             read-write, so the tmpfs mounts suffice (from Docker's sources; not measured here)"
                 .to_string(),
         ),
         CgroupVersion::V2 if version.is_some_and(|v| v >= WRITABLE_CGROUPS_VERSION) => {
@@ -94,21 +101,89 @@ pub fn groups(
             groups.push(FlagGroup::new(
                 ["--security-opt", "writable-cgroups=true"],
                 "Docker ≥ 28 mounts that subtree writable without --privileged, so systemd can create init.scope and \
-                 its slices (cgroup v2 recipes are not tested here)",
+                 its slices (from Docker's sources; not measured here)",
             ));
         }
         CgroupVersion::V2 => {
             groups.push(FlagGroup::new(
                 ["--cgroupns=host"],
-                "Docker 20.10–27 has no writable-cgroups option; the documented fallback shares the host's cgroup namespace",
+                "Docker 20.10–27 has no writable-cgroups option; systemd needs the host's cgroup namespace \
+                 (measured with Docker 26: --cgroupns=private alone makes systemd exit 255)",
             ));
             groups.push(FlagGroup::new(
                 ["-v", CGROUP_BIND],
-                "and binds the host's cgroup2 tree read-write so systemd can create its scopes; this exposes the whole host \
-                 cgroup tree to the container (and confuses `docker top`); Docker ≥ 28 removes the need with \
-                 --security-opt writable-cgroups=true (cgroup v2 recipes are not tested here)",
+                "and a read-write bind of the host's cgroup2 tree so systemd can create its scopes (measured: \
+                 systemd 252, 257 and 262 boot so with Docker 26); this exposes the whole host cgroup tree to \
+                 the container (and confuses `docker top`); Docker ≥ 28 removes the need with \
+                 --security-opt writable-cgroups=true",
             ));
         }
     }
     Ok(groups)
+}
+
+/// The `--mount` value binding `path` onto itself, read-only or read-write.
+fn bind(path: &str, readonly: bool) -> String {
+    format!(
+        "type=bind,src={path},dst={path}{}",
+        if readonly { ",readonly" } else { "" }
+    )
+}
+
+/// The cgroup flags of a boot image on a cgroup v1 host, by the chosen recipe.
+pub fn v1_cgroup_groups(
+    recipe: V1CgroupMounts,
+    facts: &HostFacts,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<FlagGroup>, Refusal> {
+    match recipe {
+        V1CgroupMounts::TreeRw => Ok(vec![FlagGroup::new(
+            ["-v", CGROUP_BIND],
+            "on cgroup v1 systemd needs a writable name=systemd hierarchy, and Docker mounts /sys/fs/cgroup read-only; \
+             Docker ≥ 25 applies `:ro` binds recursively, so the classic `-v /sys/fs/cgroup:/sys/fs/cgroup:ro` fails there \
+             (it works on Docker < 25), while `:rw` works on both (observed on 20.10.24 and 26.1.5). \
+             It exposes the host's whole cgroup v1 tree read-write to the container (--cgroup-v1-mounts tree-rw, \
+             today's default; systemd-rw is the narrower candidate)",
+        )]),
+        V1CgroupMounts::SystemdRw => {
+            if !facts.has_systemd_hierarchy() {
+                return Err(Refusal(format!(
+                    "--cgroup-v1-mounts systemd-rw needs the host's name=systemd hierarchy at {SYSTEMD_HIERARCHY}, \
+                     which this host does not mount; use --cgroup-v1-mounts tree-rw"
+                )));
+            }
+            let recursive = facts
+                .version()
+                .is_some_and(|v| v >= RECURSIVE_READONLY_VERSION);
+            if !recursive {
+                warnings.push(
+                    "--cgroup-v1-mounts systemd-rw on Docker < 25 (or an unknown version): read-only binds are not \
+                     recursive there, so the per-controller hierarchies under /sys/fs/cgroup keep the host's \
+                     read-write mount flags"
+                        .to_string(),
+                );
+            }
+            let mut groups = vec![
+                FlagGroup::new(
+                    ["--mount".to_string(), bind("/sys/fs/cgroup", true)],
+                    "the host's cgroup v1 tree, read-only: systemd reads the controller hierarchies but cannot change \
+                     them (Docker ≥ 25 makes a read-only bind recursively read-only on kernels ≥ 5.12; older \
+                     Docker makes only the top mount read-only) (candidate; not measured)",
+                ),
+                FlagGroup::new(
+                    ["--mount".to_string(), bind(SYSTEMD_HIERARCHY, false)],
+                    "the name=systemd hierarchy alone read-write on top: systemd on cgroup v1 creates init.scope \
+                     and its slices there and nowhere else (candidate; not measured)",
+                ),
+            ];
+            if facts.hybrid() {
+                groups.push(FlagGroup::new(
+                    ["--mount".to_string(), bind(UNIFIED_HIERARCHY, false)],
+                    "this host is hybrid (cgroup2 at /sys/fs/cgroup/unified): systemd also manages its subtree \
+                     there, so that hierarchy is read-write too (candidate; not measured)",
+                ));
+            }
+            Ok(groups)
+        }
+    }
 }

@@ -34,8 +34,9 @@ fn output(program: &str, args: &[&str]) -> Result<Output> {
         })
 }
 
+/// The engine's stderr, made safe for a terminal (it may echo image names or label values).
 fn stderr_text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
+    super::labels::terminal_text(String::from_utf8_lossy(&out.stderr).trim())
 }
 
 /// The engine's server version (`26.1.5+dfsg1`); fails when the daemon is unreachable.
@@ -46,7 +47,7 @@ pub fn server_version(engine: Engine, program: &str) -> Result<String> {
         Engine::Podman => "{{.Client.Version}}",
     };
     let out = output(program, &["version", "--format", format])?;
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let version = super::labels::terminal_text(String::from_utf8_lossy(&out.stdout).trim());
     if !out.status.success() || version.is_empty() {
         bail!(
             "the {} daemon is unreachable (`{program} version` failed): {}",
@@ -76,13 +77,18 @@ pub fn image_labels(program: &str, image: &str) -> Result<Labels> {
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let labels: Option<Labels> = serde_json::from_str(text.trim())
-        .map_err(|err| anyhow!("cannot read the labels of `{image}` ({err}): {text}"))?;
+    let labels: Option<Labels> = serde_json::from_str(text.trim()).map_err(|err| {
+        anyhow!(
+            "cannot read the labels of `{image}` ({err}): {}",
+            super::labels::show(&text)
+        )
+    })?;
     Ok(labels.unwrap_or_default())
 }
 
-/// Detects the host: cgroup version (`stat -fc %T /sys/fs/cgroup`, else `/proc/self/mountinfo`)
-/// and, for Docker, whether the daemon is rootless or userns-remapped.
+/// Detects the host: cgroup version (`stat -fc %T /sys/fs/cgroup`, else `/proc/self/mountinfo`),
+/// the cgroup hierarchies below `/sys/fs/cgroup` (`/proc/self/mountinfo`) and, for Docker,
+/// whether the daemon is rootless or userns-remapped.
 pub fn detect_host(engine: Engine, program: &str, engine_version: String) -> Result<HostFacts> {
     let cgroup_fs = Command::new("stat")
         .args(["-fc", "%T", "/sys/fs/cgroup"])
@@ -109,6 +115,9 @@ pub fn detect_host(engine: Engine, program: &str, engine_version: String) -> Res
             }),
         Engine::Podman => (false, false),
     };
+    let cgroup_mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|text| host::cgroup_mounts_from_mountinfo(&text))
+        .unwrap_or_default();
     Ok(HostFacts {
         engine,
         cgroup: host::cgroup_from_fs_type(&cgroup_fs),
@@ -116,6 +125,7 @@ pub fn detect_host(engine: Engine, program: &str, engine_version: String) -> Res
         engine_version: Some(engine_version),
         rootless,
         userns,
+        cgroup_mounts,
     })
 }
 
@@ -137,5 +147,7 @@ pub fn run(argv: &[String]) -> Result<String> {
                 .map_or_else(|| "a signal".to_string(), |c| format!("exit code {c}"))
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Ok(super::labels::terminal_text(
+        String::from_utf8_lossy(&out.stdout).trim(),
+    ))
 }

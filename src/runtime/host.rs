@@ -38,7 +38,24 @@ pub struct HostFacts {
     pub rootless: bool,
     /// The daemon remaps user namespaces (`name=userns` in its security options).
     pub userns: bool,
+    /// The cgroup file systems mounted below `/sys/fs/cgroup` (from `/proc/self/mountinfo`);
+    /// empty when unknown or on cgroup v2.
+    pub cgroup_mounts: Vec<CgroupMount>,
 }
+
+/// A cgroup hierarchy mounted below `/sys/fs/cgroup`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupMount {
+    /// The mount point, e.g. `/sys/fs/cgroup/systemd`.
+    pub path: String,
+    /// `cgroup` or `cgroup2`.
+    pub fs_type: String,
+}
+
+/// The named `name=systemd` hierarchy of a cgroup v1 host.
+pub const SYSTEMD_HIERARCHY: &str = "/sys/fs/cgroup/systemd";
+/// The cgroup2 hierarchy of a hybrid host.
+pub const UNIFIED_HIERARCHY: &str = "/sys/fs/cgroup/unified";
 
 impl HostFacts {
     /// The engine version as `(major, minor)`, when it parses.
@@ -50,6 +67,48 @@ impl HostFacts {
     pub fn user_namespaced(&self) -> bool {
         self.rootless || self.userns
     }
+
+    /// A cgroup v1 host that also mounts cgroup2 at `/sys/fs/cgroup/unified` (systemd's "hybrid" layout).
+    pub fn hybrid(&self) -> bool {
+        self.cgroup == CgroupVersion::V1
+            && self
+                .cgroup_mounts
+                .iter()
+                .any(|m| m.path == UNIFIED_HIERARCHY && m.fs_type == "cgroup2")
+    }
+
+    /// The host mounts the `name=systemd` hierarchy at `/sys/fs/cgroup/systemd`.
+    pub fn has_systemd_hierarchy(&self) -> bool {
+        self.cgroup_mounts
+            .iter()
+            .any(|m| m.path == SYSTEMD_HIERARCHY && m.fs_type == "cgroup")
+    }
+}
+
+/// The cgroup file systems (`cgroup`, `cgroup2`) mounted directly below `/sys/fs/cgroup`, from
+/// `/proc/self/mountinfo` text, in mount order; a later mount of the same point replaces an earlier one.
+pub fn cgroup_mounts_from_mountinfo(mountinfo: &str) -> Vec<CgroupMount> {
+    let mut mounts: Vec<CgroupMount> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let (Some(path), Some(fs_type)) = (left.split(' ').nth(4), right.split(' ').next()) else {
+            continue;
+        };
+        let Some(name) = path.strip_prefix("/sys/fs/cgroup/") else {
+            continue;
+        };
+        if name.is_empty() || name.contains('/') || !matches!(fs_type, "cgroup" | "cgroup2") {
+            continue;
+        }
+        mounts.retain(|m| m.path != path);
+        mounts.push(CgroupMount {
+            path: path.to_string(),
+            fs_type: fs_type.to_string(),
+        });
+    }
+    mounts
 }
 
 /// The cgroup version for a file-system type of `/sys/fs/cgroup` (`stat -fc %T`).
@@ -146,6 +205,44 @@ mod tests {
             CgroupVersion::V2
         );
         assert_eq!(cgroup_fs_from_mountinfo("garbage\n"), None);
+    }
+
+    #[test]
+    fn mountinfo_lists_the_hierarchies() {
+        let hybrid = "\
+25 22 0:23 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+27 25 0:25 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd
+30 25 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:14 - cgroup cgroup rw,cpu,cpuacct
+31 25 0:29 / /sys/fs/cgroup/cpu/extra rw,nosuid shared:15 - cgroup cgroup rw,cpu
+32 22 0:30 / /sys/fs/cgroupx rw shared:16 - cgroup cgroup rw,memory
+";
+        let mounts = cgroup_mounts_from_mountinfo(hybrid);
+        let paths: Vec<&str> = mounts.iter().map(|m| m.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/sys/fs/cgroup/unified",
+                "/sys/fs/cgroup/systemd",
+                "/sys/fs/cgroup/cpu,cpuacct"
+            ]
+        );
+        let mut facts = HostFacts {
+            engine: Engine::Docker,
+            cgroup: CgroupVersion::V1,
+            cgroup_fs: "tmpfs".into(),
+            engine_version: None,
+            rootless: false,
+            userns: false,
+            cgroup_mounts: mounts,
+        };
+        assert!(facts.hybrid());
+        assert!(facts.has_systemd_hierarchy());
+        facts.cgroup_mounts.retain(|m| m.path != UNIFIED_HIERARCHY);
+        assert!(!facts.hybrid());
+        facts.cgroup_mounts.clear();
+        assert!(!facts.has_systemd_hierarchy());
+        assert!(cgroup_mounts_from_mountinfo("garbage\n").is_empty());
     }
 
     #[test]

@@ -1,23 +1,33 @@
-//! `sysfile run` and `sysfile k8s`: start a sysfile image with the engine flags its host needs.
+//! `sysfile run`, `sysfile k8s` and `sysfile quadlet`: start or describe a sysfile image with the
+//! engine flags its host needs, trusting no image label.
 //!
-//! The core is pure: [`contract`] reads the image labels (a map), [`plan_run`] turns labels plus
-//! [`HostFacts`] into a [`RunPlan`] (argv, one reason per flag group, warnings) or a [`Refusal`],
-//! and [`k8s::manifest`] prints a Pod or Deployment. `docker.rs` and `podman.rs` hold each engine's
-//! flags, `host.rs` the host facts and their parsers, `shell.rs` the quoting. Only `engine.rs`
-//! (the engine CLI through `std::process::Command`) and `command.rs` (the two subcommands) do I/O.
+//! The core is pure: [`labels::parse_labels`] validates the image labels (a map) into
+//! [`ImageLabels`], [`plan_run`] turns them plus [`HostFacts`] into a [`RunPlan`] (argv, one reason
+//! per flag group, warnings) or a [`Refusal`] by the rules in `rules.rs`, [`k8s::manifest`] prints
+//! a Pod or Deployment and [`quadlet::unit`] a Podman Quadlet `.container` unit. `docker.rs` and
+//! `podman.rs` hold each engine's flags, `host.rs` the host facts and their parsers, `shell.rs`
+//! the quoting. Only `engine.rs` (the engine CLI through `std::process::Command`) and `command.rs`
+//! (the three subcommands) do I/O.
 
 pub mod command;
 pub mod docker;
 pub mod engine;
 pub mod host;
 pub mod k8s;
+pub mod labels;
 pub mod podman;
+pub mod quadlet;
+pub mod rules;
 pub mod shell;
 
 use std::collections::BTreeMap;
 
-pub use command::{K8sArgs, RunArgs, k8s_main, run_main};
+use labels::{BOOT_LABEL, DEFAULT_STOP_TIMEOUT, SYSTEMD_VERSION_LABEL};
+
+pub use command::{K8sArgs, QuadletArgs, RunArgs, k8s_main, quadlet_main, run_main};
 pub use host::{CgroupVersion, HostFacts};
+pub use labels::{ImageLabels, TmpfsMount, Warning, parse_labels};
+pub use rules::V1CgroupMounts;
 
 /// Image labels, as `docker image inspect -f '{{json .Config.Labels}}'` gives them.
 pub type Labels = BTreeMap<String, String>;
@@ -41,200 +51,6 @@ impl Engine {
     }
 }
 
-/// The label that marks an image built by sysfile.
-pub const BOOT_LABEL: &str = "sysfile.systemd.boot";
-/// Seconds to wait after the stop signal.
-pub const STOP_TIMEOUT_LABEL: &str = "sysfile.runtime.stop-timeout";
-/// `;`-separated `--tmpfs` entries.
-pub const TMPFS_LABEL: &str = "sysfile.runtime.tmpfs";
-/// systemd's major version in the image.
-pub const SYSTEMD_VERSION_LABEL: &str = "sysfile.systemd.version";
-/// The health command for engines that ignore `Healthcheck`.
-pub const HEALTH_LABEL: &str = "sysfile.health.cmd";
-
-/// The stop timeout when the label is missing or unreadable.
-pub const DEFAULT_STOP_TIMEOUT: u32 = 30;
-/// The tmpfs mounts when the label is missing, empty or unusable.
-pub const DEFAULT_TMPFS: &str = crate::image::RUNTIME_TMPFS;
-/// The argument that lets systemd 256/257 boot on cgroup v1 (read from PID 1's argv).
-pub const LEGACY_FORCE_ARG: &str = "SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1";
-
-/// One `--tmpfs` entry: a path and Docker's mount options (possibly empty).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TmpfsMount {
-    /// The absolute mount point.
-    pub path: String,
-    /// Docker `--tmpfs` options after the `:`, e.g. `exec,mode=755`.
-    pub options: String,
-}
-
-impl TmpfsMount {
-    /// The `--tmpfs` value: `path` or `path:options`.
-    pub fn docker_value(&self) -> String {
-        if self.options.is_empty() {
-            self.path.clone()
-        } else {
-            format!("{}:{}", self.path, self.options)
-        }
-    }
-}
-
-/// What the image asks of the engine, read from its labels, with defaults filled in.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Contract {
-    /// The image carries `sysfile.systemd.boot=true`.
-    pub sysfile: bool,
-    /// Seconds between the stop signal and SIGKILL.
-    pub stop_timeout: u32,
-    /// The tmpfs mounts the engine must provide.
-    pub tmpfs: Vec<TmpfsMount>,
-    /// systemd's version in the image, when the label says.
-    pub systemd_version: Option<u32>,
-    /// The health command; `None` when the label is missing or empty.
-    pub health_cmd: Option<String>,
-    /// Problems with the labels (each already says what default was used instead).
-    pub warnings: Vec<String>,
-    /// Facts worth telling the user (missing labels, defaults used).
-    pub notes: Vec<String>,
-}
-
-/// Reads the runtime contract from image labels. Never fails: bad or missing labels fall back to
-/// the defaults, with a warning or note saying so.
-pub fn contract(labels: &Labels) -> Contract {
-    let mut warnings = Vec::new();
-    let mut notes = Vec::new();
-    let sysfile = labels.get(BOOT_LABEL).map(|v| v.trim()) == Some("true");
-    if !sysfile {
-        notes.push(format!(
-            "the image has no {BOOT_LABEL}=true label, so it was not built by sysfile; \
-             using the default contract (tmpfs {DEFAULT_TMPFS}, stop timeout {DEFAULT_STOP_TIMEOUT} s), \
-             which boots only if its entrypoint is systemd"
-        ));
-    }
-    let stop_timeout = match labels.get(STOP_TIMEOUT_LABEL) {
-        None => DEFAULT_STOP_TIMEOUT,
-        Some(v) => match v.trim().parse::<u32>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                warnings.push(format!(
-                    "label {STOP_TIMEOUT_LABEL}=`{v}` is not a positive number of seconds; using {DEFAULT_STOP_TIMEOUT}"
-                ));
-                DEFAULT_STOP_TIMEOUT
-            }
-        },
-    };
-    let tmpfs = match labels.get(TMPFS_LABEL) {
-        None => default_tmpfs(),
-        Some(value) => {
-            let (mounts, problems) = parse_tmpfs(value);
-            warnings.extend(problems);
-            if mounts.is_empty() {
-                warnings.push(format!(
-                    "label {TMPFS_LABEL} names no usable tmpfs mount; using the default `{DEFAULT_TMPFS}`"
-                ));
-                default_tmpfs()
-            } else {
-                if !mounts.iter().any(|m| m.path == "/run") {
-                    warnings.push(format!(
-                        "label {TMPFS_LABEL} has no /run entry; systemd cannot boot without a tmpfs /run \
-                         unless the engine or extra arguments provide one"
-                    ));
-                }
-                mounts
-            }
-        }
-    };
-    let systemd_version = match labels.get(SYSTEMD_VERSION_LABEL) {
-        None => None,
-        Some(v) => match v.trim().parse::<u32>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                warnings.push(format!(
-                    "label {SYSTEMD_VERSION_LABEL}=`{v}` is not a version number; treating it as unknown"
-                ));
-                None
-            }
-        },
-    };
-    let health_cmd = labels
-        .get(HEALTH_LABEL)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty());
-    Contract {
-        sysfile,
-        stop_timeout,
-        tmpfs,
-        systemd_version,
-        health_cmd,
-        warnings,
-        notes,
-    }
-}
-
-fn default_tmpfs() -> Vec<TmpfsMount> {
-    parse_tmpfs(DEFAULT_TMPFS).0
-}
-
-/// Parses a `sysfile.runtime.tmpfs` value: `;`-separated Docker `--tmpfs` entries (`/path[:options]`).
-/// Empty entries are skipped silently; entries that are not absolute paths, contain whitespace or
-/// repeat a path are dropped with a warning.
-pub fn parse_tmpfs(value: &str) -> (Vec<TmpfsMount>, Vec<String>) {
-    let mut mounts: Vec<TmpfsMount> = Vec::new();
-    let mut warnings = Vec::new();
-    for entry in value.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-        let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
-        let problem = if !path.starts_with('/') {
-            Some("is not an absolute path")
-        } else if entry.chars().any(char::is_whitespace) {
-            Some("contains whitespace")
-        } else if path.split('/').any(|c| c == "..") {
-            Some("contains `..`")
-        } else if options.contains(':') {
-            Some("has more than one `:`")
-        } else if mounts.iter().any(|m| m.path == path.trim_end_matches('/')) {
-            Some("repeats a mount point")
-        } else {
-            None
-        };
-        match problem {
-            Some(why) => warnings.push(format!(
-                "ignoring tmpfs entry `{entry}` in label {TMPFS_LABEL}: it {why}"
-            )),
-            None => mounts.push(TmpfsMount {
-                path: match path.trim_end_matches('/') {
-                    "" => "/".to_string(),
-                    p => p.to_string(),
-                },
-                options: options.to_string(),
-            }),
-        }
-    }
-    (mounts, warnings)
-}
-
-/// Whether an image's systemd can boot on a cgroup v1 host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum V1Support {
-    /// systemd ≤ 255.
-    Boots,
-    /// systemd 256–257: only with `SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1`.
-    NeedsForce,
-    /// systemd ≥ 258 removed cgroup v1.
-    Never,
-    /// The version is not known.
-    Unknown,
-}
-
-/// The cgroup v1 verdict for a systemd version.
-pub fn v1_support(systemd_version: Option<u32>) -> V1Support {
-    match systemd_version {
-        None => V1Support::Unknown,
-        Some(0..=255) => V1Support::Boots,
-        Some(256..=257) => V1Support::NeedsForce,
-        Some(_) => V1Support::Never,
-    }
-}
-
 /// What the user asked `sysfile run` for, besides the image's labels and the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunRequest {
@@ -246,8 +62,17 @@ pub struct RunRequest {
     pub name: Option<String>,
     /// Arguments after `--`, placed before the image.
     pub extra_args: Vec<String>,
-    /// `--force-cgroup-v1`: boot systemd 256/257 on cgroup v1 anyway.
+    /// `--force-cgroup-v1`: accepted for compatibility; it has no effect (systemd ≤ 257 boots on
+    /// cgroup v1 without it, ≥ 258 cannot be forced).
     pub force_cgroup_v1: bool,
+    /// `--cgroup-v1-mounts`: the cgroup mounts of a boot image on a cgroup v1 host.
+    pub v1_cgroup_mounts: V1CgroupMounts,
+}
+
+impl Default for V1CgroupMounts {
+    fn default() -> Self {
+        rules::DEFAULT_V1_CGROUP_MOUNTS
+    }
 }
 
 /// A group of arguments and why they are there.
@@ -277,9 +102,6 @@ pub struct RunPlan {
     pub groups: Vec<FlagGroup>,
     /// The image.
     pub image: String,
-    /// Arguments after the image: systemd's "kernel command line" (the image `Cmd` is replaced
-    /// only when this is non-empty).
-    pub after_image: Vec<FlagGroup>,
     /// Things the user must know (printed as `warning:`).
     pub warnings: Vec<String>,
     /// Things worth knowing (printed as `note:`).
@@ -294,7 +116,6 @@ impl RunPlan {
         let mut argv = vec![self.program.clone()];
         argv.extend(self.groups.iter().flat_map(|g| g.args.iter().cloned()));
         argv.push(self.image.clone());
-        argv.extend(self.after_image.iter().flat_map(|g| g.args.iter().cloned()));
         argv
     }
 
@@ -314,7 +135,7 @@ impl RunPlan {
         let mut out = String::new();
         out.push_str(&self.command_line());
         out.push_str("\n\nwhy each flag:\n");
-        for group in self.groups.iter().chain(&self.after_image) {
+        for group in &self.groups {
             out.push_str(&format!("  {}: {}\n", shell::join(&group.args), group.why));
         }
         out.push_str("\nhost:\n");
@@ -341,65 +162,73 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Plans the run command for an image on a host. Pure: no I/O.
+/// Plans the run command for an image on a host. Pure: no I/O. Every label goes through
+/// [`parse_labels`]; its warnings come back escaped in [`RunPlan::warnings`].
 pub fn plan_run(
     labels: &Labels,
     facts: &HostFacts,
     request: &RunRequest,
 ) -> Result<RunPlan, Refusal> {
-    let contract = contract(labels);
-    let mut warnings = contract.warnings.clone();
-    let mut notes = contract.notes.clone();
-    let mut after_image = Vec::new();
+    let (image, label_warnings) = parse_labels(labels);
+    let mut warnings: Vec<String> = label_warnings.iter().map(ToString::to_string).collect();
+    let mut notes = Vec::new();
+    if !image.boot {
+        notes.push(format!(
+            "the image has no {BOOT_LABEL}=true label (it was not built by sysfile), so it does not ask \
+             to boot systemd: it gets \
+             no cgroup write access, the default tmpfs mounts and a {DEFAULT_STOP_TIMEOUT} s stop \
+             timeout; a systemd entrypoint will not boot without a writable cgroup"
+        ));
+    }
 
-    // systemd version against the host's cgroup version.
-    let version_text = contract
+    // systemd version against the host: the rules table decides (the version label is
+    // validated as a number; the `sysfile.systemd.cgroup` label is never read).
+    let version_text = image
         .systemd_version
         .map_or_else(|| "unknown".to_string(), |v| v.to_string());
-    match (facts.cgroup, v1_support(contract.systemd_version)) {
-        (CgroupVersion::V2, V1Support::Unknown) | (CgroupVersion::V1, V1Support::Unknown) => {
-            notes.push(format!(
-                "the image has no usable {SYSTEMD_VERSION_LABEL} label; running it anyway \
-                 (systemd ≥ 258 cannot boot on cgroup v1, 256–257 only when forced)"
-            ));
-        }
-        (CgroupVersion::V2, _) | (CgroupVersion::V1, V1Support::Boots) => {}
-        (CgroupVersion::V1, V1Support::NeedsForce) => {
-            if !request.force_cgroup_v1 {
-                return Err(Refusal(format!(
-                    "systemd {version_text} refuses to boot on cgroup v1 unless forced; this host mounts \
-                     cgroup v1 at /sys/fs/cgroup; use a cgroup v2 host, a base with systemd ≤ 255, or pass \
-                     --force-cgroup-v1 to add {LEGACY_FORCE_ARG} to systemd's command line"
-                )));
+    let mut rule_line = None;
+    match image.systemd_version {
+        None => notes.push(format!(
+            "the image has no usable {SYSTEMD_VERSION_LABEL} label; planning the ordinary flags \
+             (systemd ≥ {} exits at once on a cgroup v1 host)",
+            rules::HIGHEST_V1_BOOTED + 1
+        )),
+        Some(version) => match rules::boot_rule(facts.engine, facts.cgroup, version) {
+            Some(rule) => {
+                if let rules::Verdict::Refuse(reason) = rule.verdict {
+                    return Err(Refusal(format!(
+                        "systemd {version} cannot boot on this host, which mounts cgroup {} at /sys/fs/cgroup: \
+                         {reason}; the highest systemd observed to boot on cgroup v1 is {}; use a cgroup v2 \
+                         host or a base image with systemd ≤ {}",
+                        facts.cgroup.as_str(),
+                        rules::HIGHEST_V1_BOOTED,
+                        rules::HIGHEST_V1_BOOTED
+                    )));
+                }
+                rule_line = Some(format!(
+                    "systemd {version} on cgroup {}: boots ({})",
+                    facts.cgroup.as_str(),
+                    rule.evidence
+                ));
             }
-            warnings.push(format!(
-                "systemd {version_text} on cgroup v1: forcing the deprecated v1 support with {LEGACY_FORCE_ARG} \
-                 (this replaces the image Cmd; whether systemd honours it in a container is not verified)"
-            ));
-            after_image.push(FlagGroup::new(
-                [LEGACY_FORCE_ARG],
-                format!(
-                    "arguments after the image are systemd's kernel command line; this makes systemd \
-                     {version_text} boot on the host's cgroup v1 (--force-cgroup-v1)"
-                ),
-            ));
-        }
-        (CgroupVersion::V1, V1Support::Never) => {
-            return Err(Refusal(format!(
-                "systemd {version_text} dropped cgroup v1; this host mounts cgroup v1 at /sys/fs/cgroup; \
-                 use a cgroup v2 host or a base with systemd ≤ 255"
-            )));
-        }
+            None => notes.push(format!(
+                "no boot rule covers systemd {version} on cgroup {}; planning the ordinary flags",
+                facts.cgroup.as_str()
+            )),
+        },
     }
-    if request.force_cgroup_v1 && after_image.is_empty() {
-        notes.push(
-            "--force-cgroup-v1 is not needed for this image on this host; ignored".to_string(),
-        );
+    if request.force_cgroup_v1 {
+        notes.push(format!(
+            "--force-cgroup-v1 has no effect: systemd ≤ {} boots on cgroup v1 without it and \
+             systemd ≥ {} cannot be forced",
+            rules::HIGHEST_V1_BOOTED,
+            rules::HIGHEST_V1_BOOTED + 1
+        ));
     }
 
     let mut groups = match facts.engine {
-        Engine::Docker => docker::groups(&contract, facts, request, &mut notes)?,
-        Engine::Podman => podman::groups(&contract, facts, request, &mut notes),
+        Engine::Docker => docker::groups(&image, facts, request, &mut warnings, &mut notes)?,
+        Engine::Podman => podman::groups(&image, facts, request, &mut notes),
     };
     if !request.extra_args.is_empty() {
         groups.push(FlagGroup::new(
@@ -442,15 +271,36 @@ pub fn plan_run(
             }
         ));
     }
+    if facts.cgroup == CgroupVersion::V1 {
+        host.push(format!(
+            "cgroup v1 hierarchies: {}{}",
+            if facts.cgroup_mounts.is_empty() {
+                "unknown".to_string()
+            } else {
+                facts
+                    .cgroup_mounts
+                    .iter()
+                    .map(|m| m.path.trim_start_matches("/sys/fs/cgroup/"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+            if facts.hybrid() {
+                " (hybrid: cgroup2 at /sys/fs/cgroup/unified)"
+            } else {
+                ""
+            }
+        ));
+    }
+    host.extend(rule_line);
     host.push(format!(
         "image: {}, systemd {version_text}, stop timeout {} s, tmpfs {}",
-        if contract.sysfile {
-            "built by sysfile"
+        if image.boot {
+            "boots systemd (sysfile.systemd.boot=true)"
         } else {
-            "not built by sysfile"
+            "does not ask to boot systemd"
         },
-        contract.stop_timeout,
-        contract
+        image.stop_timeout,
+        image
             .tmpfs
             .iter()
             .map(TmpfsMount::docker_value)
@@ -462,7 +312,6 @@ pub fn plan_run(
         program: request.program.clone(),
         groups,
         image: request.image.clone(),
-        after_image,
         warnings,
         notes,
         host,
@@ -479,7 +328,7 @@ fn tmpfs_reason(path: &str) -> String {
                         `Failed to mount tmpfs at /run/lock`"
             .to_string(),
         "/tmp" => "a fresh, memory-backed /tmp per container, as tmp.mount would give on a host".to_string(),
-        _ => format!("the image asks for it in label {TMPFS_LABEL}"),
+        _ => format!("the image asks for it in label {}", labels::TMPFS_LABEL),
     }
 }
 
