@@ -204,11 +204,12 @@ enum Lookup {
     Missing,
 }
 
-/// Which cgroup versions can boot an image with this systemd (`sysfile.systemd.cgroup`).
+/// Which cgroup versions can boot an image with this systemd (`sysfile.systemd.cgroup`): up to
+/// 257 both (the host matrix boots 252 and 257 on cgroup v1 without any forcing), from 258 only v2
+/// (systemd 258 removed cgroup v1; 262 exits 255 on a v1 host).
 pub fn cgroup_support(systemd_version: u32) -> &'static str {
     match systemd_version {
-        0..=255 => "v1,v2",
-        256..=257 => "v2,v1-forced",
+        0..=257 => "v1,v2",
         _ => "v2",
     }
 }
@@ -352,7 +353,7 @@ mod tests {
         assert!(matches!(inv.lookup("sshd.service"), Lookup::Alias(real) if real == "ssh.service"));
         assert!(matches!(inv.lookup("nope.service"), Lookup::Missing));
         assert_eq!(cgroup_support(252), "v1,v2");
-        assert_eq!(cgroup_support(257), "v2,v1-forced");
+        assert_eq!(cgroup_support(257), "v1,v2");
         assert_eq!(cgroup_support(258), "v2");
     }
 

@@ -1,12 +1,14 @@
 //! Docker's flags for a systemd container, by cgroup version and Docker version, without `--privileged`.
 //!
-//! Provenance: the cgroup v1 `tree-rw` recipe is observed on Docker 20.10.24 and 26.1.5; the
-//! cgroup v2 fallback (`--cgroupns=host` plus a read-write bind) on a simulated cgroup v2 host with
-//! Docker 26; the `systemd-rw` v1 candidate and the Docker ≥ 28 recipe are not measured yet.
+//! Provenance (measured by `tests/e2e_hosts.rs` and `tests/e2e_matrix.rs`): the default cgroup v1
+//! recipe `systemd-rw` (only the `name=systemd` hierarchy read-write) boots systemd 252 and 257 on
+//! Docker 20.10.24 and 26.1.5; the cgroup v2 fallback (`--cgroupns=host` plus a read-write bind)
+//! boots 252, 257 and 262 on a simulated cgroup v2 host with Docker 26. The Docker ≥ 28 recipe is
+//! not measured here.
 //! Images that do not carry `sysfile.systemd.boot=true` get no cgroup flag at all.
 
-use super::host::{CgroupVersion, SYSTEMD_HIERARCHY, UNIFIED_HIERARCHY};
-use super::rules::{RECURSIVE_READONLY_VERSION, V1CgroupMounts};
+use super::host::{CgroupVersion, SYSTEMD_HIERARCHY};
+use super::rules::V1CgroupMounts;
 use super::{FlagGroup, HostFacts, ImageLabels, Refusal, RunRequest, tmpfs_reason};
 
 /// The oldest Docker `sysfile run` drives (`--cgroupns` needs API 1.41, Docker 20.10).
@@ -22,7 +24,6 @@ pub fn groups(
     image: &ImageLabels,
     facts: &HostFacts,
     request: &RunRequest,
-    warnings: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<FlagGroup>, Refusal> {
     let version = facts.version();
@@ -83,11 +84,7 @@ pub fn groups(
         return Ok(groups);
     }
     match facts.cgroup {
-        CgroupVersion::V1 => groups.extend(v1_cgroup_groups(
-            request.v1_cgroup_mounts,
-            facts,
-            warnings,
-        )?),
+        CgroupVersion::V1 => groups.extend(v1_cgroup_groups(request.v1_cgroup_mounts, facts)?),
         CgroupVersion::V2 if facts.user_namespaced() => notes.push(
             "no cgroup flag: with a rootless or userns-remapped daemon Docker mounts the container's cgroup2 \
              read-write, so the tmpfs mounts suffice (from Docker's sources; not measured here)"
@@ -134,7 +131,6 @@ fn bind(path: &str, readonly: bool) -> String {
 pub fn v1_cgroup_groups(
     recipe: V1CgroupMounts,
     facts: &HostFacts,
-    warnings: &mut Vec<String>,
 ) -> Result<Vec<FlagGroup>, Refusal> {
     match recipe {
         V1CgroupMounts::TreeRw => Ok(vec![FlagGroup::new(
@@ -142,8 +138,8 @@ pub fn v1_cgroup_groups(
             "on cgroup v1 systemd needs a writable name=systemd hierarchy, and Docker mounts /sys/fs/cgroup read-only; \
              Docker ≥ 25 applies `:ro` binds recursively, so the classic `-v /sys/fs/cgroup:/sys/fs/cgroup:ro` fails there \
              (it works on Docker < 25), while `:rw` works on both (observed on 20.10.24 and 26.1.5). \
-             It exposes the host's whole cgroup v1 tree read-write to the container (--cgroup-v1-mounts tree-rw, \
-             today's default; systemd-rw is the narrower candidate)",
+             It exposes the host's whole cgroup v1 tree read-write to the container (--cgroup-v1-mounts tree-rw; \
+             the default systemd-rw binds only the name=systemd hierarchy)",
         )]),
         V1CgroupMounts::SystemdRw => {
             if !facts.has_systemd_hierarchy() {
@@ -152,38 +148,13 @@ pub fn v1_cgroup_groups(
                      which this host does not mount; use --cgroup-v1-mounts tree-rw"
                 )));
             }
-            let recursive = facts
-                .version()
-                .is_some_and(|v| v >= RECURSIVE_READONLY_VERSION);
-            if !recursive {
-                warnings.push(
-                    "--cgroup-v1-mounts systemd-rw on Docker < 25 (or an unknown version): read-only binds are not \
-                     recursive there, so the per-controller hierarchies under /sys/fs/cgroup keep the host's \
-                     read-write mount flags"
-                        .to_string(),
-                );
-            }
-            let mut groups = vec![
-                FlagGroup::new(
-                    ["--mount".to_string(), bind("/sys/fs/cgroup", true)],
-                    "the host's cgroup v1 tree, read-only: systemd reads the controller hierarchies but cannot change \
-                     them (Docker ≥ 25 makes a read-only bind recursively read-only on kernels ≥ 5.12; older \
-                     Docker makes only the top mount read-only) (candidate; not measured)",
-                ),
-                FlagGroup::new(
-                    ["--mount".to_string(), bind(SYSTEMD_HIERARCHY, false)],
-                    "the name=systemd hierarchy alone read-write on top: systemd on cgroup v1 creates init.scope \
-                     and its slices there and nowhere else (candidate; not measured)",
-                ),
-            ];
-            if facts.hybrid() {
-                groups.push(FlagGroup::new(
-                    ["--mount".to_string(), bind(UNIFIED_HIERARCHY, false)],
-                    "this host is hybrid (cgroup2 at /sys/fs/cgroup/unified): systemd also manages its subtree \
-                     there, so that hierarchy is read-write too (candidate; not measured)",
-                ));
-            }
-            Ok(groups)
+            Ok(vec![FlagGroup::new(
+                ["--mount".to_string(), bind(SYSTEMD_HIERARCHY, false)],
+                "on cgroup v1 systemd creates init.scope and its slices in the name=systemd hierarchy, so that \
+                 hierarchy alone is bound read-write; every controller hierarchy stays on Docker's own read-only \
+                 cgroup mount, so the container cannot move a process out of its limits (measured: systemd 252 \
+                 and 257 boot this way on Docker 20.10 and 26, and writing a controller's cgroup.procs fails)",
+            )])
         }
     }
 }

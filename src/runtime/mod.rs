@@ -170,7 +170,7 @@ pub fn plan_run(
     request: &RunRequest,
 ) -> Result<RunPlan, Refusal> {
     let (image, label_warnings) = parse_labels(labels);
-    let mut warnings: Vec<String> = label_warnings.iter().map(ToString::to_string).collect();
+    let warnings: Vec<String> = label_warnings.iter().map(ToString::to_string).collect();
     let mut notes = Vec::new();
     if !image.boot {
         notes.push(format!(
@@ -227,7 +227,7 @@ pub fn plan_run(
     }
 
     let mut groups = match facts.engine {
-        Engine::Docker => docker::groups(&image, facts, request, &mut warnings, &mut notes)?,
+        Engine::Docker => docker::groups(&image, facts, request, &mut notes)?,
         Engine::Podman => podman::groups(&image, facts, request, &mut notes),
     };
     if !request.extra_args.is_empty() {

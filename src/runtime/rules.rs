@@ -79,11 +79,13 @@ pub fn boot_rule(engine: Engine, cgroup: CgroupVersion, systemd: u32) -> Option<
 /// Which cgroup mounts a boot image gets on a cgroup v1 host (Docker).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum V1CgroupMounts {
-    /// Today's rule: bind the host's whole `/sys/fs/cgroup` read-write
-    /// (`-v /sys/fs/cgroup:/sys/fs/cgroup:rw`). Observed to boot on Docker 20.10.24 and 26.1.5.
+    /// Bind the host's whole `/sys/fs/cgroup` read-write (`-v /sys/fs/cgroup:/sys/fs/cgroup:rw`):
+    /// boots, but root in the container can write every controller hierarchy. Kept for hosts
+    /// without a `name=systemd` hierarchy.
     TreeRw,
-    /// The least-privilege candidate: `/sys/fs/cgroup` read-only, with only the `name=systemd`
-    /// hierarchy (and `unified` on hybrid hosts) bound read-write on top. Not yet measured.
+    /// The default, least privilege: only the `name=systemd` hierarchy bound read-write; the
+    /// controller hierarchies stay on Docker's own read-only cgroup mount. Measured by the host
+    /// matrix (`tests/e2e_hosts.rs`) on Docker 20.10 and 26 with systemd 252 and 257.
     SystemdRw,
 }
 
@@ -97,9 +99,5 @@ impl V1CgroupMounts {
     }
 }
 
-/// The v1 cgroup mounts `sysfile run` plans when `--cgroup-v1-mounts` is not given. The real-host
-/// measurements decide whether this becomes [`V1CgroupMounts::SystemdRw`].
-pub const DEFAULT_V1_CGROUP_MOUNTS: V1CgroupMounts = V1CgroupMounts::TreeRw;
-
-/// The first Docker whose read-only binds are recursively read-only (on kernels ≥ 5.12).
-pub const RECURSIVE_READONLY_VERSION: (u32, u32) = (25, 0);
+/// The v1 cgroup mounts `sysfile run` plans when `--cgroup-v1-mounts` is not given.
+pub const DEFAULT_V1_CGROUP_MOUNTS: V1CgroupMounts = V1CgroupMounts::SystemdRw;

@@ -6,7 +6,8 @@
 //! * Builds go through a semaphore (at most [`MAX_PARALLEL_BUILDS`] at a time) and return their
 //!   combined `--progress=plain` output; containers and images are removed by Drop guards, also
 //!   when a test panics.
-//! * [`contract_flags_for`] is the Rust twin of `contract_flags` in `scripts/lib.sh`.
+//! * Containers start the way users start them: `sysfile run` (the one place the engine flags
+//!   are spelled).
 
 #![allow(dead_code)]
 
@@ -171,58 +172,6 @@ impl Daemon {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Contract flags
-
-/// The `docker run` flags that boot a systemd image on a host with the given cgroup file system
-/// type (`stat -fc %T /sys/fs/cgroup`: `cgroup2fs` or `tmpfs`) and Docker major version.
-///
-/// KEEP IN AGREEMENT with `contract_flags` in `scripts/lib.sh` (used by `scripts/demo`); the test
-/// `contract_flags_agree_with_scripts_lib` compares both for every case. On this project's hosts
-/// (cgroup v1 hybrid, Docker 26) the result is
-/// `-t --init=false --tmpfs /run:exec,mode=755 --tmpfs /run/lock --tmpfs /tmp
-///  -v /sys/fs/cgroup:/sys/fs/cgroup:rw --stop-timeout 30`.
-pub fn contract_flags_for(cgroup_fstype: &str, docker_major: u32) -> Vec<String> {
-    let mut f: Vec<&str> = vec![
-        "-t",
-        "--init=false",
-        "--tmpfs",
-        "/run:exec,mode=755",
-        "--tmpfs",
-        "/run/lock",
-        "--tmpfs",
-        "/tmp",
-    ];
-    if cgroup_fstype == "cgroup2fs" {
-        if docker_major >= 28 {
-            // Not verified on this project's machines (systemd-contract.md §5.2, recipe A).
-            f.extend([
-                "--cgroupns=private",
-                "--security-opt",
-                "writable-cgroups=true",
-            ]);
-        } else {
-            // The unprivileged fallback `sysfile run` uses (not verified on this project's
-            // machines): the host's cgroup tree, writable, in the host cgroup namespace.
-            f.extend(["--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]);
-        }
-    } else {
-        // cgroup v1 / hybrid: rw bind of the host tree; `:ro` fails on Docker >= 25 (recursive).
-        f.extend(["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]);
-    }
-    f.extend(["--stop-timeout", "30"]);
-    f.into_iter().map(String::from).collect()
-}
-
-/// The exit code `docker stop` leaves with those flags: 130 when privileged, else 0. Never 137.
-pub fn contract_stop_exit_code(flags: &[String]) -> i32 {
-    if flags.iter().any(|f| f == "--privileged") {
-        130
-    } else {
-        0
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Engine
 
 /// A reachable Docker daemon and what the tests need to know about it.
@@ -230,7 +179,6 @@ pub fn contract_stop_exit_code(flags: &[String]) -> i32 {
 pub struct Engine {
     pub server_version: String,
     pub cgroup_fstype: String,
-    pub flags: Vec<String>,
 }
 
 impl Engine {
@@ -346,33 +294,6 @@ impl Engine {
             image,
         }
     }
-
-    /// `docker run -d --name NAME <contract flags> [extra] IMAGE`. Panics (after cleanup) when
-    /// the container cannot be created.
-    pub fn run_container(&self, test: &str, image: &str, extra: &[&str]) -> Container {
-        let mut container = Container {
-            name: unique_name(test),
-            started: Instant::now(),
-            daemon: Daemon::main(),
-        };
-        let mut args: Vec<&str> = vec!["run", "-d", "--name", &container.name];
-        args.extend(self.flags.iter().map(String::as_str));
-        args.extend_from_slice(extra);
-        args.push(image);
-        let r = docker(&args);
-        assert!(
-            r.ok(),
-            "docker {} failed: {}",
-            args.join(" "),
-            r.stderr.trim()
-        );
-        container.started = Instant::now();
-        container
-    }
-
-    pub fn stop_exit_code(&self) -> i32 {
-        contract_stop_exit_code(&self.flags)
-    }
 }
 
 /// The engine probe, made once per test process.
@@ -394,10 +315,10 @@ fn probe() -> Result<Engine, String> {
     if !r.ok() || version.is_empty() {
         return Err(format!("`{DOCKER} info` failed: {}", r.stderr.trim()));
     }
-    let major: u32 = version
+    version
         .split('.')
         .next()
-        .and_then(|m| m.parse().ok())
+        .and_then(|m| m.parse::<u32>().ok())
         .ok_or_else(|| format!("unexpected Docker server version {version:?}"))?;
     let fstype = run("stat", &["-fc", "%T", "/sys/fs/cgroup"])
         .stdout
@@ -405,7 +326,6 @@ fn probe() -> Result<Engine, String> {
         .to_string();
     Ok(Engine {
         server_version: version,
-        flags: contract_flags_for(&fstype, major),
         cgroup_fstype: fstype,
     })
 }
@@ -683,7 +603,7 @@ pub struct BootTimings {
 /// The runtime-contract checks (systemd-contract.md §15.4) on a freshly started container:
 /// boots to `running`; `ssh` active; no `/run/nologin`; a 32-hex machine ID; a key login as
 /// `ssh_user`; `docker stop` well under its timeout with the contract's exit code (0, never 137).
-pub fn boot_checks(engine: &Engine, c: &Container, ssh_user: &str, key: &Path) -> BootTimings {
+pub fn boot_checks(c: &Container, ssh_user: &str, key: &Path) -> BootTimings {
     let state = c
         .wait_running(Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{}: {e}", c.name));
@@ -718,7 +638,7 @@ pub fn boot_checks(engine: &Engine, c: &Container, ssh_user: &str, key: &Path) -
         exit, 137,
         "docker stop had to SIGKILL systemd (exit 137); is STOPSIGNAL SIGRTMIN+3 set?"
     );
-    assert_eq!(exit, engine.stop_exit_code(), "exit code after docker stop");
+    assert_eq!(exit, 0, "exit code after docker stop");
     assert!(
         stop < Duration::from_secs(20),
         "docker stop took {stop:?} (expected well under the 30 s timeout)"
@@ -1002,33 +922,6 @@ pub fn start_with_sysfile_run(daemon: &Daemon, image: &str, name: &str) -> Conta
         out.status
     );
     assert_container_id(&stdout, "sysfile run");
-    container.started = Instant::now();
-    container
-}
-
-/// `docker run -d --name NAME <this host's contract flags> IMAGE`: the stand-in for
-/// `sysfile run` (see [`start_container`]).
-pub fn start_with_docker_run(image: &str, name: &str) -> Container {
-    let flags = match probed() {
-        Ok(engine) => engine.flags.clone(),
-        Err(why) => panic!("start_container: no Docker engine ({why})"),
-    };
-    let mut container = Container {
-        name: name.to_string(),
-        started: Instant::now(),
-        daemon: Daemon::main(),
-    };
-    let mut args: Vec<&str> = vec!["run", "-d", "--name", name];
-    args.extend(flags.iter().map(String::as_str));
-    args.push(image);
-    let r = docker(&args);
-    assert!(
-        r.ok(),
-        "docker {} failed: {}",
-        args.join(" "),
-        r.stderr.trim()
-    );
-    assert_container_id(&r.stdout, "docker run -d");
     container.started = Instant::now();
     container
 }
