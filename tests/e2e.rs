@@ -706,3 +706,85 @@ fn a_wrong_unit_name_is_located_with_a_suggestion() {
         );
     }
 }
+
+/// `sysfile quadlet` writes a unit that Podman's own quadlet generator accepts: trixie's Podman 5
+/// (`local/sysfile-quadlet:trixie`, made by `scripts/setup-matrix tools`) runs
+/// `quadlet -dryrun` over it and prints the `.service` it would install, whose `ExecStart`
+/// carries systemd mode, the stop signal and timeout and the health command.
+#[test]
+fn quadlet_generator_accepts_the_unit() {
+    let test = "quadlet_generator_accepts_the_unit";
+    let Some(engine) = Engine::detect(test) else {
+        return;
+    };
+    const GENERATOR: &str = "local/sysfile-quadlet:trixie";
+    if !docker(&["image", "inspect", GENERATOR]).ok() {
+        skip_or_fail(
+            test,
+            &format!("{GENERATOR} is missing; run scripts/setup-matrix tools"),
+        );
+        return;
+    }
+    let (build, _ctx) = build_example(&engine, "webapp", test);
+    let dir = tempdir();
+    let r = run(
+        sysfile_bin(),
+        &[
+            "quadlet",
+            build.tag(),
+            "--engine",
+            "docker",
+            "--name",
+            "webapp",
+            "--output-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(r.ok(), "sysfile quadlet: {}{}", r.stdout, r.stderr);
+    let unit = std::fs::read_to_string(dir.path().join("webapp.container")).unwrap();
+    let mount = format!("{}:/q:ro", dir.path().display());
+    let r = docker(&[
+        "run",
+        "--rm",
+        "--network=none",
+        "-v",
+        &mount,
+        "-e",
+        "QUADLET_UNIT_DIRS=/q",
+        GENERATOR,
+        "/usr/libexec/podman/quadlet",
+        "-dryrun",
+    ]);
+    assert!(
+        r.ok(),
+        "quadlet -dryrun rejected the unit (exit {}):\n{}\n--- unit ---\n{unit}",
+        r.code,
+        r.stderr
+    );
+    let service = r.stdout;
+    assert!(
+        service.contains("---webapp.service---"),
+        "no webapp.service generated:\n{service}\n{}",
+        r.stderr
+    );
+    let exec_start = service
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .unwrap_or_else(|| panic!("no ExecStart in:\n{service}"));
+    for needle in [
+        "--systemd=always",
+        "--stop-signal SIGRTMIN+3",
+        "--stop-timeout",
+        "--health-cmd",
+        build.tag(),
+    ] {
+        assert!(
+            exec_start.contains(needle),
+            "ExecStart lacks {needle}:\n{exec_start}"
+        );
+    }
+    assert!(
+        service.contains("WantedBy=default.target"),
+        "no [Install] section carried over:\n{service}"
+    );
+}

@@ -257,11 +257,13 @@ fn secrets_reach_the_step_only(builder: Builder, test: &str) -> bool {
 
 /// An SSH agent mount: the step sees a socket at the mount target.
 fn ssh_agent_reaches_the_step(builder: Builder, test: &str) -> bool {
-    let dir = spec_dir(
+    // A new step every time, so that it runs and prints (a cached step prints nothing).
+    let nonce = leaks::random_hex(8);
+    let dir = spec_dir(&format!(
         "[image]\nfrom = \"local/debian:bookworm\"\n\n[[run]]\nname = \"use the agent\"\n\
-         sh = 'test -S \"$SSH_AUTH_SOCK\" && echo agent-socket-ok'\n\
-         mounts = [{ type = \"ssh\" }]\n",
-    );
+         sh = 'test -S \"$SSH_AUTH_SOCK\" && echo agent-socket-ok # {nonce}'\n\
+         mounts = [{{ type = \"ssh\" }}]\n",
+    ));
     let agent = leaks::Agent::start(dir.path());
     let sock = format!("default={}", agent.socket.display());
     let b = builder.build_with_flags(test, dir.path(), &["--ssh", &sock]);
