@@ -56,10 +56,12 @@ pub fn health_command(health: Health) -> Option<&'static str> {
 /// The tmpfs mounts the engine must provide, in the `sysfile.runtime.tmpfs` format.
 pub const RUNTIME_TMPFS: &str = "/run:exec,mode=755;/run/lock;/tmp";
 
-/// The Docker flags that boot the image on a cgroup v2 host with Docker ≥ 28 (other hosts: see `sysfile run`).
+/// Docker flags that boot the image on both cgroup versions with Docker ≥ 20.10, without
+/// `--privileged` (measured by the host matrix). They bind the host's whole cgroup tree
+/// read-write; `sysfile run` picks narrower flags for the host it runs on.
 pub fn docker_flags(stop_timeout: u64) -> String {
     format!(
-        "-t --init=false --cgroupns=private --security-opt writable-cgroups=true \
+        "-t --init=false --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
          --tmpfs /run:exec,mode=755 --tmpfs /run/lock --tmpfs /tmp --stop-timeout {stop_timeout}"
     )
 }

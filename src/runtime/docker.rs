@@ -90,29 +90,25 @@ pub fn groups(
              read-write, so the tmpfs mounts suffice (from Docker's sources; not measured here)"
                 .to_string(),
         ),
-        CgroupVersion::V2 if version.is_some_and(|v| v >= WRITABLE_CGROUPS_VERSION) => {
-            groups.push(FlagGroup::new(
-                ["--cgroupns=private"],
-                "a private cgroup namespace: systemd sees its own subtree as the root of /sys/fs/cgroup",
-            ));
-            groups.push(FlagGroup::new(
-                ["--security-opt", "writable-cgroups=true"],
-                "Docker ≥ 28 mounts that subtree writable without --privileged, so systemd can create init.scope and \
-                 its slices (from Docker's sources; not measured here)",
-            ));
-        }
         CgroupVersion::V2 => {
+            if version.is_some_and(|v| v >= WRITABLE_CGROUPS_VERSION) {
+                notes.push(
+                    "Docker ≥ 28 also has --cgroupns=private --security-opt writable-cgroups=true, which would not \
+                     expose the host's cgroup tree; sysfile plans only flags its host matrix has booted, and that \
+                     one has not been measured yet"
+                        .to_string(),
+                );
+            }
             groups.push(FlagGroup::new(
                 ["--cgroupns=host"],
-                "Docker 20.10–27 has no writable-cgroups option; systemd needs the host's cgroup namespace \
-                 (measured with Docker 26: --cgroupns=private alone makes systemd exit 255)",
+                "systemd needs the host's cgroup namespace (measured with Docker 26: --cgroupns=private alone \
+                 makes systemd exit 255)",
             ));
             groups.push(FlagGroup::new(
                 ["-v", CGROUP_BIND],
                 "and a read-write bind of the host's cgroup2 tree so systemd can create its scopes (measured: \
                  systemd 252, 257 and 262 boot so with Docker 26); this exposes the whole host cgroup tree to \
-                 the container (and confuses `docker top`); Docker ≥ 28 removes the need with \
-                 --security-opt writable-cgroups=true",
+                 the container (and confuses `docker top`)",
             ));
         }
     }

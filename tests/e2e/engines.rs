@@ -544,6 +544,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_result_loaded_from_an_imported_cache_is_not_an_executed_step() {
+        let imported = "#11 [sysfile] units (Sysfile:4)\n#11 sha256:502b 2.15kB / 2.15kB done\n\
+                        #11 extracting sha256:502b 0.0s done\n#11 DONE 0.1s\n";
+        assert!(executed_steps(&parse_plain_progress(imported)).is_empty());
+        let ran = "#11 [sysfile] units (Sysfile:4)\n#11 0.282 Created symlink x\n#11 DONE 0.6s\n";
+        assert_eq!(executed_steps(&parse_plain_progress(ran)).len(), 1);
+        let silent = "#12 [sysfile] write /etc/motd (Sysfile:9)\n#12 DONE 0.1s\n";
+        assert_eq!(executed_steps(&parse_plain_progress(silent)).len(), 1);
+        let cached = "#12 [sysfile] write /etc/motd (Sysfile:9)\n#12 CACHED\n";
+        assert!(executed_steps(&parse_plain_progress(cached)).is_empty());
+    }
+
+    #[test]
     fn error_locations_reads_frames_and_v08_names() {
         let v013 = "Sysfile:4\n--------------------\n   3 |     \n   4 | >>> [[run]]\n   5 | >>> name = \"x\"\n--------------------\nerror: failed to solve: process did not complete";
         assert_eq!(error_locations(v013, "Sysfile"), vec![4, 5]);

@@ -751,6 +751,9 @@ pub struct Vertex {
     pub log_lines: usize,
     /// Lines starting with `transferring` (local sources: contexts, the spec file).
     pub transfers: bool,
+    /// Layer blobs it fetched (`sha256:… done`, `extracting sha256:…`): a result loaded from an
+    /// imported cache, not computed.
+    pub pulled: bool,
 }
 
 /// Parses plain progress: every line `#N rest`. The first line of a vertex is its name; then
@@ -788,6 +791,8 @@ pub fn parse_plain_progress(output: &str) -> Vec<Vertex> {
             v.log_lines += 1;
         } else if text.starts_with("transferring") {
             v.transfers = true;
+        } else if text.starts_with("sha256:") || text.starts_with("extracting sha256:") {
+            v.pulled = true;
         }
     }
     vertices
@@ -817,14 +822,15 @@ pub fn is_bookkeeping(v: &Vertex) -> bool {
         || n.split_whitespace().nth(1) == Some("FROM") // the Dockerfile frontend's `[1/3] FROM …`
 }
 
-/// Build steps that executed instead of coming from the cache. The criterion (used by
-/// `second_build_runs_no_step`): a vertex executed if it is not bookkeeping (see
-/// [`is_bookkeeping`]) and either is not marked `CACHED`, or printed output lines — a cached
-/// vertex prints only its name and `CACHED`.
+/// Build steps that executed instead of coming from the cache. The criterion: a vertex executed
+/// if it is not bookkeeping (see [`is_bookkeeping`]) and either printed output lines, or is
+/// neither marked `CACHED` nor loaded its result's layers from an imported cache. A cached vertex
+/// prints only its name and `CACHED`; one whose cached result lives in a registry cache prints the
+/// layer blobs it fetches and `DONE`.
 pub fn executed_steps(vertices: &[Vertex]) -> Vec<&Vertex> {
     vertices
         .iter()
-        .filter(|v| !is_bookkeeping(v) && (!v.cached || v.log_lines > 0))
+        .filter(|v| !is_bookkeeping(v) && (v.log_lines > 0 || (!v.cached && !v.pulled)))
         .collect()
 }
 
