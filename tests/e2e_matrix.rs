@@ -24,6 +24,7 @@ mod leaks;
 use engines::*;
 use harness::*;
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -108,7 +109,32 @@ fn scenario(builder: Builder) {
     row.insert("lint warnings", lint_warnings(builder, &sshd.output));
     row.insert("cache export/import", cache_export(builder, &test));
 
+    if builder == Builder::Buildctl(FrontendFrom::OciLayout) {
+        base_from_an_oci_layout(builder, &test);
+    }
     assert_readme_row(builder, &row);
+}
+
+/// The base itself from an OCI layout (`--oci-layout base=DIR --opt context:base=oci-layout://…`
+/// with `from = "base"`), the way air-gapped users feed images to BuildKit: it builds and boots,
+/// and the image records the layout's manifest digest as its base.
+fn base_from_an_oci_layout(builder: Builder, test: &str) {
+    let (layout, digest) = oci_layout_of(BASE_IMAGE).unwrap_or_else(|e| panic!("{e}"));
+    let dir = spec_dir("[image]\nfrom = \"base\"\n\n[services]\nenable = []\n");
+    let store = format!("base={}", layout.path().display());
+    let context = format!("context:base=oci-layout://base@{digest}");
+    let b = builder.build_with_flags(
+        test,
+        dir.path(),
+        &["--oci-layout", &store, "--opt", &context],
+    );
+    b.assert_ok("a base from an OCI layout");
+    let labels = &inspect_image(b.tag())["Config"]["Labels"];
+    assert_eq!(
+        labels["org.opencontainers.image.base.digest"], digest,
+        "the base digest label names the layout's manifest"
+    );
+    boot_and_check(builder, b.tag(), test, |_| {});
 }
 
 /// Builds `examples/<name>` from a copy (the sshd example gets a fresh `keys/admin.pub`).
@@ -386,10 +412,25 @@ fn cache_export(builder: Builder, test: &str) -> bool {
 /// manifests each carry the contract config; each boots on this x86-64 host.
 fn multi_platform_push(from: FrontendFrom, test: &str) {
     let builder = Builder::Buildctl(from);
-    let dir = spec_dir(
-        "[image]\nfrom = \"local/debian-multi:bookworm\"\nplatforms = [\"linux/amd64\", \"linux/386\"]\n\n\
+    let mut platforms = vec!["linux/amd64", "linux/386"];
+    if arm64_emulated() {
+        platforms.push("linux/arm64");
+    } else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "=== SKIPPED: {test}: linux/arm64 (no qemu-aarch64 in binfmt_misc; \
+             scripts/setup-matrix emulation registers it where binfmt_misc can be mounted) ==="
+        );
+    }
+    let list = platforms
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dir = spec_dir(&format!(
+        "[image]\nfrom = \"local/debian-multi:bookworm\"\nplatforms = [{list}]\n\n\
          [[files]]\ndest = \"/etc/motd\"\ncontent = \"multi-platform\\n\"\n",
-    );
+    ));
     let reference = format!(
         "{REGISTRY}/{}:1",
         unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
@@ -397,7 +438,7 @@ fn multi_platform_push(from: FrontendFrom, test: &str) {
     let out = builder.push(test, dir.path(), &reference);
     let index = registry_manifest(&reference);
     let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
-    let platforms: Vec<String> = manifests
+    let pushed: Vec<String> = manifests
         .iter()
         .map(|m| {
             format!(
@@ -407,13 +448,14 @@ fn multi_platform_push(from: FrontendFrom, test: &str) {
             )
         })
         .collect();
-    assert!(
-        platforms.contains(&"linux/amd64".to_string())
-            && platforms.contains(&"linux/386".to_string()),
-        "the pushed index has platforms {platforms:?}:\n{index}\n{}",
-        tail(&out, 20)
-    );
-    for platform in ["linux/amd64", "linux/386"] {
+    for platform in &platforms {
+        assert!(
+            pushed.iter().any(|p| p == platform),
+            "the pushed index lacks {platform}: it has {pushed:?}:\n{index}\n{}",
+            tail(&out, 20)
+        );
+    }
+    for platform in platforms {
         let r = docker(&["pull", "-q", "--platform", platform, &reference]);
         assert!(r.ok(), "docker pull --platform {platform}: {}", r.stderr);
         let config = &inspect_image(&reference)["Config"];
@@ -441,6 +483,13 @@ fn multi_platform_push(from: FrontendFrom, test: &str) {
         });
         let _ = docker(&["rmi", "-f", &reference]);
     }
+}
+
+/// Whether this host runs linux/arm64 binaries through qemu (registered by
+/// `scripts/setup-matrix emulation`).
+fn arm64_emulated() -> bool {
+    std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|s| s.starts_with("enabled"))
 }
 
 /// The manifest (or index) of a reference in the local registry, through its HTTP API.
