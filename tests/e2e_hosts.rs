@@ -167,8 +167,10 @@ fn boot_matrix(host: Host, suite: &'static str) {
     drop(twin);
     let (took, exit) = c.stop();
     assert_eq!(exit, 0, "{test}: exit code after docker stop");
+    // Exit 0 already proves systemd halted on its stop signal; this bound (the stop timeout) only
+    // catches a stop that waited for the engine to give up.
     assert!(
-        took < Duration::from_secs(10),
+        took < Duration::from_secs(30),
         "{test}: docker stop took {took:?}"
     );
     eprintln!(
