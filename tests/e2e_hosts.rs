@@ -130,6 +130,29 @@ fn boot_matrix(host: Host, suite: &'static str) {
         refused_and_really_fails(host, tag, &test, image.systemd_major);
         return;
     }
+    // `--explain` on this host names the measured cgroup flags and why.
+    let explain = host.sysfile(&["run", tag, "--explain"]);
+    assert!(
+        explain.ok(),
+        "{test}: sysfile run --explain: {}",
+        explain.stderr
+    );
+    let (flag, reason) = match host {
+        Host::CgroupV1 => (
+            "--mount type=bind,src=/sys/fs/cgroup/systemd,dst=/sys/fs/cgroup/systemd",
+            "hierarchy alone is bound read-write",
+        ),
+        Host::CgroupV2 => (
+            "--cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw",
+            "--cgroupns=private alone makes systemd exit 255",
+        ),
+    };
+    assert!(
+        explain.stdout.contains(flag) && explain.stdout.contains(reason),
+        "{test}: --explain does not name {flag:?} with its reason:\n{}",
+        explain.stdout
+    );
+    assert!(!explain.stdout.contains("--privileged"));
     let c = host.start(tag, &unique_name(&test));
     let twin = host.start(tag, &unique_name(&test));
     assert_boots_to_running(&c, BOOT_BOUND, &|| c.logs_tail(60));
