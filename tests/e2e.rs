@@ -439,21 +439,7 @@ fn contract_webapp_example() {
     };
     let (build, _ctx) = build_example(&engine, "webapp", "contract_webapp");
     let t = contract_proof("webapp", build.tag(), "contract_webapp", &|c| {
-        // nginx on :80 answers with the app's page: the request went nginx -> hello-app.
-        let ip = c.ip();
-        let page = poll_until(
-            Duration::from_secs(20),
-            &|| match http_get(&ip, 80, "/") {
-                Ok((status, body)) => format!("{status}\n{body}"),
-                Err(e) => e,
-            },
-            &|r| r.starts_with("200\n") && r.contains("Hello from sysfile-webapp"),
-        );
-        assert!(
-            page.is_ok(),
-            "GET http://{ip}:80/ did not return the app's page: {}",
-            page.unwrap_err()
-        );
+        assert_webapp_page(&c.ip());
         // nginx's access line, forwarded from the journal to the console.
         vec!["nginx_access", "\"GET / HTTP/1.0\" 200", "sysfile-e2e"]
     });

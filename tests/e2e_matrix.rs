@@ -87,16 +87,7 @@ fn scenario(builder: Builder) {
     // webapp: nginx in front of the app unit, and a timer.
     let (webapp, _ctx, _) = build_example(builder, "webapp", &test);
     boot_and_check(builder, webapp.tag(), &test, |c| {
-        let ip = c.ip();
-        let page = poll_until(
-            Duration::from_secs(20),
-            &|| match http_get(&ip, 80, "/") {
-                Ok((status, body)) => format!("{status}\n{body}"),
-                Err(e) => e,
-            },
-            &|r| r.starts_with("200\n") && r.contains("Hello from sysfile-webapp"),
-        );
-        assert!(page.is_ok(), "GET http://{ip}/: {}", page.unwrap_err());
+        assert_webapp_page(&c.ip())
     });
     row.insert("boot", true);
 

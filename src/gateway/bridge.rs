@@ -212,13 +212,7 @@ impl Bridge {
             log_name: log_name.to_string(),
             ..Default::default()
         };
-        let resp = self
-            .client
-            .clone()
-            .resolve_image_config(req)
-            .await?
-            .into_inner();
-        Ok((resp.digest, resp.config))
+        self.resolve(req).await
     }
 
     /// Resolves an image in a client-shared OCI layout (`ResolverType` 1 with the store and its
@@ -240,6 +234,14 @@ impl Bridge {
             store_id: store.to_string(),
             ..Default::default()
         };
+        self.resolve(req).await
+    }
+
+    /// One `ResolveImageConfig` call: the manifest digest and the raw config JSON.
+    async fn resolve(
+        &self,
+        req: pb::gateway::ResolveImageConfigRequest,
+    ) -> Result<(String, Vec<u8>), BridgeError> {
         let resp = self
             .client
             .clone()

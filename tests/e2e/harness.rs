@@ -1138,6 +1138,23 @@ pub fn ssh_host_key_fingerprint(c: &dyn Exec) -> String {
         .to_string()
 }
 
+/// `examples/webapp` answers on :80 with the app's page: the request went nginx -> hello-app.
+pub fn assert_webapp_page(ip: &str) {
+    let page = poll_until(
+        Duration::from_secs(20),
+        &|| match http_get(ip, 80, "/") {
+            Ok((status, body)) => format!("{status}\n{body}"),
+            Err(e) => e,
+        },
+        &|r| r.starts_with("200\n") && r.contains("Hello from sysfile-webapp"),
+    );
+    assert!(
+        page.is_ok(),
+        "GET http://{ip}:80/ did not return the app's page: {}",
+        page.unwrap_err()
+    );
+}
+
 /// Polls `fetch` until `want` holds for its output, within `timeout`; returns the last output.
 pub fn poll_until(
     timeout: Duration,
