@@ -447,3 +447,42 @@ fn workload_mailrelay() {
         took.as_secs_f64()
     );
 }
+
+/// The limitation `examples/webstack` works around (its README says so): build steps get an
+/// empty tmpfs `/run`, so `/var/lock` (a symlink to `/run/lock`) dangles and `apache2ctl
+/// configtest` fails until the step creates `/run/lock`. When this test fails, the limitation is
+/// gone: drop the `mkdir -p /run/lock` from the example and its README.
+const CONFIGTEST_SPEC: &str = r#"# syntax={frontend}
+[image]
+from = "local/debian:bookworm"
+
+[packages]
+install = ["apache2"]
+
+[[run]]
+name = "configtest without /run/lock"
+sh = "ls -ld /run /var/lock; apache2ctl configtest"
+"#;
+
+#[test]
+fn apache_configtest_in_a_build_step_needs_run_lock() {
+    let test = "apache_configtest_needs_run_lock";
+    let Some(engine) = Engine::detect(test) else {
+        return;
+    };
+    let ctx = tempdir();
+    std::fs::write(
+        ctx.path().join("Sysfile"),
+        CONFIGTEST_SPEC.replace("{frontend}", &frontend_tag()),
+    )
+    .unwrap();
+    let build = build_context(&engine, ctx.path(), test);
+    build.assert_failed("apache2ctl configtest without /run/lock");
+    assert!(
+        build
+            .output
+            .contains("mktemp: failed to create directory via template '/var/lock/apache2."),
+        "{}",
+        tail(&build.output, 40)
+    );
+}
