@@ -44,7 +44,8 @@ pub struct RunArgs {
     /// After starting, wait until systemd has finished booting (default 90 s; e.g. --wait=2m).
     /// Exit 0 when it is `running`; exit 3 when it is `degraded` (or another state), the
     /// container stopped, or it was not up in time, after printing the failed units and their
-    /// last journal lines to stderr. The container ID still goes to stdout.
+    /// last journal lines to stderr (exit 1 stays "the host cannot boot the image", 2 "an engine
+    /// or image problem"). The container ID still goes to stdout.
     #[arg(
         long,
         value_name = "TIMEOUT",
