@@ -217,6 +217,8 @@ pub struct Findings {
     pub jobs: String,
     /// The end of the console log (when the container stopped).
     pub logs: String,
+    /// Why the failed units could not be listed (e.g. no bus yet), when they could not.
+    pub unlisted: Option<String>,
 }
 
 /// Collects the findings for an outcome other than `running`.
@@ -236,6 +238,12 @@ pub fn gather(probe: &dyn Probe, outcome: &Outcome) -> Findings {
         ],
         DIAGNOSTIC_LIMIT,
     );
+    if failed.code != Some(0) {
+        findings.unlisted = Some(match first_line(&failed.stderr) {
+            line if line.is_empty() => "no answer".to_string(),
+            line => line,
+        });
+    }
     for unit in failed_units(&failed.stdout) {
         let journal = probe.exec(
             &[
@@ -304,6 +312,8 @@ pub fn format_report(container: &str, outcome: &Outcome, findings: &Findings) ->
                 out.push_str(&format!("  {}\n", cut(line)));
             }
         }
+    } else if let Some(why) = &findings.unlisted {
+        out.push_str(&format!("the failed units could not be listed: {why}\n"));
     } else if !matches!(outcome, Outcome::Running { .. } | Outcome::Exited { .. }) {
         out.push_str("no failed units\n");
     }
@@ -574,6 +584,41 @@ mod tests {
                 "jobs still queued (systemctl list-jobs):\n  7 slow.service start running\n"
             ),
             "{text}"
+        );
+    }
+
+    /// A container whose systemd never opens its bus.
+    struct NoBus;
+
+    impl Probe for NoBus {
+        fn name(&self) -> String {
+            "box".into()
+        }
+        fn exec(&self, _args: &[&str], _limit: Duration) -> ExecOutput {
+            ExecOutput {
+                code: Some(1),
+                stdout: String::new(),
+                stderr: "Failed to connect to bus: No such file or directory\n".into(),
+            }
+        }
+        fn is_running(&self) -> Option<bool> {
+            Some(true)
+        }
+        fn logs_tail(&self, _lines: usize) -> String {
+            String::new()
+        }
+    }
+
+    #[test]
+    fn a_timeout_before_the_bus_says_the_units_are_unknown() {
+        let outcome = wait_for_boot(&NoBus, Duration::from_secs(1));
+        let findings = gather(&NoBus, &outcome);
+        let text = format_report("box", &outcome, &findings);
+        assert_eq!(
+            text,
+            "error: box: systemd did not finish booting within 1 s (last: `Failed to connect to bus: \
+             No such file or directory`)\n\
+             the failed units could not be listed: Failed to connect to bus: No such file or directory\n"
         );
     }
 
