@@ -266,6 +266,64 @@ fn run_wait_reports_a_failing_unit() {
     assert_eq!(code, 3);
 }
 
+/// A spec whose boot cannot finish in time: an enabled oneshot sleeps for a minute.
+const SLOW_SPEC: &str = r#"# syntax={frontend}
+[image]
+from = "local/debian:bookworm"
+
+[[files]]
+dest = "/etc/systemd/system/slow.service"
+mode = "0644"
+content = """
+[Unit]
+Description=a unit that takes a minute to start
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sleep 60
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+[services]
+enable = ["slow"]
+"#;
+
+#[test]
+fn run_wait_times_out_with_the_queued_jobs() {
+    let test = "run_wait_times_out";
+    let Some(engine) = Engine::detect(test) else {
+        return;
+    };
+    let ctx = tempdir();
+    std::fs::write(
+        ctx.path().join("Sysfile"),
+        SLOW_SPEC.replace("{frontend}", &frontend_tag()),
+    )
+    .unwrap();
+    let build = build_context(&engine, ctx.path(), test);
+    build.assert_ok("the slow-unit spec");
+    let started = sysfile_run(build.tag(), test, &["--wait=5"], &[]);
+    let err = &started.stderr;
+    assert_eq!(started.code, 3, "sysfile run --wait=5:\n{err}");
+    assert_container_id(&started.stdout);
+    assert!(
+        err.contains("systemd did not finish booting within 5 s"),
+        "{err}"
+    );
+    assert!(err.contains("no failed units\n"), "{err}");
+    assert!(
+        has_line_with(err, &["slow.service", "start", "running"]),
+        "the queued jobs should name slow.service:\n{err}"
+    );
+    assert!(
+        started.took < Duration::from_secs(30),
+        "--wait=5 took {:?}",
+        started.took
+    );
+}
+
 // -------------------------------------------------------------------------------------------
 // The workloads
 
