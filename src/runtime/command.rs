@@ -2,17 +2,20 @@
 //!
 //! Exit codes: 0 done; 1 the host cannot boot the image (a [`Refusal`](super::Refusal)), a bad
 //! `--name`, image reference or option; 2 (returned as an error to `cli`) the engine is missing,
-//! its daemon unreachable, the image not found, `run` failed or the unit could not be written.
+//! its daemon unreachable, the image not found, `run` failed or the unit could not be written;
+//! 3 (`run --wait`, `wait`) systemd finished booting in a state other than `running` (e.g.
+//! `degraded`), the container stopped, or systemd was not up within the timeout.
 //! Label warnings reach stderr only through [`Warning`](super::Warning)'s escaped text.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
 use super::k8s::{self, K8sRequest, KubeVersion, Userns};
 use super::quadlet::{self, QuadletRequest};
 use super::rules::{DEFAULT_V1_CGROUP_MOUNTS, V1CgroupMounts};
-use super::{Engine, RunRequest, Warning, engine, plan_run};
+use super::{Engine, RunRequest, Warning, engine, plan_run, wait};
 
 /// `sysfile run`.
 #[derive(Debug, clap::Args)]
@@ -38,9 +41,37 @@ pub struct RunArgs {
     /// or read-only with only the name=systemd (and unified) hierarchies read-write.
     #[arg(long, value_enum, default_value_t = DEFAULT_V1_CGROUP_MOUNTS)]
     pub cgroup_v1_mounts: V1CgroupMounts,
+    /// After starting, wait until systemd has finished booting (default 90 s; e.g. --wait=2m).
+    /// Exit 0 when it is `running`; exit 3 when it is `degraded` (or another state), the
+    /// container stopped, or it was not up in time, after printing the failed units and their
+    /// last journal lines to stderr (exit 1 stays "the host cannot boot the image", 2 "an engine
+    /// or image problem"). The container ID still goes to stdout.
+    #[arg(
+        long,
+        value_name = "TIMEOUT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "90",
+        value_parser = wait::parse_timeout,
+        conflicts_with_all = ["print", "explain"]
+    )]
+    pub wait: Option<Duration>,
     /// Extra engine arguments, placed before the image.
     #[arg(last = true, value_name = "ENGINE_ARGS")]
     pub extra: Vec<String>,
+}
+
+/// Waiting for an already started container (what `sysfile run --wait` does after `run`).
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// The container's name or ID.
+    pub container: String,
+    /// The engine that runs it.
+    #[arg(long, value_enum, default_value_t = Engine::Docker)]
+    pub engine: Engine,
+    /// How long to wait (whole seconds or minutes: 90, 90s, 2m; at most 1 h).
+    #[arg(long, default_value = "90", value_parser = wait::parse_timeout)]
+    pub timeout: Duration,
 }
 
 /// `sysfile k8s`.
@@ -143,11 +174,42 @@ pub fn run_main(args: &RunArgs) -> Result<i32> {
     } else {
         "podman"
     };
-    eprintln!("started {who}; systemd is booting");
-    eprintln!("  wait:  {exe} exec {who} systemctl is-system-running --wait");
+    let code = match args.wait {
+        Some(timeout) => {
+            eprintln!(
+                "started {who}; waiting up to {} s for systemd to finish booting",
+                timeout.as_secs()
+            );
+            let probe = engine::EngineContainer {
+                program: program.clone(),
+                container: id.clone(),
+            };
+            let (code, report) = wait::wait_and_report(&probe, timeout);
+            eprint!("{}", report.replacen(&id, &who, 1));
+            code
+        }
+        None => {
+            eprintln!("started {who}; systemd is booting");
+            eprintln!("  wait:  {}", wait::shell_hint(exe, &who));
+            0
+        }
+    };
     eprintln!("  logs:  {exe} logs {who}    (services: {exe} exec {who} journalctl -b)");
     eprintln!("  stop:  {exe} stop {who}");
-    Ok(0)
+    Ok(code)
+}
+
+/// Waits for systemd in a started container, as `sysfile run --wait` does; `Err` means exit code 2.
+pub fn wait_main(args: &WaitArgs) -> Result<i32> {
+    let program = engine::program(args.engine);
+    engine::server_version(args.engine, &program)?;
+    let probe = engine::EngineContainer {
+        program,
+        container: args.container.clone(),
+    };
+    let (code, report) = wait::wait_and_report(&probe, args.timeout);
+    eprint!("{report}");
+    Ok(code)
 }
 
 /// Runs `sysfile k8s`; `Err` means exit code 2.

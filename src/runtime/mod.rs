@@ -6,8 +6,9 @@
 //! per flag group, warnings) or a [`Refusal`] by the rules in `rules.rs`, [`k8s::manifest`] prints
 //! a Pod or Deployment and [`quadlet::unit`] a Podman Quadlet `.container` unit. `docker.rs` and
 //! `podman.rs` hold each engine's flags, `host.rs` the host facts and their parsers, `shell.rs`
-//! the quoting. Only `engine.rs` (the engine CLI through `std::process::Command`) and `command.rs`
-//! (the three subcommands) do I/O.
+//! the quoting, `wait.rs` the wait for systemd to finish booting (`run --wait`) behind a trait.
+//! Only `engine.rs` (the engine CLI through `std::process::Command`) and `command.rs` (the
+//! subcommands) do I/O.
 
 pub mod command;
 pub mod docker;
@@ -19,12 +20,15 @@ pub mod podman;
 pub mod quadlet;
 pub mod rules;
 pub mod shell;
+pub mod wait;
 
 use std::collections::BTreeMap;
 
 use labels::{BOOT_LABEL, DEFAULT_STOP_TIMEOUT, SYSTEMD_VERSION_LABEL};
 
-pub use command::{K8sArgs, QuadletArgs, RunArgs, k8s_main, quadlet_main, run_main};
+pub use command::{
+    K8sArgs, QuadletArgs, RunArgs, WaitArgs, k8s_main, quadlet_main, run_main, wait_main,
+};
 pub use host::{CgroupVersion, HostFacts};
 pub use labels::{ImageLabels, TmpfsMount, Warning, parse_labels};
 pub use rules::V1CgroupMounts;
