@@ -48,6 +48,9 @@ enum Command {
     K8s(crate::runtime::K8sArgs),
     /// Print a Podman Quadlet `.container` unit for a sysfile image.
     Quadlet(crate::runtime::QuadletArgs),
+    /// Wait until systemd in a started container is running (exit 3 otherwise, with the failed
+    /// units and their journal).
+    Wait(crate::runtime::WaitArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +112,7 @@ pub fn main() -> i32 {
         Command::Run(args) => crate::runtime::run_main(&args),
         Command::K8s(args) => crate::runtime::k8s_main(&args),
         Command::Quadlet(args) => crate::runtime::quadlet_main(&args),
+        Command::Wait(args) => crate::runtime::wait_main(&args),
     };
     match result {
         Ok(code) => code,

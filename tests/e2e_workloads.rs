@@ -256,14 +256,13 @@ fn run_wait_reports_a_failing_unit() {
         started.took.as_secs_f64()
     );
 
-    // The shared code behind `sysfile wait`: the same verdict for the running container.
-    let code = sysfile::runtime::wait_main(&sysfile::runtime::WaitArgs {
-        container: started.container.name.clone(),
-        engine: sysfile::runtime::Engine::Docker,
-        timeout: Duration::from_secs(30),
-    })
-    .expect("wait_main");
-    assert_eq!(code, 3);
+    // `sysfile wait` on the running container: the same verdict and report.
+    let r = run(
+        sysfile_bin(),
+        &["wait", &started.container.name, "--timeout", "30"],
+    );
+    assert_eq!(r.code, 3, "sysfile wait: {}", r.stderr);
+    assert!(r.stderr.contains("doomed.service"), "{}", r.stderr);
 }
 
 /// A spec whose boot cannot finish in time: an enabled oneshot sleeps for a minute.
