@@ -187,6 +187,7 @@ fn boot_matrix(host: Host, suite: &'static str) {
     if host == Host::CgroupV1 {
         assert_no_controller_is_writable(&c);
     }
+    assert_engine_facts(&c);
     drop(twin);
     let (took, exit) = c.stop();
     assert_eq!(exit, 0, "{test}: exit code after docker stop");
@@ -237,6 +238,49 @@ fn assert_no_controller_is_writable(c: &Container) {
             c.name
         );
     }
+}
+
+/// What the engine must provide and the image must hold, seen from inside the booted container
+/// (docs/contract.md rows 2, 4, 9 and 25): systemd detected the container manager, `/sys` is
+/// read-only, the engine waits the contract's stop timeout, fstab and policy-rc.d are neutral.
+fn assert_engine_facts(c: &Container) {
+    let (_, manager) = c.exec(&["cat", "/run/systemd/container"]);
+    assert_eq!(
+        manager.trim(),
+        "docker",
+        "{}: /run/systemd/container",
+        c.name
+    );
+    let (_, mountinfo) = c.exec(&["cat", "/proc/self/mountinfo"]);
+    let sys = mountinfo
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/sys"))
+        .unwrap_or_else(|| panic!("{}: no /sys mount", c.name));
+    let options = sys.split_whitespace().nth(5).unwrap_or_default();
+    assert!(
+        options.split(',').any(|o| o == "ro"),
+        "{}: /sys is mounted {options}, not read-only",
+        c.name
+    );
+    let timeout = c
+        .daemon
+        .docker(&["inspect", "-f", "{{.Config.StopTimeout}}", &c.name]);
+    assert_eq!(
+        timeout.stdout.trim(),
+        "30",
+        "{}: the engine's stop timeout",
+        c.name
+    );
+    let (_, fstab) = c.exec(&["cat", "/etc/fstab"]);
+    assert!(
+        fstab
+            .lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "{}: /etc/fstab mounts something: {fstab:?}",
+        c.name
+    );
+    let (code, _) = c.exec(&["test", "-e", "/usr/sbin/policy-rc.d"]);
+    assert_ne!(code, 0, "{}: /usr/sbin/policy-rc.d is in the image", c.name);
 }
 
 /// `sysfile run` refuses with a reason and a hint, and the image really fails with the flags that

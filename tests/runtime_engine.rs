@@ -214,7 +214,9 @@ fn run_boots_the_image_and_print_matches_what_ran() {
     );
     // The hint works when pasted at once: it retries until the bus is up.
     assert!(
-        stderr.contains(&format!("docker exec {name} timeout 90 sh -c 'until systemctl")),
+        stderr.contains(&format!(
+            "docker exec {name} timeout 90 sh -c 'until systemctl"
+        )),
         "{stderr}"
     );
     assert!(stderr.contains(&format!("docker stop {name}")), "{stderr}");
