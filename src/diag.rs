@@ -30,11 +30,23 @@ impl Span {
 }
 
 /// A spec file as read: its name (as the user knows it) and its text.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its [`LineIndex`] is built on the first [`SourceFile::line_col`] and kept, so
+/// turning any number of spans into lines and columns costs linear time overall.
+#[derive(Clone, Debug)]
 pub struct SourceFile {
     pub name: String,
     pub text: String,
+    index: std::sync::OnceLock<LineIndex>,
 }
+
+impl PartialEq for SourceFile {
+    fn eq(&self, other: &SourceFile) -> bool {
+        self.name == other.name && self.text == other.text
+    }
+}
+
+impl Eq for SourceFile {}
 
 /// A 1-based line and column (column counted in characters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,25 +55,75 @@ pub struct LineCol {
     pub column: usize,
 }
 
+/// The byte offsets where the lines of one text start: span to line and column in
+/// `O(log lines + line length)`. The one implementation of that mapping; every stage uses it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> LineIndex {
+        LineIndex {
+            starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+            len: text.len(),
+        }
+    }
+
+    /// The 0-based index of the line holding byte `offset`.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1)
+    }
+
+    /// The byte offset where 0-based line `line` starts (the text's end past the last line).
+    pub fn line_start(&self, line: usize) -> usize {
+        self.starts.get(line).copied().unwrap_or(self.len)
+    }
+
+    /// The 1-based line and column of a byte offset of `text` (the text this index was built
+    /// from), clamped to the text and to a character boundary.
+    pub fn line_col(&self, text: &str, offset: usize) -> LineCol {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line_of(offset);
+        let start = self.line_start(line).min(offset);
+        let column = text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
+        LineCol {
+            line: line + 1,
+            column,
+        }
+    }
+}
+
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
         SourceFile {
             name: name.into(),
             text: text.into(),
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs `f` with the file's line index, built once (rebuilt if `text` was replaced since).
+    pub fn with_index<R>(&self, f: impl FnOnce(&LineIndex) -> R) -> R {
+        let index = self.index.get_or_init(|| LineIndex::new(&self.text));
+        if index.len == self.text.len() {
+            f(index)
+        } else {
+            f(&LineIndex::new(&self.text))
         }
     }
 
     /// The 1-based line and column of a byte offset (clamped to the text).
     pub fn line_col(&self, offset: usize) -> LineCol {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        LineCol { line, column }
+        self.with_index(|index| index.line_col(&self.text, offset))
     }
 }
 
@@ -196,9 +258,6 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
         Renderer::plain()
     };
     let mut out = String::new();
-    // Line-start offsets per file, built once, so each diagnostic costs only its own lines.
-    let mut line_starts: std::collections::HashMap<FileId, Vec<usize>> =
-        std::collections::HashMap::new();
     for diagnostic in diagnostics {
         let level = match diagnostic.severity {
             Severity::Error => Level::ERROR,
@@ -209,20 +268,20 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
             .id(diagnostic.code);
         let mut group = match sources.try_get(diagnostic.span.file) {
             Some(file) => {
-                // Only the lines the span touches are handed to the renderer,
-                // so rendering stays cheap for huge files with many diagnostics.
+                // Only the lines the span touches are handed to the renderer (found in the
+                // file's line index), so rendering stays linear in the number of diagnostics.
                 let range = clamp(&file.text, diagnostic.span);
-                let first = file.text[..range.start].rfind('\n').map_or(0, |i| i + 1);
-                let last = file.text[range.end..]
-                    .find('\n')
-                    .map_or(file.text.len(), |i| range.end + i + 1);
-                let excerpt = &file.text[first..last];
-                let starts = line_starts.entry(diagnostic.span.file).or_insert_with(|| {
-                    std::iter::once(0)
-                        .chain(file.text.match_indices('\n').map(|(i, _)| i + 1))
-                        .collect()
+                let (line, first, last) = file.with_index(|index| {
+                    let line = index.line_of(range.start);
+                    let end_line = index.line_of(range.end);
+                    (
+                        line + 1,
+                        index.line_start(line),
+                        index.line_start(end_line + 1),
+                    )
                 });
-                let line = starts.partition_point(|&start| start <= first).max(1);
+                let (first, last) = (first.min(range.start), last.max(range.end));
+                let excerpt = &file.text[first..last];
                 let mut annotation =
                     AnnotationKind::Primary.span(range.start - first..range.end - first);
                 if !diagnostic.label.is_empty() {

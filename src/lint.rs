@@ -88,6 +88,16 @@ pub const MASKED_BUT_KEPT: Rule = rule!(
     "masked-but-kept",
     "A unit is masked and also kept from sysfile's mask lists"
 );
+pub const SECRET_BUILD_ARG: Rule = rule!(
+    "SecretBuildArg",
+    "secret-build-arg",
+    "A build argument named like a secret"
+);
+pub const ARG_IN_VERBATIM_TEXT: Rule = rule!(
+    "ArgInVerbatimText",
+    "arg-in-verbatim-text",
+    "A `${NAME}` of a declared build argument in file content, which is never interpolated"
+);
 
 /// Every lint rule.
 pub const RULES: &[Rule] = &[
@@ -103,6 +113,8 @@ pub const RULES: &[Rule] = &[
     CURL_PIPE_SHELL,
     INSTALLED_AND_REMOVED,
     MASKED_BUT_KEPT,
+    SECRET_BUILD_ARG,
+    ARG_IN_VERBATIM_TEXT,
 ];
 
 /// The rule with this code, if it is a lint rule.
@@ -126,6 +138,8 @@ pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     lint.stop_timeout(spec);
     lint.installed_and_removed(spec);
     lint.masked_but_kept(spec);
+    lint.secret_build_arg(spec);
+    lint.arg_in_verbatim_text(spec);
     lint.out.sort_by_key(|d| (d.span.file, d.span.start));
     lint.out
 }
@@ -313,6 +327,50 @@ impl Lint<'_> {
                 message,
                 "secret",
                 "pass secrets with a `type = \"secret\"` mount of a `[[run]]` step and use them within that step, keeping them out of the image".into(),
+            );
+        }
+    }
+
+    fn secret_build_arg(&mut self, spec: &Spec) {
+        for arg in spec.args.iter().filter(|a| secret_name(&a.name)) {
+            let span = self.narrow(arg.span, &arg.name);
+            self.warn(
+                SECRET_BUILD_ARG,
+                span,
+                format!(
+                    "build argument `{}` looks like a secret; build arguments are recorded in the build cache, provenance and image history",
+                    arg.name
+                ),
+                "named like a secret",
+                "pass secrets with `--secret` and a `type = \"secret\"` mount of the `[[run]]` step that needs them".into(),
+            );
+        }
+    }
+
+    fn arg_in_verbatim_text(&mut self, spec: &Spec) {
+        for file in &spec.files {
+            let crate::model::FileSource::Content(content) = &file.source else {
+                continue;
+            };
+            let Some(arg) = spec
+                .args
+                .iter()
+                .find(|a| content.contains(&format!("${{{}}}", a.name)))
+            else {
+                continue;
+            };
+            let reference = format!("${{{}}}", arg.name);
+            let span = self.narrow(file.span, &reference);
+            self.warn(
+                ARG_IN_VERBATIM_TEXT,
+                span,
+                format!(
+                    "`{reference}` names a build argument, but `content` is copied verbatim and is not interpolated"
+                ),
+                "not interpolated",
+                format!(
+                    "the file will contain the text `{reference}`; to use the argument's value, write the file in a `[[run]]` step (build arguments are its environment variables); if the text is meant literally, ignore this warning"
+                ),
             );
         }
     }
@@ -541,13 +599,10 @@ fn privileged_only(unit: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether an environment entry or label looks like a secret.
-fn looks_secret(name: &str, value: &str) -> bool {
-    if value.trim().is_empty() {
-        return false;
-    }
+/// Whether a name reads like a secret's: `DB_PASSWORD`, `API_TOKEN`, `github.secret`, …
+fn secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase().replace(['.', '-'], "_");
-    let key = [
+    [
         "PASSWORD",
         "PASSWD",
         "SECRET",
@@ -558,7 +613,15 @@ fn looks_secret(name: &str, value: &str) -> bool {
         "ACCESS_KEY",
     ]
     .iter()
-    .any(|k| upper.contains(k));
+    .any(|k| upper.contains(k))
+}
+
+/// Whether an environment entry or label looks like a secret.
+fn looks_secret(name: &str, value: &str) -> bool {
+    if value.trim().is_empty() {
+        return false;
+    }
+    let key = secret_name(name);
     let shape = value.contains("-----BEGIN")
         || ["ghp_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA"]
             .iter()
@@ -672,6 +735,28 @@ mod tests {
 
     fn fires(rule: Rule, extra: &str) -> bool {
         codes(extra).contains(&rule.code)
+    }
+
+    #[test]
+    fn secret_build_arg() {
+        let r = SECRET_BUILD_ARG;
+        assert!(fires(r, "[args]\nAPI_TOKEN = \"\"\n"));
+        assert!(fires(r, "[args]\nDB_PASSWORD = \"x\"\n"));
+        assert!(fires(r, "[args]\nclient_secret = \"\"\n"));
+        assert!(!fires(r, "[args]\nVERSION = \"1\"\n"));
+    }
+
+    #[test]
+    fn arg_in_verbatim_text() {
+        let r = ARG_IN_VERBATIM_TEXT;
+        let file = |content: &str| {
+            format!(
+                "[args]\nVERSION = \"1\"\n[[files]]\ndest = \"/etc/v\"\ncontent = \"{content}\"\n"
+            )
+        };
+        assert!(fires(r, &file("v=${VERSION}")));
+        assert!(!fires(r, &file("v=${OTHER}")));
+        assert!(!fires(r, &file("v=$VERSION")));
     }
 
     #[test]

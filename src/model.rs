@@ -45,10 +45,7 @@ impl Spec {
         let Some(arg) = self.args.iter().find(|a| a.name == "SOURCE_DATE_EPOCH") else {
             return Ok(None);
         };
-        if arg.value.is_empty() {
-            return Ok(None);
-        }
-        arg.value.parse().map(Some).map_err(|_| {
+        parse_epoch(&arg.value).map_err(|_| {
             Diagnostic::error(
                 "bad-value",
                 arg.span,
@@ -56,6 +53,19 @@ impl Spec {
             )
             .with_help("write whole seconds since 1970, for example \"1700000000\"")
         })
+    }
+}
+
+/// A `SOURCE_DATE_EPOCH` value: empty (unset) or whole seconds since 1970 up to `i64::MAX`.
+pub fn parse_epoch(value: &str) -> Result<Option<u64>, &'static str> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.parse::<u64>() {
+        Ok(n) if value.bytes().all(|b| b.is_ascii_digit()) && i64::try_from(n).is_ok() => {
+            Ok(Some(n))
+        }
+        _ => Err("not Unix seconds"),
     }
 }
 
