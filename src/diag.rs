@@ -188,6 +188,8 @@ pub struct Diagnostic {
     pub label: String,
     /// How to fix it.
     pub help: Option<String>,
+    /// Other places that take part, each with its own label (shown when in the same file).
+    pub related: Vec<(Span, String)>,
 }
 
 impl Diagnostic {
@@ -199,6 +201,7 @@ impl Diagnostic {
             span,
             label: String::new(),
             help: None,
+            related: Vec::new(),
         }
     }
 
@@ -219,6 +222,12 @@ impl Diagnostic {
         self
     }
 
+    /// Adds another place that takes part in the problem, with its label.
+    pub fn with_related(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
+        self.related.push((span, label.into()));
+        self
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -229,6 +238,65 @@ impl Sources {
     pub fn try_get(&self, id: FileId) -> Option<&SourceFile> {
         self.files.get(id.0 as usize)
     }
+}
+
+/// At most this many diagnostics are kept on one line of a file.
+pub const MAX_PER_LINE: usize = 5;
+/// At most this many diagnostics are kept for one file.
+pub const MAX_PER_FILE: usize = 100;
+
+/// Keeps at most [`MAX_PER_LINE`] diagnostics per line and [`MAX_PER_FILE`] per file (the
+/// first ones, in the order given), and adds one `more-diagnostics` note per file that lost
+/// some, at the last one dropped: "N more errors …". Its severity is the highest dropped, so
+/// a spec never looks valid because its errors were cut. Linear in the number of diagnostics.
+pub fn cap(diagnostics: Vec<Diagnostic>, sources: &Sources) -> Vec<Diagnostic> {
+    use std::collections::HashMap;
+    let mut per_file: HashMap<FileId, usize> = HashMap::new();
+    let mut per_line: HashMap<(FileId, usize), usize> = HashMap::new();
+    // Per file: (dropped count, highest severity, last dropped span).
+    let mut dropped: std::collections::BTreeMap<FileId, (usize, Severity, Span)> =
+        std::collections::BTreeMap::new();
+    let mut kept = Vec::with_capacity(diagnostics.len().min(MAX_PER_FILE * 2));
+    for diagnostic in diagnostics {
+        let span = diagnostic.span;
+        let line = sources.try_get(span.file).map_or(0, |file| {
+            file.with_index(|index| index.line_of(span.start.min(file.text.len())))
+        });
+        let in_file = per_file.entry(span.file).or_default();
+        let on_line = per_line.entry((span.file, line)).or_default();
+        if *in_file < MAX_PER_FILE && *on_line < MAX_PER_LINE {
+            *in_file += 1;
+            *on_line += 1;
+            kept.push(diagnostic);
+        } else {
+            let entry = dropped
+                .entry(span.file)
+                .or_insert((0, Severity::Warning, span));
+            entry.0 += 1;
+            entry.1 = entry.1.max(diagnostic.severity);
+            entry.2 = span;
+        }
+    }
+    for (_, (count, severity, span)) in dropped {
+        let what = match severity {
+            Severity::Error => "problems",
+            Severity::Warning => "warnings",
+        };
+        let message = format!(
+            "{count} more {what} in this file are not shown (at most {MAX_PER_LINE} per line and {MAX_PER_FILE} per file)"
+        );
+        kept.push(Diagnostic {
+            severity,
+            code: "more-diagnostics",
+            message,
+            span,
+            label: "and more".to_string(),
+            help: Some("fix the problems shown and check again to see the rest".to_string()),
+            related: Vec::new(),
+        });
+    }
+    kept.sort_by_key(|d| (d.span.file, d.span.start));
+    kept
 }
 
 /// Clamps a span to `text`, on character boundaries.
@@ -271,28 +339,48 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
                 // Only the lines the span touches are handed to the renderer (found in the
                 // file's line index), so rendering stays linear in the number of diagnostics.
                 let range = clamp(&file.text, diagnostic.span);
+                let related: Vec<(std::ops::Range<usize>, &str)> = diagnostic
+                    .related
+                    .iter()
+                    .filter(|(span, _)| span.file == diagnostic.span.file)
+                    .map(|(span, label)| (clamp(&file.text, *span), label.as_str()))
+                    .collect();
+                let low = related
+                    .iter()
+                    .map(|(r, _)| r.start)
+                    .fold(range.start, usize::min);
+                let high = related
+                    .iter()
+                    .map(|(r, _)| r.end)
+                    .fold(range.end, usize::max);
                 let (line, first, last) = file.with_index(|index| {
-                    let line = index.line_of(range.start);
-                    let end_line = index.line_of(range.end);
+                    let line = index.line_of(low);
+                    let end_line = index.line_of(high);
                     (
                         line + 1,
                         index.line_start(line),
                         index.line_start(end_line + 1),
                     )
                 });
-                let (first, last) = (first.min(range.start), last.max(range.end));
+                let (first, last) = (first.min(low), last.max(high));
                 let excerpt = &file.text[first..last];
                 let mut annotation =
                     AnnotationKind::Primary.span(range.start - first..range.end - first);
                 if !diagnostic.label.is_empty() {
                     annotation = annotation.label(diagnostic.label.as_str());
                 }
-                Group::with_title(title).element(
-                    Snippet::source(excerpt)
-                        .line_start(line)
-                        .path(file.name.as_str())
-                        .annotation(annotation),
-                )
+                let mut snippet = Snippet::source(excerpt)
+                    .line_start(line)
+                    .path(file.name.as_str())
+                    .annotation(annotation);
+                for (r, label) in related {
+                    snippet = snippet.annotation(
+                        AnnotationKind::Context
+                            .span(r.start - first..r.end - first)
+                            .label(label),
+                    );
+                }
+                Group::with_title(title).element(snippet)
             }
             None => Group::with_title(title),
         };
@@ -323,6 +411,42 @@ mod tests {
         let out = render(&[diagnostic.clone(), diagnostic], &sources, false);
         let one = "error[wrong-type]: expected a string, found an integer\n --> Sysfile:2:8\n  |\n2 | from = 1\n  |        ^ expected a string\n  |\n  = help: put the value in double quotes\n";
         assert_eq!(out, format!("{one}\n{one}"));
+    }
+
+    #[test]
+    fn diagnostics_are_capped_per_line_and_per_file() {
+        let line = "${X}".repeat(8000);
+        let text = format!("{line}\n{}", "y\n".repeat(300));
+        let sources = Sources::new(SourceFile::new("Sysfile", text.as_str()));
+        let mut diagnostics: Vec<Diagnostic> = (0..8000)
+            .map(|i| Diagnostic::error("e", Span::new(FileId(0), i * 4..i * 4 + 4), "x"))
+            .collect();
+        let base = line.len() + 1;
+        diagnostics.extend((0..300).map(|i| {
+            Diagnostic::warning(
+                "w",
+                Span::new(FileId(0), base + i * 2..base + i * 2 + 1),
+                "y",
+            )
+        }));
+        let kept = cap(diagnostics, &sources);
+        assert_eq!(kept.len(), MAX_PER_FILE + 1);
+        assert_eq!(kept.iter().filter(|d| d.code == "e").count(), MAX_PER_LINE);
+        let more: Vec<_> = kept
+            .iter()
+            .filter(|d| d.code == "more-diagnostics")
+            .collect();
+        assert_eq!(more.len(), 1);
+        assert!(more[0].is_error(), "errors were dropped");
+        assert!(
+            more[0].message.starts_with("8200 more problems"),
+            "{}",
+            more[0].message
+        );
+        let started = std::time::Instant::now();
+        let out = render(&kept, &sources, false);
+        assert!(out.contains("8200 more problems"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub fn load(main: SourceFile, options: &LoadOptions) -> Loaded {
         diagnostics.append(&mut ctx.diagnostics);
     }
     diagnostics.sort_by_key(|d| (d.span.file, d.span.start));
+    let diagnostics = crate::diag::cap(diagnostics, &sources);
     let spec = if diagnostics.iter().any(Diagnostic::is_error) {
         None
     } else {

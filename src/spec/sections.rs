@@ -340,10 +340,10 @@ fn exactly_one(
 ) {
     match (table.key_span(a), table.key_span(b)) {
         (Some(first), Some(second)) => {
-            let (at, other) = if second.start > first.start {
-                (second, a)
+            let (at, earlier, other) = if second.start > first.start {
+                (second, first, a)
             } else {
-                (first, b)
+                (first, second, b)
             };
             ctx.error(
                 "conflicting-keys",
@@ -352,6 +352,15 @@ fn exactly_one(
                 format!("`{other}` is already set"),
                 format!("keep either `{a}` or `{b}`, not both"),
             );
+            // Point at the first key and at the table's header too.
+            let earlier = ctx.span(earlier);
+            let header = ctx.span(table.span.clone());
+            if let Some(d) = ctx.diagnostics.last_mut() {
+                d.related.push((earlier, format!("`{other}` set here")));
+                if header.start < header.end && header.end <= earlier.start {
+                    d.related.push((header, "in this table".to_string()));
+                }
+            }
         }
         (None, None) if !table.typos.iter().any(|t| *t == a || *t == b) => ctx.error(
             "missing-key",
