@@ -41,6 +41,10 @@ pub struct Spec {
 
 impl Spec {
     /// SOURCE_DATE_EPOCH from `[args]` (a declared default, or `--build-arg` through it).
+    #[allow(
+        clippy::result_large_err,
+        reason = "a Diagnostic is what callers report; this runs once per build"
+    )]
     pub fn source_date_epoch(&self) -> Result<Option<u64>, Diagnostic> {
         let Some(arg) = self.args.iter().find(|a| a.name == "SOURCE_DATE_EPOCH") else {
             return Ok(None);

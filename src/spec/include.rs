@@ -46,6 +46,10 @@ pub(crate) fn syntax_error(file: FileId, error: &toml::de::Error) -> Diagnostic 
 }
 
 /// The `include` entries of a parsed file: `Ok((normalised path, range))` or the diagnostic of a bad entry.
+#[allow(
+    clippy::result_large_err,
+    reason = "each bad entry is reported as it is; a few per file"
+)]
 fn entries(file: FileId, root: &DeTable<'_>) -> Vec<Result<(String, Range<usize>), Diagnostic>> {
     let Some((_, value)) = root.iter().find(|(k, _)| k.get_ref() == "include") else {
         return Vec::new();
