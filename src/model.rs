@@ -40,6 +40,32 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// A `context-file-missing` error for every `authorized_keys` file that is not in the
+    /// main build context; `exists` answers for a normalised context-relative path (the CLI
+    /// stats the directory, the frontend the context it was sent). Such a file would
+    /// otherwise fail inside a build step, far from the spec line that names it.
+    pub fn missing_context_files(&self, mut exists: impl FnMut(&str) -> bool) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for user in &self.users {
+            for (path, span) in user.authorized_keys.iter().zip(&user.authorized_key_spans) {
+                if !exists(path) {
+                    out.push(
+                        Diagnostic::error(
+                            "context-file-missing",
+                            *span,
+                            format!("`{path}` is not in the build context"),
+                        )
+                        .with_label("not in the build context")
+                        .with_help(format!(
+                            "add `{path}` to the build context (paths are relative to its root), or remove it from `authorized_keys`"
+                        )),
+                    );
+                }
+            }
+        }
+        out
+    }
+
     /// SOURCE_DATE_EPOCH from `[args]` (a declared default, or `--build-arg` through it).
     #[allow(
         clippy::result_large_err,
@@ -175,6 +201,8 @@ pub struct User {
     pub shell: Option<String>,
     /// Context-relative paths of public key files, concatenated into `~/.ssh/authorized_keys`.
     pub authorized_keys: Vec<String>,
+    /// Where each of `authorized_keys` is written, in the same order.
+    pub authorized_key_spans: Vec<Span>,
     pub span: Span,
 }
 

@@ -566,9 +566,11 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                 },
             );
         let mut authorized_keys = Vec::new();
+        let mut authorized_key_spans = Vec::new();
         if let Some(v) = table.get("authorized_keys") {
             for item in ctx.array("authorized_keys", v) {
                 if let Some(path) = ctx.context_path("authorized_keys", item) {
+                    authorized_key_spans.push(ctx.span(item.span()));
                     authorized_keys.push(path.into_inner());
                 }
             }
@@ -580,6 +582,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                 groups,
                 shell,
                 authorized_keys,
+                authorized_key_spans,
                 span: ctx.span(table.full_span()),
             });
         }
@@ -1450,6 +1453,26 @@ mod tests {
         assert!(argv_runs_script(["--shell=/bin/bash"]));
         assert!(!argv_runs_script(["systemctl", "preset-all"]));
         assert!(!argv_runs_script(["shell", "bashful", "sha256sum"]));
+    }
+
+    #[test]
+    fn a_missing_authorized_keys_file_is_located() {
+        let text = "[image]\nfrom = \"debian\"\n[[users]]\nname = \"admin\"\nauthorized_keys = [\"keys/admin.pub\", \"./keys/ops.pub\"]\n";
+        let loaded = super::super::load(
+            crate::diag::SourceFile::new("Sysfile", text),
+            &LoadOptions::default(),
+        );
+        let spec = loaded.spec.expect("loads");
+        let missing = spec.missing_context_files(|path| path == "keys/ops.pub");
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].code, "context-file-missing");
+        assert_eq!(
+            missing[0].message,
+            "`keys/admin.pub` is not in the build context"
+        );
+        let at = loaded.sources.main().line_col(missing[0].span.start);
+        assert_eq!((at.line, at.column), (5, 20));
+        assert!(spec.missing_context_files(|_| true).is_empty());
     }
 
     #[test]
