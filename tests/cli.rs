@@ -332,3 +332,29 @@ fn llb_checks_the_platform() {
     ]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn many_errors_on_one_long_line_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    let line = "${X}".repeat(8000);
+    std::fs::write(
+        &path,
+        format!("[image]\nfrom = \"debian\"\n[config]\nworkdir = \"/{line}\"\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = sysfile(&["check", "-f", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.matches("error[undeclared-arg]").count(),
+        5,
+        "at most 5 per line"
+    );
+    assert!(
+        stderr.contains("error[more-diagnostics]: 7995 more problems in this file"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+    // Each shown error quotes the 32 KB line once: the output stays small.
+    assert!(stderr.len() < 6 * 40_000, "{} bytes", stderr.len());
+}
