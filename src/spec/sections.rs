@@ -591,7 +591,9 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
 }
 
 /// Programs that read some argument as script text: shells, interpreters, and programs that
-/// hand a command string to a shell (`su -c`, `runuser -c`, `sudo -s`, `ssh`, `script -c`, …).
+/// hand a command string to a shell or split one (`su -c`, `runuser -c`, `sudo -s`, `ssh`,
+/// `script -c`, `env -S`, `capsh -- -c`, `tar --to-command`, `git -c alias.x=!…`,
+/// `make 'X=$(shell …)'`, …).
 ///
 /// Names are compared after dropping the directory and a version suffix (`python3.12` is `python`).
 const SCRIPT_RUNNERS: &[&str] = &[
@@ -611,6 +613,14 @@ const SCRIPT_RUNNERS: &[&str] = &[
     "tcsh",
     "busybox",
     "toybox",
+    "capsh",
+    "env",
+    "make",
+    "gmake",
+    "git",
+    "tar",
+    "zip",
+    "pypy",
     "su",
     "runuser",
     "sudo",
@@ -1430,6 +1440,10 @@ mod tests {
             r#"["xargs", "-0", "busybox", "sh", "-c", "${X}"]"#,
             r#"["timeout", "5", "zsh", "-c", "${X}"]"#,
             r#"["chroot", "/", "SHELL=/bin/sh", "${X}"]"#,
+            r#"["git", "-c", "core.fsmonitor=${X}", "status"]"#,
+            r#"["tar", "--to-command=${X}", "-xf", "/a.tar"]"#,
+            r#"["make", "V=${X}"]"#,
+            r#"["/usr/bin/env", "-S", "${X}"]"#,
         ] {
             let got = argv_with(argv, attack);
             assert!(got.iter().all(|a| !a.contains(attack)), "{argv}: {got:?}");
