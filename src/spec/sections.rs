@@ -666,6 +666,20 @@ fn names_script_runner(word: &str) -> bool {
     SCRIPT_RUNNERS.contains(&base)
 }
 
+/// Whether some word of an element names a POSIX shell, which expands `${NAME}` itself.
+fn names_posix_shell(element: &str) -> bool {
+    const SHELLS: &[&str] = &[
+        "sh", "bash", "rbash", "dash", "ash", "ksh", "mksh", "pdksh", "zsh", "yash", "posh",
+        "busybox",
+    ];
+    element
+        .split(|c: char| c.is_whitespace() || c == '=' || c == ',' || c == ';')
+        .any(|word| {
+            let base = word.rsplit('/').next().unwrap_or(word);
+            SHELLS.contains(&base.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.'))
+        })
+}
+
 /// Whether an `argv` may run script text: some word of some element, alone or after `=`
 /// (`--shell=/bin/sh`, `SHELL=/bin/bash`), names a shell, an interpreter or a program that
 /// hands a string to one. Such an `argv` is used verbatim: no build argument is pasted into it,
@@ -759,6 +773,29 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                 };
                 if let Some(value) = value {
                     argv.push(value);
+                }
+            }
+            // A POSIX shell expands `${NAME}` from its environment, where build args are; any
+            // other program gets the text `${NAME}` itself: say so rather than stay silent.
+            if verbatim && !argv.iter().any(|a| names_posix_shell(a)) {
+                let declared = items.iter().zip(&argv).find_map(|(item, text)| {
+                    ctx.args
+                        .keys()
+                        .find(|name| text.contains(&format!("${{{name}}}")))
+                        .map(|name| (item.span(), name.clone()))
+                });
+                if let Some((at, name)) = declared {
+                    ctx.warning(
+                        "argv-not-interpolated",
+                        at,
+                        format!(
+                            "`${{{name}}}` is passed as it is: this `argv` runs a program that reads script text, so it is not interpolated"
+                        ),
+                        "not interpolated",
+                        format!(
+                            "read the build argument from the environment in the script (build arguments are environment variables of the step), such as `os.environ[\"{name}\"]` in Python"
+                        ),
+                    );
                 }
             }
             if matches!(v.get_ref(), DeValue::Array(a) if a.iter().next().is_none()) {
