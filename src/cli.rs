@@ -240,6 +240,7 @@ fn check(args: &SpecArgs) -> Result<i32> {
         loaded
             .diagnostics
             .sort_by_key(|d| (d.span.file, d.span.start));
+        loaded.diagnostics = diag::cap(std::mem::take(&mut loaded.diagnostics), &loaded.sources);
     }
     print_diagnostics(&loaded);
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();

@@ -240,6 +240,9 @@ impl Sources {
     }
 }
 
+/// The code of the note [`cap`] adds where it dropped diagnostics.
+pub const MORE_DIAGNOSTICS: &str = "more-diagnostics";
+
 /// At most this many diagnostics are kept on one line of a file.
 pub const MAX_PER_LINE: usize = 5;
 /// At most this many diagnostics are kept for one file.
@@ -258,6 +261,11 @@ pub fn cap(diagnostics: Vec<Diagnostic>, sources: &Sources) -> Vec<Diagnostic> {
         std::collections::BTreeMap::new();
     let mut kept = Vec::with_capacity(diagnostics.len().min(MAX_PER_FILE * 2));
     for diagnostic in diagnostics {
+        // A count from an earlier cap stays, and does not count itself.
+        if diagnostic.code == MORE_DIAGNOSTICS {
+            kept.push(diagnostic);
+            continue;
+        }
         let span = diagnostic.span;
         let line = sources.try_get(span.file).map_or(0, |file| {
             file.with_index(|index| index.line_of(span.start.min(file.text.len())))
@@ -287,7 +295,7 @@ pub fn cap(diagnostics: Vec<Diagnostic>, sources: &Sources) -> Vec<Diagnostic> {
         );
         kept.push(Diagnostic {
             severity,
-            code: "more-diagnostics",
+            code: MORE_DIAGNOSTICS,
             message,
             span,
             label: "and more".to_string(),
@@ -447,6 +455,8 @@ mod tests {
         let out = render(&kept, &sources, false);
         assert!(out.contains("8200 more problems"));
         assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        // Capping again keeps the count as it is.
+        assert_eq!(cap(kept.clone(), &sources), kept);
     }
 
     #[test]

@@ -122,11 +122,13 @@ pub fn rule(code: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.code == code)
 }
 
-/// Runs every rule; the warnings are sorted by (file, span start).
+/// Runs every rule; the warnings are sorted by (file, span start) and capped like the
+/// loader's (at most 5 per line and 100 per file, see [`crate::diag::cap`]).
 pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     let mut lint = Lint {
         sources,
         out: Vec::new(),
+        keys: std::cell::OnceCell::new(),
     };
     lint.service_without_package(spec);
     lint.privileged_only(spec);
@@ -141,12 +143,63 @@ pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     lint.secret_build_arg(spec);
     lint.arg_in_verbatim_text(spec);
     lint.out.sort_by_key(|d| (d.span.file, d.span.start));
-    lint.out
+    crate::diag::cap(lint.out, sources)
 }
 
 struct Lint<'a> {
     sources: &'a Sources,
     out: Vec<Diagnostic>,
+    /// Every `key =` of the sources, first place first (see [`key_index`]).
+    keys: std::cell::OnceCell<std::collections::HashMap<String, Span>>,
+}
+
+/// The first place of every `key =` in the sources (bare keys, and quoted keys without
+/// escapes), skipping comments: one pass over each file, so looking keys up stays linear.
+fn key_index(sources: &Sources) -> std::collections::HashMap<String, Span> {
+    let mut keys = std::collections::HashMap::new();
+    for (id, file) in sources.iter() {
+        let text = file.text.as_str();
+        let bytes = text.as_bytes();
+        let mut line_start = 0;
+        let mut comment: Option<usize> = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    line_start = i + 1;
+                    comment = None;
+                }
+                b'#' if comment.is_none() => comment = Some(i),
+                b'=' => {
+                    let mut end = i;
+                    while end > line_start && matches!(bytes[end - 1], b' ' | b'\t') {
+                        end -= 1;
+                    }
+                    let start = if end > line_start && bytes[end - 1] == b'"' {
+                        end -= 1;
+                        match text[line_start..end].rfind('"') {
+                            Some(open) => line_start + open + 1,
+                            None => end,
+                        }
+                    } else {
+                        let mut start = end;
+                        while start > line_start
+                            && (bytes[start - 1].is_ascii_alphanumeric()
+                                || matches!(bytes[start - 1], b'_' | b'-'))
+                        {
+                            start -= 1;
+                        }
+                        start
+                    };
+                    if start < end && comment.is_none_or(|c| c > start) {
+                        keys.entry(text[start..end].to_string())
+                            .or_insert(Span::new(id, start..end));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    keys
 }
 
 impl Lint<'_> {
@@ -180,22 +233,14 @@ impl Lint<'_> {
 
     /// The span of a `key =` in any source file (the key itself), else `fallback`.
     ///
-    /// The model keeps no span for some keys; this finds the line that set them.
+    /// The model keeps no span for some keys; this finds the line that set them. The spans of
+    /// all keys are found in one pass over the files, on first use.
     fn key_span(&self, key: &str, fallback: Span) -> Span {
-        for (id, file) in self.sources.iter() {
-            let text = file.text.as_str();
-            for (i, _) in text.match_indices(key) {
-                let before = text[..i].chars().next_back();
-                let after = text[i + key.len()..].trim_start_matches([' ', '\t', '"']);
-                let word_start = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-                let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
-                let commented = text[line_start..i].contains('#');
-                if word_start && !commented && after.starts_with('=') {
-                    return Span::new(id, i..i + key.len());
-                }
-            }
-        }
-        fallback
+        self.keys
+            .get_or_init(|| key_index(self.sources))
+            .get(key)
+            .copied()
+            .unwrap_or(fallback)
     }
 
     fn service_without_package(&mut self, spec: &Spec) {

@@ -358,3 +358,28 @@ fn many_errors_on_one_long_line_are_capped() {
     // Each shown error quotes the 32 KB line once: the output stays small.
     assert!(stderr.len() < 6 * 40_000, "{} bytes", stderr.len());
 }
+
+#[test]
+fn lint_warnings_are_capped_and_found_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    let env: Vec<String> = (0..10_000)
+        .map(|i| format!("API_TOKEN_{i} = \"x\""))
+        .collect();
+    std::fs::write(
+        &path,
+        format!(
+            "[image]\nfrom = \"debian\"\n[config]\nenv = {{ {} }}\n",
+            env.join(", ")
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = sysfile(&["check", "-f", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
+    assert_eq!(stderr.matches("warning[secret-in-env]").count(), 5);
+    assert!(
+        stderr.contains("warning[more-diagnostics]: 9995 more warnings"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+}
