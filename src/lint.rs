@@ -258,16 +258,20 @@ impl Lint<'_> {
         if spec.packages.install.is_empty() && unit_files.is_empty() {
             return;
         }
-        let packages: Vec<&str> = spec
+        let mut packages: Vec<&str> = spec
             .packages
             .install
             .iter()
             .map(|p| p.value.as_str())
             .collect();
+        packages.sort_unstable();
+        let whole_dir = unit_files.iter().any(|d| UNIT_DIRS.contains(d));
+        let unit_names: std::collections::HashSet<&str> = unit_files
+            .iter()
+            .filter_map(|d| d.rsplit('/').next())
+            .collect();
         for unit in &spec.services.enable {
-            let added = unit_files
-                .iter()
-                .any(|d| UNIT_DIRS.contains(d) || d.rsplit('/').next() == Some(unit.name.as_str()));
+            let added = whole_dir || unit_names.contains(unit.name.as_str());
             if added || provided_by_base(&unit.name) || provided(&unit.name, &packages) {
                 continue;
             }
@@ -524,13 +528,14 @@ impl Lint<'_> {
     }
 
     fn installed_and_removed(&mut self, spec: &Spec) {
+        let installed: std::collections::HashSet<&str> = spec
+            .packages
+            .install
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect();
         for removed in &spec.packages.remove {
-            if spec
-                .packages
-                .install
-                .iter()
-                .any(|p| p.value == removed.value)
-            {
+            if installed.contains(removed.value.as_str()) {
                 self.warn(
                     INSTALLED_AND_REMOVED,
                     removed.span,
@@ -546,8 +551,10 @@ impl Lint<'_> {
     }
 
     fn masked_but_kept(&mut self, spec: &Spec) {
+        let masked: std::collections::HashSet<&str> =
+            spec.services.mask.iter().map(|m| m.name.as_str()).collect();
         for kept in &spec.systemd.keep {
-            if spec.services.mask.iter().any(|m| m.name == kept.name) {
+            if masked.contains(kept.name.as_str()) {
                 self.warn(
                     MASKED_BUT_KEPT,
                     kept.span,
@@ -591,7 +598,7 @@ fn provided_by_base(unit: &str) -> bool {
         )
 }
 
-/// Whether some installed package seems to ship the unit.
+/// Whether some installed package (`packages`, sorted) seems to ship the unit.
 fn provided(unit: &str, packages: &[&str]) -> bool {
     let stem = stem(unit);
     let known: &[(&str, &[&str])] = &[
@@ -618,12 +625,18 @@ fn provided(unit: &str, packages: &[&str]) -> bool {
         .iter()
         .find(|(s, _)| *s == stem)
         .map_or(&[][..], |(_, p)| *p);
-    packages.iter().any(|p| {
-        *p == stem
-            || p.starts_with(stem)
-            || stem.starts_with(p)
-            || pairs.iter().any(|pair| p.starts_with(pair))
-    })
+    // `packages` is sorted: a package starting with `prefix` is the first one not below it.
+    let any_starts_with = |prefix: &str| {
+        let i = packages.partition_point(|p| *p < prefix);
+        packages.get(i).is_some_and(|p| p.starts_with(prefix))
+    };
+    let stem_starts_with_a_package = stem
+        .char_indices()
+        .map(|(i, c)| &stem[..i + c.len_utf8()])
+        .any(|prefix| packages.binary_search(&prefix).is_ok());
+    any_starts_with(stem)
+        || stem_starts_with_a_package
+        || pairs.iter().any(|pair| any_starts_with(pair))
 }
 
 /// Why a unit needs a privileged container, if it does.
