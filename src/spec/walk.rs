@@ -114,6 +114,8 @@ pub(crate) struct Ctx<'s> {
     main: usize,
     /// Line starts of `text`, built on first use by [`Ctx::place`].
     line_starts: Option<LineIndex>,
+    /// How many more undeclared references get a "did you mean" (see [`Ctx::interpolate`]).
+    suggestions_left: usize,
 }
 
 impl<'s> Ctx<'s> {
@@ -126,6 +128,7 @@ impl<'s> Ctx<'s> {
             segments,
             main,
             line_starts: None,
+            suggestions_left: crate::diag::MAX_PER_FILE,
         }
     }
 
@@ -594,7 +597,15 @@ impl<'s> Ctx<'s> {
             match problem {
                 Problem::Undeclared { name, range: inner } => {
                     let at = self.inner_range(&range, s, inner);
-                    let help = match did_you_mean(&name, self.args.keys().map(String::as_str)) {
+                    // A suggestion compares with every declared argument: only for the first
+                    // few references, so many of them against many arguments stay linear.
+                    let suggestion = if self.suggestions_left > 0 {
+                        self.suggestions_left -= 1;
+                        did_you_mean(&name, self.args.keys().map(String::as_str))
+                    } else {
+                        None
+                    };
+                    let help = match suggestion {
                         Some(candidate) => format!("did you mean `${{{candidate}}}`?"),
                         None => format!(
                             "declare it under `[args]`, such as `{name} = \"default\"`, or write `$${{{name}}}` for a literal `${{{name}}}`"
