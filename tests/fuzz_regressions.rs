@@ -10,7 +10,10 @@ fn every_regression_input_passes_its_target() {
     let mut ran = 0;
     for (name, body) in sysfile::fuzzing::TARGETS {
         let dir = root.join(name);
-        assert!(dir.is_dir(), "{} is missing", dir.display());
+        if !dir.is_dir() {
+            // A target nothing has failed on yet.
+            continue;
+        }
         let mut inputs: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|entry| entry.unwrap().path())
