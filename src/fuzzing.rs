@@ -135,6 +135,9 @@ fn compile_once(loaded: &Loaded, family: Family) -> Option<(Vec<u8>, String)> {
         Ok(epoch) => epoch,
         Err(d) => panic!("check accepted the spec but llb refuses it: {}", d.message),
     };
+    if let Err(e) = crate::reference::Reference::parse(&spec.image.from.value) {
+        panic!("check accepted `from` but llb refuses it: {e}");
+    }
     let plan = crate::plan::plan(spec, &crate::plan::BaseFacts::assumed(family));
     // sysfile's own systemd drop-ins never hold a raw line break other than `\n`, nor NUL.
     for step in &plan.steps {

@@ -421,6 +421,8 @@ pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
             ));
         }
     }
+    // What is accepted here, `sysfile llb` and the frontend must be able to pull: the same parser.
+    crate::reference::Reference::parse(s).map_err(|why| bad(&why))?;
     Ok(())
 }
 
@@ -871,6 +873,10 @@ mod tests {
             "debian@sha256:xyz",
             "-x",
             "x:tag!",
+            // Digests `sysfile llb` could not use: only sha256 with 64 lowercase hex digits.
+            "debian@sha256:0123456789abcdef0123456789abcdef",
+            "debian@sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "debian@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
         ] {
             assert_eq!(
                 check_image_reference(bad).unwrap_err().code,
