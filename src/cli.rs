@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use prost::Message as _;
 
-use crate::diag::{self, SourceFile};
+use crate::diag;
 use crate::distro::Family;
 use crate::llb::NetMode;
 use crate::lower::{self, LowerOptions};
@@ -124,34 +124,107 @@ pub fn main() -> i32 {
 }
 
 fn load(args: &SpecArgs) -> Result<spec::Loaded> {
-    let text = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let text = String::from_utf8(text)
-        .with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
+    let data = read_spec_file(&args.file)?;
     let name = args.file.file_name().map_or_else(
         || args.file.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let main = SourceFile::new(name, text);
+    let (main, not_utf8) = spec::decode_main(name, data);
+    if let Some(diagnostic) = not_utf8 {
+        return Ok(spec::Loaded {
+            sources: diag::Sources::new(main),
+            spec: None,
+            diagnostics: vec![diagnostic],
+        });
+    }
     let context = match &args.context {
         Some(dir) => dir.clone(),
         None => args.file.parent().map(PathBuf::from).unwrap_or_default(),
     };
-    let includes = spec::collect_includes(&main, |path| {
-        // `collect_includes` hands over normalised context-relative paths; refuse anything else.
-        let relative = std::path::Path::new(path);
-        let inside = relative
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
-        inside
-            .then(|| std::fs::read_to_string(context.join(relative)).ok())
-            .flatten()
-    });
+    let context = if context.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        context
+    };
+    let collected = spec::collect_include_files(&main, |path| read_context_file(&context, path));
     let options = LoadOptions {
         build_args: args.build_args.iter().cloned().collect::<BTreeMap<_, _>>(),
-        includes,
+        includes: collected.texts,
+        include_errors: collected.errors,
     };
     Ok(spec::load(main, &options))
+}
+
+/// Opens a file for reading without blocking on a FIFO or device, and without following a
+/// symbolic link in its last component.
+fn open_plain(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Reads an opened file that must be a regular file of at most [`spec::MAX_SPEC_BYTES`].
+fn read_regular(file: std::fs::File) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".to_string());
+    }
+    let cap = spec::MAX_SPEC_BYTES as u64;
+    if meta.len() > cap {
+        return Err(format!("it is larger than {} MiB", cap >> 20));
+    }
+    let mut data = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| e.to_string())?;
+    Ok(data)
+}
+
+/// Reads the main spec file: a regular file (a symbolic link to one is fine: the user named
+/// it), at most [`spec::MAX_SPEC_BYTES`]. Anything else is an unreadable path (exit 2).
+fn read_spec_file(path: &Path) -> Result<Vec<u8>> {
+    let what = || format!("cannot read {}", path.display());
+    let real = path.canonicalize().with_context(what)?;
+    let file = open_plain(&real).with_context(what)?;
+    read_regular(file)
+        .map_err(anyhow::Error::msg)
+        .with_context(what)
+}
+
+/// Reads an included file the way the frontend's context can give it: the path, with every
+/// symbolic link resolved, must stay inside the context directory, and name a regular file
+/// of at most [`spec::MAX_SPEC_BYTES`]. Its bytes are decoded by [`spec::decode_include`].
+fn read_context_file(context: &Path, relative: &str) -> spec::Fetched {
+    // `collect_include_files` hands over normalised context-relative paths; refuse anything else.
+    let inside = Path::new(relative)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside {
+        return spec::Fetched::Refused("it is not a path inside the build context".into());
+    }
+    let Ok(root) = context.canonicalize() else {
+        return spec::Fetched::Missing;
+    };
+    let real = match root.join(relative).canonicalize() {
+        Ok(real) => real,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return spec::Fetched::Missing,
+        Err(e) => return spec::Fetched::Refused(e.to_string()),
+    };
+    if !real.starts_with(&root) {
+        return spec::Fetched::Refused(
+            "it leads outside the build context through a symbolic link".into(),
+        );
+    }
+    match open_plain(&real)
+        .map_err(|e| e.to_string())
+        .and_then(read_regular)
+    {
+        Ok(data) => spec::Fetched::Bytes(data),
+        Err(why) => spec::Fetched::Refused(why),
+    }
 }
 
 fn print_diagnostics(loaded: &spec::Loaded) {
@@ -174,6 +247,7 @@ fn check(args: &SpecArgs) -> Result<i32> {
         loaded
             .diagnostics
             .sort_by_key(|d| (d.span.file, d.span.start));
+        loaded.diagnostics = diag::cap(std::mem::take(&mut loaded.diagnostics), &loaded.sources);
     }
     print_diagnostics(&loaded);
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();

@@ -30,11 +30,23 @@ impl Span {
 }
 
 /// A spec file as read: its name (as the user knows it) and its text.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its [`LineIndex`] is built on the first [`SourceFile::line_col`] and kept, so
+/// turning any number of spans into lines and columns costs linear time overall.
+#[derive(Clone, Debug)]
 pub struct SourceFile {
     pub name: String,
     pub text: String,
+    index: std::sync::OnceLock<LineIndex>,
 }
+
+impl PartialEq for SourceFile {
+    fn eq(&self, other: &SourceFile) -> bool {
+        self.name == other.name && self.text == other.text
+    }
+}
+
+impl Eq for SourceFile {}
 
 /// A 1-based line and column (column counted in characters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,25 +55,75 @@ pub struct LineCol {
     pub column: usize,
 }
 
+/// The byte offsets where the lines of one text start: span to line and column in
+/// `O(log lines + line length)`. The one implementation of that mapping; every stage uses it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> LineIndex {
+        LineIndex {
+            starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+            len: text.len(),
+        }
+    }
+
+    /// The 0-based index of the line holding byte `offset`.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1)
+    }
+
+    /// The byte offset where 0-based line `line` starts (the text's end past the last line).
+    pub fn line_start(&self, line: usize) -> usize {
+        self.starts.get(line).copied().unwrap_or(self.len)
+    }
+
+    /// The 1-based line and column of a byte offset of `text` (the text this index was built
+    /// from), clamped to the text and to a character boundary.
+    pub fn line_col(&self, text: &str, offset: usize) -> LineCol {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line_of(offset);
+        let start = self.line_start(line).min(offset);
+        let column = text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
+        LineCol {
+            line: line + 1,
+            column,
+        }
+    }
+}
+
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
         SourceFile {
             name: name.into(),
             text: text.into(),
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs `f` with the file's line index, built once (rebuilt if `text` was replaced since).
+    pub fn with_index<R>(&self, f: impl FnOnce(&LineIndex) -> R) -> R {
+        let index = self.index.get_or_init(|| LineIndex::new(&self.text));
+        if index.len == self.text.len() {
+            f(index)
+        } else {
+            f(&LineIndex::new(&self.text))
         }
     }
 
     /// The 1-based line and column of a byte offset (clamped to the text).
     pub fn line_col(&self, offset: usize) -> LineCol {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        LineCol { line, column }
+        self.with_index(|index| index.line_col(&self.text, offset))
     }
 }
 
@@ -126,6 +188,8 @@ pub struct Diagnostic {
     pub label: String,
     /// How to fix it.
     pub help: Option<String>,
+    /// Other places that take part, each with its own label (shown when in the same file).
+    pub related: Vec<(Span, String)>,
 }
 
 impl Diagnostic {
@@ -137,6 +201,7 @@ impl Diagnostic {
             span,
             label: String::new(),
             help: None,
+            related: Vec::new(),
         }
     }
 
@@ -157,6 +222,12 @@ impl Diagnostic {
         self
     }
 
+    /// Adds another place that takes part in the problem, with its label.
+    pub fn with_related(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
+        self.related.push((span, label.into()));
+        self
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -167,6 +238,73 @@ impl Sources {
     pub fn try_get(&self, id: FileId) -> Option<&SourceFile> {
         self.files.get(id.0 as usize)
     }
+}
+
+/// The code of the note [`cap`] adds where it dropped diagnostics.
+pub const MORE_DIAGNOSTICS: &str = "more-diagnostics";
+
+/// At most this many diagnostics are kept on one line of a file.
+pub const MAX_PER_LINE: usize = 5;
+/// At most this many diagnostics are kept for one file.
+pub const MAX_PER_FILE: usize = 100;
+
+/// Keeps at most [`MAX_PER_LINE`] diagnostics per line and [`MAX_PER_FILE`] per file (the
+/// first ones, in the order given), and adds one `more-diagnostics` note per file that lost
+/// some, at the last one dropped: "N more errors …". Its severity is the highest dropped, so
+/// a spec never looks valid because its errors were cut. Linear in the number of diagnostics.
+pub fn cap(diagnostics: Vec<Diagnostic>, sources: &Sources) -> Vec<Diagnostic> {
+    use std::collections::HashMap;
+    let mut per_file: HashMap<FileId, usize> = HashMap::new();
+    let mut per_line: HashMap<(FileId, usize), usize> = HashMap::new();
+    // Per file: (dropped count, highest severity, last dropped span).
+    let mut dropped: std::collections::BTreeMap<FileId, (usize, Severity, Span)> =
+        std::collections::BTreeMap::new();
+    let mut kept = Vec::with_capacity(diagnostics.len().min(MAX_PER_FILE * 2));
+    for diagnostic in diagnostics {
+        // A count from an earlier cap stays, and does not count itself.
+        if diagnostic.code == MORE_DIAGNOSTICS {
+            kept.push(diagnostic);
+            continue;
+        }
+        let span = diagnostic.span;
+        let line = sources.try_get(span.file).map_or(0, |file| {
+            file.with_index(|index| index.line_of(span.start.min(file.text.len())))
+        });
+        let in_file = per_file.entry(span.file).or_default();
+        let on_line = per_line.entry((span.file, line)).or_default();
+        if *in_file < MAX_PER_FILE && *on_line < MAX_PER_LINE {
+            *in_file += 1;
+            *on_line += 1;
+            kept.push(diagnostic);
+        } else {
+            let entry = dropped
+                .entry(span.file)
+                .or_insert((0, Severity::Warning, span));
+            entry.0 += 1;
+            entry.1 = entry.1.max(diagnostic.severity);
+            entry.2 = span;
+        }
+    }
+    for (_, (count, severity, span)) in dropped {
+        let what = match severity {
+            Severity::Error => "problems",
+            Severity::Warning => "warnings",
+        };
+        let message = format!(
+            "{count} more {what} in this file are not shown (at most {MAX_PER_LINE} per line and {MAX_PER_FILE} per file)"
+        );
+        kept.push(Diagnostic {
+            severity,
+            code: MORE_DIAGNOSTICS,
+            message,
+            span,
+            label: "and more".to_string(),
+            help: Some("fix the problems shown and check again to see the rest".to_string()),
+            related: Vec::new(),
+        });
+    }
+    kept.sort_by_key(|d| (d.span.file, d.span.start));
+    kept
 }
 
 /// Clamps a span to `text`, on character boundaries.
@@ -196,9 +334,6 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
         Renderer::plain()
     };
     let mut out = String::new();
-    // Line-start offsets per file, built once, so each diagnostic costs only its own lines.
-    let mut line_starts: std::collections::HashMap<FileId, Vec<usize>> =
-        std::collections::HashMap::new();
     for diagnostic in diagnostics {
         let level = match diagnostic.severity {
             Severity::Error => Level::ERROR,
@@ -209,31 +344,51 @@ pub fn render(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Str
             .id(diagnostic.code);
         let mut group = match sources.try_get(diagnostic.span.file) {
             Some(file) => {
-                // Only the lines the span touches are handed to the renderer,
-                // so rendering stays cheap for huge files with many diagnostics.
+                // Only the lines the span touches are handed to the renderer (found in the
+                // file's line index), so rendering stays linear in the number of diagnostics.
                 let range = clamp(&file.text, diagnostic.span);
-                let first = file.text[..range.start].rfind('\n').map_or(0, |i| i + 1);
-                let last = file.text[range.end..]
-                    .find('\n')
-                    .map_or(file.text.len(), |i| range.end + i + 1);
-                let excerpt = &file.text[first..last];
-                let starts = line_starts.entry(diagnostic.span.file).or_insert_with(|| {
-                    std::iter::once(0)
-                        .chain(file.text.match_indices('\n').map(|(i, _)| i + 1))
-                        .collect()
+                let related: Vec<(std::ops::Range<usize>, &str)> = diagnostic
+                    .related
+                    .iter()
+                    .filter(|(span, _)| span.file == diagnostic.span.file)
+                    .map(|(span, label)| (clamp(&file.text, *span), label.as_str()))
+                    .collect();
+                let low = related
+                    .iter()
+                    .map(|(r, _)| r.start)
+                    .fold(range.start, usize::min);
+                let high = related
+                    .iter()
+                    .map(|(r, _)| r.end)
+                    .fold(range.end, usize::max);
+                let (line, first, last) = file.with_index(|index| {
+                    let line = index.line_of(low);
+                    let end_line = index.line_of(high);
+                    (
+                        line + 1,
+                        index.line_start(line),
+                        index.line_start(end_line + 1),
+                    )
                 });
-                let line = starts.partition_point(|&start| start <= first).max(1);
+                let (first, last) = (first.min(low), last.max(high));
+                let excerpt = &file.text[first..last];
                 let mut annotation =
                     AnnotationKind::Primary.span(range.start - first..range.end - first);
                 if !diagnostic.label.is_empty() {
                     annotation = annotation.label(diagnostic.label.as_str());
                 }
-                Group::with_title(title).element(
-                    Snippet::source(excerpt)
-                        .line_start(line)
-                        .path(file.name.as_str())
-                        .annotation(annotation),
-                )
+                let mut snippet = Snippet::source(excerpt)
+                    .line_start(line)
+                    .path(file.name.as_str())
+                    .annotation(annotation);
+                for (r, label) in related {
+                    snippet = snippet.annotation(
+                        AnnotationKind::Context
+                            .span(r.start - first..r.end - first)
+                            .label(label),
+                    );
+                }
+                Group::with_title(title).element(snippet)
             }
             None => Group::with_title(title),
         };
@@ -264,6 +419,44 @@ mod tests {
         let out = render(&[diagnostic.clone(), diagnostic], &sources, false);
         let one = "error[wrong-type]: expected a string, found an integer\n --> Sysfile:2:8\n  |\n2 | from = 1\n  |        ^ expected a string\n  |\n  = help: put the value in double quotes\n";
         assert_eq!(out, format!("{one}\n{one}"));
+    }
+
+    #[test]
+    fn diagnostics_are_capped_per_line_and_per_file() {
+        let line = "${X}".repeat(8000);
+        let text = format!("{line}\n{}", "y\n".repeat(300));
+        let sources = Sources::new(SourceFile::new("Sysfile", text.as_str()));
+        let mut diagnostics: Vec<Diagnostic> = (0..8000)
+            .map(|i| Diagnostic::error("e", Span::new(FileId(0), i * 4..i * 4 + 4), "x"))
+            .collect();
+        let base = line.len() + 1;
+        diagnostics.extend((0..300).map(|i| {
+            Diagnostic::warning(
+                "w",
+                Span::new(FileId(0), base + i * 2..base + i * 2 + 1),
+                "y",
+            )
+        }));
+        let kept = cap(diagnostics, &sources);
+        assert_eq!(kept.len(), MAX_PER_FILE + 1);
+        assert_eq!(kept.iter().filter(|d| d.code == "e").count(), MAX_PER_LINE);
+        let more: Vec<_> = kept
+            .iter()
+            .filter(|d| d.code == "more-diagnostics")
+            .collect();
+        assert_eq!(more.len(), 1);
+        assert!(more[0].is_error(), "errors were dropped");
+        assert!(
+            more[0].message.starts_with("8200 more problems"),
+            "{}",
+            more[0].message
+        );
+        let started = std::time::Instant::now();
+        let out = render(&kept, &sources, false);
+        assert!(out.contains("8200 more problems"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        // Capping again keeps the count as it is.
+        assert_eq!(cap(kept.clone(), &sources), kept);
     }
 
     #[test]

@@ -294,31 +294,36 @@ async fn load_spec(
     options: &FrontendOptions,
 ) -> Result<(spec::Loaded, String), BuildError> {
     let spec_file = read_spec(bridge, options).await?;
-    let includes = read_includes(bridge, options, &spec_file.file).await?;
+    let (includes, include_errors) = read_includes(bridge, options, &spec_file.file).await?;
     let loaded = spec::load(
         spec_file.file,
         &LoadOptions {
             build_args: options.build_args(),
             includes,
+            include_errors,
         },
     );
     Ok((loaded, spec_file.load_digest))
 }
+
+/// Included texts by path, and the included files that cannot be used with the reason.
+type IncludeTexts = (BTreeMap<String, String>, BTreeMap<String, String>);
 
 /// Reads included fragments from the context local, level by level (nested includes), bounded.
 async fn read_includes(
     bridge: &Bridge,
     options: &FrontendOptions,
     main: &SourceFile,
-) -> Result<BTreeMap<String, String>, BuildError> {
+) -> Result<IncludeTexts, BuildError> {
     let mut texts = BTreeMap::new();
+    let mut errors = BTreeMap::new();
     let mut pending: Vec<String> = spec::include_requests(main)
         .into_iter()
         .map(|(path, _)| path)
         .collect();
     let key = options.context_key();
     for _ in 0..spec::MAX_INCLUDE_DEPTH {
-        pending.retain(|p| !texts.contains_key(p));
+        pending.retain(|p| !texts.contains_key(p) && !errors.contains_key(p));
         pending.sort();
         pending.dedup();
         if pending.is_empty() {
@@ -326,8 +331,8 @@ async fn read_includes(
         }
         let local = LocalOptions {
             session: options.local_session(&key).unwrap_or_default(),
-            include_patterns: pending.clone(),
-            follow_paths: pending.clone(),
+            include_patterns: crate::lower::literal_patterns(&pending),
+            follow_paths: crate::lower::follow_patterns(&pending),
             shared_key_hint: key.clone(),
             ..LocalOptions::default()
         };
@@ -339,7 +344,14 @@ async fn read_includes(
         for path in std::mem::take(&mut pending) {
             // A missing file is reported by the loader, at the include entry that names it.
             if let Some(data) = bridge.read_file_opt(&reference, &path).await? {
-                let text = String::from_utf8_lossy(&data).into_owned();
+                // The same checks as the CLI's: size cap, UTF-8.
+                let text = match spec::decode_include(data) {
+                    Ok(text) => text,
+                    Err(why) => {
+                        errors.insert(path, why);
+                        continue;
+                    }
+                };
                 next.extend(
                     spec::include_requests(&SourceFile::new(path.clone(), text.clone()))
                         .into_iter()
@@ -350,7 +362,7 @@ async fn read_includes(
         }
         pending = next;
     }
-    Ok(texts)
+    Ok((texts, errors))
 }
 
 async fn warn(bridge: &Bridge, diagnostics: &[Diagnostic], sources: &Sources, digest: &str) {

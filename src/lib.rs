@@ -8,6 +8,8 @@ pub mod cli;
 pub mod diag;
 pub mod distro;
 pub mod frontend;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod image;
 pub mod lint;

@@ -88,6 +88,16 @@ pub const MASKED_BUT_KEPT: Rule = rule!(
     "masked-but-kept",
     "A unit is masked and also kept from sysfile's mask lists"
 );
+pub const SECRET_BUILD_ARG: Rule = rule!(
+    "SecretBuildArg",
+    "secret-build-arg",
+    "A build argument named like a secret"
+);
+pub const ARG_IN_VERBATIM_TEXT: Rule = rule!(
+    "ArgInVerbatimText",
+    "arg-in-verbatim-text",
+    "A `${NAME}` of a declared build argument in file content, which is never interpolated"
+);
 
 /// Every lint rule.
 pub const RULES: &[Rule] = &[
@@ -103,6 +113,8 @@ pub const RULES: &[Rule] = &[
     CURL_PIPE_SHELL,
     INSTALLED_AND_REMOVED,
     MASKED_BUT_KEPT,
+    SECRET_BUILD_ARG,
+    ARG_IN_VERBATIM_TEXT,
 ];
 
 /// The rule with this code, if it is a lint rule.
@@ -110,11 +122,13 @@ pub fn rule(code: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.code == code)
 }
 
-/// Runs every rule; the warnings are sorted by (file, span start).
+/// Runs every rule; the warnings are sorted by (file, span start) and capped like the
+/// loader's (at most 5 per line and 100 per file, see [`crate::diag::cap`]).
 pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     let mut lint = Lint {
         sources,
         out: Vec::new(),
+        keys: std::cell::OnceCell::new(),
     };
     lint.service_without_package(spec);
     lint.privileged_only(spec);
@@ -126,13 +140,66 @@ pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     lint.stop_timeout(spec);
     lint.installed_and_removed(spec);
     lint.masked_but_kept(spec);
+    lint.secret_build_arg(spec);
+    lint.arg_in_verbatim_text(spec);
     lint.out.sort_by_key(|d| (d.span.file, d.span.start));
-    lint.out
+    crate::diag::cap(lint.out, sources)
 }
 
 struct Lint<'a> {
     sources: &'a Sources,
     out: Vec<Diagnostic>,
+    /// Every `key =` of the sources, first place first (see [`key_index`]).
+    keys: std::cell::OnceCell<std::collections::HashMap<String, Span>>,
+}
+
+/// The first place of every `key =` in the sources (bare keys, and quoted keys without
+/// escapes), skipping comments: one pass over each file, so looking keys up stays linear.
+fn key_index(sources: &Sources) -> std::collections::HashMap<String, Span> {
+    let mut keys = std::collections::HashMap::new();
+    for (id, file) in sources.iter() {
+        let text = file.text.as_str();
+        let bytes = text.as_bytes();
+        let mut line_start = 0;
+        let mut comment: Option<usize> = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    line_start = i + 1;
+                    comment = None;
+                }
+                b'#' if comment.is_none() => comment = Some(i),
+                b'=' => {
+                    let mut end = i;
+                    while end > line_start && matches!(bytes[end - 1], b' ' | b'\t') {
+                        end -= 1;
+                    }
+                    let start = if end > line_start && bytes[end - 1] == b'"' {
+                        end -= 1;
+                        match text[line_start..end].rfind('"') {
+                            Some(open) => line_start + open + 1,
+                            None => end,
+                        }
+                    } else {
+                        let mut start = end;
+                        while start > line_start
+                            && (bytes[start - 1].is_ascii_alphanumeric()
+                                || matches!(bytes[start - 1], b'_' | b'-'))
+                        {
+                            start -= 1;
+                        }
+                        start
+                    };
+                    if start < end && comment.is_none_or(|c| c > start) {
+                        keys.entry(text[start..end].to_string())
+                            .or_insert(Span::new(id, start..end));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    keys
 }
 
 impl Lint<'_> {
@@ -166,22 +233,14 @@ impl Lint<'_> {
 
     /// The span of a `key =` in any source file (the key itself), else `fallback`.
     ///
-    /// The model keeps no span for some keys; this finds the line that set them.
+    /// The model keeps no span for some keys; this finds the line that set them. The spans of
+    /// all keys are found in one pass over the files, on first use.
     fn key_span(&self, key: &str, fallback: Span) -> Span {
-        for (id, file) in self.sources.iter() {
-            let text = file.text.as_str();
-            for (i, _) in text.match_indices(key) {
-                let before = text[..i].chars().next_back();
-                let after = text[i + key.len()..].trim_start_matches([' ', '\t', '"']);
-                let word_start = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-                let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
-                let commented = text[line_start..i].contains('#');
-                if word_start && !commented && after.starts_with('=') {
-                    return Span::new(id, i..i + key.len());
-                }
-            }
-        }
-        fallback
+        self.keys
+            .get_or_init(|| key_index(self.sources))
+            .get(key)
+            .copied()
+            .unwrap_or(fallback)
     }
 
     fn service_without_package(&mut self, spec: &Spec) {
@@ -199,16 +258,20 @@ impl Lint<'_> {
         if spec.packages.install.is_empty() && unit_files.is_empty() {
             return;
         }
-        let packages: Vec<&str> = spec
+        let mut packages: Vec<&str> = spec
             .packages
             .install
             .iter()
             .map(|p| p.value.as_str())
             .collect();
+        packages.sort_unstable();
+        let whole_dir = unit_files.iter().any(|d| UNIT_DIRS.contains(d));
+        let unit_names: std::collections::HashSet<&str> = unit_files
+            .iter()
+            .filter_map(|d| d.rsplit('/').next())
+            .collect();
         for unit in &spec.services.enable {
-            let added = unit_files
-                .iter()
-                .any(|d| UNIT_DIRS.contains(d) || d.rsplit('/').next() == Some(unit.name.as_str()));
+            let added = whole_dir || unit_names.contains(unit.name.as_str());
             if added || provided_by_base(&unit.name) || provided(&unit.name, &packages) {
                 continue;
             }
@@ -317,6 +380,50 @@ impl Lint<'_> {
         }
     }
 
+    fn secret_build_arg(&mut self, spec: &Spec) {
+        for arg in spec.args.iter().filter(|a| secret_name(&a.name)) {
+            let span = self.narrow(arg.span, &arg.name);
+            self.warn(
+                SECRET_BUILD_ARG,
+                span,
+                format!(
+                    "build argument `{}` looks like a secret; build arguments are recorded in the build cache, provenance and image history",
+                    arg.name
+                ),
+                "named like a secret",
+                "pass secrets with `--secret` and a `type = \"secret\"` mount of the `[[run]]` step that needs them".into(),
+            );
+        }
+    }
+
+    fn arg_in_verbatim_text(&mut self, spec: &Spec) {
+        for file in &spec.files {
+            let crate::model::FileSource::Content(content) = &file.source else {
+                continue;
+            };
+            let Some(arg) = spec
+                .args
+                .iter()
+                .find(|a| content.contains(&format!("${{{}}}", a.name)))
+            else {
+                continue;
+            };
+            let reference = format!("${{{}}}", arg.name);
+            let span = self.narrow(file.span, &reference);
+            self.warn(
+                ARG_IN_VERBATIM_TEXT,
+                span,
+                format!(
+                    "`{reference}` names a build argument, but `content` is copied verbatim and is not interpolated"
+                ),
+                "not interpolated",
+                format!(
+                    "the file will contain the text `{reference}`; to use the argument's value, write the file in a `[[run]]` step (build arguments are its environment variables); if the text is meant literally, ignore this warning"
+                ),
+            );
+        }
+    }
+
     fn unpinned_base_image(&mut self, spec: &Spec) {
         let from = &spec.image.from;
         if from.value.contains('@') || from.value == "scratch" {
@@ -421,13 +528,14 @@ impl Lint<'_> {
     }
 
     fn installed_and_removed(&mut self, spec: &Spec) {
+        let installed: std::collections::HashSet<&str> = spec
+            .packages
+            .install
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect();
         for removed in &spec.packages.remove {
-            if spec
-                .packages
-                .install
-                .iter()
-                .any(|p| p.value == removed.value)
-            {
+            if installed.contains(removed.value.as_str()) {
                 self.warn(
                     INSTALLED_AND_REMOVED,
                     removed.span,
@@ -443,8 +551,10 @@ impl Lint<'_> {
     }
 
     fn masked_but_kept(&mut self, spec: &Spec) {
+        let masked: std::collections::HashSet<&str> =
+            spec.services.mask.iter().map(|m| m.name.as_str()).collect();
         for kept in &spec.systemd.keep {
-            if spec.services.mask.iter().any(|m| m.name == kept.name) {
+            if masked.contains(kept.name.as_str()) {
                 self.warn(
                     MASKED_BUT_KEPT,
                     kept.span,
@@ -488,7 +598,7 @@ fn provided_by_base(unit: &str) -> bool {
         )
 }
 
-/// Whether some installed package seems to ship the unit.
+/// Whether some installed package (`packages`, sorted) seems to ship the unit.
 fn provided(unit: &str, packages: &[&str]) -> bool {
     let stem = stem(unit);
     let known: &[(&str, &[&str])] = &[
@@ -515,12 +625,18 @@ fn provided(unit: &str, packages: &[&str]) -> bool {
         .iter()
         .find(|(s, _)| *s == stem)
         .map_or(&[][..], |(_, p)| *p);
-    packages.iter().any(|p| {
-        *p == stem
-            || p.starts_with(stem)
-            || stem.starts_with(p)
-            || pairs.iter().any(|pair| p.starts_with(pair))
-    })
+    // `packages` is sorted: a package starting with `prefix` is the first one not below it.
+    let any_starts_with = |prefix: &str| {
+        let i = packages.partition_point(|p| *p < prefix);
+        packages.get(i).is_some_and(|p| p.starts_with(prefix))
+    };
+    let stem_starts_with_a_package = stem
+        .char_indices()
+        .map(|(i, c)| &stem[..i + c.len_utf8()])
+        .any(|prefix| packages.binary_search(&prefix).is_ok());
+    any_starts_with(stem)
+        || stem_starts_with_a_package
+        || pairs.iter().any(|pair| any_starts_with(pair))
 }
 
 /// Why a unit needs a privileged container, if it does.
@@ -541,13 +657,10 @@ fn privileged_only(unit: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether an environment entry or label looks like a secret.
-fn looks_secret(name: &str, value: &str) -> bool {
-    if value.trim().is_empty() {
-        return false;
-    }
+/// Whether a name reads like a secret's: `DB_PASSWORD`, `API_TOKEN`, `github.secret`, …
+fn secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase().replace(['.', '-'], "_");
-    let key = [
+    [
         "PASSWORD",
         "PASSWD",
         "SECRET",
@@ -558,7 +671,15 @@ fn looks_secret(name: &str, value: &str) -> bool {
         "ACCESS_KEY",
     ]
     .iter()
-    .any(|k| upper.contains(k));
+    .any(|k| upper.contains(k))
+}
+
+/// Whether an environment entry or label looks like a secret.
+fn looks_secret(name: &str, value: &str) -> bool {
+    if value.trim().is_empty() {
+        return false;
+    }
+    let key = secret_name(name);
     let shape = value.contains("-----BEGIN")
         || ["ghp_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA"]
             .iter()
@@ -672,6 +793,28 @@ mod tests {
 
     fn fires(rule: Rule, extra: &str) -> bool {
         codes(extra).contains(&rule.code)
+    }
+
+    #[test]
+    fn secret_build_arg() {
+        let r = SECRET_BUILD_ARG;
+        assert!(fires(r, "[args]\nAPI_TOKEN = \"\"\n"));
+        assert!(fires(r, "[args]\nDB_PASSWORD = \"x\"\n"));
+        assert!(fires(r, "[args]\nclient_secret = \"\"\n"));
+        assert!(!fires(r, "[args]\nVERSION = \"1\"\n"));
+    }
+
+    #[test]
+    fn arg_in_verbatim_text() {
+        let r = ARG_IN_VERBATIM_TEXT;
+        let file = |content: &str| {
+            format!(
+                "[args]\nVERSION = \"1\"\n[[files]]\ndest = \"/etc/v\"\ncontent = \"{content}\"\n"
+            )
+        };
+        assert!(fires(r, &file("v=${VERSION}")));
+        assert!(!fires(r, &file("v=${OTHER}")));
+        assert!(!fires(r, &file("v=$VERSION")));
     }
 
     #[test]

@@ -143,8 +143,8 @@ impl<'a> Lowering<'a> {
         let context = (!plan.context_paths.is_empty()).then(|| {
             let local = LocalOptions {
                 session: options.session_id.clone(),
-                include_patterns: plan.context_paths.clone(),
-                follow_paths: plan.context_paths.clone(),
+                include_patterns: literal_patterns(&plan.context_paths),
+                follow_paths: follow_patterns(&plan.context_paths),
                 shared_key_hint: options.context_name.clone(),
                 ..LocalOptions::default()
             };
@@ -167,8 +167,8 @@ impl<'a> Lowering<'a> {
                 } => {
                     let local = LocalOptions {
                         session: session.clone(),
-                        include_patterns: paths.clone(),
-                        follow_paths: paths.clone(),
+                        include_patterns: literal_patterns(paths),
+                        follow_paths: follow_patterns(paths),
                         shared_key_hint: local_name.clone(),
                         ..LocalOptions::default()
                     };
@@ -387,6 +387,44 @@ pub fn entry_line(sources: &Sources, span: Span) -> String {
     format!("{}:{}", file.name, file.line_col(span.start).line)
 }
 
+/// A context path as a transfer pattern that matches only itself: BuildKit reads include and
+/// follow paths as patterns (`*`, `?`, `[…]`, `\\` escapes, a leading `!` for an exclusion),
+/// so each of those characters is escaped with `\\`.
+pub fn literal_pattern(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '!' | '{' | '}') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// [`literal_pattern`] of each path.
+pub fn literal_patterns(paths: &[String]) -> Vec<String> {
+    paths.iter().map(|p| literal_pattern(p)).collect()
+}
+
+/// Follow paths (whose symbolic links BuildKit resolves, inside the context): only the glob
+/// characters `*`, `?`, `[` and `\\` are escaped, as BuildKit reads a follow path without
+/// them literally. What is sent is still bounded by the [`literal_patterns`] include patterns.
+pub fn follow_patterns(paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| {
+            let mut out = String::with_capacity(p.len());
+            for c in p.chars() {
+                if matches!(c, '*' | '?' | '[' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        })
+        .collect()
+}
+
 /// The 1-based line/column range of a span, as a source-map location.
 pub fn location(sources: &Sources, span: Span) -> llb::Location {
     let file = sources.get(span.file);
@@ -547,7 +585,7 @@ fn lower_mount(
         },
         MountKind::Tmpfs { size } => llb::MountKind::Tmpfs {
             size: if options.has_cap("exec.mount.tmpfs.size") {
-                size.map_or(0, |s| s as i64)
+                size.map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX))
             } else {
                 0
             },
@@ -679,5 +717,41 @@ fn chown(owner: &model::Owner) -> llb::Chown {
     llb::Chown {
         user: Some(user(&owner.user)),
         group: owner.group.as_ref().map(user),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_paths_are_literal_patterns() {
+        assert_eq!(literal_pattern("files/app.conf"), "files/app.conf");
+        assert_eq!(literal_pattern("*"), "\\*");
+        assert_eq!(literal_pattern("!secret"), "\\!secret");
+        assert_eq!(literal_pattern("a[1]?\\b"), "a\\[1\\]\\?\\\\b");
+        assert_eq!(
+            follow_patterns(&["*".into(), "!x".into(), "a?".into()]),
+            ["\\*", "!x", "a\\?"]
+        );
+    }
+
+    #[test]
+    fn a_build_arg_path_sends_only_that_file() {
+        use crate::spec::{LoadOptions, load};
+        let text = "[image]\nfrom = \"debian:bookworm\"\n[args]\nF = \"\"\n[[files]]\nsrc = \"${F}\"\ndest = \"/x\"\n";
+        for (value, pattern) in [("*", "\\*"), ("!x", "\\!x")] {
+            let mut options = LoadOptions::default();
+            options.build_args.insert("F".into(), value.into());
+            let loaded = load(crate::diag::SourceFile::new("Sysfile", text), &options);
+            let spec = loaded.spec.expect("loads");
+            let plan = crate::plan::plan(
+                &spec,
+                &crate::plan::BaseFacts::assumed(crate::distro::Family::Debian),
+            );
+            let lowered = lower(&plan, &loaded.sources, &LowerOptions::default());
+            let dump = crate::llb::dump::render(&lowered.definition).expect("dump");
+            assert!(dump.contains(pattern), "{dump}");
+        }
     }
 }

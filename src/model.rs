@@ -43,15 +43,42 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// A `context-file-missing` error for every `authorized_keys` file that is not in the
+    /// main build context; `exists` answers for a normalised context-relative path (the CLI
+    /// stats the directory, the frontend the context it was sent). Such a file would
+    /// otherwise fail inside a build step, far from the spec line that names it.
+    pub fn missing_context_files(&self, mut exists: impl FnMut(&str) -> bool) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for user in &self.users {
+            for (path, span) in user.authorized_keys.iter().zip(&user.authorized_key_spans) {
+                if !exists(path) {
+                    out.push(
+                        Diagnostic::error(
+                            "context-file-missing",
+                            *span,
+                            format!("`{path}` is not in the build context"),
+                        )
+                        .with_label("not in the build context")
+                        .with_help(format!(
+                            "add `{path}` to the build context (paths are relative to its root), or remove it from `authorized_keys`"
+                        )),
+                    );
+                }
+            }
+        }
+        out
+    }
+
     /// SOURCE_DATE_EPOCH from `[args]` (a declared default, or `--build-arg` through it).
+    #[allow(
+        clippy::result_large_err,
+        reason = "a Diagnostic is what callers report; this runs once per build"
+    )]
     pub fn source_date_epoch(&self) -> Result<Option<u64>, Diagnostic> {
         let Some(arg) = self.args.iter().find(|a| a.name == "SOURCE_DATE_EPOCH") else {
             return Ok(None);
         };
-        if arg.value.is_empty() {
-            return Ok(None);
-        }
-        arg.value.parse().map(Some).map_err(|_| {
+        parse_epoch(&arg.value).map_err(|_| {
             Diagnostic::error(
                 "bad-value",
                 arg.span,
@@ -59,6 +86,19 @@ impl Spec {
             )
             .with_help("write whole seconds since 1970, for example \"1700000000\"")
         })
+    }
+}
+
+/// A `SOURCE_DATE_EPOCH` value: empty (unset) or whole seconds since 1970 up to `i64::MAX`.
+pub fn parse_epoch(value: &str) -> Result<Option<u64>, &'static str> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.parse::<u64>() {
+        Ok(n) if value.bytes().all(|b| b.is_ascii_digit()) && i64::try_from(n).is_ok() => {
+            Ok(Some(n))
+        }
+        _ => Err("not Unix seconds"),
     }
 }
 
@@ -173,6 +213,8 @@ pub struct User {
     pub shell: Option<String>,
     /// Context-relative paths of public key files, concatenated into `~/.ssh/authorized_keys`.
     pub authorized_keys: Vec<String>,
+    /// Where each of `authorized_keys` is written, in the same order.
+    pub authorized_key_spans: Vec<Span>,
     pub span: Span,
 }
 

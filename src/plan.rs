@@ -175,13 +175,8 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .chain(&spec.packages.remove)
         .map(|p| p.span)
         .collect();
-    if !install.is_empty() {
-        let mut step = package_step(
-            manager,
-            PackageAction::Install,
-            &install,
-            spec.packages.span,
-        );
+    for chunk in package_chunks(&install) {
+        let mut step = package_step(manager, PackageAction::Install, chunk, spec.packages.span);
         step.name = shown.show(&step.name, &package_spans);
         // Only the systemd packages sysfile adds: no entry asked for them.
         step.entry = !spec.packages.install.is_empty();
@@ -193,8 +188,8 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .iter()
         .map(|p| p.value.clone())
         .collect();
-    if !remove.is_empty() {
-        let mut step = package_step(manager, PackageAction::Remove, &remove, spec.packages.span);
+    for chunk in package_chunks(&remove) {
+        let mut step = package_step(manager, PackageAction::Remove, chunk, spec.packages.span);
         step.name = shown.show(&step.name, &package_spans);
         steps.push(step);
     }
@@ -526,6 +521,64 @@ fn package_caches(manager: PackageManager) -> &'static [&'static str] {
     }
 }
 
+/// The most argument bytes one package step passes: far below the kernel's limits (128 KiB
+/// per argument, about 2 MiB for all of them with the environment).
+pub const MAX_PACKAGE_ARG_BYTES: usize = 64 << 10;
+
+/// Splits a package list into runs whose names take at most [`MAX_PACKAGE_ARG_BYTES`], so a
+/// list of any length reaches the package manager (one step per run, in order).
+pub fn package_chunks(packages: &[String]) -> Vec<&[String]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, package) in packages.iter().enumerate() {
+        let size = package.len() + 1;
+        if i > start && bytes + size > MAX_PACKAGE_ARG_BYTES {
+            chunks.push(&packages[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < packages.len() {
+        chunks.push(&packages[start..]);
+    }
+    chunks
+}
+
+/// A package as the manager spells it: the spec's `name[:arch][=version]` (see
+/// `check_package_name`) is apt's, zypper's and pacman's own syntax; dnf wants `name-version`
+/// and, like zypper, `name.arch`.
+pub fn package_argument(manager: PackageManager, package: &str) -> String {
+    let (spec, version) = match package.split_once('=') {
+        Some((spec, version)) => (spec, Some(version)),
+        None => (package, None),
+    };
+    let (name, arch) = match spec.split_once(':') {
+        Some((name, arch)) => (name, Some(arch)),
+        None => (spec, None),
+    };
+    match (manager, arch, version) {
+        (PackageManager::Dnf, _, _) => {
+            let mut out = name.to_string();
+            if let Some(version) = version {
+                out.push('-');
+                out.push_str(version);
+            }
+            if let Some(arch) = arch {
+                out.push('.');
+                out.push_str(arch);
+            }
+            out
+        }
+        (PackageManager::Zypper, Some(arch), _) => match version {
+            Some(version) => format!("{name}.{arch}={version}"),
+            None => format!("{name}.{arch}"),
+        },
+        _ => package.to_string(),
+    }
+}
+
 fn package_step(
     manager: PackageManager,
     action: PackageAction,
@@ -539,7 +592,7 @@ fn package_step(
     let args = script_argv(
         package_script(manager, action),
         &format!("sysfile-{verb}"),
-        packages.iter().cloned(),
+        packages.iter().map(|p| package_argument(manager, p)),
     );
     let mounts = package_caches(manager)
         .iter()
@@ -683,6 +736,9 @@ pub fn systemd_quote(assignment: &str) -> String {
             '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            // The loader rejects other control characters; escape them anyway, never raw.
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c) & 0xff)),
             c => out.push(c),
         }
     }
@@ -905,6 +961,44 @@ mod tests {
     fn systemd_quoting_escapes_quotes_backslashes_and_newlines() {
         assert_eq!(systemd_quote("A=b c"), "\"A=b c\"");
         assert_eq!(systemd_quote("A=\"x\"\\\n"), "\"A=\\\"x\\\"\\\\\\n\"");
+        assert_eq!(
+            systemd_quote("V=v\rLogLevel=debug"),
+            "\"V=v\\rLogLevel=debug\""
+        );
+        assert_eq!(systemd_quote("V=\0\u{1b}"), "\"V=\\x00\\x1b\"");
+    }
+
+    #[test]
+    fn package_pins_are_spelled_for_each_manager() {
+        let arg = package_argument;
+        assert_eq!(arg(PackageManager::Apt, "curl=7.88-1"), "curl=7.88-1");
+        assert_eq!(arg(PackageManager::Apt, "libc6:i386"), "libc6:i386");
+        assert_eq!(arg(PackageManager::Dnf, "curl=8.2.1"), "curl-8.2.1");
+        assert_eq!(
+            arg(PackageManager::Dnf, "glibc:i686=2.38"),
+            "glibc-2.38.i686"
+        );
+        assert_eq!(arg(PackageManager::Zypper, "curl=8.2"), "curl=8.2");
+        assert_eq!(arg(PackageManager::Zypper, "glibc:i586"), "glibc.i586");
+        assert_eq!(arg(PackageManager::Pacman, "curl=8.2-1"), "curl=8.2-1");
+    }
+
+    #[test]
+    fn long_package_lists_are_split_below_the_argument_limit() {
+        let packages: Vec<String> = (0..200_000).map(|i| format!("package-{i}")).collect();
+        let chunks = package_chunks(&packages);
+        assert!(chunks.len() > 1);
+        assert_eq!(
+            chunks.iter().map(|c| c.len()).sum::<usize>(),
+            packages.len()
+        );
+        assert_eq!(chunks.concat(), packages);
+        for chunk in &chunks {
+            let bytes: usize = chunk.iter().map(|p| p.len() + 1).sum();
+            assert!(bytes <= MAX_PACKAGE_ARG_BYTES, "{bytes}");
+        }
+        assert_eq!(package_chunks(&packages[..3]).len(), 1);
+        assert!(package_chunks(&[]).is_empty());
     }
 
     #[test]

@@ -466,3 +466,205 @@ fn k8s_manifests_validate_with_kubernetes_validate() {
     assert_eq!(code, 1);
     assert!(stderr.contains("needs Kubernetes 1.33"), "{stderr}");
 }
+
+/// A context with a Sysfile including `inc.toml`, which `make` creates; the result of `check`.
+fn check_with_include(make: impl FnOnce(&std::path::Path)) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Sysfile"),
+        "include = [\"inc.toml\"]\n[image]\nfrom = \"debian\"\n",
+    )
+    .unwrap();
+    make(&dir.path().join("inc.toml"));
+    let (code, _, stderr) = sysfile(&["check", "-f", dir.path().join("Sysfile").to_str().unwrap()]);
+    (code, stderr)
+}
+
+#[test]
+fn includes_never_leave_the_context_or_read_special_files() {
+    // A symbolic link out of the context: the secrets of the environment never show.
+    for target in ["/proc/self/environ", "/etc/passwd"] {
+        let (code, stderr) = check_with_include(|inc| {
+            std::os::unix::fs::symlink(target, inc).unwrap();
+        });
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains("error[unreadable-include]")
+                && stderr.contains("outside the build context")
+                && stderr.contains("Sysfile:1:12"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("root:"), "{stderr}");
+    }
+    // A device (inside the context through a link chain is the same as a direct one).
+    let (code, stderr) = check_with_include(|inc| {
+        let dev = inc.with_file_name("zero");
+        std::os::unix::fs::symlink("/dev/zero", &dev).unwrap();
+        std::os::unix::fs::symlink("zero", inc).unwrap();
+    });
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("error[unreadable-include]"), "{stderr}");
+    // A FIFO would block forever.
+    let (code, stderr) = check_with_include(|inc| {
+        let status = Command::new("mkfifo").arg(inc).status().unwrap();
+        assert!(status.success());
+    });
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    // Too large.
+    let (code, stderr) = check_with_include(|inc| {
+        let file = std::fs::File::create(inc).unwrap();
+        file.set_len(9 << 20).unwrap();
+    });
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("larger than 8 MiB"), "{stderr}");
+    // Not UTF-8: said so, not "not found".
+    let (code, stderr) = check_with_include(|inc| {
+        std::fs::write(inc, b"[config]\nworkdir = \"/\xff\"\n").unwrap();
+    });
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("is not UTF-8 text (invalid byte at line 2, column 13)")
+            && !stderr.contains("not found"),
+        "{stderr}"
+    );
+    // A link inside the context is fine.
+    let (code, stderr) = check_with_include(|inc| {
+        let real = inc.with_file_name("real.toml");
+        std::fs::write(&real, "[config]\nworkdir = \"/srv\"\n").unwrap();
+        std::os::unix::fs::symlink("real.toml", inc).unwrap();
+    });
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn binary_and_special_spec_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    std::fs::write(&path, b"[image]\nfrom = \"deb\xffian\"\n").unwrap();
+    for command in ["check", "llb"] {
+        let (code, stdout, stderr) = sysfile(&[command, "-f", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stdout.is_empty());
+        assert!(
+            stderr.contains("error[not-utf8]") && stderr.contains("Sysfile:2:12"),
+            "{stderr}"
+        );
+    }
+    // Not a regular file: an unreadable path (exit 2), without hanging or reading forever.
+    for special in ["/dev/zero", "/proc/self"] {
+        let (code, _, stderr) = sysfile(&["check", "-f", special]);
+        assert_eq!(code, 2, "{special}: {stderr}");
+    }
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, _, stderr) = sysfile(&["check", "-f", fifo.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+}
+
+#[test]
+fn check_and_llb_agree_on_source_date_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    std::fs::write(
+        &path,
+        "[image]\nfrom = \"debian\"\n[args]\nSOURCE_DATE_EPOCH = \"\"\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    for value in ["abc", "-1", "1.5", "99999999999999999999"] {
+        let arg = format!("SOURCE_DATE_EPOCH={value}");
+        for command in ["check", "llb"] {
+            let (code, _, stderr) = sysfile(&[command, "-f", path, "--build-arg", &arg]);
+            assert_eq!(code, 1, "{command} {value}: {stderr}");
+            assert!(stderr.contains("Sysfile:4:1"), "{stderr}");
+        }
+    }
+    let (code, _, stderr) = sysfile(&["check", "-f", path, "--build-arg", "SOURCE_DATE_EPOCH=0"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn llb_checks_the_platform() {
+    for bad in [
+        "LINUX/x",
+        "linux",
+        "linux/amd64/v8/x",
+        "linux/ amd64",
+        "linux/",
+    ] {
+        let (code, stdout, stderr) =
+            sysfile(&["llb", "-f", "examples/sshd/Sysfile", "--platform", bad]);
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert!(
+            stdout.is_empty() && stderr.contains("is not a platform"),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = sysfile(&[
+        "llb",
+        "-f",
+        "examples/sshd/Sysfile",
+        "--platform",
+        "linux/arm64/v8",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn many_errors_on_one_long_line_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    let line = "${X}".repeat(8000);
+    std::fs::write(
+        &path,
+        format!("[image]\nfrom = \"debian\"\n[config]\nworkdir = \"/{line}\"\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = sysfile(&["check", "-f", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.matches("error[undeclared-arg]").count(),
+        5,
+        "at most 5 per line"
+    );
+    assert!(
+        stderr.contains("error[more-diagnostics]: 7995 more problems in this file"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+    // Each shown error quotes the 32 KB line once: the output stays small.
+    assert!(stderr.len() < 6 * 40_000, "{} bytes", stderr.len());
+}
+
+#[test]
+fn lint_warnings_are_capped_and_found_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Sysfile");
+    let env: Vec<String> = (0..10_000)
+        .map(|i| format!("API_TOKEN_{i} = \"x\""))
+        .collect();
+    std::fs::write(
+        &path,
+        format!(
+            "[image]\nfrom = \"debian\"\n[config]\nenv = {{ {} }}\n",
+            env.join(", ")
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = sysfile(&["check", "-f", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
+    assert_eq!(stderr.matches("warning[secret-in-env]").count(), 5);
+    assert!(
+        stderr.contains("warning[more-diagnostics]: 9995 more warnings"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+}

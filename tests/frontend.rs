@@ -711,6 +711,28 @@ async fn includes_are_read_from_the_context_and_errors_name_the_fragment() -> Te
     Ok(())
 }
 
+#[tokio::test]
+async fn a_non_utf8_include_is_a_located_error_as_in_the_cli() -> TestResult {
+    let main = "include = [\"common.toml\"]\n[image]\nfrom = \"local/debian:bookworm\"\n";
+    let bad = FakeBuildkit::new(caps("v0.32"))
+        .with_local("dockerfile", [("Sysfile", main.as_bytes().to_vec())])
+        .with_local(
+            "context",
+            [("common.toml", b"[config]\nworkdir = \"/\xff\"\n".to_vec())],
+        );
+    let handle = run(with_debian(bad, main), &[("filename", "Sysfile")]).await?;
+    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    // Not decoded with replacement characters: refused where it is included.
+    assert!(
+        status.message.starts_with(
+            "Sysfile:1:12: the included file `common.toml` cannot be used: it is not UTF-8 text"
+        ),
+        "{}",
+        status.message
+    );
+    Ok(())
+}
+
 /// The Debian base image, its inventory and a healthy final state, for a fake with custom locals.
 fn with_debian(fake: FakeBuildkit, spec: &str) -> FakeBuildkit {
     fake.with_image_config(DEBIAN, DIGEST, base_config())

@@ -143,8 +143,8 @@ pub fn render_short(diag: &Diagnostic, sources: &Sources) -> String {
 /// The Status for a spec that failed validation: every error diagnostic, in order.
 ///
 /// The message holds one short line per error (the first is what clients show
-/// most prominently); there is one Source detail per error, pointing into the
-/// file that error is in. With no error diagnostics, warnings are used instead.
+/// most prominently); there is one Source detail per file, with the ranges of
+/// every error in it, in order. With no error diagnostics, warnings are used instead.
 pub fn status_from_diagnostics(diags: &[Diagnostic], sources: &Sources) -> pb::rpc::Status {
     let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.is_error()).collect();
     let chosen: Vec<&Diagnostic> = if errors.is_empty() {
@@ -161,12 +161,22 @@ pub fn status_from_diagnostics(diags: &[Diagnostic], sources: &Sources) -> pb::r
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let details = chosen
+    // One Source detail per file, holding every range in it: each file's text is sent once,
+    // however many errors point into it.
+    let mut groups: Vec<(crate::diag::FileId, Vec<Range>)> = Vec::new();
+    for d in &chosen {
+        let spans = std::iter::once(d.span).chain(d.related.iter().map(|(span, _)| *span));
+        for span in spans {
+            let range = Range::of_span(sources.get(span.file), span);
+            match groups.iter_mut().find(|(f, _)| *f == span.file) {
+                Some((_, ranges)) => ranges.push(range),
+                None => groups.push((span.file, vec![range])),
+            }
+        }
+    }
+    let details = groups
         .iter()
-        .map(|d| {
-            let file = sources.get(d.span.file);
-            source_detail(file, &[Range::of_span(file, d.span)])
-        })
+        .map(|(f, ranges)| source_detail(sources.get(*f), ranges))
         .collect();
     pb::rpc::Status {
         code: CODE_UNKNOWN,
@@ -325,6 +335,21 @@ mod tests {
         assert_eq!(st.details.len(), 2);
         let second = String::from_utf8_lossy(&st.details[1].value).to_string();
         assert!(second.contains(r#""filename":"inc.toml""#), "{second}");
+    }
+
+    #[test]
+    fn each_file_is_sent_once_however_many_errors_point_into_it() {
+        let text = "x = 1\n".repeat(50);
+        let sources = Sources::new(SourceFile::new("Sysfile", text.as_str()));
+        let diags: Vec<Diagnostic> = (0..50)
+            .map(|i| Diagnostic::error("unknown-key", Span::new(FileId(0), i * 6..i * 6 + 1), "x"))
+            .collect();
+        let st = status_from_diagnostics(&diags, &sources);
+        assert_eq!(st.details.len(), 1);
+        let json: serde_json::Value = serde_json::from_slice(&st.details[0].value).unwrap();
+        assert_eq!(json["ranges"].as_array().map(Vec::len), Some(50));
+        assert_eq!(json["ranges"][49]["start"]["line"], 50);
+        assert!(st.details[0].value.len() < 2 * text.len() + 50 * 100);
     }
 
     #[test]

@@ -288,7 +288,8 @@ impl FrontendOptions {
     pub fn source_date_epoch(&self) -> Result<Option<u64>> {
         match self.non_empty("build-arg:SOURCE_DATE_EPOCH") {
             None => Ok(None),
-            Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+            // The same rule as the spec's `[args] SOURCE_DATE_EPOCH`: digits only, no spaces.
+            Some(v) => crate::model::parse_epoch(v).map_err(|_| {
                 anyhow!(
                     "invalid option build-arg:SOURCE_DATE_EPOCH={v:?}: expected Unix seconds (a non-negative integer)"
                 )
@@ -778,6 +779,10 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(msg.is_some_and(|m| m.contains("SOURCE_DATE_EPOCH")));
+        for bad in [" 1700000000", "-1", "+5", "99999999999999999999"] {
+            let o = opts(&[("build-arg:SOURCE_DATE_EPOCH", bad)]);
+            assert!(o.source_date_epoch().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

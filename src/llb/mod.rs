@@ -823,15 +823,24 @@ impl Graph {
 /// Parses an OCI platform `os/arch[/variant]`.
 pub fn parse_platform(s: &str) -> anyhow::Result<pb::Platform> {
     let parts: Vec<&str> = s.split('/').collect();
+    // Lowercase letters, digits, `_`, `.` and `-` in each part, as in a Sysfile's `platform`.
+    let part_ok = |p: &&str| {
+        !p.is_empty()
+            && p.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+            })
+    };
     match parts.as_slice() {
-        [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(pb::Platform {
+        [os, arch] | [os, arch, _] if parts.iter().all(part_ok) => Ok(pb::Platform {
             os: (*os).to_string(),
             architecture: (*arch).to_string(),
             variant: parts.get(2).map(|v| (*v).to_string()).unwrap_or_default(),
             ..Default::default()
         }),
         _ => {
-            anyhow::bail!("`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)")
+            anyhow::bail!(
+                "`{s}` is not a platform (expected lowercase os/arch[/variant], e.g. linux/amd64)"
+            )
         }
     }
 }

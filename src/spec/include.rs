@@ -46,6 +46,10 @@ pub(crate) fn syntax_error(file: FileId, error: &toml::de::Error) -> Diagnostic 
 }
 
 /// The `include` entries of a parsed file: `Ok((normalised path, range))` or the diagnostic of a bad entry.
+#[allow(
+    clippy::result_large_err,
+    reason = "each bad entry is reported as it is; a few per file"
+)]
 fn entries(file: FileId, root: &DeTable<'_>) -> Vec<Result<(String, Range<usize>), Diagnostic>> {
     let Some((_, value)) = root.iter().find(|(k, _)| k.get_ref() == "include") else {
         return Vec::new();
@@ -101,32 +105,97 @@ pub fn include_requests(file: &SourceFile) -> Vec<(String, Span)> {
         .collect()
 }
 
+/// The largest spec file accepted, main Sysfile or include, in bytes (8 MiB).
+pub const MAX_SPEC_BYTES: usize = 8 << 20;
+
+/// Checks and decodes the bytes of an included file: at most [`MAX_SPEC_BYTES`], UTF-8.
+///
+/// The one decoder of included files, used by the CLI and the frontend alike. The error
+/// says why the file cannot be used, for a diagnostic at the `include` entry.
+pub fn decode_include(data: Vec<u8>) -> Result<String, String> {
+    if data.len() > MAX_SPEC_BYTES {
+        return Err(format!("it is larger than {} MiB", MAX_SPEC_BYTES >> 20));
+    }
+    String::from_utf8(data).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // The prefix is valid UTF-8 by construction.
+        let before = std::str::from_utf8(valid).unwrap_or_default();
+        let at = crate::diag::LineIndex::new(before).line_col(before, before.len());
+        format!(
+            "it is not UTF-8 text (invalid byte at line {}, column {})",
+            at.line, at.column
+        )
+    })
+}
+
+/// What a caller's reader found for one include path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// The file does not exist.
+    Missing,
+    /// The file's bytes (checked and decoded by [`decode_include`]).
+    Bytes(Vec<u8>),
+    /// The file exists but must not be read, and why (not a regular file, outside the context).
+    Refused(String),
+}
+
+/// Included texts and the include paths that could not be used, ready for [`LoadOptions`].
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    pub texts: BTreeMap<String, String>,
+    pub errors: BTreeMap<String, String>,
+}
+
 /// Reads every file `main` includes, directly or not, through `read` (path → text, `None` when unreadable).
 ///
 /// The result is ready for [`LoadOptions::includes`](super::LoadOptions). The
 /// spec stays pure: `read` does the I/O. Includes deeper than
-/// [`MAX_INCLUDE_DEPTH`] are not read (`load` reports them).
+/// [`MAX_INCLUDE_DEPTH`] are not read (`load` reports them). For untrusted files use
+/// [`collect_include_files`], which checks what it reads.
 pub fn collect_includes(
     main: &SourceFile,
     mut read: impl FnMut(&str) -> Option<String>,
 ) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut unreadable = std::collections::BTreeSet::new();
+    collect_include_files(main, |path| {
+        read(path).map_or(Fetched::Missing, |text| Fetched::Bytes(text.into_bytes()))
+    })
+    .texts
+}
+
+/// Reads every file `main` includes, directly or not, through `read`; each file's bytes go
+/// through [`decode_include`], and what cannot be used is kept with its reason.
+pub fn collect_include_files(
+    main: &SourceFile,
+    mut read: impl FnMut(&str) -> Fetched,
+) -> Collected {
+    let mut out = Collected::default();
+    let mut missing = std::collections::BTreeSet::new();
     let mut level: Vec<String> = include_requests(main).into_iter().map(|(p, _)| p).collect();
     for _ in 0..MAX_INCLUDE_DEPTH {
         let mut next = Vec::new();
         for path in level {
-            if out.contains_key(&path) || unreadable.contains(&path) {
+            if out.texts.contains_key(&path)
+                || out.errors.contains_key(&path)
+                || missing.contains(&path)
+            {
                 continue;
             }
             match read(&path) {
-                Some(text) => {
-                    let file = SourceFile::new(path.clone(), text);
-                    next.extend(include_requests(&file).into_iter().map(|(p, _)| p));
-                    out.insert(path, file.text);
+                Fetched::Bytes(data) => match decode_include(data) {
+                    Ok(text) => {
+                        let file = SourceFile::new(path.clone(), text);
+                        next.extend(include_requests(&file).into_iter().map(|(p, _)| p));
+                        out.texts.insert(path, file.text);
+                    }
+                    Err(why) => {
+                        out.errors.insert(path, why);
+                    }
+                },
+                Fetched::Refused(why) => {
+                    out.errors.insert(path, why);
                 }
-                None => {
-                    unreadable.insert(path);
+                Fetched::Missing => {
+                    missing.insert(path);
                 }
             }
         }
@@ -205,6 +274,20 @@ impl Resolve {
             }
             if self.loaded.contains_key(&path) {
                 // Included before: applied once, at its first place.
+                continue;
+            }
+            if let Some(why) = options.include_errors.get(&path) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "unreadable-include",
+                        span,
+                        format!("the included file `{path}` cannot be used: {why}"),
+                    )
+                    .with_label("cannot be used")
+                    .with_help(
+                        "an included file is a UTF-8 TOML text of at most 8 MiB, a regular file inside the build context",
+                    ),
+                );
                 continue;
             }
             let Some(text) = options.includes.get(&path) else {
@@ -391,4 +474,51 @@ fn conflict(ctx: &mut Ctx<'_>, table: &str, first: &Key<'_>, second: &Key<'_>) {
             "set `{name}` in only one of the included files; the main Sysfile may override a value set by an include"
         ),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn includes_are_capped_utf8() {
+        assert_eq!(
+            decode_include(b"a = 1\n".to_vec()).as_deref(),
+            Ok("a = 1\n")
+        );
+        let bad = decode_include(b"a = 1\nb = \"\xff\"\n".to_vec()).unwrap_err();
+        assert!(bad.contains("line 2, column 6"), "{bad}");
+        let big = decode_include(vec![b'#'; MAX_SPEC_BYTES + 1]).unwrap_err();
+        assert!(big.contains("larger than 8 MiB"), "{big}");
+    }
+
+    #[test]
+    fn unusable_includes_are_located_errors() {
+        let main = SourceFile::new(
+            "Sysfile",
+            "include = [\"a.toml\", \"b.toml\"]\n[image]\nfrom = \"x\"\n",
+        );
+        let collected = collect_include_files(&main, |path| match path {
+            "a.toml" => Fetched::Bytes(vec![0xff, 0xfe]),
+            _ => Fetched::Refused("it is not a regular file".into()),
+        });
+        assert!(collected.texts.is_empty());
+        let options = LoadOptions {
+            includes: collected.texts,
+            include_errors: collected.errors,
+            ..LoadOptions::default()
+        };
+        let loaded = super::super::load(main, &options);
+        let codes: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| (d.code, d.span.start))
+            .collect();
+        assert_eq!(
+            codes,
+            [("unreadable-include", 11), ("unreadable-include", 21)]
+        );
+        assert!(loaded.diagnostics[0].message.contains("not UTF-8"));
+        assert!(loaded.diagnostics[1].message.contains("not a regular file"));
+    }
 }

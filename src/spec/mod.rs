@@ -23,7 +23,10 @@ mod walk;
 
 use std::collections::BTreeMap;
 
-pub use include::{MAX_INCLUDE_DEPTH, collect_includes, include_requests};
+pub use include::{
+    Collected, Fetched, MAX_INCLUDE_DEPTH, MAX_SPEC_BYTES, collect_include_files, collect_includes,
+    decode_include, include_requests,
+};
 pub use schema::json_schema;
 
 use crate::diag::{Diagnostic, SourceFile, Sources};
@@ -38,6 +41,33 @@ pub struct LoadOptions {
     /// tells which to read; `collect_includes` reads them all). An `include` whose path is
     /// absent is a `missing-include` error.
     pub includes: BTreeMap<String, String>,
+    /// Included files that exist but cannot be used, with the reason (see
+    /// [`decode_include`]); each is an `unreadable-include` error at the entry naming it.
+    pub include_errors: BTreeMap<String, String>,
+}
+
+/// Decodes the bytes of a main spec file. Bytes that are not UTF-8 give the text with
+/// replacement characters and a `not-utf8` error at the first bad byte, so the problem is
+/// shown in place like any other.
+pub fn decode_main(name: impl Into<String>, data: Vec<u8>) -> (SourceFile, Option<Diagnostic>) {
+    match String::from_utf8(data) {
+        Ok(text) => (SourceFile::new(name, text), None),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+            let diagnostic = Diagnostic::error(
+                "not-utf8",
+                crate::diag::Span::new(crate::diag::FileId(0), at..end),
+                "the Sysfile is not UTF-8 text",
+            )
+            .with_label("not UTF-8")
+            .with_help(
+                "a Sysfile is a UTF-8 TOML document; save it as UTF-8 and remove binary bytes",
+            );
+            (SourceFile::new(name, text), Some(diagnostic))
+        }
+    }
 }
 
 /// The result of [`load`].
@@ -81,6 +111,7 @@ pub fn load(main: SourceFile, options: &LoadOptions) -> Loaded {
         diagnostics.append(&mut ctx.diagnostics);
     }
     diagnostics.sort_by_key(|d| (d.span.file, d.span.start));
+    let diagnostics = crate::diag::cap(diagnostics, &sources);
     let spec = if diagnostics.iter().any(Diagnostic::is_error) {
         None
     } else {
@@ -90,5 +121,20 @@ pub fn load(main: SourceFile, options: &LoadOptions) -> Loaded {
         sources,
         spec,
         diagnostics,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_utf8_sysfile_is_a_located_error() {
+        let (file, diagnostic) = decode_main("Sysfile", b"[image]\nfrom = \"\xc3(\"\n".to_vec());
+        let diagnostic = diagnostic.expect("not UTF-8");
+        assert_eq!(diagnostic.code, "not-utf8");
+        let at = file.line_col(diagnostic.span.start);
+        assert_eq!((at.line, at.column), (2, 9));
+        assert!(decode_main("Sysfile", b"[image]\n".to_vec()).1.is_none());
     }
 }

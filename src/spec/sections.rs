@@ -170,6 +170,15 @@ fn args(
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| default.clone());
+            if name == "SOURCE_DATE_EPOCH" && parse_epoch(&effective).is_err() {
+                ctx.error(
+                    "bad-value",
+                    key.span().start..value.span().end,
+                    format!("SOURCE_DATE_EPOCH is `{effective}`, not Unix seconds"),
+                    "not Unix seconds",
+                    "write whole seconds since 1970, for example \"1700000000\"",
+                );
+            }
             ctx.args.insert(name.to_string(), effective.clone());
             out.push(BuildArg {
                 name: name.to_string(),
@@ -333,10 +342,10 @@ fn exactly_one(
 ) {
     match (table.key_span(a), table.key_span(b)) {
         (Some(first), Some(second)) => {
-            let (at, other) = if second.start > first.start {
-                (second, a)
+            let (at, earlier, other) = if second.start > first.start {
+                (second, first, a)
             } else {
-                (first, b)
+                (first, second, b)
             };
             ctx.error(
                 "conflicting-keys",
@@ -345,6 +354,15 @@ fn exactly_one(
                 format!("`{other}` is already set"),
                 format!("keep either `{a}` or `{b}`, not both"),
             );
+            // Point at the first key and at the table's header too.
+            let earlier = ctx.span(earlier);
+            let header = ctx.span(table.span.clone());
+            if let Some(d) = ctx.diagnostics.last_mut() {
+                d.related.push((earlier, format!("`{other}` set here")));
+                if header.start < header.end && header.end <= earlier.start {
+                    d.related.push((header, "in this table".to_string()));
+                }
+            }
         }
         (None, None) if !table.typos.iter().any(|t| *t == a || *t == b) => ctx.error(
             "missing-key",
@@ -492,6 +510,17 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             ctx.integer("uid", v, 0..=i64::from(i32::MAX), "bad-uid")
                 .map(|n| (n, v.span()))
         });
+        if let (Some((0, span)), Some(name)) = (&uid, &name) {
+            if name.get_ref() != "root" {
+                ctx.error(
+                    "bad-uid",
+                    span.clone(),
+                    format!("uid 0 is root's; `{}` cannot have it", name.get_ref()),
+                    "root's uid",
+                    "give the user a uid of its own, such as 1000, or leave `uid` out to let the system choose; add it to a group such as `sudo` or `wheel` for privileges",
+                );
+            }
+        }
         if let Some((uid, span)) = &uid {
             let uid = u32::try_from(*uid).unwrap_or_default();
             if let Some(first) = uids.get(&uid) {
@@ -539,9 +568,11 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                 },
             );
         let mut authorized_keys = Vec::new();
+        let mut authorized_key_spans = Vec::new();
         if let Some(v) = table.get("authorized_keys") {
             for item in ctx.array("authorized_keys", v) {
                 if let Some(path) = ctx.context_path("authorized_keys", item) {
+                    authorized_key_spans.push(ctx.span(item.span()));
                     authorized_keys.push(path.into_inner());
                 }
             }
@@ -553,6 +584,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                 groups,
                 shell,
                 authorized_keys,
+                authorized_key_spans,
                 span: ctx.span(table.full_span()),
             });
         }
@@ -560,29 +592,135 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
     out
 }
 
-/// Whether `program` is a shell whose `-c` argument is a script.
-fn is_shell(program: &str) -> bool {
-    let name = program.rsplit('/').next().unwrap_or(program);
-    matches!(
-        name,
-        "sh" | "bash" | "dash" | "ash" | "ksh" | "mksh" | "zsh" | "busybox"
-    )
+/// Programs that read some argument as script text: shells, interpreters, and programs that
+/// hand a command string to a shell or split one (`su -c`, `runuser -c`, `sudo -s`, `ssh`,
+/// `script -c`, `env -S`, `capsh -- -c`, `tar --to-command`, `git -c alias.x=!…`,
+/// `make 'X=$(shell …)'`, …).
+///
+/// Names are compared after dropping the directory and a version suffix (`python3.12` is `python`).
+const SCRIPT_RUNNERS: &[&str] = &[
+    "sh",
+    "bash",
+    "rbash",
+    "dash",
+    "ash",
+    "ksh",
+    "mksh",
+    "pdksh",
+    "zsh",
+    "yash",
+    "posh",
+    "fish",
+    "csh",
+    "tcsh",
+    "busybox",
+    "toybox",
+    "capsh",
+    "env",
+    "make",
+    "gmake",
+    "git",
+    "tar",
+    "zip",
+    "pypy",
+    "su",
+    "runuser",
+    "sudo",
+    "doas",
+    "script",
+    "flock",
+    "watch",
+    "ssh",
+    "machinectl",
+    "nsenter",
+    "eval",
+    "python",
+    "perl",
+    "ruby",
+    "node",
+    "nodejs",
+    "php",
+    "lua",
+    "luajit",
+    "tclsh",
+    "wish",
+    "expect",
+    "awk",
+    "gawk",
+    "mawk",
+    "nawk",
+    "sed",
+    "jq",
+    "rc",
+    "es",
+    "elvish",
+    "nu",
+    "pwsh",
+    "xonsh",
+    "guile",
+    "osascript",
+];
+
+/// Whether one word names a [`SCRIPT_RUNNERS`] program.
+fn names_script_runner(word: &str) -> bool {
+    let base = word.rsplit('/').next().unwrap_or(word);
+    let base = base.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    SCRIPT_RUNNERS.contains(&base)
 }
 
-/// `-c`, or combined short options that include it (`-ec`, `-lc`).
-fn is_command_flag(arg: &str) -> bool {
-    arg.strip_prefix('-')
-        .is_some_and(|flags| !flags.starts_with('-') && flags.contains('c'))
+/// Whether some word of an element names a POSIX shell, which expands `${NAME}` itself.
+fn names_posix_shell(element: &str) -> bool {
+    const SHELLS: &[&str] = &[
+        "sh", "bash", "rbash", "dash", "ash", "ksh", "mksh", "pdksh", "zsh", "yash", "posh",
+        "busybox",
+    ];
+    element
+        .split(|c: char| c.is_whitespace() || c == '=' || c == ',' || c == ';')
+        .any(|word| {
+            let base = word.rsplit('/').next().unwrap_or(word);
+            SHELLS.contains(&base.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.'))
+        })
+}
+
+/// Whether an `argv` may run script text: some word of some element, alone or after `=`
+/// (`--shell=/bin/sh`, `SHELL=/bin/bash`), names a shell, an interpreter or a program that
+/// hands a string to one. Such an `argv` is used verbatim: no build argument is pasted into it,
+/// whatever flags or wrappers (`env`, `nice`, `sudo`, `-c --`, `-o errexit`) come first.
+pub(crate) fn argv_runs_script<'a>(argv: impl IntoIterator<Item = &'a str>) -> bool {
+    argv.into_iter().any(|element| {
+        element
+            .split(|c: char| c.is_whitespace() || c == '=' || c == ',' || c == ';')
+            .any(names_script_runner)
+    })
 }
 
 /// Names sysfile sets itself: a spec may not set them.
 const RESERVED_ENV: [&str; 2] = ["SYSTEMD_OFFLINE", "container"];
 
 /// An environment table whose names must be valid variable names.
-fn env(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<(String, String)> {
+///
+/// With `for_systemd` (`[config] env`, written into the manager's `DefaultEnvironment=`), a
+/// value holding a control character other than tab and newline is rejected: systemd splits
+/// lines at `\r` and NUL, so such a value could add settings of its own.
+fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, value) in ctx.string_map("env", value) {
-        if RESERVED_ENV.contains(&name.get_ref().as_str()) {
+        let control = value
+            .get_ref()
+            .chars()
+            .find(|c| c.is_control() && *c != '\t' && *c != '\n');
+        if let (true, Some(c)) = (for_systemd, control) {
+            ctx.error(
+                "control-character",
+                value.span(),
+                format!(
+                    "the value of `{}` holds the control character {c:?}",
+                    name.get_ref()
+                ),
+                "control character",
+                "`[config] env` values are written into a systemd setting; remove the control character (check the build arguments interpolated here)",
+            );
+        } else if RESERVED_ENV.contains(&name.get_ref().as_str()) {
             ctx.error(
                 "reserved-env-name",
                 name.span(),
@@ -621,22 +759,45 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             .and_then(|v| ctx.raw_string("sh", v))
             .map(Command::Shell);
         let argv = table.get("argv").map(|v| {
-            // A shell's `-c` script is never interpolated, as with `sh`: build args reach it as
-            // environment variables, so no argument is ever pasted into shell text.
+            // An argv that may run script text is used verbatim, like `sh`: build args reach the
+            // script as environment variables, so no argument is ever pasted into script text.
             let items = ctx.array("argv", v);
-            let shell = items
-                .first()
-                .and_then(|first| match first.get_ref() {
-                    DeValue::String(s) => Some(is_shell(s)),
-                    _ => None,
-                })
-                .unwrap_or(false);
+            let verbatim = argv_runs_script(items.iter().filter_map(|item| match item.get_ref() {
+                DeValue::String(s) => Some(&**s),
+                _ => None,
+            }));
             let mut argv: Vec<String> = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let after_c = i > 0 && argv.get(i - 1).is_some_and(|flag: &String| is_command_flag(flag));
-                let value = if shell && after_c { ctx.raw_string("argv", item) } else { ctx.string("argv", item).map(|s| s.into_inner()) };
+            for item in &items {
+                let value = if verbatim {
+                    ctx.raw_string("argv", item)
+                } else {
+                    ctx.string("argv", item).map(|s| s.into_inner())
+                };
                 if let Some(value) = value {
                     argv.push(value);
+                }
+            }
+            // A POSIX shell expands `${NAME}` from its environment, where build args are; any
+            // other program gets the text `${NAME}` itself: say so rather than stay silent.
+            if verbatim && !argv.iter().any(|a| names_posix_shell(a)) {
+                let declared = items.iter().zip(&argv).find_map(|(item, text)| {
+                    ctx.args
+                        .keys()
+                        .find(|name| text.contains(&format!("${{{name}}}")))
+                        .map(|name| (item.span(), name.clone()))
+                });
+                if let Some((at, name)) = declared {
+                    ctx.warning(
+                        "argv-not-interpolated",
+                        at,
+                        format!(
+                            "`${{{name}}}` is passed as it is: this `argv` runs a program that reads script text, so it is not interpolated"
+                        ),
+                        "not interpolated",
+                        format!(
+                            "read the build argument from the environment in the script (build arguments are environment variables of the step), such as `os.environ[\"{name}\"]` in Python"
+                        ),
+                    );
                 }
             }
             if matches!(v.get_ref(), DeValue::Array(a) if a.iter().next().is_none()) {
@@ -655,7 +816,10 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             .get("name")
             .and_then(|v| ctx.string("name", v))
             .map(|s| s.into_inner());
-        let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
+        let env = table
+            .get("env")
+            .map(|v| env(ctx, v, false))
+            .unwrap_or_default();
         let workdir = table
             .get("workdir")
             .and_then(|v| ctx.absolute_path("workdir", v))
@@ -841,8 +1005,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             "cache" => {
                 let id = table
                     .get("id")
-                    .and_then(|v| ctx.string("id", v))
-                    .map(|s| s.into_inner());
+                    .and_then(|v| id_value(ctx, v, values::IdKind::Cache));
                 let sharing = table
                     .get("sharing")
                     .and_then(|v| {
@@ -868,14 +1031,31 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 })
             }
             "tmpfs" => {
-                let size = table.get("size").and_then(|v| ctx.size("size", v));
+                let size = table.get("size").and_then(|v| {
+                    let size = ctx.size("size", v)?;
+                    // BuildKit takes the size as a signed 64-bit byte count, 0 meaning unlimited.
+                    if size == 0 || i64::try_from(size).is_err() {
+                        ctx.error(
+                            "bad-size",
+                            v.span(),
+                            if size == 0 {
+                                "a tmpfs of size 0 would be unlimited".to_string()
+                            } else {
+                                format!("a tmpfs size of {size} bytes is too large")
+                            },
+                            "out of range",
+                            "give a size from 1 byte up, such as \"64m\"; leave `size` out for no limit",
+                        );
+                        return None;
+                    }
+                    Some(size)
+                });
                 explicit_target.map(|t| (t, MountKind::Tmpfs { size }))
             }
             "secret" => {
                 let id = ctx
                     .require(&table, "id", "\"token\"")
-                    .and_then(|v| ctx.string("id", v))
-                    .map(|s| s.into_inner());
+                    .and_then(|v| id_value(ctx, v, values::IdKind::Secret));
                 let required = table
                     .get("required")
                     .and_then(|v| ctx.bool("required", v))
@@ -908,10 +1088,13 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 })
             }
             _ => {
-                let id = table
-                    .get("id")
-                    .and_then(|v| ctx.string("id", v))
-                    .map_or_else(|| "default".to_string(), |s| s.into_inner());
+                let id = match table.get("id") {
+                    Some(v) => match id_value(ctx, v, values::IdKind::Ssh) {
+                        Some(id) => id,
+                        None => continue,
+                    },
+                    None => "default".to_string(),
+                };
                 let target = match target_value {
                     Some(_) => explicit_target,
                     None => Some("/run/buildkit/ssh_agent.0".to_string()),
@@ -942,6 +1125,18 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
         });
     }
     out
+}
+
+/// A mount `id` (secret, cache or SSH agent), checked by character set.
+fn id_value(ctx: &mut Ctx<'_>, value: &Value<'_>, kind: values::IdKind) -> Option<String> {
+    let id = ctx.string("id", value)?;
+    match values::check_id(id.get_ref(), kind) {
+        Ok(()) => Some(id.into_inner()),
+        Err(e) => {
+            ctx.invalid(value.span(), e, "not a valid id");
+            None
+        }
+    }
 }
 
 /// A list of unit names, normalised with `default_suffix`.
@@ -1166,7 +1361,10 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
         return Config::default();
     };
     ctx.check_keys(&mut table, &schema::keys_of("config"));
-    let env = table.get("env").map(|v| env(ctx, v)).unwrap_or_default();
+    let env = table
+        .get("env")
+        .map(|v| env(ctx, v, true))
+        .unwrap_or_default();
     let mut labels = BTreeMap::new();
     if let Some(v) = table.get("labels") {
         for (key, value) in ctx.string_map("labels", v) {
@@ -1247,6 +1445,87 @@ mod tests {
         assert_eq!(comment_above(text, w), "");
         assert_eq!(comment_above("# a\nX = 1", 4), "a");
         assert_eq!(comment_above("X = 1", 0), "");
+    }
+
+    /// The argv of the first `[[run]]` step of a spec with `argv`, loaded with `X` set to `value`.
+    fn argv_with(argv: &str, value: &str) -> Vec<String> {
+        let text = format!(
+            "[image]\nfrom = \"debian:bookworm\"\n[args]\nX = \"\"\n[[run]]\nargv = {argv}\n"
+        );
+        let mut options = LoadOptions::default();
+        options.build_args.insert("X".into(), value.into());
+        let loaded = super::super::load(crate::diag::SourceFile::new("Sysfile", text), &options);
+        let spec = loaded.spec.expect("loads");
+        match &spec.runs[0].command {
+            Command::Exec(argv) => argv.clone(),
+            Command::Shell(_) => unreachable!("argv gives Exec"),
+        }
+    }
+
+    #[test]
+    fn no_build_arg_reaches_a_shell_through_flags_or_wrappers() {
+        let attack = "; touch /pwned";
+        for argv in [
+            r#"["sh", "-c", "--", "${X}"]"#,
+            r#"["bash", "-c", "-e", "${X}"]"#,
+            r#"["sh", "-c", "-o", "errexit", "${X}"]"#,
+            r#"["env", "sh", "-c", "echo ${X}"]"#,
+            r#"["/usr/bin/env", "-S", "sh -c '${X}'"]"#,
+            r#"["nice", "-n", "5", "/bin/bash", "-ec", "${X}"]"#,
+            r#"["sudo", "-u", "nobody", "${X}"]"#,
+            r#"["su", "-c", "${X}", "nobody"]"#,
+            r#"["runuser", "-u", "nobody", "--", "dash", "-c", "${X}"]"#,
+            r#"["python3.12", "-c", "print('${X}')"]"#,
+            r#"["xargs", "-0", "busybox", "sh", "-c", "${X}"]"#,
+            r#"["timeout", "5", "zsh", "-c", "${X}"]"#,
+            r#"["chroot", "/", "SHELL=/bin/sh", "${X}"]"#,
+            r#"["git", "-c", "core.fsmonitor=${X}", "status"]"#,
+            r#"["tar", "--to-command=${X}", "-xf", "/a.tar"]"#,
+            r#"["make", "V=${X}"]"#,
+            r#"["/usr/bin/env", "-S", "${X}"]"#,
+        ] {
+            let got = argv_with(argv, attack);
+            assert!(got.iter().all(|a| !a.contains(attack)), "{argv}: {got:?}");
+            assert!(got.iter().any(|a| a.contains("${X}")), "{argv}: {got:?}");
+        }
+        // Without any shell or interpreter, arguments are interpolated (each one argument).
+        assert_eq!(
+            argv_with(r#"["systemctl", "enable", "${X}"]"#, "nginx"),
+            ["systemctl", "enable", "nginx"]
+        );
+        assert_eq!(
+            argv_with(r#"["/usr/local/bin/fetch", "--out=${X}"]"#, "/srv"),
+            ["/usr/local/bin/fetch", "--out=/srv"]
+        );
+    }
+
+    #[test]
+    fn script_runners_are_found_in_any_word() {
+        assert!(argv_runs_script(["/bin/sh"]));
+        assert!(argv_runs_script(["perl5.36"]));
+        assert!(argv_runs_script(["--shell=/bin/bash"]));
+        assert!(!argv_runs_script(["systemctl", "preset-all"]));
+        assert!(!argv_runs_script(["shell", "bashful", "sha256sum"]));
+    }
+
+    #[test]
+    fn a_missing_authorized_keys_file_is_located() {
+        let text = "[image]\nfrom = \"debian\"\n[[users]]\nname = \"admin\"\nauthorized_keys = [\"keys/admin.pub\", \"./keys/ops.pub\"]\n";
+        let loaded = super::super::load(
+            crate::diag::SourceFile::new("Sysfile", text),
+            &LoadOptions::default(),
+        );
+        let spec = loaded.spec.expect("loads");
+        let missing = spec.missing_context_files(|path| path == "keys/ops.pub");
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].code, "context-file-missing");
+        assert_eq!(
+            missing[0].message,
+            "`keys/admin.pub` is not in the build context"
+        );
+        let at = loaded.sources.main().line_col(missing[0].span.start);
+        assert_eq!((at.line, at.column), (5, 20));
+        assert!(spec.missing_context_files(|_| true).is_empty());
     }
 
     #[test]

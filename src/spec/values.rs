@@ -24,17 +24,18 @@ fn invalid(code: &'static str, message: impl Into<String>, help: impl Into<Strin
     }
 }
 
-/// Splits `"15s"` into `("15", "s")`.
+/// Splits `"15s"` into `("15", "s")`. No whitespace is allowed anywhere in a value (as in
+/// modes, ports and owners), so `" 10s"` and `"64 m"` are rejected.
 fn split_number(s: &str) -> (&str, &str) {
     let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    (&s[..end], s[end..].trim())
+    (&s[..end], &s[end..])
 }
 
 /// `"500ms"`, `"15s"`, `"2m"`, `"1h"` (integer seconds are handled by the caller).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, Invalid> {
     let help =
         "write a whole number with a unit: `ms`, `s`, `m` or `h`, such as \"500ms\" or \"15s\"";
-    let (number, unit) = split_number(s.trim());
+    let (number, unit) = split_number(s);
     let bad = || invalid("bad-duration", format!("`{s}` is not a duration"), help);
     if number.is_empty() {
         return Err(bad());
@@ -53,7 +54,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, Invalid> {
 /// `"64m"`, `"1g"`, `"512k"`, `"10MB"` (1024-based), or a plain number of bytes as a string.
 pub(crate) fn parse_size(s: &str) -> Result<u64, Invalid> {
     let help = "write a whole number with a unit `k`, `m` or `g` (1024-based), such as \"64m\", or an integer number of bytes";
-    let (number, unit) = split_number(s.trim());
+    let (number, unit) = split_number(s);
     let bad = || invalid("bad-size", format!("`{s}` is not a size"), help);
     if number.is_empty() {
         return Err(bad());
@@ -259,9 +260,16 @@ pub(crate) fn is_user_name(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-/// A package name: non-empty, no whitespace or control characters, not starting with `-`.
+/// A package: `name`, `name:arch` or either with `=version`, and nothing a package manager
+/// would read as something else (a path, a URL, a pattern, a group, an option, apt's
+/// trailing `-`/`+` action suffixes).
+///
+/// * `name`: a letter or digit, then letters, digits and `+._-`, not ending in `-` or `.`, nor
+///   in a single `+` (apt's suffixes; `g++` is a name);
+/// * `arch` (apt's multi-arch qualifier): lowercase letters, digits, `_` and `-`;
+/// * `version`: a letter or digit, then letters, digits and `.+~:_-`.
 pub(crate) fn check_package_name(s: &str) -> Result<(), Invalid> {
-    let help = "write a plain package name such as \"openssh-server\"; options cannot be passed to the package manager";
+    let help = "write a package name such as \"openssh-server\", optionally with `:arch` and a pinned version as `name=version`, such as \"curl=7.88.1-10\"; paths, URLs, patterns and options are not package names";
     if s.is_empty() {
         return Err(invalid("bad-package-name", "a package name is empty", help));
     }
@@ -279,7 +287,41 @@ pub(crate) fn check_package_name(s: &str) -> Result<(), Invalid> {
             help,
         ));
     }
-    Ok(())
+    let (spec, version) = match s.split_once('=') {
+        Some((spec, version)) => (spec, Some(version)),
+        None => (s, None),
+    };
+    let (name, arch) = match spec.split_once(':') {
+        Some((name, arch)) => (name, Some(arch)),
+        None => (spec, None),
+    };
+    let name_ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'_' | b'-'))
+        && !name.ends_with(['-', '.'])
+        // apt reads a trailing `+` as "install"; `++` ends real names (`g++`).
+        && (!name.ends_with('+') || name.ends_with("++"));
+    let arch_ok = arch.is_none_or(|a| {
+        !a.is_empty()
+            && a.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
+    });
+    let version_ok = version.is_none_or(|v| {
+        v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'~' | b':' | b'_' | b'-')
+            })
+    });
+    if name_ok && arch_ok && version_ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "bad-package-name",
+            format!("`{s}` is not a package name"),
+            help,
+        ))
+    }
 }
 
 fn is_path_component(s: &str) -> bool {
@@ -379,6 +421,8 @@ pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
             ));
         }
     }
+    // What is accepted here, `sysfile llb` and the frontend must be able to pull: the same parser.
+    crate::reference::Reference::parse(s).map_err(|why| bad(&why))?;
     Ok(())
 }
 
@@ -471,6 +515,63 @@ pub(crate) fn is_template_without_instance(unit: &str) -> bool {
         .is_some_and(|dot| unit[..dot].ends_with('@'))
 }
 
+/// Which mount an id belongs to: the character sets differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdKind {
+    /// A secret id: a name, also the file name under `/run/secrets`.
+    Secret,
+    /// An SSH agent id: a name.
+    Ssh,
+    /// A cache id: a name that may hold `/`, `:` and `@` (the default id is the target path).
+    Cache,
+}
+
+/// The longest mount id accepted.
+pub(crate) const MAX_ID_LEN: usize = 255;
+
+/// A mount id: secret and SSH ids are `[A-Za-z0-9][A-Za-z0-9_.-]*`, so a secret's default
+/// target `/run/secrets/<id>` is always one file directly under `/run/secrets`; cache ids may
+/// also hold `/`, `:`, `@` and `+` but never a `.` or `..` component, whitespace or control
+/// characters. At most 255 bytes.
+pub(crate) fn check_id(s: &str, kind: IdKind) -> Result<(), Invalid> {
+    let (what, help) = match kind {
+        IdKind::Secret => (
+            "secret id",
+            "a secret id starts with a letter or digit and holds letters, digits, `_`, `.` and `-`, such as \"api_token\"; set `target` to mount it elsewhere",
+        ),
+        IdKind::Ssh => (
+            "SSH agent id",
+            "an SSH agent id starts with a letter or digit and holds letters, digits, `_`, `.` and `-`, such as \"default\"",
+        ),
+        IdKind::Cache => (
+            "cache id",
+            "a cache id starts with a letter, digit or `/` and holds letters, digits and `_.-/:@+`, such as \"apt-cache\"",
+        ),
+    };
+    let ok = match kind {
+        IdKind::Secret | IdKind::Ssh => is_context_name(s),
+        IdKind::Cache => {
+            s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '/')
+                && s.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'_' | b'.' | b'-' | b'/' | b':' | b'@' | b'+')
+                })
+                && !s.split('/').any(|part| part == "." || part == "..")
+        }
+    };
+    if s.is_empty() {
+        return Err(invalid("bad-id", format!("the {what} is empty"), help));
+    }
+    if !ok || s.len() > MAX_ID_LEN {
+        return Err(invalid(
+            "bad-id",
+            format!("{s:?} is not a valid {what}"),
+            help,
+        ));
+    }
+    Ok(())
+}
+
 /// A named build context: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
 pub(crate) fn is_context_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -520,6 +621,9 @@ mod tests {
             "15x",
             "-1s",
             "1.5s",
+            " 10s",
+            "10s ",
+            "10 s",
             "99999999999999999999h",
             "18446744073709551615h",
         ] {
@@ -539,7 +643,16 @@ mod tests {
         assert_eq!(parse_size("64MB"), Ok(64 << 20));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert_eq!(parse_size("2gb"), Ok(2 << 30));
-        for bad in ["", "m", "1t", "-1m", "99999999999999g"] {
+        for bad in [
+            "",
+            "m",
+            "1t",
+            "-1m",
+            "99999999999999g",
+            "64 m",
+            " 64m",
+            "64m ",
+        ] {
             assert_eq!(parse_size(bad).unwrap_err().code, "bad-size", "{bad}");
         }
     }
@@ -550,7 +663,7 @@ mod tests {
         assert_eq!(parse_mode("644"), Ok(0o644));
         assert_eq!(parse_mode("0o755"), Ok(0o755));
         assert_eq!(parse_mode("4755"), Ok(0o4755));
-        for bad in ["", "0648", "rw-r--r--", "17777", "000000"] {
+        for bad in ["", "0648", "rw-r--r--", "17777", "000000", " 644", "644 "] {
             assert_eq!(parse_mode(bad).unwrap_err().code, "bad-mode", "{bad}");
         }
         assert!(check_mode(0o10000).is_err());
@@ -662,13 +775,79 @@ mod tests {
         assert!(!is_user_name("Admin") && !is_user_name("1x") && !is_user_name(&"a".repeat(33)));
         assert!(check_package_name("openssh-server").is_ok());
         assert!(check_package_name("libc6:amd64").is_ok());
-        for bad in ["", "-y", "--allow-unauthenticated", "a b", "a\tb"] {
+        assert!(check_package_name("curl=7.88.1-10+deb12u5").is_ok());
+        assert!(check_package_name("libc6:amd64=2.36-9").is_ok());
+        assert!(check_package_name("python3.11").is_ok());
+        assert!(check_package_name("g++").is_ok() && check_package_name("libstdc++6").is_ok());
+        for bad in [
+            "",
+            "-y",
+            "--allow-unauthenticated",
+            "a b",
+            "a\tb",
+            // Package-manager syntax that is not a name: local files, URLs, patterns, groups,
+            // apt's removal and install suffixes, release pins, globs, empty parts.
+            "./local.deb",
+            "/tmp/x.rpm",
+            "https://example.com/x.rpm",
+            "http://example.com/x.rpm",
+            "?name(openssh)",
+            "~nfoo",
+            "@development-tools",
+            "openssh-server-",
+            "nginx+",
+            "nginx/bookworm-backports",
+            "ngin*",
+            "task^",
+            "curl=",
+            "curl=*",
+            ":amd64",
+            "libc6:",
+            "libc6:AMD64",
+            "a,b",
+        ] {
             assert_eq!(
                 check_package_name(bad).unwrap_err().code,
                 "bad-package-name",
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn ids() {
+        for good in ["token", "api_token.v2", "A-1"] {
+            assert_eq!(check_id(good, IdKind::Secret), Ok(()), "{good}");
+            assert_eq!(check_id(good, IdKind::Ssh), Ok(()), "{good}");
+        }
+        for good in ["/var/cache/apt", "sysfile:apt:/var/cache/apt", "go@1.22+x"] {
+            assert_eq!(check_id(good, IdKind::Cache), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../..",
+            "../../etc/shadow",
+            "a/b",
+            "-x",
+            "a b",
+            "a\rb",
+        ] {
+            assert_eq!(
+                check_id(bad, IdKind::Secret).unwrap_err().code,
+                "bad-id",
+                "{bad:?}"
+            );
+        }
+        for bad in ["", "..", "a/../b", "/./x", "a b", "a\0", "*"] {
+            assert_eq!(
+                check_id(bad, IdKind::Cache).unwrap_err().code,
+                "bad-id",
+                "{bad:?}"
+            );
+        }
+        assert!(check_id(&"a".repeat(256), IdKind::Secret).is_err());
     }
 
     #[test]
@@ -694,6 +873,10 @@ mod tests {
             "debian@sha256:xyz",
             "-x",
             "x:tag!",
+            // Digests `sysfile llb` could not use: only sha256 with 64 lowercase hex digits.
+            "debian@sha256:0123456789abcdef0123456789abcdef",
+            "debian@sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "debian@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
         ] {
             assert_eq!(
                 check_image_reference(bad).unwrap_err().code,

@@ -12,7 +12,7 @@ use toml::de::{DeString, DeTable, DeValue};
 
 use super::interpolate::{Problem, interpolate};
 use super::values::{self, Invalid, did_you_mean, list};
-use crate::diag::{Diagnostic, FileId, Span};
+use crate::diag::{Diagnostic, FileId, LineIndex, Span};
 use crate::model::Template;
 
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
@@ -115,8 +115,10 @@ pub(crate) struct Ctx<'s> {
     segments: Vec<Segment>,
     /// The segment of the main Sysfile.
     main: usize,
-    /// Offsets of line starts, built on first use by [`Ctx::place`].
-    line_starts: Vec<usize>,
+    /// Line starts of `text`, built on first use by [`Ctx::place`].
+    line_starts: Option<LineIndex>,
+    /// How many more undeclared references get a "did you mean" (see [`Ctx::interpolate`]).
+    suggestions_left: usize,
 }
 
 impl<'s> Ctx<'s> {
@@ -129,7 +131,8 @@ impl<'s> Ctx<'s> {
             templates: Vec::new(),
             segments,
             main,
-            line_starts: Vec::new(),
+            line_starts: None,
+            suggestions_left: crate::diag::MAX_PER_FILE,
         }
     }
 
@@ -168,13 +171,11 @@ impl<'s> Ctx<'s> {
 
     /// Where `offset` is, for a label of a problem at `at`: "line 3", or "line 3 of `common.toml`" in another file.
     pub fn place(&mut self, offset: usize, at: usize) -> String {
-        if self.line_starts.is_empty() {
-            self.line_starts = std::iter::once(0)
-                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
-                .collect();
+        if self.line_starts.is_none() {
+            self.line_starts = Some(LineIndex::new(self.text));
         }
-        let starts = &self.line_starts;
-        let line_index = |o: usize| starts.partition_point(|&s| s <= o).max(1);
+        let starts = self.line_starts.as_ref();
+        let line_index = |o: usize| starts.map_or(0, |s| s.line_of(o)) + 1;
         let Some(seg) = self.segment_of(offset) else {
             return format!("line {}", line_index(offset));
         };
@@ -501,11 +502,16 @@ impl<'s> Ctx<'s> {
                 } else {
                     values::MODE_HELP.to_string()
                 };
+                let (kind, label) = match i.radix() {
+                    16 => ("a hexadecimal", "read as a hexadecimal number"),
+                    2 => ("a binary", "read as a binary number"),
+                    _ => ("a decimal", "read as a decimal number"),
+                };
                 self.error(
                     "bad-mode",
                     value.span(),
-                    format!("`{key}` is a decimal integer, but modes are octal"),
-                    "read as a decimal number",
+                    format!("`{key}` is {kind} integer, but modes are octal"),
+                    label,
                     help,
                 );
                 None
@@ -599,7 +605,15 @@ impl<'s> Ctx<'s> {
             match problem {
                 Problem::Undeclared { name, range: inner } => {
                     let at = self.inner_range(&range, s, inner);
-                    let help = match did_you_mean(&name, self.args.keys().map(String::as_str)) {
+                    // A suggestion compares with every declared argument: only for the first
+                    // few references, so many of them against many arguments stay linear.
+                    let suggestion = if self.suggestions_left > 0 {
+                        self.suggestions_left -= 1;
+                        did_you_mean(&name, self.args.keys().map(String::as_str))
+                    } else {
+                        None
+                    };
+                    let help = match suggestion {
                         Some(candidate) => format!("did you mean `${{{candidate}}}`?"),
                         None => format!(
                             "declare it under `[args]`, such as `{name} = \"default\"`, or write `$${{{name}}}` for a literal `${{{name}}}`"

@@ -1,0 +1,278 @@
+//! Fuzz target bodies, shared by the cargo-fuzz targets under `fuzz/` and by
+//! `tests/fuzz_regressions.rs`, which replays every input that ever failed.
+//!
+//! Each body takes arbitrary bytes, runs one input path end to end and checks the
+//! invariants the project promises for any input: no panic, every diagnostic inside the file
+//! it names, a spec exactly when there is no error, `check` and `llb` agreeing, the same
+//! bytes for the same input. A broken invariant panics, which is what fuzzers report.
+//!
+//! Input layout for the spec targets: the bytes before the first NUL (if any) are options,
+//! one `NAME=value` build argument per line; the rest is the Sysfile. So every Sysfile is a
+//! valid seed as it is. Adding a target: a function here, an entry in [`TARGETS`], a file
+//! `fuzz/fuzz_targets/<name>.rs` calling [`run`], and its `[[bin]]` in `fuzz/Cargo.toml`.
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+
+use crate::diag::{self, Diagnostic, Sources};
+use crate::distro::Family;
+use crate::gateway::options::FrontendOptions;
+use crate::spec::{self, LoadOptions, Loaded};
+
+/// A fuzz target's body.
+pub type Body = fn(&[u8]);
+
+/// Every target: its name (the fuzz target's and the regression directory's) and its body.
+pub const TARGETS: &[(&str, Body)] = &[
+    ("spec_load", spec_load),
+    ("compile", compile),
+    ("render", render),
+    ("frontend_options", frontend_options),
+];
+
+/// Runs the target `name` on `data`; an unknown name panics (a wiring mistake, not an input).
+pub fn run(name: &str, data: &[u8]) {
+    match TARGETS.iter().find(|(n, _)| *n == name) {
+        Some((_, body)) => body(data),
+        None => panic!("no fuzz target named {name}"),
+    }
+}
+
+/// Splits `options NUL spec` into build arguments and the spec's bytes.
+fn split(data: &[u8]) -> (BTreeMap<String, String>, &[u8]) {
+    let Some(nul) = data.iter().position(|b| *b == 0) else {
+        return (BTreeMap::new(), data);
+    };
+    let options = String::from_utf8_lossy(&data[..nul]);
+    let args = options
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (args, &data[nul + 1..])
+}
+
+/// Loads a spec the way the CLI does: decoded, with includes naming fragments of itself.
+fn load(data: &[u8]) -> Loaded {
+    let (build_args, bytes) = split(data);
+    let (main, not_utf8) = spec::decode_main("Sysfile", bytes.to_vec());
+    if let Some(diagnostic) = not_utf8 {
+        return Loaded {
+            sources: Sources::new(main),
+            spec: None,
+            diagnostics: vec![diagnostic],
+        };
+    }
+    // Any include resolves to the main text itself: nested, cyclic and merged trees get fuzzed.
+    let text = main.text.clone();
+    let includes =
+        spec::collect_include_files(&main, |_| spec::Fetched::Bytes(text.clone().into_bytes()));
+    spec::load(
+        main,
+        &LoadOptions {
+            build_args,
+            includes: includes.texts,
+            include_errors: includes.errors,
+        },
+    )
+}
+
+/// Checks what every load must satisfy.
+fn check_loaded(loaded: &Loaded) {
+    let has_error = loaded.diagnostics.iter().any(Diagnostic::is_error);
+    assert_eq!(
+        loaded.spec.is_some(),
+        !has_error,
+        "a spec exactly when there is no error"
+    );
+    check_locations(&loaded.diagnostics, &loaded.sources);
+}
+
+/// Every diagnostic (and each related place) lies inside the file it names, on character boundaries.
+pub fn check_locations(diagnostics: &[Diagnostic], sources: &Sources) {
+    for d in diagnostics {
+        let spans = std::iter::once(&d.span).chain(d.related.iter().map(|(span, _)| span));
+        for span in spans {
+            let file = sources
+                .try_get(span.file)
+                .unwrap_or_else(|| panic!("{}: names an unknown file", d.code));
+            assert!(
+                span.start <= span.end && span.end <= file.text.len(),
+                "{}: span {}..{} outside {} ({} bytes)",
+                d.code,
+                span.start,
+                span.end,
+                file.name,
+                file.text.len()
+            );
+            assert!(
+                file.text.is_char_boundary(span.start) && file.text.is_char_boundary(span.end),
+                "{}: span {}..{} splits a character",
+                d.code,
+                span.start,
+                span.end
+            );
+        }
+    }
+}
+
+/// Spec load: any bytes give diagnostics or a spec, never a panic; locations are valid.
+pub fn spec_load(data: &[u8]) {
+    let loaded = load(data);
+    check_loaded(&loaded);
+    if let Some(spec) = &loaded.spec {
+        check_locations(&crate::lint::check(spec, &loaded.sources), &loaded.sources);
+    }
+}
+
+/// The definition bytes and image config of a loaded spec, for one distribution family.
+fn compile_once(loaded: &Loaded, family: Family) -> Option<(Vec<u8>, String)> {
+    let spec = loaded.spec.as_ref()?;
+    // `check` passed, so `llb` must not fail on the spec: they agree.
+    let epoch = match spec.source_date_epoch() {
+        Ok(epoch) => epoch,
+        Err(d) => panic!("check accepted the spec but llb refuses it: {}", d.message),
+    };
+    if let Err(e) = crate::reference::Reference::parse(&spec.image.from.value) {
+        panic!("check accepted `from` but llb refuses it: {e}");
+    }
+    let plan = crate::plan::plan(spec, &crate::plan::BaseFacts::assumed(family));
+    // sysfile's own systemd drop-ins never hold a raw line break other than `\n`, nor NUL.
+    for step in &plan.steps {
+        if let crate::plan::StepKind::Files(files) = &step.kind {
+            for file in files {
+                if let crate::plan::FileStep::Write { path, data, .. } = file {
+                    if path == crate::plan::SYSTEM_DROP_IN || path == crate::plan::JOURNALD_DROP_IN
+                    {
+                        assert!(
+                            !data.iter().any(|b| *b == b'\r' || *b == 0),
+                            "a control character reached {path}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let options = crate::lower::LowerOptions {
+        base_ref: spec.image.from.value.clone(),
+        base_span: spec.image.from.span,
+        context_name: "context".to_string(),
+        epoch,
+        ..crate::lower::LowerOptions::default()
+    };
+    let lowered = crate::lower::lower(&plan, &loaded.sources, &options);
+    let bytes = lowered.definition.encode_to_vec();
+    crate::llb::dump::render(&lowered.definition).expect("a definition we made dumps");
+    let config = crate::image::image_config(
+        spec,
+        &plan,
+        &crate::image::ImageInputs {
+            history: lowered.history,
+            epoch,
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            ..crate::image::ImageInputs::default()
+        },
+    );
+    Some((bytes, config.to_string()))
+}
+
+/// Full compile: spec and options to definition bytes, for every family; twice, same bytes.
+pub fn compile(data: &[u8]) {
+    let loaded = load(data);
+    check_loaded(&loaded);
+    for family in [Family::Debian, Family::Fedora, Family::Suse, Family::Arch] {
+        let first = compile_once(&loaded, family);
+        let again = compile_once(&load(data), family);
+        assert_eq!(first, again, "the same input compiles to the same bytes");
+    }
+    if let Some(spec) = &loaded.spec {
+        crate::outline::outline(spec, &loaded.sources);
+        crate::outline::targets(spec, &loaded.sources);
+    }
+}
+
+/// Diagnostics rendering: plain, styled, short, as a gateway Status and Warn requests; also
+/// with spans moved by the input's first bytes (renderers clamp what they are given).
+pub fn render(data: &[u8]) {
+    let loaded = load(data);
+    check_loaded(&loaded);
+    let mut diagnostics = loaded.diagnostics.clone();
+    let shift = data.first().copied().unwrap_or(0) as usize;
+    diagnostics.extend(loaded.diagnostics.iter().take(4).map(|d| {
+        let mut d = d.clone();
+        d.span.start = d.span.start.saturating_add(shift);
+        d.span.end = d.span.end.saturating_sub(shift);
+        d.related.push((d.span, "moved".into()));
+        d
+    }));
+    for color in [false, true] {
+        let out = diag::render(&diagnostics, &loaded.sources, color);
+        assert!(diagnostics.is_empty() || !out.is_empty());
+    }
+    let status = crate::gateway::errors::status_from_diagnostics(&diagnostics, &loaded.sources);
+    assert!(!status.message.is_empty());
+    for d in &loaded.diagnostics {
+        crate::gateway::errors::render_short(d, &loaded.sources);
+        crate::gateway::errors::warn_request(d, &loaded.sources, "sha256:00");
+    }
+    crate::outline::lint_text(&loaded.sources, &loaded.diagnostics);
+    crate::outline::lint_result(&loaded.sources, &loaded.diagnostics);
+}
+
+/// Frontend option parsing: `key=value` lines as BuildKit's opts, every accessor called.
+pub fn frontend_options(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let opts: Vec<(String, String)> = text
+        .lines()
+        .map(|line| match line.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (line.to_string(), String::new()),
+        })
+        .collect();
+    // As environment variables: `BUILDKIT_*` lines as they are (workers, session), others as opts.
+    let env: Vec<(String, String)> = opts
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| {
+            if k.starts_with("BUILDKIT_") {
+                (k.clone(), v.clone())
+            } else {
+                (format!("BUILDKIT_FRONTEND_OPT_{i}"), format!("{k}={v}"))
+            }
+        })
+        .collect();
+    for options in [
+        FrontendOptions::from_opts(opts),
+        FrontendOptions::from_env(env),
+    ] {
+        let _ = options.session_id();
+        let _ = options.exported_product();
+        let _ = options.workers();
+        let _ = options.filename();
+        let _ = options.dockerfile_key();
+        let _ = options.context_key();
+        let _ = options.build_args();
+        let _ = options.labels();
+        for platform in options.platforms() {
+            let _ = crate::llb::parse_platform(&platform);
+        }
+        let _ = options.no_cache();
+        let _ = options.force_network_mode();
+        let _ = options.add_hosts();
+        let _ = options.image_resolve_mode();
+        let _ = options.cache_imports();
+        let _ = options.target();
+        let _ = options.request_id();
+        let _ = options.frontend_caps();
+        let _ = options.local_session("context");
+        let _ = options.source_date_epoch();
+        for (key, value) in options.all() {
+            if key.starts_with("context:") {
+                let _ = crate::frontend::git_context(value);
+            }
+        }
+    }
+}
