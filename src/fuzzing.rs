@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("compile", compile),
     ("render", render),
     ("frontend_options", frontend_options),
+    ("image_labels", image_labels),
 ];
 
 /// Runs the target `name` on `data`; an unknown name panics (a wiring mistake, not an input).
@@ -274,5 +275,126 @@ pub fn frontend_options(data: &[u8]) {
                 let _ = crate::frontend::git_context(value);
             }
         }
+    }
+}
+
+/// A text a launcher prints holds no control character but newlines and no Unicode line or
+/// paragraph separator: nothing from a label can move a terminal's cursor or end a YAML line.
+fn assert_printable(what: &str, text: &str) {
+    let bad = text.chars().find(|c| {
+        (c.is_control() && *c != '\n') || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')
+    });
+    assert!(bad.is_none(), "{what} holds {bad:?}: {text:?}");
+}
+
+/// Image labels, as `sysfile run`, `sysfile k8s` and `sysfile quadlet` read them from any image:
+/// `key NUL value NUL …`. Whatever they hold, every output is printable, the planned flags are
+/// never privileged, the manifest stays one document with no host access, and the unit holds
+/// only sections, comments and `Key=Value` lines.
+pub fn image_labels(data: &[u8]) {
+    use crate::runtime::k8s::{self, DEFAULT_KUBE_VERSION, K8sRequest, Userns};
+    use crate::runtime::quadlet::{self, QuadletRequest};
+    use crate::runtime::{CgroupVersion, Engine, HostFacts, RunRequest, host::CgroupMount};
+
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split('\0');
+    let mut labels = BTreeMap::new();
+    while let (Some(key), Some(value)) = (parts.next(), parts.next()) {
+        labels.insert(key.to_string(), value.to_string());
+    }
+    let (_, warnings) = crate::runtime::parse_labels(&labels);
+    for warning in &warnings {
+        assert_printable("a label warning", &warning.to_string());
+    }
+
+    let v1_mounts = ["systemd", "unified", "memory", "devices"]
+        .map(|h| CgroupMount {
+            path: format!("/sys/fs/cgroup/{h}"),
+            fs_type: if h == "unified" { "cgroup2" } else { "cgroup" }.to_string(),
+        })
+        .to_vec();
+    let hosts = [
+        (
+            Engine::Docker,
+            CgroupVersion::V1,
+            "26.1.5",
+            v1_mounts.clone(),
+        ),
+        (Engine::Docker, CgroupVersion::V1, "20.10.24", v1_mounts),
+        (Engine::Docker, CgroupVersion::V2, "28.1.0", Vec::new()),
+        (Engine::Podman, CgroupVersion::V2, "5.4.0", Vec::new()),
+    ];
+    for (engine, cgroup, version, cgroup_mounts) in hosts {
+        let facts = HostFacts {
+            engine,
+            cgroup,
+            cgroup_fs: String::new(),
+            engine_version: Some(version.to_string()),
+            rootless: false,
+            userns: false,
+            cgroup_mounts,
+        };
+        let request = RunRequest {
+            program: "docker".to_string(),
+            image: "sysfile-example/sshd".to_string(),
+            ..RunRequest::default()
+        };
+        match crate::runtime::plan_run(&labels, &facts, &request) {
+            Ok(plan) => {
+                let line = plan.command_line();
+                assert_printable("the run command", &line);
+                assert_printable("--explain", &plan.explain());
+                assert!(!line.contains("--privileged"), "{line}");
+                assert!(!line.contains("--cap-add"), "{line}");
+            }
+            Err(refusal) => assert_printable("a refusal", &refusal.0),
+        }
+    }
+
+    let request = K8sRequest {
+        image: "sysfile-example/sshd".to_string(),
+        name: None,
+        deployment: false,
+        replicas: 1,
+        kube_version: DEFAULT_KUBE_VERSION,
+        userns: Userns::Auto,
+        stop_signal: true,
+    };
+    if let Ok((yaml, _)) = k8s::manifest(&labels, &request) {
+        assert_printable("the manifest", &yaml);
+        let documents = yaml
+            .lines()
+            .filter(|l| l.starts_with("apiVersion:"))
+            .count();
+        assert_eq!(documents, 1, "{yaml}");
+        assert!(!yaml.lines().any(|l| l.starts_with("---")), "{yaml}");
+        // No line is a key that grants host access (a label's text may mention one inside a
+        // quoted scalar, and the header's fixed comments name what is not used).
+        for line in yaml.lines() {
+            let key = line.trim_start().trim_start_matches("- ");
+            for forbidden in ["privileged: true", "hostPID:", "hostPath:", "hostNetwork:"] {
+                assert!(!key.starts_with(forbidden), "{forbidden} in {yaml}");
+            }
+        }
+    }
+    let request = QuadletRequest {
+        image: "sysfile-example/sshd".to_string(),
+        name: Some("sshd".to_string()),
+    };
+    if let Ok(unit) = quadlet::unit(&labels, &request) {
+        assert_printable("the quadlet unit", &unit.text);
+        for line in unit.text.lines() {
+            let key = line.split_once('=').map(|(k, _)| k);
+            assert!(
+                line.is_empty()
+                    || line.starts_with('#')
+                    || (line.starts_with('[') && line.ends_with(']'))
+                    || key.is_some_and(
+                        |k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric())
+                    ),
+                "not a unit line: {line:?}"
+            );
+        }
+        assert!(!unit.text.contains("--privileged"), "{}", unit.text);
     }
 }
