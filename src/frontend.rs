@@ -269,17 +269,20 @@ async fn read_spec(bridge: &Bridge, options: &FrontendOptions) -> Result<SpecFil
     let reference = bridge.solve(graph.finish(&output), vec![], false).await?;
     for candidate in &candidates {
         if let Some(data) = bridge.read_file_opt(&reference, candidate).await? {
-            let text = String::from_utf8(data)
-                .map_err(|_| BuildError::Other(format!("{candidate} is not UTF-8 text")))?;
             let display = candidate
                 .rsplit('/')
                 .next()
                 .unwrap_or(candidate)
                 .to_string();
-            return Ok(SpecFile {
-                file: SourceFile::new(display, text),
-                load_digest,
-            });
+            // The CLI's decoder: bytes that are not UTF-8 are a located error, as in `check`.
+            let (file, not_utf8) = spec::decode_main(display, data);
+            if let Some(diagnostic) = not_utf8 {
+                return Err(BuildError::Spec {
+                    diagnostics: vec![diagnostic],
+                    sources: Sources::new(file),
+                });
+            }
+            return Ok(SpecFile { file, load_digest });
         }
     }
     Err(BuildError::Other(format!(
@@ -425,6 +428,13 @@ async fn build(
     if !unsupported.is_empty() {
         return Err(BuildError::Spec {
             diagnostics: unsupported,
+            sources: loaded.sources.clone(),
+        });
+    }
+    let missing = missing_context_files(bridge, options, spec).await?;
+    if !missing.is_empty() {
+        return Err(BuildError::Spec {
+            diagnostics: missing,
             sources: loaded.sources.clone(),
         });
     }
@@ -1140,6 +1150,48 @@ async fn detect_base(
         has_systemd,
         has_sbin_init,
     })
+}
+
+/// The context files a spec names by path that only a build step would read (the users'
+/// `authorized_keys`): checked before the build, so that a missing one is a located error at its
+/// entry instead of a failing step. Reads nothing but those paths from the context.
+async fn missing_context_files(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+    spec: &crate::model::Spec,
+) -> Result<Vec<Diagnostic>, BuildError> {
+    let paths: Vec<String> = spec
+        .users
+        .iter()
+        .flat_map(|u| u.authorized_keys.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = options.context_key();
+    let local = LocalOptions {
+        session: options.local_session(&key).unwrap_or_default(),
+        include_patterns: crate::lower::literal_patterns(&paths),
+        follow_paths: crate::lower::follow_patterns(&paths),
+        shared_key_hint: key.clone(),
+        ..LocalOptions::default()
+    };
+    let mut graph = Graph::new(None);
+    let output = graph.local(
+        &key,
+        &local,
+        OpOptions::named("[sysfile] check context files"),
+    );
+    let reference = bridge.solve(graph.finish(&output), vec![], false).await?;
+    let mut present = std::collections::BTreeSet::new();
+    for path in &paths {
+        if exists(bridge, &reference, path).await? {
+            present.insert(path.as_str());
+        }
+    }
+    Ok(spec.missing_context_files(|path| present.contains(path)))
 }
 
 async fn exists(bridge: &Bridge, reference: &str, path: &str) -> Result<bool, BuildError> {

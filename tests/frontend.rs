@@ -1352,3 +1352,70 @@ async fn a_base_context_that_is_no_image_is_an_error_at_from() -> TestResult {
     }
     Ok(())
 }
+
+/// An `authorized_keys` file that is not in the build context is a located frontend error at the
+/// entry that names it, before any step runs (not a failing build step).
+#[tokio::test]
+async fn a_missing_authorized_keys_file_is_a_located_error() -> TestResult {
+    let fake = FakeBuildkit::new(caps("v0.32"))
+        .with_local("dockerfile", [("Sysfile", SSHD.as_bytes().to_vec())])
+        .with_local(
+            "context",
+            [("keys/other.pub", b"ssh-ed25519 AAAA x".to_vec())],
+        )
+        .with_image_config(DEBIAN, DIGEST, base_config())
+        .with_image_rootfs(
+            DEBIAN,
+            [(
+                "/etc/os-release",
+                b"ID=debian\nVERSION_ID=\"12\"\n".to_vec(),
+            )],
+        );
+    let handle = run(fake, &[("filename", "Sysfile")]).await?;
+    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    assert!(
+        status.message.starts_with("Sysfile:10:"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status
+            .message
+            .contains("`keys/admin.pub` is not in the build context"),
+        "{}",
+        status.message
+    );
+    let execs = handle
+        .solves()
+        .iter()
+        .filter_map(|solve| solve.definition.as_ref())
+        .flat_map(|definition| definition.def.iter())
+        .filter(|bytes| {
+            matches!(
+                pb::llb::Op::decode(bytes.as_slice())
+                    .ok()
+                    .and_then(|op| op.op),
+                Some(pb::llb::op::Op::Exec(_))
+            )
+        })
+        .count();
+    assert_eq!(execs, 0, "a build step was solved before the check");
+    Ok(())
+}
+
+/// A Sysfile that is not UTF-8 is a located `not-utf8` error, as in `sysfile check`.
+#[tokio::test]
+async fn a_non_utf8_sysfile_is_a_located_error() -> TestResult {
+    let mut bytes = b"[image]\nfrom = \"local/debian:bookworm\"\n# caf".to_vec();
+    bytes.extend([0xe9, b'\n']);
+    let fake = FakeBuildkit::new(caps("v0.32")).with_local("dockerfile", [("Sysfile", bytes)]);
+    let handle = run(fake, &[("filename", "Sysfile")]).await?;
+    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    assert!(
+        status.message.starts_with("Sysfile:3:"),
+        "{}",
+        status.message
+    );
+    assert!(status.message.contains("not UTF-8"), "{}", status.message);
+    Ok(())
+}
