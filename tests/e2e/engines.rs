@@ -30,6 +30,11 @@ pub const REGISTRY: &str = "127.0.0.1:5055";
 pub const BUILDKIT_A: &str = "unix:///run/sysfile-buildkit-a/buildkitd.sock";
 pub const BUILDKIT_B: &str = "unix:///run/sysfile-buildkit-b/buildkitd.sock";
 
+/// The longest a client call of the matrix may take (`timeout` exits 124 after it).
+pub const BUILD_TIMEOUT: &str = "600";
+/// `timeout`'s exit code when the command ran out of time.
+pub const TIMED_OUT: i32 = 124;
+
 /// Docker 20.10 from Debian bookworm, unpacked beside the main daemon with its own socket.
 pub const DOCKER20: Daemon = Daemon {
     name: "docker-20.10",
@@ -83,7 +88,7 @@ pub fn buildctl_bin() -> Option<PathBuf> {
 pub fn buildctl(addr: &str, args: &[&str]) -> (i32, String) {
     let bin = buildctl_bin().expect("buildctl");
     let out = Command::new("sh")
-        .args(["-c", "exec \"$0\" \"$@\" 2>&1"])
+        .args(["-c", "exec timeout \"$0\" \"$@\" 2>&1", BUILD_TIMEOUT])
         .arg(&bin)
         .args(["--addr", addr])
         .args(args)
@@ -438,8 +443,14 @@ fn with_env(daemon: &Daemon, env: &[(&str, &str)], args: &[&str]) -> (i32, Strin
         full.extend(["-H", host]);
     }
     full.extend_from_slice(args);
+    // A build that hangs fails its test instead of the whole suite (exit 124 from `timeout`).
     let out = Command::new("sh")
-        .args(["-c", "exec \"$0\" \"$@\" 2>&1", daemon.client])
+        .args([
+            "-c",
+            "exec timeout \"$0\" \"$@\" 2>&1",
+            BUILD_TIMEOUT,
+            daemon.client,
+        ])
         .args(&full)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
