@@ -88,7 +88,7 @@ pub fn buildctl_bin() -> Option<PathBuf> {
 pub fn buildctl(addr: &str, args: &[&str]) -> (i32, String) {
     let bin = buildctl_bin().expect("buildctl");
     let out = Command::new("sh")
-        .args(["-c", "exec timeout \"$0\" \"$@\" 2>&1", BUILD_TIMEOUT])
+        .args(["-c", "exec timeout -k 10 \"$0\" \"$@\" 2>&1", BUILD_TIMEOUT])
         .arg(&bin)
         .args(["--addr", addr])
         .args(args)
@@ -447,7 +447,7 @@ fn with_env(daemon: &Daemon, env: &[(&str, &str)], args: &[&str]) -> (i32, Strin
     let out = Command::new("sh")
         .args([
             "-c",
-            "exec timeout \"$0\" \"$@\" 2>&1",
+            "exec timeout -k 10 \"$0\" \"$@\" 2>&1",
             BUILD_TIMEOUT,
             daemon.client,
         ])
