@@ -388,26 +388,38 @@ fn first_line(script: &str) -> String {
 /// `--build-arg` never becomes a progress name or an image history line. Only the arguments an
 /// entry references (inside the given spans) are replaced, and only non-empty values.
 pub struct Shown<'a> {
-    templates: &'a [model::Template],
+    /// Sorted by file and start, so the templates inside a span are found by binary search
+    /// (a spec with thousands of entries stays linear).
+    templates: Vec<&'a model::Template>,
     args: &'a [model::BuildArg],
 }
 
 impl<'a> Shown<'a> {
     pub fn new(spec: &'a Spec) -> Shown<'a> {
+        let mut templates: Vec<&model::Template> = spec.templates.iter().collect();
+        templates.sort_by_key(|t| (t.span.file.0, t.span.start));
         Shown {
-            templates: &spec.templates,
+            templates,
             args: &spec.args,
         }
+    }
+
+    /// The templates that start inside `within`, in order.
+    fn inside(&self, within: Span) -> impl Iterator<Item = &&'a model::Template> {
+        let key = |t: &&model::Template| (t.span.file.0, t.span.start);
+        let first = self
+            .templates
+            .partition_point(|t| key(t) < (within.file.0, within.start));
+        self.templates[first..]
+            .iter()
+            .take_while(move |t| key(t) < (within.file.0, within.end.max(within.start) + 1))
+            .filter(move |t| span_contains(within, t.span))
     }
 
     /// `text` with the values of the build arguments referenced inside `within` shown as `${NAME}`.
     pub fn show(&self, text: &str, within: &[Span]) -> String {
         let mut values: Vec<(&str, &str)> = Vec::new();
-        for template in self
-            .templates
-            .iter()
-            .filter(|t| within.iter().any(|w| span_contains(*w, t.span)))
-        {
+        for template in within.iter().flat_map(|w| self.inside(*w)) {
             for name in references(&template.text) {
                 if let Some(arg) = self.args.iter().find(|a| a.name == name) {
                     if !arg.value.is_empty() {
