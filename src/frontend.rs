@@ -324,7 +324,6 @@ async fn read_includes(
         .into_iter()
         .map(|(path, _)| path)
         .collect();
-    let key = options.context_key();
     for _ in 0..spec::MAX_INCLUDE_DEPTH {
         pending.retain(|p| !texts.contains_key(p) && !errors.contains_key(p));
         pending.sort();
@@ -332,17 +331,8 @@ async fn read_includes(
         if pending.is_empty() {
             break;
         }
-        let local = LocalOptions {
-            session: options.local_session(&key).unwrap_or_default(),
-            include_patterns: crate::lower::literal_patterns(&pending),
-            follow_paths: crate::lower::follow_patterns(&pending),
-            shared_key_hint: key.clone(),
-            ..LocalOptions::default()
-        };
-        let mut graph = Graph::new(None);
         let name = format!("[sysfile] load includes: {}", pending.join(" "));
-        let output = graph.local(&key, &local, OpOptions::named(name));
-        let reference = bridge.solve(graph.finish(&output), vec![], false).await?;
+        let reference = solve_context_paths(bridge, options, &pending, name).await?;
         let mut next = Vec::new();
         for path in std::mem::take(&mut pending) {
             // A missing file is reported by the loader, at the include entry that names it.
@@ -1170,21 +1160,8 @@ async fn missing_context_files(
     if paths.is_empty() {
         return Ok(Vec::new());
     }
-    let key = options.context_key();
-    let local = LocalOptions {
-        session: options.local_session(&key).unwrap_or_default(),
-        include_patterns: crate::lower::literal_patterns(&paths),
-        follow_paths: crate::lower::follow_patterns(&paths),
-        shared_key_hint: key.clone(),
-        ..LocalOptions::default()
-    };
-    let mut graph = Graph::new(None);
-    let output = graph.local(
-        &key,
-        &local,
-        OpOptions::named("[sysfile] check context files"),
-    );
-    let reference = bridge.solve(graph.finish(&output), vec![], false).await?;
+    let name = "[sysfile] check context files".to_string();
+    let reference = solve_context_paths(bridge, options, &paths, name).await?;
     let mut present = std::collections::BTreeSet::new();
     for path in &paths {
         if exists(bridge, &reference, path).await? {
@@ -1192,6 +1169,27 @@ async fn missing_context_files(
         }
     }
     Ok(spec.missing_context_files(|path| present.contains(path)))
+}
+
+/// Solves the build context restricted to `paths` (sent as literal patterns, symlinks followed
+/// inside the context) and returns the reference to read them from.
+async fn solve_context_paths(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+    paths: &[String],
+    name: String,
+) -> Result<String, BuildError> {
+    let key = options.context_key();
+    let local = LocalOptions {
+        session: options.local_session(&key).unwrap_or_default(),
+        include_patterns: crate::lower::literal_patterns(paths),
+        follow_paths: crate::lower::follow_patterns(paths),
+        shared_key_hint: key.clone(),
+        ..LocalOptions::default()
+    };
+    let mut graph = Graph::new(None);
+    let output = graph.local(&key, &local, OpOptions::named(name));
+    Ok(bridge.solve(graph.finish(&output), vec![], false).await?)
 }
 
 async fn exists(bridge: &Bridge, reference: &str, path: &str) -> Result<bool, BuildError> {
