@@ -116,7 +116,7 @@ impl Family {
         !matches!(self, Family::Debian)
     }
 
-    /// Units masked in every image: container-hostile on every engine (contract §12.1).
+    /// Units masked in every image: container-hostile on every engine (docs/contract.md, the core mask list).
     pub fn core_masks(self) -> Vec<&'static str> {
         vec![
             "systemd-udevd.service",
@@ -134,7 +134,7 @@ impl Family {
         ]
     }
 
-    /// Units masked by default for workloads moved out of VMs (contract §12.2).
+    /// Units masked by default for workloads moved out of VMs (docs/contract.md, the VM-migration mask list).
     pub fn vm_migration_masks(self) -> Vec<&'static str> {
         let mut units = vec![
             "sys-kernel-config.mount",
@@ -186,7 +186,7 @@ impl Family {
     }
 }
 
-/// Units that are never masked, whatever the lists say (contract §12.2 "Never mask").
+/// Units that are never masked, whatever the lists say (docs/contract.md, "never masked").
 pub fn never_mask(unit: &str) -> bool {
     const KEEP: [&str; 9] = [
         "systemd-tmpfiles-setup.service",

@@ -2,8 +2,8 @@
 //!
 //! Pure functions of the validated spec and its sources; the frontend puts
 //! the JSON in `result.json` and the text in `result.txt`. Shapes follow
-//! BuildKit's `frontend/subrequests/{outline,targets,lint}` (see
-//! `buildkit-gateway.md` §11); a `location` is a `pb.Location` as JSON, its
+//! BuildKit's `frontend/subrequests/{outline,targets,lint}` result types; a `location` is a
+//! `pb.Location` as JSON, its
 //! `sourceIndex` the [`FileId`](crate::diag::FileId) of the file.
 
 use base64::Engine as _;

@@ -263,7 +263,7 @@ fn syntax_build_arg_selects_the_frontend() {
 
 // ---------------------------------------------------------------------------------------------
 // Contract proof: the examples booted the way users boot them (`start_container`, i.e.
-// `sysfile run` once it lands), checked against systemd-contract.md §1 / §15.4 and the image's
+// `sysfile run` once it lands), checked against the contract rows of docs/contract.md and the image's
 // own labels. docs/contract.md maps each contract row to these tests.
 
 /// The bound on `docker stop` (the number; observed 0.2–0.6 s with SIGRTMIN+3).
@@ -481,7 +481,7 @@ fn contract_webapp_app_logs_reach_docker_logs() {
     );
 }
 
-/// Negative control (systemd-contract.md §15.4 "C"): without the contract flags the same image
+/// Negative control: without the contract flags the same image
 /// does not boot: PID 1 exits non-zero and says why on the console.
 #[test]
 fn contract_negative_control_without_flags() {

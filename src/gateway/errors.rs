@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn source_json_matches_buildkit_bytes() {
-        // §12.1: master's ToGRPC on "bad key b" with a Source for spec.yaml line 2.
+        // BuildKit master's ToGRPC on "bad key b" with a Source for spec.yaml line 2.
         let line2 = Position {
             line: 2,
             character: 0,

@@ -2,7 +2,7 @@
 //!
 //! BuildKit passes every request option as `BUILDKIT_FRONTEND_OPT_<n>=<key>=<value>`
 //! (split at the first `=`; keys cannot contain `=`, values can). The typed
-//! accessors below follow the Dockerfile frontend's option names (reference §9).
+//! accessors below follow the Dockerfile frontend's option names (docs/compatibility.md).
 
 use std::collections::BTreeMap;
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Debian's client, never whatever is first on PATH (docker-offline.md §3.2).
+/// Debian's client, never whatever is first on PATH (a newer client may sit in /usr/local/bin).
 pub const DOCKER: &str = "/usr/bin/docker";
 /// The base image `scripts/setup-engine` makes.
 pub const BASE_IMAGE: &str = "local/debian:bookworm";
@@ -511,7 +511,7 @@ impl Container {
     }
 
     /// Retries `systemctl is-system-running --wait` until it prints a final state (the bus
-    /// is not there right after `docker run`, systemd-contract.md §9), within `timeout`.
+    /// is not there right after `docker run`), within `timeout`.
     /// Ok(state) once booted (`running`, `degraded`, …), Err(diagnostics) otherwise.
     pub fn wait_running(&self, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
@@ -600,7 +600,7 @@ pub struct BootTimings {
     pub stop: Duration,
 }
 
-/// The runtime-contract checks (systemd-contract.md §15.4) on a freshly started container:
+/// The runtime-contract checks (docs/contract.md) on a freshly started container:
 /// boots to `running`; `ssh` active; no `/run/nologin`; a 32-hex machine ID; a key login as
 /// `ssh_user`; `docker stop` well under its timeout with the contract's exit code (0, never 137).
 pub fn boot_checks(c: &Container, ssh_user: &str, key: &Path) -> BootTimings {

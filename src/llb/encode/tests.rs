@@ -1,4 +1,4 @@
-//! Hex vectors produced by BuildKit's Go client (see the gateway reference, §7.4).
+//! Hex vectors produced by BuildKit's Go client (its deterministic marshaller).
 
 use std::collections::BTreeMap;
 
