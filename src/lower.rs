@@ -224,12 +224,10 @@ impl<'a> Lowering<'a> {
                 );
                 if report.is_some() {
                     self.report = report;
-                    let suffix = if step.entry {
-                        format!(" ({})", entry_line(self.sources, step.span))
-                    } else {
-                        String::new()
-                    };
-                    self.report_origin = Some((location(self.sources, step.span), suffix));
+                    self.report_origin = Some((
+                        location(self.sources, step.span),
+                        entry_suffix(step, self.sources),
+                    ));
                 }
                 image
             }
@@ -374,10 +372,15 @@ pub fn base_image_attrs(resolve_mode: &str) -> BTreeMap<String, String> {
 /// fragment's own name). The image history keeps the plan's name alone, so moving an entry
 /// does not change the image config.
 pub fn step_name(step: &Step, sources: &Sources) -> String {
+    format!("{}{}", step.name, entry_suffix(step, sources))
+}
+
+/// ` (FILE:LINE)` of a step that comes from one spec entry; empty for a step sysfile adds itself.
+fn entry_suffix(step: &Step, sources: &Sources) -> String {
     if step.entry {
-        format!("{} ({})", step.name, entry_line(sources, step.span))
+        format!(" ({})", entry_line(sources, step.span))
     } else {
-        step.name.clone()
+        String::new()
     }
 }
 
@@ -391,9 +394,14 @@ pub fn entry_line(sources: &Sources, span: Span) -> String {
 /// follow paths as patterns (`*`, `?`, `[…]`, `\\` escapes, a leading `!` for an exclusion),
 /// so each of those characters is escaped with `\\`.
 pub fn literal_pattern(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '!' | '{' | '}') {
+    escape_with_backslash(path, &['*', '?', '[', ']', '\\', '!', '{', '}'])
+}
+
+/// `text` with a `\\` before every character in `special`.
+fn escape_with_backslash(text: &str, special: &[char]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if special.contains(&c) {
             out.push('\\');
         }
         out.push(c);
@@ -412,16 +420,7 @@ pub fn literal_patterns(paths: &[String]) -> Vec<String> {
 pub fn follow_patterns(paths: &[String]) -> Vec<String> {
     paths
         .iter()
-        .map(|p| {
-            let mut out = String::with_capacity(p.len());
-            for c in p.chars() {
-                if matches!(c, '*' | '?' | '[' | '\\') {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-            out
-        })
+        .map(|p| escape_with_backslash(p, &['*', '?', '[', '\\']))
         .collect()
 }
 

@@ -96,7 +96,7 @@ fn scenario(builder: Builder) {
     row.insert("secrets", secrets_reach_the_step_only(builder, &test));
     row.insert("SSH agent", ssh_agent_reaches_the_step(builder, &test));
     row.insert("multi-platform", multi_platform(builder, &test));
-    row.insert("subrequests", subrequests(builder, &test));
+    row.insert("subrequests", subrequests(builder));
     row.insert("lint warnings", lint_warnings(builder, &sshd.output));
     row.insert("cache export/import", cache_export(builder, &test));
 
@@ -338,11 +338,11 @@ fn multi_platform(builder: Builder, test: &str) -> bool {
 
 /// `outline` through the engine's client: buildx `--print` (Docker 26's client, on either
 /// daemon) or `buildctl --opt requestid=frontend.outline`.
-fn subrequests(builder: Builder, test: &str) -> bool {
+fn subrequests(builder: Builder) -> bool {
     let dir = spec_dir(
         "[image]\nfrom = \"local/debian:bookworm\"\n\n[args]\nGREETING = \"hello\"  # what the motd says\n",
     );
-    let out = builder.subrequest(test, dir.path(), "outline");
+    let out = builder.subrequest(dir.path(), "outline");
     assert!(
         out.contains("GREETING") && out.contains("hello"),
         "{}: the outline does not list the arg:\n{}",

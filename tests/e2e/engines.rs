@@ -121,7 +121,8 @@ impl Builder {
 
     /// Whether this builder's engine answers: Ok, or why not.
     pub fn probe(self) -> Result<(), String> {
-        let main = Engine::detect_quietly()?;
+        // Every builder needs the main daemon: it builds the frontend image and boots results.
+        Engine::detect_quietly()?;
         match self {
             Builder::Docker26 => Ok(()),
             Builder::Docker20 => {
@@ -150,7 +151,6 @@ impl Builder {
                         out.trim()
                     ));
                 }
-                drop(main);
                 Ok(())
             }
         }
@@ -261,8 +261,7 @@ impl Builder {
     /// The text result of subrequest `name` (`outline`, `targets`, `lint`): buildx `--print`
     /// through Docker 26's client (also against Docker 20.10, whose own client has no
     /// `--print`), `--opt requestid=frontend.NAME` through buildctl.
-    pub fn subrequest(self, test: &str, dir: &Path, name: &str) -> String {
-        let _ = test;
+    pub fn subrequest(self, dir: &Path, name: &str) -> String {
         let file = dir.join("Sysfile");
         let (file, ctx) = (file.to_str().unwrap(), dir.to_str().unwrap());
         match self {
