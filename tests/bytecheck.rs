@@ -10,6 +10,12 @@
 //! checkout; without them each test prints a loud SKIPPED line, or fails when
 //! `SYSFILE_E2E=required`.
 
+#[path = "e2e/engines.rs"]
+mod engines;
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use harness::repo_root;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,45 +27,23 @@ use sysfile::llb::{
     MountKind, NetMode, OpOptions, UserRef,
 };
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A tool from the BuildKit directory (`bytecheck` lives in its own subdirectory there).
-fn tool(name: &str) -> Option<PathBuf> {
-    let dirs: Vec<PathBuf> = std::env::var_os("SYSFILE_BUILDKIT_DIR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(
-            std::env::var_os("PATH")
-                .map_or_else(Vec::new, |p| std::env::split_paths(&p).collect::<Vec<_>>()),
-        )
-        .chain([repo_root().join("../shared/tools/buildkit")])
-        .collect();
-    dirs.iter()
-        .flat_map(|d| [d.join(name), d.join(name).join(name)])
-        .find(|p| p.is_file())
-}
-
-/// The tools, or None after a loud skip (a failure when `SYSFILE_E2E=required`).
+/// `bytecheck` and `buildctl` from the BuildKit directory the engine matrix uses
+/// ([`engines::buildkit_dir`]), or None after a loud skip (a failure when
+/// `SYSFILE_E2E=required`).
 fn tools(test: &str) -> Option<(PathBuf, PathBuf)> {
-    match (tool("bytecheck"), tool("buildctl")) {
-        (Some(check), Some(buildctl)) => Some((check, buildctl)),
-        missing => {
-            let why = format!(
-                "bytecheck or buildctl not found (have {missing:?}) in $SYSFILE_BUILDKIT_DIR, PATH \
-                 or ../shared/tools/buildkit"
-            );
-            if std::env::var("SYSFILE_E2E").as_deref() == Ok("required") {
-                panic!("{test}: {why}; SYSFILE_E2E=required makes this an error");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "=== SKIPPED: {test}: {why} (set SYSFILE_E2E=required to make this an error) ==="
-            );
-            None
-        }
+    let found = engines::buildkit_dir().and_then(|dir| {
+        let check = [dir.join("bytecheck/bytecheck"), dir.join("bytecheck")]
+            .into_iter()
+            .find(|p| p.is_file())?;
+        Some((check, dir.join("buildctl")))
+    });
+    if found.is_none() {
+        harness::skip_or_fail(
+            test,
+            "no bytecheck beside buildctl in $SYSFILE_BUILDKIT_DIR, PATH or ../shared/tools/buildkit",
+        );
     }
+    found
 }
 
 /// Pipes `input` to `program args…`: (exit code, stdout + stderr).
