@@ -4,6 +4,7 @@
 //! (the build in sysfile's own vocabulary), `llb` (canonical BuildKit ops) and
 //! `gateway` (the only part that does I/O with BuildKit). See ARCHITECTURE.md.
 
+pub mod audit;
 pub mod cli;
 pub mod diag;
 pub mod distro;
