@@ -16,6 +16,8 @@
 //! at a value only as far as a check needs (a boolean, a sign, a program path, unit names).
 //! `docs/unit-audit.md` lists the table in prose; a test holds it to [`SETTINGS`].
 
+use crate::diag::Severity;
+
 /// A host kind the suite boots system containers on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HostKind {
@@ -489,4 +491,445 @@ pub fn parse_boolean(value: &str) -> Option<bool> {
         "0" | "no" | "n" | "false" | "f" | "off" => Some(false),
         _ => None,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading unit files
+
+/// One file of a unit: the main unit file or a drop-in, with the path it was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitFile<'a> {
+    pub path: &'a str,
+    pub text: &'a str,
+}
+
+/// One assignment `Key=value` in a section, located at the line where it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Directive {
+    pub section: String,
+    pub key: String,
+    /// The value with surrounding whitespace removed and continuations joined.
+    pub value: String,
+    /// The index of the file in the slice given to [`parse_unit`].
+    pub file: usize,
+    /// The 1-based line where the directive starts.
+    pub line: usize,
+}
+
+/// Every assignment of a unit's files, in the order systemd applies them (the main file, then
+/// the drop-ins as given).
+///
+/// The syntax systemd reads: `[Section]` headers; blank lines and comment lines (first
+/// non-blank character `#` or `;`) are skipped, also inside a continuation; a line ending in an
+/// odd number of backslashes continues on the next line, the backslash becoming a space; keys
+/// and values are trimmed. Lines that are neither a header nor an assignment (systemd warns and
+/// ignores them) are skipped, and so are assignments before the first header or after a
+/// malformed one.
+pub fn parse_unit(files: &[UnitFile]) -> Vec<Directive> {
+    let mut out = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        parse_text(file.text, index, &mut out);
+    }
+    out
+}
+
+fn parse_text(text: &str, file: usize, out: &mut Vec<Directive>) {
+    let mut section: Option<String> = None;
+    let mut pending: Option<(usize, String)> = None;
+    for (i, raw) in text.split('\n').enumerate() {
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        let trimmed = raw.trim();
+        if trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        let (start, mut logical) = match pending.take() {
+            Some((start, joined)) => (start, joined),
+            None => {
+                if trimmed.is_empty() {
+                    continue;
+                }
+                (i + 1, String::new())
+            }
+        };
+        if ends_in_odd_backslashes(raw) {
+            logical.push_str(&raw[..raw.len() - 1]);
+            logical.push(' ');
+            pending = Some((start, logical));
+            continue;
+        }
+        logical.push_str(raw);
+        finish_line(&logical, start, file, &mut section, out);
+    }
+    if let Some((start, logical)) = pending {
+        finish_line(&logical, start, file, &mut section, out);
+    }
+}
+
+fn ends_in_odd_backslashes(line: &str) -> bool {
+    (line.len() - line.trim_end_matches('\\').len()) % 2 == 1
+}
+
+fn finish_line(
+    logical: &str,
+    line: usize,
+    file: usize,
+    section: &mut Option<String>,
+    out: &mut Vec<Directive>,
+) {
+    let l = logical.trim();
+    if l.is_empty() {
+        return;
+    }
+    if let Some(rest) = l.strip_prefix('[') {
+        *section = rest.strip_suffix(']').map(str::to_string);
+        return;
+    }
+    let (Some(section), Some((key, value))) = (section.as_ref(), l.split_once('=')) else {
+        return;
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return;
+    }
+    out.push(Directive {
+        section: section.clone(),
+        key: key.to_string(),
+        value: value.trim().to_string(),
+        file,
+        line,
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audit
+
+/// What the audit needs to know about the image, answered by the caller.
+pub struct Facts<'a> {
+    /// Whether a unit is masked (its unit file is a link to `/dev/null`).
+    pub masked: &'a dyn Fn(&str) -> bool,
+    /// Whether a unit file of that name exists (for an instance, the audit also asks for its
+    /// template, `foo@.service`).
+    pub unit_exists: &'a dyn Fn(&str) -> bool,
+    /// Whether a path is an executable file: `Some(answer)`, or `None` when the caller did not
+    /// look (then the audit reports nothing about it).
+    pub executable: &'a dyn Fn(&str) -> Option<bool>,
+}
+
+/// What kind of trap a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FindingKind {
+    /// A setting of [`SETTINGS`] that fails on some host kind.
+    Setting { key: &'static str },
+    /// `Requires=`, `Requisite=`, `BindsTo=` or `Wants=` names a masked unit.
+    MaskedDependency,
+    /// An `ExecStart=` program that does not exist.
+    MissingProgram,
+    /// A timer or socket whose service does not exist.
+    MissingService,
+}
+
+impl FindingKind {
+    /// A stable identifier for diagnostics.
+    pub fn code(self) -> &'static str {
+        match self {
+            FindingKind::Setting { .. } => "unit-setting-fails",
+            FindingKind::MaskedDependency => "unit-depends-on-masked",
+            FindingKind::MissingProgram => "unit-program-missing",
+            FindingKind::MissingService => "unit-service-missing",
+        }
+    }
+}
+
+/// One trap in one unit, located at a directive (or at the unit's first line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub kind: FindingKind,
+    /// The unit audited.
+    pub unit: String,
+    /// The index of the file (in the slice given to [`audit_unit`]) and the 1-based line.
+    pub file: usize,
+    pub line: usize,
+    /// One sentence, without a trailing period.
+    pub message: String,
+}
+
+/// The sections whose processes the execution and resource settings apply to.
+const EXEC_SECTIONS: [&str; 4] = ["Service", "Socket", "Mount", "Swap"];
+/// Dependencies that pull a unit in (`After=` only orders and is not reported: the measured
+/// unit with `Wants=` and `After=` on a masked unit runs).
+const PULLING_DEPENDENCIES: [&str; 4] = ["Requires", "Requisite", "BindsTo", "Wants"];
+/// Where systemd looks for an `ExecStart=` program named without a `/` (systemd ≥ 239).
+const EXEC_SEARCH_PATH: [&str; 6] = [
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+/// Audits one unit: `name` (with its suffix) and its files (the main file, then its drop-ins in
+/// the order systemd applies them). Findings come in the order of the directives.
+pub fn audit_unit(name: &str, files: &[UnitFile], facts: &Facts) -> Vec<Finding> {
+    let directives = parse_unit(files);
+    let mut findings = Vec::new();
+    let mut finding = |severity, kind, file, line, message: String| {
+        findings.push(Finding {
+            severity,
+            kind,
+            unit: name.to_string(),
+            file,
+            line,
+            message,
+        })
+    };
+
+    // Settings: the last assignment wins, an empty one resets.
+    for setting in SETTINGS {
+        let fails_on = setting.fails_on();
+        if fails_on.is_empty() {
+            continue;
+        }
+        let Some(d) = last_assignment(&directives, &EXEC_SECTIONS, setting.key) else {
+            continue;
+        };
+        if !setting.trigger.matches(&d.value) {
+            continue;
+        }
+        let severity = if fails_on.len() == HostKind::ALL.len() {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        let wheres: Vec<String> = fails_on
+            .iter()
+            .map(|h| format!("{} on {}", setting.verdict(*h).label(), h.name()))
+            .collect();
+        finding(
+            severity,
+            FindingKind::Setting { key: setting.key },
+            d.file,
+            d.line,
+            format!(
+                "`{}={}` makes {name} fail in a system container ({}): {}",
+                d.key,
+                d.value,
+                wheres.join(", "),
+                setting.why
+            ),
+        );
+    }
+
+    // Dependencies on masked units (they add up; an empty assignment does not reset them).
+    for d in directives
+        .iter()
+        .filter(|d| d.section == "Unit" && PULLING_DEPENDENCIES.contains(&d.key.as_str()))
+    {
+        for dep in d.value.split_whitespace().filter(|u| !u.contains('%')) {
+            if !(facts.masked)(dep) {
+                continue;
+            }
+            let consequence = if d.key == "Wants" {
+                format!("{dep} never starts")
+            } else {
+                format!(
+                    "{dep} never starts, and depending on the systemd version {name} starts \
+                     without it (252) or not at all (257)"
+                )
+            };
+            finding(
+                Severity::Warning,
+                FindingKind::MaskedDependency,
+                d.file,
+                d.line,
+                format!("{name} has `{}={dep}`, a masked unit: {consequence}", d.key),
+            );
+        }
+    }
+
+    match name.rsplit_once('.').map(|(_, suffix)| suffix) {
+        Some("service") => {
+            for (d, program) in exec_starts(&directives) {
+                let candidates = program.candidates();
+                if candidates.is_empty()
+                    || !candidates
+                        .iter()
+                        .all(|p| (facts.executable)(p) == Some(false))
+                {
+                    continue;
+                }
+                let (severity, consequence) = if program.ignore_failure {
+                    (
+                        Severity::Warning,
+                        "the `-` prefix makes systemd ignore the failure, so it does nothing",
+                    )
+                } else {
+                    (Severity::Error, "the unit fails with 203/EXEC")
+                };
+                finding(
+                    severity,
+                    FindingKind::MissingProgram,
+                    d.file,
+                    d.line,
+                    format!(
+                        "`ExecStart=` names {}, which is not an executable file in the image: \
+                         {consequence}",
+                        program.path
+                    ),
+                );
+            }
+        }
+        Some(kind @ ("timer" | "socket")) => {
+            let (section, key) = if kind == "timer" {
+                ("Timer", "Unit")
+            } else {
+                ("Socket", "Service")
+            };
+            let named = last_assignment(&directives, &[section], key);
+            let service = match named {
+                Some(d) => d.value.clone(),
+                None => {
+                    let stem = &name[..name.len() - kind.len() - 1];
+                    let accept = kind == "socket"
+                        && last_assignment(&directives, &["Socket"], "Accept")
+                            .is_some_and(|d| parse_boolean(&d.value) == Some(true));
+                    if accept {
+                        format!("{stem}@.service")
+                    } else {
+                        format!("{stem}.service")
+                    }
+                }
+            };
+            if !service.contains('%') && !unit_or_template_exists(&service, facts) {
+                let (file, line) = named.map(|d| (d.file, d.line)).unwrap_or((0, 1));
+                let verb = if kind == "timer" {
+                    "triggers"
+                } else {
+                    "activates"
+                };
+                finding(
+                    Severity::Error,
+                    FindingKind::MissingService,
+                    file,
+                    line,
+                    format!(
+                        "{name} {verb} {service}, which does not exist: systemd refuses to start \
+                         {name}"
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
+    findings
+}
+
+/// The last non-empty assignment of `key` in one of `sections`, unless an empty assignment
+/// after it reset the setting.
+fn last_assignment<'d>(
+    directives: &'d [Directive],
+    sections: &[&str],
+    key: &str,
+) -> Option<&'d Directive> {
+    directives
+        .iter()
+        .rev()
+        .find(|d| d.key == key && sections.contains(&d.section.as_str()))
+        .filter(|d| !d.value.is_empty())
+}
+
+fn unit_or_template_exists(unit: &str, facts: &Facts) -> bool {
+    if (facts.unit_exists)(unit) {
+        return true;
+    }
+    // `foo@bar.service` loads from `foo@.service`.
+    match (unit.split_once('@'), unit.rsplit_once('.')) {
+        (Some((prefix, _)), Some((_, suffix))) => {
+            (facts.unit_exists)(&format!("{prefix}@.{suffix}"))
+        }
+        _ => false,
+    }
+}
+
+/// The program of one `ExecStart=` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Program {
+    path: String,
+    /// The `-` prefix: a failure is recorded but ignored.
+    ignore_failure: bool,
+}
+
+impl Program {
+    /// The paths systemd may run: the path itself, or for a bare name the search path.
+    /// Empty when the path holds a specifier or variable, which only systemd can expand.
+    fn candidates(&self) -> Vec<String> {
+        if self.path.is_empty() || self.path.contains(['%', '$', '\\']) {
+            return Vec::new();
+        }
+        if self.path.contains('/') {
+            return if self.path.starts_with('/') {
+                vec![self.path.clone()]
+            } else {
+                Vec::new()
+            };
+        }
+        EXEC_SEARCH_PATH
+            .iter()
+            .map(|dir| format!("{dir}/{}", self.path))
+            .collect()
+    }
+}
+
+/// The programs of the `ExecStart=` lines in force (an empty assignment resets the list).
+fn exec_starts(directives: &[Directive]) -> Vec<(&Directive, Program)> {
+    let mut out = Vec::new();
+    for d in directives
+        .iter()
+        .filter(|d| d.section == "Service" && d.key == "ExecStart")
+    {
+        if d.value.is_empty() {
+            out.clear();
+            continue;
+        }
+        if let Some(program) = parse_program(&d.value) {
+            out.push((d, program));
+        }
+    }
+    out
+}
+
+/// The program of a command line: the prefixes (`@`, `-`, `:`, `+`, `!`, `!!`, `|`) stripped,
+/// then the first word, which may be quoted.
+fn parse_program(value: &str) -> Option<Program> {
+    let rest = value.trim_start();
+    let prefix_len = rest
+        .find(|c: char| !matches!(c, '@' | '-' | ':' | '+' | '!' | '|'))
+        .unwrap_or(rest.len());
+    let (prefixes, rest) = rest.split_at(prefix_len);
+    let path = match rest.chars().next() {
+        Some(q @ ('"' | '\'')) => {
+            let inner = &rest[1..];
+            inner[..inner.find(q)?].to_string()
+        }
+        Some(_) => rest.split_whitespace().next()?.to_string(),
+        None => return None,
+    };
+    Some(Program {
+        path,
+        ignore_failure: prefixes.contains('-'),
+    })
+}
+
+/// Every path [`audit_unit`] would ask [`Facts::executable`] about for these files: what a
+/// collector has to `test -x` so that nothing is left unknown.
+pub fn exec_paths(files: &[UnitFile]) -> Vec<String> {
+    let directives = parse_unit(files);
+    let mut paths: Vec<String> = exec_starts(&directives)
+        .into_iter()
+        .flat_map(|(_, p)| p.candidates())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }

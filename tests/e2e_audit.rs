@@ -102,6 +102,12 @@ fn trap_units() -> Vec<(&'static str, String)> {
                 .to_string(),
         ),
         (
+            "audit-missing-exec-dash.service",
+            "[Unit]\nDescription=audit: ExecStart=- names a missing program\n\n[Service]\n\
+             ExecStart=-/usr/local/bin/audit-does-not-exist\n\n[Install]\nWantedBy=multi-user.target\n"
+                .to_string(),
+        ),
+        (
             "audit-orphan.timer",
             "[Unit]\nDescription=audit: a timer without its service\n\n[Timer]\nOnActiveSec=1s\n\n\
              [Install]\nWantedBy=timers.target\n"
@@ -435,6 +441,7 @@ fn audit_matrix(host: Host, suite: &str) {
             "audit-requires-masked.service" => ("inactive", ""),
             "audit-wants-masked.service" => ("active", "AUDIT done"),
             "audit-missing-exec.service" => ("failed", "status=203/EXEC"),
+            "audit-missing-exec-dash.service" => ("inactive", "Deactivated successfully"),
             "audit-orphan.timer" => ("inactive", "to trigger not loaded"),
             "audit-orphan.socket" => ("inactive", "not loaded, refusing"),
             other => panic!("no expectation for {other}"),
