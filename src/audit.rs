@@ -697,11 +697,7 @@ pub fn audit_unit(name: &str, files: &[UnitFile], facts: &Facts) -> Vec<Finding>
         if !setting.trigger.matches(&d.value) {
             continue;
         }
-        let severity = if fails_on.len() == HostKind::ALL.len() {
-            Severity::Error
-        } else {
-            Severity::Warning
-        };
+        let severity = setting_severity(&fails_on);
         let wheres: Vec<String> = fails_on
             .iter()
             .map(|h| format!("{} on {}", setting.verdict(*h).label(), h.name()))
@@ -825,6 +821,15 @@ pub fn audit_unit(name: &str, files: &[UnitFile], facts: &Facts) -> Vec<Finding>
     findings
 }
 
+/// An error where a setting fails on every host kind, a warning where it fails on some.
+fn setting_severity(fails_on: &[HostKind]) -> Severity {
+    if HostKind::ALL.iter().all(|h| fails_on.contains(h)) {
+        Severity::Error
+    } else {
+        Severity::Warning
+    }
+}
+
 /// The last non-empty assignment of `key` in one of `sections`, unless an empty assignment
 /// after it reset the setting.
 fn last_assignment<'d>(
@@ -932,4 +937,408 @@ pub fn exec_paths(files: &[UnitFile]) -> Vec<String> {
     paths.sort();
     paths.dedup();
     paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn one(text: &str) -> Vec<Directive> {
+        parse_unit(&[UnitFile {
+            path: "/etc/systemd/system/x.service",
+            text,
+        }])
+    }
+
+    fn kv(d: &[Directive]) -> Vec<(String, String, String, usize)> {
+        d.iter()
+            .map(|d| (d.section.clone(), d.key.clone(), d.value.clone(), d.line))
+            .collect()
+    }
+
+    fn t(section: &str, key: &str, value: &str, line: usize) -> (String, String, String, usize) {
+        (section.into(), key.into(), value.into(), line)
+    }
+
+    #[test]
+    fn parses_sections_comments_and_trims() {
+        let d =
+            one("# top\n[Unit]\n  ; note\nDescription = a b \n\n[Service]\n\tExecStart=/bin/x\n");
+        assert_eq!(
+            kv(&d),
+            vec![
+                t("Unit", "Description", "a b", 4),
+                t("Service", "ExecStart", "/bin/x", 7)
+            ]
+        );
+    }
+
+    #[test]
+    fn joins_continuations_and_skips_comments_inside_them() {
+        let text = "[Service]\nExecStart=/bin/foo \\\n  --bar \\\n# a comment\n; another\n  --baz\nUser=u\n";
+        let d = one(text);
+        assert_eq!(
+            kv(&d),
+            vec![
+                t("Service", "ExecStart", "/bin/foo    --bar    --baz", 2),
+                t("Service", "User", "u", 7)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_even_run_of_backslashes_does_not_continue() {
+        let d = one("[Service]\nEnvironment=A=x\\\\\nUser=u\n");
+        assert_eq!(
+            kv(&d),
+            vec![
+                t("Service", "Environment", "A=x\\\\", 2),
+                t("Service", "User", "u", 3)
+            ]
+        );
+        // A continuation at the end of the text ends the directive; an empty line ends it too.
+        let d = one("[Service]\nUser=a \\\n\nGroup=b \\");
+        assert_eq!(
+            kv(&d),
+            vec![t("Service", "User", "a", 2), t("Service", "Group", "b", 4)]
+        );
+    }
+
+    #[test]
+    fn crlf_lines_and_malformed_lines_are_handled() {
+        let d = one(
+            "Orphan=1\r\n[Service]\r\nUser=u\r\njunk\r\n=x\r\n[Broken\r\nGroup=g\r\n[Install]\r\nWantedBy=m\r\n",
+        );
+        assert_eq!(
+            kv(&d),
+            vec![
+                t("Service", "User", "u", 3),
+                t("Install", "WantedBy", "m", 9)
+            ]
+        );
+        for odd in [
+            "",
+            "\\",
+            "[",
+            "]",
+            "=",
+            "[]\n=",
+            "[Service]\n\\\n\\",
+            "é=ü\n[Ü]\nä=ö",
+        ] {
+            let _ = one(odd);
+        }
+    }
+
+    #[test]
+    fn drop_ins_are_located_in_their_own_file() {
+        let d = parse_unit(&[
+            UnitFile {
+                path: "/lib/systemd/system/a.service",
+                text: "[Service]\nUser=a\n",
+            },
+            UnitFile {
+                path: "/etc/systemd/system/a.service.d/10.conf",
+                text: "\n[Service]\nUser=b\n",
+            },
+        ]);
+        assert_eq!(
+            d.iter().map(|d| (d.file, d.line)).collect::<Vec<_>>(),
+            vec![(0, 2), (1, 3)]
+        );
+    }
+
+    struct Image {
+        masked: BTreeSet<&'static str>,
+        units: BTreeSet<&'static str>,
+        executables: BTreeSet<&'static str>,
+        /// Paths the collector looked at; others are unknown.
+        looked: BTreeSet<&'static str>,
+    }
+
+    impl Image {
+        fn new() -> Image {
+            Image {
+                masked: ["systemd-timesyncd.service", "tmp.mount"].into(),
+                units: ["a.service", "web.service", "echo@.service", "job@.service"].into(),
+                executables: ["/usr/bin/present", "/usr/sbin/tool"].into(),
+                looked: [
+                    "/usr/bin/present",
+                    "/usr/local/bin/gone",
+                    "/usr/local/sbin/tool",
+                    "/usr/local/bin/tool",
+                    "/usr/sbin/tool",
+                    "/usr/bin/tool",
+                    "/sbin/tool",
+                    "/bin/tool",
+                    "/usr/local/sbin/nothere",
+                    "/usr/local/bin/nothere",
+                    "/usr/sbin/nothere",
+                    "/usr/bin/nothere",
+                    "/sbin/nothere",
+                    "/bin/nothere",
+                    "/opt/my app/run",
+                ]
+                .into(),
+            }
+        }
+
+        fn audit(&self, name: &str, texts: &[&str]) -> Vec<Finding> {
+            let masked = |u: &str| self.masked.contains(u);
+            let exists = |u: &str| self.units.contains(u);
+            let executable = |p: &str| {
+                self.looked
+                    .contains(p)
+                    .then(|| self.executables.contains(p))
+            };
+            let facts = Facts {
+                masked: &masked,
+                unit_exists: &exists,
+                executable: &executable,
+            };
+            let files: Vec<UnitFile> = texts
+                .iter()
+                .map(|text| UnitFile { path: "p", text })
+                .collect();
+            audit_unit(name, &files, &facts)
+        }
+    }
+
+    fn brief(f: &[Finding]) -> Vec<(Severity, &'static str, usize, usize)> {
+        f.iter()
+            .map(|f| (f.severity, f.kind.code(), f.file, f.line))
+            .collect()
+    }
+
+    #[test]
+    fn a_setting_that_fails_everywhere_is_an_error_at_its_line() {
+        let img = Image::new();
+        let f = img.audit(
+            "s.service",
+            &["[Unit]\nDescription=x\n[Service]\nExecStart=/usr/bin/present\nDynamicUser=yes\n"],
+        );
+        assert_eq!(
+            brief(&f),
+            vec![(Severity::Error, "unit-setting-fails", 0, 5)]
+        );
+        assert!(
+            f[0].message.contains("DynamicUser=yes")
+                && f[0].message.contains("fails 226/NAMESPACE on cgroup v1"),
+            "{}",
+            f[0].message
+        );
+        let f = img.audit(
+            "s.service",
+            &["[Service]\nPrivateUsers=true\nCPUSchedulingPolicy=rr\n"],
+        );
+        assert_eq!(
+            brief(&f),
+            vec![
+                (Severity::Error, "unit-setting-fails", 0, 2),
+                (Severity::Error, "unit-setting-fails", 0, 3)
+            ]
+        );
+        assert!(f[0].message.contains("217/USER") && f[1].message.contains("214/SETSCHEDULER"));
+    }
+
+    #[test]
+    fn settings_off_reset_ignored_or_working_are_not_reported() {
+        let img = Image::new();
+        for texts in [
+            &["[Service]\nDynamicUser=no\n"][..],
+            &["[Service]\n#DynamicUser=yes\n; PrivateUsers=yes\n"],
+            &["[Unit]\nDynamicUser=yes\n"],
+            &["[Service]\nDynamicUser=yes\n", "[Service]\nDynamicUser=\n"],
+            &[
+                "[Service]\nDynamicUser=yes\n",
+                "[Service]\nDynamicUser=off\n",
+            ],
+            &["[Service]\nPrivateNetwork=yes\nPrivateTmp=yes\nProtectSystem=strict\n"],
+            &["[Service]\nCPUSchedulingPolicy=batch\nNice=-5\nNoNewPrivileges=yes\n"],
+        ] {
+            assert_eq!(img.audit("s.service", texts), vec![], "{texts:?}");
+        }
+        // A drop-in can turn a setting on too, and is then the place reported.
+        let f = img.audit(
+            "s.service",
+            &[
+                "[Service]\nTemporaryFileSystem=\n",
+                "[Service]\nTemporaryFileSystem=/srv\n",
+            ],
+        );
+        assert_eq!(
+            brief(&f),
+            vec![(Severity::Error, "unit-setting-fails", 1, 2)]
+        );
+        // Sockets, mounts and swaps run processes with the same settings.
+        let f = img.audit(
+            "web.socket",
+            &["[Socket]\nListenStream=1\nBindPaths=/a:/b\n[Install]\nWantedBy=sockets.target\n"],
+        );
+        assert_eq!(
+            brief(&f),
+            vec![(Severity::Error, "unit-setting-fails", 0, 3)]
+        );
+    }
+
+    #[test]
+    fn a_setting_failing_on_some_host_kinds_only_is_a_warning() {
+        assert_eq!(setting_severity(&[HostKind::CgroupV2]), Severity::Warning);
+        assert_eq!(setting_severity(&[HostKind::CgroupV1]), Severity::Warning);
+        assert_eq!(setting_severity(&HostKind::ALL), Severity::Error);
+    }
+
+    #[test]
+    fn triggers_read_booleans_signs_and_values() {
+        assert!(Trigger::True.matches(" On "));
+        assert!(!Trigger::True.matches("strict"));
+        assert!(Trigger::NotFalse.matches("strict") && !Trigger::NotFalse.matches("0"));
+        assert!(!Trigger::Any.matches("  "));
+        assert!(Trigger::Negative.matches("-5") && !Trigger::Negative.matches("5"));
+        assert!(!Trigger::Negative.matches("-") && !Trigger::Negative.matches("-x"));
+        assert!(Trigger::OneOf(&["fifo", "rr"]).matches("RR"));
+    }
+
+    #[test]
+    fn pulling_dependencies_on_masked_units_are_warnings() {
+        let img = Image::new();
+        let f = img.audit(
+            "s.service",
+            &[
+                "[Unit]\nRequires=a.service systemd-timesyncd.service\nAfter=tmp.mount\nWants=tmp.mount\n",
+                "[Unit]\nRequires=\nBindsTo=tmp.mount\nRequisite=%i.service\n",
+            ],
+        );
+        assert_eq!(
+            brief(&f),
+            vec![
+                (Severity::Warning, "unit-depends-on-masked", 0, 2),
+                (Severity::Warning, "unit-depends-on-masked", 0, 4),
+                (Severity::Warning, "unit-depends-on-masked", 1, 3)
+            ]
+        );
+        assert!(f[0].message.contains("Requires=systemd-timesyncd.service"));
+        assert!(f[1].message.contains("tmp.mount never starts"));
+    }
+
+    #[test]
+    fn missing_programs_are_errors_and_unknown_ones_are_not_reported() {
+        let img = Image::new();
+        let f = img.audit(
+            "s.service",
+            &["[Service]\nType=oneshot\nExecStart=/usr/bin/present --x\nExecStart=+@/usr/local/bin/gone gone\nExecStart=-/usr/local/bin/gone\nExecStart=nothere\nExecStart=tool\nExecStart=/unknown/path\nExecStart=%h/bin/x\nExecStart=\"/opt/my app/run\" a\nExecStart=\"/unterminated\n"],
+        );
+        assert_eq!(
+            brief(&f),
+            vec![
+                (Severity::Error, "unit-program-missing", 0, 4),
+                (Severity::Warning, "unit-program-missing", 0, 5),
+                (Severity::Error, "unit-program-missing", 0, 6),
+                (Severity::Error, "unit-program-missing", 0, 10)
+            ]
+        );
+        assert!(f[0].message.contains("/usr/local/bin/gone") && f[0].message.contains("203/EXEC"));
+        assert!(f[3].message.contains("/opt/my app/run"));
+        // An empty ExecStart= in a drop-in resets the list.
+        let f = img.audit(
+            "s.service",
+            &[
+                "[Service]\nExecStart=/usr/local/bin/gone\n",
+                "[Service]\nExecStart=\nExecStart=/usr/bin/present\n",
+            ],
+        );
+        assert_eq!(f, vec![]);
+        // Only services are checked for programs.
+        assert_eq!(
+            img.audit(
+                "s.socket",
+                &["[Service]\nExecStart=/usr/local/bin/gone\n[Socket]\nService=a.service\n"]
+            ),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn exec_paths_lists_what_a_collector_must_test() {
+        let files = [UnitFile {
+            path: "p",
+            text: "[Service]\nExecStart=-/a/b x\nExecStart=tool\nExecStart=%h/x\n",
+        }];
+        let mut want: Vec<String> = EXEC_SEARCH_PATH
+            .iter()
+            .map(|d| format!("{d}/tool"))
+            .collect();
+        want.push("/a/b".into());
+        want.sort();
+        assert_eq!(exec_paths(&files), want);
+    }
+
+    #[test]
+    fn timers_and_sockets_need_their_service() {
+        let img = Image::new();
+        let f = img.audit("orphan.timer", &["[Timer]\nOnBootSec=1\n"]);
+        assert_eq!(
+            brief(&f),
+            vec![(Severity::Error, "unit-service-missing", 0, 1)]
+        );
+        assert!(f[0].message.contains("orphan.service"), "{}", f[0].message);
+        let f = img.audit("x.timer", &["[Timer]\nOnBootSec=1\nUnit=gone.service\n"]);
+        assert_eq!(
+            brief(&f),
+            vec![(Severity::Error, "unit-service-missing", 0, 3)]
+        );
+        assert_eq!(img.audit("x.timer", &["[Timer]\nUnit=a.service\n"]), vec![]);
+        assert_eq!(img.audit("web.timer", &["[Timer]\nOnBootSec=1\n"]), vec![]);
+        assert_eq!(
+            img.audit("job@daily.timer", &["[Timer]\nOnCalendar=daily\n"]),
+            vec![]
+        );
+        let f = img.audit("orphan.socket", &["[Socket]\nListenStream=80\n"]);
+        assert_eq!(
+            brief(&f),
+            vec![(Severity::Error, "unit-service-missing", 0, 1)]
+        );
+        assert_eq!(
+            img.audit("web.socket", &["[Socket]\nListenStream=80\n"]),
+            vec![]
+        );
+        assert_eq!(
+            img.audit("echo.socket", &["[Socket]\nListenStream=7\nAccept=yes\n"]),
+            vec![]
+        );
+        let f = img.audit(
+            "x.socket",
+            &["[Socket]\nListenStream=7\nService=gone.service\n"],
+        );
+        assert_eq!(
+            brief(&f),
+            vec![(Severity::Error, "unit-service-missing", 0, 3)]
+        );
+    }
+
+    #[test]
+    fn the_table_is_well_formed() {
+        let mut ids = BTreeSet::new();
+        for s in SETTINGS {
+            assert!(ids.insert(s.id), "{} twice", s.id);
+            let first = s.measured.lines().next().unwrap();
+            let (key, value) = first.split_once('=').unwrap();
+            assert_eq!(key, s.key, "{}: the measured line sets another key", s.id);
+            assert!(
+                s.trigger.matches(value),
+                "{}: the measured value is not covered",
+                s.id
+            );
+            for h in HostKind::ALL {
+                if let Verdict::Fails { status, name } = s.verdict(h) {
+                    assert!(
+                        status > 0
+                            && !name.is_empty()
+                            && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                    );
+                }
+            }
+        }
+    }
 }
