@@ -153,7 +153,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "DynamicUser=yes",
         v1: NAMESPACE,
         v2: NAMESPACE,
-        why: "implies a private /tmp and a read-only file system, which need a mount namespace",
+        why: "the mount namespace it implies cannot be set up without CAP_SYS_ADMIN, and systemd does not skip it",
     },
     Setting {
         id: "privatenetwork",
@@ -162,7 +162,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "PrivateNetwork=yes",
         v1: Ignored,
         v2: Ignored,
-        why: "a network namespace needs CAP_SYS_ADMIN",
+        why: "without CAP_SYS_ADMIN systemd skips the network namespace; the unit shares the container's network",
     },
     Setting {
         id: "privatedevices",
@@ -195,7 +195,7 @@ pub const SETTINGS: &[Setting] = &[
             status: 217,
             name: "USER",
         },
-        why: "a user namespace cannot be created without CAP_SYS_ADMIN",
+        why: "the container may not create a user namespace, and systemd does not skip it",
     },
     Setting {
         id: "privatemounts",
@@ -204,7 +204,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "PrivateMounts=yes",
         v1: Ignored,
         v2: Ignored,
-        why: "a mount namespace needs CAP_SYS_ADMIN",
+        why: "systemd skips the mount namespace it cannot set up",
     },
     Setting {
         id: "protectsystem",
@@ -213,7 +213,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "ProtectSystem=strict",
         v1: Ignored,
         v2: Ignored,
-        why: "read-only bind mounts need a mount namespace",
+        why: "systemd skips the read-only mounts: /usr stays writable",
     },
     Setting {
         id: "protecthome",
@@ -222,7 +222,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "ProtectHome=yes",
         v1: Ignored,
         v2: Ignored,
-        why: "hiding /home needs a mount namespace",
+        why: "systemd skips the mount that hides /home",
     },
     Setting {
         id: "protectkerneltunables",
@@ -231,7 +231,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "ProtectKernelTunables=yes",
         v1: Ignored,
         v2: Ignored,
-        why: "read-only /proc/sys and /sys need a mount namespace",
+        why: "systemd skips the read-only mounts (the engine already mounts /proc/sys and /sys read-only)",
     },
     Setting {
         id: "protectkernelmodules",
@@ -240,7 +240,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "ProtectKernelModules=yes",
         v1: Ignored,
         v2: Ignored,
-        why: "hiding /usr/lib/modules needs a mount namespace",
+        why: "systemd skips the mount namespace (the container has no CAP_SYS_MODULE anyway)",
     },
     Setting {
         id: "protectkernellogs",
@@ -249,7 +249,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "ProtectKernelLogs=yes",
         v1: Ignored,
         v2: Ignored,
-        why: "hiding /dev/kmsg needs a mount namespace",
+        why: "systemd skips the mount namespace that hides /dev/kmsg",
     },
     Setting {
         id: "protectcontrolgroups",
@@ -258,7 +258,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "ProtectControlGroups=yes",
         v1: Ignored,
         v2: Ignored,
-        why: "a read-only /sys/fs/cgroup needs a mount namespace",
+        why: "systemd skips the mount namespace that makes /sys/fs/cgroup read-only",
     },
     Setting {
         id: "protectclock",
@@ -267,7 +267,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "ProtectClock=yes",
         v1: Works,
         v2: Works,
-        why: "a seccomp filter",
+        why: "a seccomp filter, which needs no privilege",
     },
     Setting {
         id: "protecthostname",
@@ -276,7 +276,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "ProtectHostname=yes",
         v1: Ignored,
         v2: Ignored,
-        why: "a UTS namespace needs CAP_SYS_ADMIN",
+        why: "systemd skips the UTS namespace (it logs that it does)",
     },
     Setting {
         id: "restrictnamespaces",
@@ -285,7 +285,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "RestrictNamespaces=yes",
         v1: Works,
         v2: Works,
-        why: "a seccomp filter",
+        why: "a seccomp filter, which needs no privilege",
     },
     Setting {
         id: "restrictrealtime",
@@ -294,7 +294,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "RestrictRealtime=yes",
         v1: Works,
         v2: Works,
-        why: "a seccomp filter",
+        why: "a seccomp filter, which needs no privilege",
     },
     Setting {
         id: "nonewprivileges",
@@ -312,7 +312,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "MemoryDenyWriteExecute=yes",
         v1: Works,
         v2: Works,
-        why: "a seccomp filter",
+        why: "a seccomp filter in systemd 252, prctl(PR_SET_MDWE) in 257; no privilege needed",
     },
     Setting {
         id: "systemcallfilter",
@@ -321,7 +321,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "SystemCallFilter=@system-service",
         v1: Works,
         v2: Works,
-        why: "a seccomp filter",
+        why: "a seccomp filter, which needs no privilege",
     },
     Setting {
         id: "lockpersonality",
@@ -330,7 +330,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "LockPersonality=yes",
         v1: Works,
         v2: Works,
-        why: "a seccomp filter",
+        why: "a seccomp filter, which needs no privilege",
     },
     Setting {
         id: "capabilityboundingset",
@@ -357,7 +357,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "ReadOnlyPaths=/usr",
         v1: Ignored,
         v2: Ignored,
-        why: "a read-only bind mount needs a mount namespace",
+        why: "systemd skips the read-only mount",
     },
     Setting {
         id: "inaccessiblepaths",
@@ -366,7 +366,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "InaccessiblePaths=/home",
         v1: Ignored,
         v2: Ignored,
-        why: "an over-mount needs a mount namespace",
+        why: "systemd skips the mount that hides the path",
     },
     Setting {
         id: "temporaryfilesystem",
@@ -375,7 +375,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "TemporaryFileSystem=/srv",
         v1: NAMESPACE,
         v2: NAMESPACE,
-        why: "a tmpfs mount needs a mount namespace",
+        why: "an explicit mount cannot be set up without CAP_SYS_ADMIN, and systemd does not skip it",
     },
     Setting {
         id: "bindpaths",
@@ -384,7 +384,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "BindPaths=/etc:/mnt/audit-bind",
         v1: NAMESPACE,
         v2: NAMESPACE,
-        why: "a bind mount needs a mount namespace",
+        why: "an explicit mount cannot be set up without CAP_SYS_ADMIN, and systemd does not skip it",
     },
     Setting {
         id: "mountapivfs",
@@ -393,7 +393,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "MountAPIVFS=yes",
         v1: Ignored,
         v2: Ignored,
-        why: "API file systems of its own need a mount namespace",
+        why: "systemd skips the mount namespace",
     },
     Setting {
         id: "limitnofile",
@@ -411,7 +411,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "MemoryMax=64M",
         v1: Ignored,
         v2: Ignored,
-        why: "the memory controller is not delegated to the container",
+        why: "the container gets no writable memory controller, so no limit is set",
     },
     Setting {
         id: "cpuquota",
@@ -420,7 +420,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "CPUQuota=50%",
         v1: Ignored,
         v2: Ignored,
-        why: "the cpu controller is not delegated to the container",
+        why: "the container gets no writable cpu controller, so no quota is set",
     },
     Setting {
         id: "tasksmax",
@@ -429,7 +429,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "TasksMax=64",
         v1: Ignored,
         v2: Ignored,
-        why: "the pids controller is not delegated to the container",
+        why: "the container gets no writable pids controller, so no limit is set",
     },
     Setting {
         id: "ioweight",
@@ -438,7 +438,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "IOWeight=50",
         v1: Ignored,
         v2: Ignored,
-        why: "the io controller is not delegated to the container",
+        why: "the container gets no writable io controller, so no weight is set",
     },
     Setting {
         id: "nice",
@@ -462,7 +462,7 @@ pub const SETTINGS: &[Setting] = &[
             status: 214,
             name: "SETSCHEDULER",
         },
-        why: "a real-time policy needs CAP_SYS_NICE",
+        why: "a real-time policy needs CAP_SYS_NICE, and systemd does not fall back",
     },
     Setting {
         id: "oomscoreadjust",
@@ -480,7 +480,7 @@ pub const SETTINGS: &[Setting] = &[
         measured: "Delegate=yes",
         v1: Works,
         v2: Works,
-        why: "systemd hands the unit its cgroup subtree",
+        why: "the unit runs (nothing inside it shows the delegation)",
     },
 ];
 
@@ -1340,5 +1340,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `docs/unit-audit.md` lists exactly the table's settings, with the same verdicts.
+    #[test]
+    fn the_docs_table_is_the_code_table() {
+        let doc = include_str!("../docs/unit-audit.md");
+        let section = doc
+            .split("\n## Settings\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("docs/unit-audit.md has a Settings section");
+        let mut documented = Vec::new();
+        for row in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+            assert!(cells.len() >= 3, "short row: {row}");
+            let setting = cells[0].trim_matches('`').to_string();
+            documented.push((setting, cells[1].to_string(), cells[2].to_string()));
+        }
+        let table: Vec<(String, String, String)> = SETTINGS
+            .iter()
+            .map(|s| {
+                (
+                    s.measured.lines().next().unwrap().to_string(),
+                    s.v1.label(),
+                    s.v2.label(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            documented, table,
+            "docs/unit-audit.md and SETTINGS disagree"
+        );
     }
 }
