@@ -1373,4 +1373,31 @@ mod tests {
             "docs/unit-audit.md and SETTINGS disagree"
         );
     }
+
+    proptest::proptest! {
+        /// Any text: no panic, every directive and finding points at a line of its file, and a
+        /// value holds no line break it did not join.
+        #[test]
+        fn any_text_is_read_without_panic(
+            main in "[\\[\\]=#;\\\\ a-zA-Z\\-/@%\"'\\r\\n]{0,200}",
+            dropin in "(\\[(Unit|Service|Timer|Socket)\\]\\n)?([A-Za-z]{1,12}=[ -~]{0,20}\\\\?\\n){0,8}",
+        ) {
+            let files = [UnitFile { path: "a", text: &main }, UnitFile { path: "b", text: &dropin }];
+            for d in parse_unit(&files) {
+                let lines = files[d.file].text.split('\n').count();
+                proptest::prop_assert!(d.line >= 1 && d.line <= lines);
+                proptest::prop_assert!(!d.value.contains('\n'));
+            }
+            let yes = |_: &str| true;
+            let no = |_: &str| false;
+            let missing = |_: &str| Some(false);
+            let facts = Facts { masked: &yes, unit_exists: &no, executable: &missing };
+            for name in ["x.service", "x.timer", "x@y.socket", "x"] {
+                for f in audit_unit(name, &files, &facts) {
+                    let lines = files[f.file].text.split('\n').count();
+                    proptest::prop_assert!(f.line >= 1 && f.line <= lines);
+                }
+            }
+        }
+    }
 }
