@@ -698,21 +698,26 @@ pub fn audit_unit(name: &str, files: &[UnitFile], facts: &Facts) -> Vec<Finding>
             continue;
         }
         let severity = setting_severity(&fails_on);
-        let wheres: Vec<String> = fails_on
-            .iter()
-            .map(|h| format!("{} on {}", setting.verdict(*h).label(), h.name()))
-            .collect();
+        let first = setting.verdict(fails_on[0]);
+        let wheres = if fails_on.len() == HostKind::ALL.len()
+            && fails_on.iter().all(|h| setting.verdict(*h) == first)
+        {
+            format!("{} on every host kind", first.label())
+        } else {
+            let each: Vec<String> = fails_on
+                .iter()
+                .map(|h| format!("{} on {}", setting.verdict(*h).label(), h.name()))
+                .collect();
+            each.join(", ")
+        };
         finding(
             severity,
             FindingKind::Setting { key: setting.key },
             d.file,
             d.line,
             format!(
-                "`{}={}` makes {name} fail in a system container ({}): {}",
-                d.key,
-                d.value,
-                wheres.join(", "),
-                setting.why
+                "`{}={}` makes {name} fail in a system container ({wheres}): {}",
+                d.key, d.value, setting.why
             ),
         );
     }
@@ -1124,7 +1129,9 @@ mod tests {
         );
         assert!(
             f[0].message.contains("DynamicUser=yes")
-                && f[0].message.contains("fails 226/NAMESPACE on cgroup v1"),
+                && f[0]
+                    .message
+                    .contains("fails 226/NAMESPACE on every host kind"),
             "{}",
             f[0].message
         );
