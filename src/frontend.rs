@@ -1203,7 +1203,7 @@ async fn exists(bridge: &Bridge, reference: &str, path: &str) -> Result<bool, Bu
 /// A build that passed verification: the image's LLB, what the report found, and warnings.
 struct Verified {
     image: crate::lower::Lowered,
-    inventory: verify::Inventory,
+    inventory: crate::report::Inventory,
     warnings: Vec<Diagnostic>,
 }
 
@@ -1241,7 +1241,7 @@ async fn verify_build(
         }
     };
     let [units, aliases, version, init, states, facts] = texts;
-    let inventory = verify::Inventory::parse(&units, &aliases, &version, &init);
+    let inventory = crate::report::Inventory::parse(&units, &aliases, &version, &init);
     let mut diagnostics = verify::check_inventory(spec, &inventory);
     diagnostics.extend(verify::check_state(spec, plan, &states, &facts));
     let (errors, warnings): (Vec<_>, Vec<_>) =
@@ -1266,7 +1266,7 @@ async fn read_report(
     cache_imports: &[pb::gateway::CacheOptionsEntry],
 ) -> Result<[String; 6], BridgeError> {
     let reference = bridge.solve(report, cache_imports.to_vec(), false).await?;
-    read_texts(bridge, &reference, verify::REPORT_FILES).await
+    read_texts(bridge, &reference, crate::report::REPORT_FILES).await
 }
 
 /// Reads `names` from a solved ref, as text.
@@ -1298,9 +1298,9 @@ async fn explain_units_failure(
         lowering.step(step);
     }
     let args = plan::script_argv(
-        &verify::inventory_script(),
+        &crate::report::inventory_script(),
         "sysfile-inventory",
-        [verify::REPORT_DIR.to_string()],
+        [crate::report::REPORT_DIR.to_string()],
     );
     let span = plan
         .steps
@@ -1320,7 +1320,7 @@ async fn explain_units_failure(
     };
     match inspected.await {
         Ok([units, aliases, version, init]) => {
-            let inventory = verify::Inventory::parse(&units, &aliases, &version, &init);
+            let inventory = crate::report::Inventory::parse(&units, &aliases, &version, &init);
             let errors: Vec<Diagnostic> = verify::check_inventory(spec, &inventory)
                 .into_iter()
                 .filter(Diagnostic::is_error)

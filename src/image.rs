@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::contract::{self, RUNTIME_TMPFS};
 use crate::model::{Health, Protocol, Spec};
 use crate::plan::Plan;
-
-/// The label prefix for sysfile's runtime contract.
-pub const LABEL_PREFIX: &str = "sysfile";
 
 /// Everything about the build that the config records besides the spec and the plan.
 #[derive(Clone, Debug, Default)]
@@ -52,9 +50,6 @@ pub fn health_command(health: Health) -> Option<&'static str> {
         Health::None => None,
     }
 }
-
-/// The tmpfs mounts the engine must provide, in the `sysfile.runtime.tmpfs` format.
-pub const RUNTIME_TMPFS: &str = "/run:exec,mode=755;/run/lock;/tmp";
 
 /// Docker flags that boot the image on both cgroup versions with Docker ≥ 20.10, without
 /// `--privileged` (measured by the host matrix). They bind the host's whole cgroup tree
@@ -274,42 +269,33 @@ fn labels(
         );
     }
     let stop = engine_stop_timeout(spec.systemd.stop_timeout);
-    let p = LABEL_PREFIX;
-    labels.insert(
-        format!("{p}.version"),
+    let mut put = |key: &str, value: String| labels.insert(key.to_string(), value);
+    put(
+        contract::VERSION_LABEL,
         env!("CARGO_PKG_VERSION").to_string(),
     );
-    labels.insert(format!("{p}.systemd.boot"), "true".into());
-    labels.insert(format!("{p}.systemd.target"), plan.default_target.clone());
-    labels.insert(
-        format!("{p}.systemd.container"),
-        spec.systemd.container.clone(),
-    );
-    labels.insert(
-        format!("{p}.systemd.units.enabled"),
-        plan.enabled_units.join(","),
-    );
-    labels.insert(
-        format!("{p}.systemd.units.disabled"),
+    put(contract::BOOT_LABEL, "true".into());
+    put(contract::TARGET_LABEL, plan.default_target.clone());
+    put(contract::CONTAINER_LABEL, spec.systemd.container.clone());
+    put(contract::UNITS_ENABLED_LABEL, plan.enabled_units.join(","));
+    put(
+        contract::UNITS_DISABLED_LABEL,
         plan.disabled_units.join(","),
     );
-    labels.insert(
-        format!("{p}.systemd.units.masked"),
-        plan.masked_units.join(","),
-    );
+    put(contract::UNITS_MASKED_LABEL, plan.masked_units.join(","));
     if let Some(version) = inputs.systemd_version {
-        labels.insert(format!("{p}.systemd.version"), version.to_string());
-        labels.insert(
-            format!("{p}.systemd.cgroup"),
-            crate::verify::cgroup_support(version).to_string(),
+        put(contract::SYSTEMD_VERSION_LABEL, version.to_string());
+        put(
+            contract::CGROUP_LABEL,
+            contract::cgroup_support(version).to_string(),
         );
     }
-    labels.insert(format!("{p}.runtime.tmpfs"), RUNTIME_TMPFS.into());
-    labels.insert(format!("{p}.runtime.tty"), "required".into());
-    labels.insert(format!("{p}.runtime.stop-timeout"), stop.to_string());
-    labels.insert(format!("{p}.runtime.docker"), docker_flags(stop));
-    labels.insert(
-        format!("{p}.health.cmd"),
+    put(contract::TMPFS_LABEL, RUNTIME_TMPFS.into());
+    put(contract::TTY_LABEL, "required".into());
+    put(contract::STOP_TIMEOUT_LABEL, stop.to_string());
+    put(contract::DOCKER_LABEL, docker_flags(stop));
+    put(
+        contract::HEALTH_LABEL,
         health_command(spec.systemd.health)
             .unwrap_or("")
             .to_string(),

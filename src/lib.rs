@@ -5,6 +5,7 @@
 //! `gateway` (the only part that does I/O with BuildKit). See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod contract;
 pub mod diag;
 pub mod distro;
 pub mod frontend;
@@ -20,6 +21,8 @@ pub mod outline;
 pub mod pb;
 pub mod plan;
 pub mod reference;
+pub mod report;
 pub mod runtime;
+pub mod source_range;
 pub mod spec;
 pub mod verify;

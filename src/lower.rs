@@ -14,7 +14,7 @@ use crate::llb::{
 use crate::model::{self, BindFrom, MountKind, Network, OwnerId};
 use crate::pb::llb as pb;
 use crate::plan::{CONTEXT_MOUNT, ExecStep, FileStep, Plan, Step, StepKind};
-use crate::verify::REPORT_DIR;
+use crate::report::REPORT_DIR;
 
 /// Everything lowering needs besides the plan; gathered by the gateway or the CLI.
 #[derive(Clone, Debug, Default)]

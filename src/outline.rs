@@ -10,9 +10,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::diag::{Diagnostic, Severity, Sources, Span};
-use crate::gateway::errors::{Range, SPEC_LANGUAGE};
 use crate::lint;
 use crate::model::{MountKind, Spec};
+use crate::source_range::{Range, SPEC_LANGUAGE};
 
 /// The one target a Sysfile has.
 pub const DEFAULT_TARGET: &str = "default";

@@ -97,7 +97,7 @@ pub struct ExecStep {
     pub mounts: Vec<RunMount>,
     /// Bind the build context read-only at [`CONTEXT_MOUNT`].
     pub needs_context: bool,
-    /// Mount an empty directory at [`verify::REPORT_DIR`](crate::verify::REPORT_DIR) whose
+    /// Mount an empty directory at [`report::REPORT_DIR`](crate::report::REPORT_DIR) whose
     /// contents are a second output of the step (the verification report), not part of the image.
     pub report: bool,
 }
@@ -887,7 +887,7 @@ impl UnitPlan {
 
     fn step(&self, spec: &Spec) -> Step {
         let mut args = script_argv(
-            &crate::verify::units_script(),
+            &crate::report::units_script(),
             "sysfile-units",
             ["--default".to_string(), spec.systemd.target.name.clone()],
         );
