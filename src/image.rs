@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::contract::{self, RUNTIME_TMPFS};
 use crate::model::{Health, Protocol, Spec};
 use crate::plan::Plan;
+use crate::report::Inventory;
 
 /// Everything about the build that the config records besides the spec and the plan.
 #[derive(Clone, Debug, Default)]
@@ -27,12 +28,8 @@ pub struct ImageInputs<'a> {
     pub os: String,
     pub architecture: String,
     pub variant: String,
-    /// `(created_by, empty_layer)` per build step.
-    pub history: Vec<(String, bool)>,
     /// SOURCE_DATE_EPOCH, used for history and `created`.
     pub epoch: Option<u64>,
-    /// The systemd major version found in the image (unknown outside a gateway build).
-    pub systemd_version: Option<u32>,
 }
 
 /// The seconds an engine should wait for a clean shutdown: systemd's stop timeout plus a margin.
@@ -61,8 +58,16 @@ pub fn docker_flags(stop_timeout: u64) -> String {
     )
 }
 
-/// Builds the final image config JSON.
-pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value {
+/// Builds the final image config JSON. `steps` is lowering's history, one
+/// `(created_by, empty_layer)` per build step; `built` is what the units step's report found in the image (`None` outside
+/// a gateway build: no systemd version labels, the planned entrypoint).
+pub fn image_config(
+    spec: &Spec,
+    plan: &Plan,
+    steps: &[(String, bool)],
+    built: Option<&Inventory>,
+    inputs: &ImageInputs<'_>,
+) -> Value {
     let mut image: Map<String, Value> = serde_json::from_slice::<Value>(inputs.base_config)
         .ok()
         .and_then(|v| match v {
@@ -93,7 +98,7 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
     for key in ["User", "Shell", "ArgsEscaped"] {
         config.remove(key);
     }
-    config.insert("Entrypoint".into(), json!(plan.entrypoint));
+    config.insert("Entrypoint".into(), json!(plan.entrypoint(built)));
     if plan.cmd.is_empty() {
         config.remove("Cmd");
     } else {
@@ -146,7 +151,8 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
     if let Some(workdir) = &spec.config.workdir {
         config.insert("WorkingDir".into(), json!(workdir));
     }
-    let labels: Map<String, Value> = labels(spec, plan, inputs, &config)
+    let systemd_version = built.and_then(|b| b.systemd_version);
+    let labels: Map<String, Value> = labels(spec, plan, inputs, systemd_version, &config)
         .into_iter()
         .map(|(k, v)| (k, json!(v)))
         .collect();
@@ -158,7 +164,7 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
         Some(Value::Array(entries)) => entries,
         _ => Vec::new(),
     };
-    for (created_by, empty_layer) in &inputs.history {
+    for (created_by, empty_layer) in steps {
         let mut entry = Map::new();
         if let Some(epoch) = inputs.epoch {
             entry.insert("created".into(), json!(rfc3339(epoch)));
@@ -238,6 +244,7 @@ fn labels(
     spec: &Spec,
     plan: &Plan,
     inputs: &ImageInputs<'_>,
+    systemd_version: Option<u32>,
     config: &Map<String, Value>,
 ) -> BTreeMap<String, String> {
     let mut labels: BTreeMap<String, String> = config
@@ -283,7 +290,7 @@ fn labels(
         plan.disabled_units.join(","),
     );
     put(contract::UNITS_MASKED_LABEL, plan.masked_units.join(","));
-    if let Some(version) = inputs.systemd_version {
+    if let Some(version) = systemd_version {
         put(contract::SYSTEMD_VERSION_LABEL, version.to_string());
         put(
             contract::CGROUP_LABEL,

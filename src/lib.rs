@@ -5,6 +5,7 @@
 //! `gateway` (the only part that does I/O with BuildKit). See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod compile;
 pub mod contract;
 pub mod diag;
 pub mod distro;
@@ -17,9 +18,11 @@ pub mod lint;
 pub mod llb;
 pub mod lower;
 pub mod model;
+pub mod network;
 pub mod outline;
 pub mod pb;
 pub mod plan;
+pub mod platform;
 pub mod reference;
 pub mod report;
 pub mod runtime;

@@ -9,35 +9,15 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
+use crate::network::Network;
 use crate::pb;
 
 const OPT_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
 
-/// Default of the `filename` option (what the Dockerfile frontend uses).
-pub const DEFAULT_FILENAME: &str = "Dockerfile";
 /// Default of the `dockerfilekey` option: the local holding the spec.
 pub const DEFAULT_DOCKERFILE_KEY: &str = "dockerfile";
 /// Default of the `contextkey` option: the local holding the build context.
 pub const DEFAULT_CONTEXT_KEY: &str = "context";
-
-/// `force-network-mode`: the default network of the build's exec ops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetworkMode {
-    Host,
-    None,
-    Sandbox,
-}
-
-impl NetworkMode {
-    /// The LLB `NetMode` value (sandbox is the worker default, `UNSET`).
-    pub fn to_pb(self) -> pb::llb::NetMode {
-        match self {
-            NetworkMode::Host => pb::llb::NetMode::Host,
-            NetworkMode::None => pb::llb::NetMode::None,
-            NetworkMode::Sandbox => pb::llb::NetMode::Unset,
-        }
-    }
-}
 
 /// `image-resolve-mode`: how BuildKit resolves base images.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -158,13 +138,6 @@ impl FrontendOptions {
         }
     }
 
-    /// `filename`: the spec's path inside the spec local. Docker sends the basename of `-f`.
-    pub fn filename(&self) -> String {
-        self.non_empty("filename")
-            .unwrap_or(DEFAULT_FILENAME)
-            .to_string()
-    }
-
     /// `dockerfilekey`: the name of the local holding the spec.
     pub fn dockerfile_key(&self) -> String {
         self.non_empty("dockerfilekey")
@@ -199,16 +172,16 @@ impl FrontendOptions {
         self.opts.contains_key("no-cache")
     }
 
-    /// `force-network-mode`: `host`, `none` or `sandbox`; absent or empty gives `None`.
-    pub fn force_network_mode(&self) -> Result<Option<NetworkMode>> {
+    /// `force-network-mode`: `host`, `none` or `sandbox`; absent or empty gives the builder's
+    /// default ([`Network::Default`], as `sandbox` does).
+    pub fn force_network_mode(&self) -> Result<Network> {
         match self.non_empty("force-network-mode") {
-            None => Ok(None),
-            Some("host") => Ok(Some(NetworkMode::Host)),
-            Some("none") => Ok(Some(NetworkMode::None)),
-            Some("sandbox") => Ok(Some(NetworkMode::Sandbox)),
-            Some(other) => bail!(
-                "invalid option force-network-mode={other:?}: expected one of host, none, sandbox"
-            ),
+            None => Ok(Network::Default),
+            Some(name) => Network::from_builder_name(name).ok_or_else(|| {
+                anyhow!(
+                    "invalid option force-network-mode={name:?}: expected one of host, none, sandbox"
+                )
+            }),
         }
     }
 
@@ -538,13 +511,12 @@ mod tests {
     #[test]
     fn defaults() {
         let o = env(&[]);
-        assert_eq!(o.filename(), "Dockerfile");
         assert_eq!(o.dockerfile_key(), "dockerfile");
         assert_eq!(o.context_key(), "context");
         assert!(o.build_args().is_empty());
         assert!(o.platforms().is_empty());
         assert!(!o.no_cache());
-        assert_eq!(o.force_network_mode().ok(), Some(None));
+        assert_eq!(o.force_network_mode().ok(), Some(Network::Default));
         assert_eq!(o.image_resolve_mode().ok(), Some(ResolveMode::Default));
         assert!(o.add_hosts().map(|h| h.is_empty()).unwrap_or(false));
         assert!(o.cache_imports().map(|c| c.is_empty()).unwrap_or(false));
@@ -565,7 +537,6 @@ mod tests {
             ("target", "prod"),
             ("requestid", "frontend.outline"),
         ]);
-        assert_eq!(o.filename(), "Sysfile");
         assert_eq!(o.dockerfile_key(), "spec");
         assert_eq!(o.context_key(), "ctx");
         assert_eq!(o.target().as_deref(), Some("prod"));
@@ -599,10 +570,10 @@ mod tests {
     #[test]
     fn network_mode() {
         for (v, want) in [
-            ("host", Some(NetworkMode::Host)),
-            ("none", Some(NetworkMode::None)),
-            ("sandbox", Some(NetworkMode::Sandbox)),
-            ("", None),
+            ("host", Network::Host),
+            ("none", Network::None),
+            ("sandbox", Network::Default),
+            ("", Network::Default),
         ] {
             assert_eq!(
                 opts(&[("force-network-mode", v)]).force_network_mode().ok(),
@@ -617,7 +588,6 @@ mod tests {
             msg.contains("force-network-mode") && msg.contains("bridge"),
             "{msg}"
         );
-        assert_eq!(NetworkMode::Sandbox.to_pb(), pb::llb::NetMode::Unset);
     }
 
     #[test]
