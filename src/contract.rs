@@ -55,6 +55,24 @@ pub const ALL_LABELS: [&str; 14] = [
 /// The tmpfs mounts the engine must provide, in the [`TMPFS_LABEL`] format.
 pub const RUNTIME_TMPFS: &str = "/run:exec,mode=755;/run/lock;/tmp";
 
+/// The bind that makes the host's cgroup tree writable in the container (`docker run -v`).
+pub const CGROUP_BIND: &str = "/sys/fs/cgroup:/sys/fs/cgroup:rw";
+
+/// The [`DOCKER_LABEL`] value: Docker flags that boot the image on both cgroup versions with
+/// Docker ≥ 20.10, without `--privileged` (measured by the host matrix). They bind the host's
+/// whole cgroup tree read-write; `sysfile run` picks narrower flags for the host it runs on,
+/// from the same [`CGROUP_BIND`] and [`RUNTIME_TMPFS`].
+pub fn docker_flags(stop_timeout: u64) -> String {
+    let tmpfs: Vec<String> = RUNTIME_TMPFS
+        .split(';')
+        .map(|mount| format!("--tmpfs {mount}"))
+        .collect();
+    format!(
+        "-t --init=false --cgroupns=host -v {CGROUP_BIND} {} --stop-timeout {stop_timeout}",
+        tmpfs.join(" ")
+    )
+}
+
 /// Which cgroup versions can boot an image with this systemd ([`CGROUP_LABEL`]): up to
 /// 257 both (the host matrix boots 252 and 257 on cgroup v1 without any forcing), from 258 only v2
 /// (systemd 258 removed cgroup v1; 262 exits 255 on a v1 host).
@@ -76,6 +94,15 @@ mod tests {
         keys.dedup();
         assert_eq!(keys.len(), ALL_LABELS.len());
         assert!(ALL_LABELS.iter().all(|k| k.starts_with("sysfile.")));
+    }
+
+    #[test]
+    fn the_docker_label_is_the_recipe_it_always_was() {
+        assert_eq!(
+            docker_flags(30),
+            "-t --init=false --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+             --tmpfs /run:exec,mode=755 --tmpfs /run/lock --tmpfs /tmp --stop-timeout 30"
+        );
     }
 
     #[test]

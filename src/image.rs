@@ -48,16 +48,6 @@ pub fn health_command(health: Health) -> Option<&'static str> {
     }
 }
 
-/// Docker flags that boot the image on both cgroup versions with Docker ≥ 20.10, without
-/// `--privileged` (measured by the host matrix). They bind the host's whole cgroup tree
-/// read-write; `sysfile run` picks narrower flags for the host it runs on.
-pub fn docker_flags(stop_timeout: u64) -> String {
-    format!(
-        "-t --init=false --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-         --tmpfs /run:exec,mode=755 --tmpfs /run/lock --tmpfs /tmp --stop-timeout {stop_timeout}"
-    )
-}
-
 /// Builds the final image config JSON. `steps` is lowering's history, one
 /// `(created_by, empty_layer)` per build step; `built` is what the units step's report found in the image (`None` outside
 /// a gateway build: no systemd version labels, the planned entrypoint).
@@ -300,7 +290,7 @@ fn labels(
     put(contract::TMPFS_LABEL, RUNTIME_TMPFS.into());
     put(contract::TTY_LABEL, "required".into());
     put(contract::STOP_TIMEOUT_LABEL, stop.to_string());
-    put(contract::DOCKER_LABEL, docker_flags(stop));
+    put(contract::DOCKER_LABEL, contract::docker_flags(stop));
     put(
         contract::HEALTH_LABEL,
         health_command(spec.systemd.health)

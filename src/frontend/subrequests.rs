@@ -110,12 +110,12 @@ pub(super) async fn spec_subrequest(
     Ok(match id {
         "frontend.outline" => subrequest_result(
             outline::outline(spec, &loaded.sources),
-            outline::outline_text(spec, &loaded.sources),
+            outline::outline_text(spec),
             None,
         ),
         _ => subrequest_result(
             outline::targets(spec, &loaded.sources),
-            outline::targets_text(spec, &loaded.sources),
+            outline::targets_text(spec),
             None,
         ),
     })

@@ -432,7 +432,8 @@ fn parse_workers(json: &str) -> Result<Vec<WorkerInfo>> {
                     let Value::Object(p) = p else {
                         bail!("worker {i}: a platform is not a JSON object");
                     };
-                    platforms.push(parse_platform(p).with_context(|| format!("worker {i}"))?);
+                    platforms
+                        .push(parse_worker_platform(p).with_context(|| format!("worker {i}"))?);
                 }
             }
             Some(_) => bail!("worker {i}: platforms is not an array"),
@@ -446,7 +447,7 @@ fn parse_workers(json: &str) -> Result<Vec<WorkerInfo>> {
     Ok(out)
 }
 
-fn parse_platform(p: &Map<String, Value>) -> Result<OciPlatform> {
+fn parse_worker_platform(p: &Map<String, Value>) -> Result<OciPlatform> {
     let os_features = match get_ci(p, "os.features") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(fs)) => fs
