@@ -54,7 +54,6 @@ const MODULES: &[(&str, u32, &[&str])] = &[
         5,
         &[
             "diag",
-            "llb",
             "lower",
             "model",
             "network",
@@ -348,6 +347,16 @@ fn violations(root: &Path) -> Vec<String> {
             ));
         }
     }
+    // The table is true both ways: nothing is allowed that is not used.
+    for (name, (_, deps)) in &allowed {
+        for dep in deps {
+            if !top.contains_key(&(name.to_string(), dep.to_string())) {
+                out.push(format!(
+                    "`{name}` may import `{dep}` but does not: drop it from the list"
+                ));
+            }
+        }
+    }
     if let Some(circle) = find_circle(&top) {
         out.push(format!("a circle: {}", circle.join(" → ")));
     }
@@ -446,7 +455,7 @@ fn every_module_is_on_the_code_map() {
     }
 }
 
-/// The checker itself: a planted upward import and a planted circle are found.
+/// The checker itself: planted violations are found, and only they.
 #[test]
 fn a_planted_violation_is_found() {
     let dir = std::env::temp_dir().join(format!("sysfile-architecture-{}", std::process::id()));
@@ -455,14 +464,19 @@ fn a_planted_violation_is_found() {
     let write = |name: &str, text: &str| {
         std::fs::write(dir.join("src").join(name), text).expect("writable");
     };
-    write("diag.rs", "//! d\n");
-    write("model.rs", "use crate::diag::Span;\n");
-    write("plan.rs", "use crate::{diag, model::Spec};\n");
+    // Every module of the list, importing exactly what it may: a clean tree.
+    for (name, _, deps) in MODULES {
+        let uses: String = deps.iter().map(|d| format!("use crate::{d};\n")).collect();
+        write(&format!("{name}.rs"), &uses);
+    }
+    assert!(violations(&dir).is_empty(), "{:?}", violations(&dir));
+    // `use` groups count item by item.
+    write("model.rs", "use crate::{diag::Span, network};\n");
     assert!(violations(&dir).is_empty(), "{:?}", violations(&dir));
     // `model` reaching up into `plan`: upward, not allowed, and a circle.
     write(
         "model.rs",
-        "use crate::diag::Span;\nfn f() { crate::plan::plan(); }\n",
+        "use crate::{diag, network};\nfn f() { crate::plan::plan(); }\n",
     );
     let found = violations(&dir);
     assert!(found.iter().any(|v| v.contains("upward")), "{found:?}");
@@ -470,13 +484,23 @@ fn a_planted_violation_is_found() {
         found.iter().any(|v| v.contains("not in its allowed list")),
         "{found:?}"
     );
-    assert!(found.iter().any(|v| v.contains("circle")), "{found:?}");
+    assert!(found.iter().any(|v| v.contains("a circle")), "{found:?}");
     // In a comment or a test module it does not count.
     write(
         "model.rs",
-        "// crate::plan::plan\n#[cfg(test)]\nmod tests {\n    use crate::plan;\n}\n",
+        "use crate::{diag, network};\n// crate::plan::plan\n#[cfg(test)]\nmod tests {\n    use crate::plan;\n}\n",
     );
     assert!(violations(&dir).is_empty(), "{:?}", violations(&dir));
+    // An allowed import that is no longer used is reported: the table must stay true.
+    write("lint.rs", "use crate::diag;\n");
+    let found = violations(&dir);
+    assert!(
+        found
+            .iter()
+            .any(|v| v.contains("`lint` may import `model` but does not")),
+        "{found:?}"
+    );
+    write("lint.rs", "use crate::{diag, model};\n");
     // `super::` out of a folder module counts like `crate::`.
     std::fs::create_dir_all(dir.join("src/diag")).expect("a folder");
     std::fs::remove_file(dir.join("src/diag.rs")).expect("removable");
@@ -489,5 +513,51 @@ fn a_planted_violation_is_found() {
             .any(|v| v.contains("`diag` (layer 0) imports `plan`")),
         "{found:?}"
     );
+    // Two submodules of one folder importing each other: a circle inside it.
+    write("diag/render.rs", "use super::line::Line;\n");
+    write("diag/line.rs", "use super::render::render;\n");
+    let found = violations(&dir);
+    assert!(
+        found.iter().any(|v| v.contains("a circle inside `diag`")),
+        "{found:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The frontend interprets no build option itself: besides the request ID, the build args, the
+/// target and the locals it reads the spec from, every option reaches it through
+/// `gateway::request::BuildRequest`.
+#[test]
+fn the_frontend_reads_options_only_through_the_build_request() {
+    const READ_DIRECTLY: &[&str] = &[
+        "all",
+        "build_args",
+        "context_key",
+        "dockerfile_key",
+        "from_env",
+        "local_session",
+        "request_id",
+        "target",
+    ];
+    let mut files = Vec::new();
+    rust_files(&root().join("src/frontend"), &mut files);
+    assert!(files.len() >= 5, "{files:?}");
+    let mut found = Vec::new();
+    for file in files {
+        let text = code(&std::fs::read_to_string(&file).expect("readable"));
+        for (at, _) in text.match_indices("options.") {
+            let method: String = text[at + "options.".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let called = text[at + "options.".len() + method.len()..].starts_with('(');
+            if called && !READ_DIRECTLY.contains(&method.as_str()) {
+                found.push(format!("{}: options.{method}()", file.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "interpret these in gateway::request: {found:?}"
+    );
 }

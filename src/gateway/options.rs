@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::network::Network;
 use crate::pb;
+use crate::platform::Platform;
 
 const OPT_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
 
@@ -50,13 +51,12 @@ pub struct OciPlatform {
 }
 
 impl OciPlatform {
-    pub fn to_pb(&self) -> pb::llb::Platform {
-        pb::llb::Platform {
-            architecture: self.architecture.clone(),
+    /// The platform a build targets (OS version and features are the worker's own business).
+    pub fn platform(&self) -> Platform {
+        Platform {
             os: self.os.clone(),
+            architecture: self.architecture.clone(),
             variant: self.variant.clone(),
-            os_version: self.os_version.clone(),
-            os_features: self.os_features.clone(),
         }
     }
 }
@@ -776,7 +776,7 @@ mod tests {
         assert_eq!(w[0].id, "w2");
         assert_eq!(w[0].platforms[0].os_version, "10.0");
         assert_eq!(w[0].platforms[0].os_features, vec!["win32k"]);
-        assert_eq!(w[0].platforms[0].to_pb().os, "windows");
+        assert_eq!(w[0].platforms[0].platform().os, "windows");
         let o = env(&[("BUILDKIT_WORKERS", "nope")]);
         assert!(
             o.workers()

@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 
 use super::caps::Caps;
 use super::contexts;
-use super::options::{FrontendOptions, ResolveMode};
+use super::options::{FrontendOptions, OciPlatform, ResolveMode};
 use crate::diag::Diagnostic;
-use crate::llb;
 use crate::lower::NamedContext;
 use crate::model::Spec;
 use crate::network::Network;
@@ -126,7 +125,7 @@ fn requested_platforms(options: &FrontendOptions, spec: &Spec) -> Result<Vec<Pla
     }
     if texts.is_empty() {
         let worker = options.workers().ok().and_then(|w| w.first().cloned());
-        let default = worker.and_then(|w| w.platforms.first().map(worker_platform));
+        let default = worker.and_then(|w| w.platforms.first().map(OciPlatform::platform));
         texts.push(default.map_or_else(|| "linux/amd64".to_string(), |p| p.id()));
     }
     let mut platforms: Vec<Platform> = Vec::new();
@@ -139,10 +138,6 @@ fn requested_platforms(options: &FrontendOptions, spec: &Spec) -> Result<Vec<Pla
     Ok(platforms)
 }
 
-fn worker_platform(p: &super::options::OciPlatform) -> Platform {
-    llb::from_pb_platform(&p.to_pb())
-}
-
 /// Fails clearly when no worker can run steps for a requested platform (no emulation installed).
 fn check_worker_platforms(options: &FrontendOptions, platforms: &[Platform]) -> Result<(), String> {
     let Ok(workers) = options.workers() else {
@@ -150,7 +145,7 @@ fn check_worker_platforms(options: &FrontendOptions, platforms: &[Platform]) -> 
     };
     let supported: Vec<Platform> = workers
         .iter()
-        .flat_map(|w| w.platforms.iter().map(worker_platform))
+        .flat_map(|w| w.platforms.iter().map(OciPlatform::platform))
         .collect();
     if supported.is_empty() {
         return Ok(());

@@ -831,15 +831,6 @@ pub fn to_pb_platform(p: &Platform) -> pb::Platform {
     }
 }
 
-/// The platform of a protobuf platform (OS version and features dropped).
-pub fn from_pb_platform(p: &pb::Platform) -> Platform {
-    Platform {
-        os: p.os.clone(),
-        architecture: p.architecture.clone(),
-        variant: p.variant.clone(),
-    }
-}
-
 /// A source op without a platform (local, git and http sources, as the Go client makes them).
 fn unplatformed_source(identifier: String, attrs: BTreeMap<String, String>) -> pb::Op {
     pb::Op {
