@@ -108,8 +108,8 @@ pub fn lower(
 
 /// Lowering in progress: the graph, the current root filesystem and the build context.
 ///
-/// [`lower`] runs every step; the frontend also stops part-way to inspect an
-/// intermediate filesystem with [`Lowering::inspect`].
+/// [`lower`] runs every step; [`crate::compile::Compiled::inspection`] stops part-way to
+/// inspect an intermediate filesystem with [`Lowering::inspect`].
 pub struct Lowering<'a> {
     graph: Graph,
     current: Output,
