@@ -5,6 +5,7 @@
 pub mod bridge;
 pub mod caps;
 pub mod contexts;
+mod decode;
 pub mod errors;
 pub mod fake;
 pub mod options;
