@@ -455,6 +455,21 @@ fn every_module_is_on_the_code_map() {
     }
 }
 
+/// Fails if the tree at `dir` has any violation.
+fn assert_clean(dir: &Path) {
+    let found = violations(dir);
+    assert!(found.is_empty(), "{found:?}");
+}
+
+/// Fails unless the tree at `dir` has a violation that mentions `needle`.
+fn assert_found(dir: &Path, needle: &str) {
+    let found = violations(dir);
+    assert!(
+        found.iter().any(|v| v.contains(needle)),
+        "{needle}: {found:?}"
+    );
+}
+
 /// The checker itself: planted violations are found, and only they.
 #[test]
 fn a_planted_violation_is_found() {
@@ -469,58 +484,38 @@ fn a_planted_violation_is_found() {
         let uses: String = deps.iter().map(|d| format!("use crate::{d};\n")).collect();
         write(&format!("{name}.rs"), &uses);
     }
-    assert!(violations(&dir).is_empty(), "{:?}", violations(&dir));
+    assert_clean(&dir);
     // `use` groups count item by item.
     write("model.rs", "use crate::{diag::Span, network};\n");
-    assert!(violations(&dir).is_empty(), "{:?}", violations(&dir));
+    assert_clean(&dir);
     // `model` reaching up into `plan`: upward, not allowed, and a circle.
     write(
         "model.rs",
         "use crate::{diag, network};\nfn f() { crate::plan::plan(); }\n",
     );
-    let found = violations(&dir);
-    assert!(found.iter().any(|v| v.contains("upward")), "{found:?}");
-    assert!(
-        found.iter().any(|v| v.contains("not in its allowed list")),
-        "{found:?}"
-    );
-    assert!(found.iter().any(|v| v.contains("a circle")), "{found:?}");
+    assert_found(&dir, "upward");
+    assert_found(&dir, "not in its allowed list");
+    assert_found(&dir, "a circle: ");
     // In a comment or a test module it does not count.
     write(
         "model.rs",
         "use crate::{diag, network};\n// crate::plan::plan\n#[cfg(test)]\nmod tests {\n    use crate::plan;\n}\n",
     );
-    assert!(violations(&dir).is_empty(), "{:?}", violations(&dir));
+    assert_clean(&dir);
     // An allowed import that is no longer used is reported: the table must stay true.
     write("lint.rs", "use crate::diag;\n");
-    let found = violations(&dir);
-    assert!(
-        found
-            .iter()
-            .any(|v| v.contains("`lint` may import `model` but does not")),
-        "{found:?}"
-    );
+    assert_found(&dir, "`lint` may import `model` but does not");
     write("lint.rs", "use crate::{diag, model};\n");
     // `super::` out of a folder module counts like `crate::`.
     std::fs::create_dir_all(dir.join("src/diag")).expect("a folder");
     std::fs::remove_file(dir.join("src/diag.rs")).expect("removable");
     write("diag/mod.rs", "mod render;\n");
     write("diag/render.rs", "use super::super::plan::Plan;\n");
-    let found = violations(&dir);
-    assert!(
-        found
-            .iter()
-            .any(|v| v.contains("`diag` (layer 0) imports `plan`")),
-        "{found:?}"
-    );
+    assert_found(&dir, "`diag` (layer 0) imports `plan`");
     // Two submodules of one folder importing each other: a circle inside it.
     write("diag/render.rs", "use super::line::Line;\n");
     write("diag/line.rs", "use super::render::render;\n");
-    let found = violations(&dir);
-    assert!(
-        found.iter().any(|v| v.contains("a circle inside `diag`")),
-        "{found:?}"
-    );
+    assert_found(&dir, "a circle inside `diag`");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -2,7 +2,7 @@
 //! the image config.
 
 use super::base::{BaseImage, detect_base, resolve_base};
-use super::verification::verify_build;
+use super::verification::Verification;
 use super::{BuildError, warn};
 use crate::compile::compile;
 use crate::diag::Sources;
@@ -63,14 +63,15 @@ impl PlatformBuild<'_> {
             epoch: request.epoch,
         };
         let compiled = compile(spec, self.sources, &facts, &lower_options);
-        let verified = verify_build(
+        let verified = Verification {
             bridge,
             spec,
-            &compiled,
-            self.sources,
-            &lower_options,
+            compiled: &compiled,
+            sources: self.sources,
+            options: &lower_options,
             cache_imports,
-        )
+        }
+        .run()
         .await?;
         warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
         let result_ref = bridge

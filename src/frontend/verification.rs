@@ -20,50 +20,84 @@ pub(super) struct Verified {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Solves the build up to its units step's report and checks it.
-pub(super) async fn verify_build(
-    bridge: &Bridge,
-    spec: &Spec,
-    compiled: &Compiled,
-    sources: &Sources,
-    options: &LowerOptions,
-    cache_imports: &[pb::gateway::CacheOptionsEntry],
-) -> Result<Verified, BuildError> {
-    let report = compiled
-        .report
-        .clone()
-        .ok_or_else(|| BuildError::Other("the plan has no units step".to_string()))?;
-    let texts = match read_report(bridge, report, cache_imports).await {
-        Ok(texts) => texts,
-        Err(failure) => {
-            return Err(explain_units_failure(
-                bridge,
-                spec,
-                compiled,
-                sources,
-                options,
-                cache_imports,
-                failure,
-            )
-            .await);
+/// One platform's build, as verification needs it.
+pub(super) struct Verification<'a> {
+    pub bridge: &'a Bridge,
+    pub spec: &'a Spec,
+    pub compiled: &'a Compiled,
+    pub sources: &'a Sources,
+    pub options: &'a LowerOptions,
+    pub cache_imports: &'a [pb::gateway::CacheOptionsEntry],
+}
+
+impl Verification<'_> {
+    /// Solves the build up to its units step's report and checks it.
+    pub async fn run(&self) -> Result<Verified, BuildError> {
+        let report = self
+            .compiled
+            .report
+            .clone()
+            .ok_or_else(|| BuildError::Other("the plan has no units step".to_string()))?;
+        let texts = match read_report(self.bridge, report, self.cache_imports).await {
+            Ok(texts) => texts,
+            Err(failure) => return Err(self.explain_units_failure(failure).await),
+        };
+        let [units, aliases, version, init, states, facts] = texts;
+        let inventory = Inventory::parse(&units, &aliases, &version, &init);
+        let mut diagnostics = verify::check_inventory(self.spec, &inventory);
+        diagnostics.extend(verify::check_state(
+            self.spec,
+            &self.compiled.plan,
+            &states,
+            &facts,
+        ));
+        let (errors, warnings): (Vec<_>, Vec<_>) =
+            diagnostics.into_iter().partition(Diagnostic::is_error);
+        if !errors.is_empty() {
+            return Err(self.spec_error(errors));
         }
-    };
-    let [units, aliases, version, init, states, facts] = texts;
-    let inventory = Inventory::parse(&units, &aliases, &version, &init);
-    let mut diagnostics = verify::check_inventory(spec, &inventory);
-    diagnostics.extend(verify::check_state(spec, &compiled.plan, &states, &facts));
-    let (errors, warnings): (Vec<_>, Vec<_>) =
-        diagnostics.into_iter().partition(Diagnostic::is_error);
-    if !errors.is_empty() {
-        return Err(BuildError::Spec {
-            diagnostics: errors,
-            sources: sources.clone(),
-        });
+        Ok(Verified {
+            inventory,
+            warnings,
+        })
     }
-    Ok(Verified {
-        inventory,
-        warnings,
-    })
+
+    /// The units step failed: if a unit name in the spec is wrong, say which, at its line; else
+    /// pass BuildKit's error on.
+    async fn explain_units_failure(&self, failure: BridgeError) -> BuildError {
+        let inspection = self.compiled.inspection(self.sources, self.options);
+        let inspected = async {
+            let reference = self
+                .bridge
+                .solve(inspection, self.cache_imports.to_vec(), false)
+                .await?;
+            let [units, aliases, version, init, ..] = report::REPORT_FILES;
+            read_texts(self.bridge, &reference, [units, aliases, version, init]).await
+        };
+        match inspected.await {
+            Ok([units, aliases, version, init]) => {
+                let inventory = Inventory::parse(&units, &aliases, &version, &init);
+                let errors: Vec<Diagnostic> = verify::check_inventory(self.spec, &inventory)
+                    .into_iter()
+                    .filter(Diagnostic::is_error)
+                    .collect();
+                if errors.is_empty() {
+                    BuildError::Buildkit(failure)
+                } else {
+                    self.spec_error(errors)
+                }
+            }
+            // The steps before the units step failed too: BuildKit's own error says where.
+            Err(_) => BuildError::Buildkit(failure),
+        }
+    }
+
+    fn spec_error(&self, diagnostics: Vec<Diagnostic>) -> BuildError {
+        BuildError::Spec {
+            diagnostics,
+            sources: self.sources.clone(),
+        }
+    }
 }
 
 /// Solves a report definition and reads every report file (the script always writes them all).
@@ -87,44 +121,4 @@ async fn read_texts<const N: usize>(
         *text = String::from_utf8_lossy(&bridge.read_file(reference, name).await?).into_owned();
     }
     Ok(texts)
-}
-
-/// The units step failed: if a unit name in the spec is wrong, say which, at its line; else
-/// pass BuildKit's error on.
-async fn explain_units_failure(
-    bridge: &Bridge,
-    spec: &Spec,
-    compiled: &Compiled,
-    sources: &Sources,
-    options: &LowerOptions,
-    cache_imports: &[pb::gateway::CacheOptionsEntry],
-    failure: BridgeError,
-) -> BuildError {
-    let inspection = compiled.inspection(sources, options);
-    let inspected = async {
-        let reference = bridge
-            .solve(inspection, cache_imports.to_vec(), false)
-            .await?;
-        let [units, aliases, version, init, ..] = report::REPORT_FILES;
-        read_texts(bridge, &reference, [units, aliases, version, init]).await
-    };
-    match inspected.await {
-        Ok([units, aliases, version, init]) => {
-            let inventory = Inventory::parse(&units, &aliases, &version, &init);
-            let errors: Vec<Diagnostic> = verify::check_inventory(spec, &inventory)
-                .into_iter()
-                .filter(Diagnostic::is_error)
-                .collect();
-            if errors.is_empty() {
-                BuildError::Buildkit(failure)
-            } else {
-                BuildError::Spec {
-                    diagnostics: errors,
-                    sources: sources.clone(),
-                }
-            }
-        }
-        // The steps before the units step failed too: BuildKit's own error says where.
-        Err(_) => BuildError::Buildkit(failure),
-    }
 }
