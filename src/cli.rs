@@ -11,12 +11,11 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use prost::Message as _;
 
+use crate::compile;
 use crate::diag;
 use crate::distro::Family;
-use crate::llb::NetMode;
-use crate::lower::{self, LowerOptions};
-use crate::plan::{self, BaseFacts};
-use crate::reference::Reference;
+use crate::lower::LowerOptions;
+use crate::network::Network;
 use crate::spec::{self, LoadOptions};
 
 #[derive(Debug, Parser)]
@@ -270,28 +269,13 @@ fn llb(args: &LlbArgs) -> Result<i32> {
     let Some(spec) = loaded.spec.as_ref() else {
         return Ok(1);
     };
-    let family = match &args.distro {
-        Some(name) => {
-            Family::from_name(name).with_context(|| format!("unknown distribution `{name}`"))?
-        }
-        None => spec
-            .packages
-            .manager
-            .as_ref()
-            .map_or(Family::Debian, |m| Family::of_manager(m.value)),
-    };
-    let force_network = match args.network.as_deref() {
-        None | Some("sandbox") | Some("default") => None,
-        Some("host") => Some(NetMode::Host),
-        Some("none") => Some(NetMode::None),
-        Some(other) => bail!("unknown network mode `{other}` (host, none, sandbox)"),
-    };
-    let platform = args
-        .platform
+    let family = args
+        .distro
         .as_deref()
-        .map(crate::llb::parse_platform)
+        .map(|name| {
+            Family::from_name(name).with_context(|| format!("unknown distribution `{name}`"))
+        })
         .transpose()?;
-    let base = Reference::parse(&spec.image.from.value).map_err(anyhow::Error::msg)?;
     if let Some(file) = spec.files.iter().find(|f| f.from.is_some()) {
         let at = loaded.sources.get(file.span.file).line_col(file.span.start);
         bail!(
@@ -302,19 +286,21 @@ fn llb(args: &LlbArgs) -> Result<i32> {
             file.from.as_deref().unwrap_or_default()
         );
     }
-    let plan = plan::plan(spec, &BaseFacts::assumed(family));
     let options = LowerOptions {
-        base_ref: base.normalized(),
-        base_span: spec.image.from.span,
-        platform,
-        context_name: "context".to_string(),
-        force_network,
-        epoch: spec
-            .source_date_epoch()
-            .map_err(|d| anyhow::anyhow!(d.message))?,
-        ..LowerOptions::default()
+        platform: args
+            .platform
+            .as_deref()
+            .map(crate::llb::parse_platform)
+            .transpose()?,
+        force_network: match args.network.as_deref() {
+            None => Network::Default,
+            Some(name) => Network::from_builder_name(name)
+                .with_context(|| format!("unknown network mode `{name}` (host, none, sandbox)"))?,
+        },
+        ..compile::offline_options(spec).map_err(anyhow::Error::msg)?
     };
-    let lowered = lower::lower(&plan, &loaded.sources, &options);
+    let facts = compile::assumed_facts(spec, family);
+    let lowered = compile::compile(spec, &loaded.sources, &facts, &options);
     let mut stdout = std::io::stdout().lock();
     if args.dump {
         stdout.write_all(crate::llb::dump::render(&lowered.definition)?.as_bytes())?;

@@ -163,14 +163,19 @@ fn compile_once(loaded: &Loaded, family: Family) -> Option<(Vec<u8>, String)> {
         epoch,
         ..crate::lower::LowerOptions::default()
     };
-    let lowered = crate::lower::lower(&plan, &loaded.sources, &options);
-    let bytes = lowered.definition.encode_to_vec();
-    crate::llb::dump::render(&lowered.definition).expect("a definition we made dumps");
-    let config = crate::image::image_config(
+    let compiled = crate::compile::compile(
         spec,
-        &plan,
+        &loaded.sources,
+        &crate::plan::BaseFacts::assumed(family),
+        &options,
+    );
+    assert_eq!(compiled.plan, plan, "compile plans as plan does");
+    let bytes = compiled.definition.encode_to_vec();
+    crate::llb::dump::render(&compiled.definition).expect("a definition we made dumps");
+    let config = compiled.image_config(
+        spec,
+        None,
         &crate::image::ImageInputs {
-            history: lowered.history,
             epoch,
             os: "linux".into(),
             architecture: "amd64".into(),
@@ -252,7 +257,7 @@ pub fn frontend_options(data: &[u8]) {
         let _ = options.session_id();
         let _ = options.exported_product();
         let _ = options.workers();
-        let _ = options.filename();
+        let _ = crate::gateway::request::spec_candidates(&options);
         let _ = options.dockerfile_key();
         let _ = options.context_key();
         let _ = options.build_args();
@@ -272,7 +277,7 @@ pub fn frontend_options(data: &[u8]) {
         let _ = options.source_date_epoch();
         for (key, value) in options.all() {
             if key.starts_with("context:") {
-                let _ = crate::frontend::git_context(value);
+                let _ = crate::gateway::contexts::git_context(value);
             }
         }
     }

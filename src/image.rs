@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::contract::{self, RUNTIME_TMPFS};
 use crate::model::{Health, Protocol, Spec};
 use crate::plan::Plan;
-
-/// The label prefix for sysfile's runtime contract.
-pub const LABEL_PREFIX: &str = "sysfile";
+use crate::report::Inventory;
 
 /// Everything about the build that the config records besides the spec and the plan.
 #[derive(Clone, Debug, Default)]
@@ -29,12 +28,8 @@ pub struct ImageInputs<'a> {
     pub os: String,
     pub architecture: String,
     pub variant: String,
-    /// `(created_by, empty_layer)` per build step.
-    pub history: Vec<(String, bool)>,
     /// SOURCE_DATE_EPOCH, used for history and `created`.
     pub epoch: Option<u64>,
-    /// The systemd major version found in the image (unknown outside a gateway build).
-    pub systemd_version: Option<u32>,
 }
 
 /// The seconds an engine should wait for a clean shutdown: systemd's stop timeout plus a margin.
@@ -53,21 +48,16 @@ pub fn health_command(health: Health) -> Option<&'static str> {
     }
 }
 
-/// The tmpfs mounts the engine must provide, in the `sysfile.runtime.tmpfs` format.
-pub const RUNTIME_TMPFS: &str = "/run:exec,mode=755;/run/lock;/tmp";
-
-/// Docker flags that boot the image on both cgroup versions with Docker ≥ 20.10, without
-/// `--privileged` (measured by the host matrix). They bind the host's whole cgroup tree
-/// read-write; `sysfile run` picks narrower flags for the host it runs on.
-pub fn docker_flags(stop_timeout: u64) -> String {
-    format!(
-        "-t --init=false --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-         --tmpfs /run:exec,mode=755 --tmpfs /run/lock --tmpfs /tmp --stop-timeout {stop_timeout}"
-    )
-}
-
-/// Builds the final image config JSON.
-pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value {
+/// Builds the final image config JSON. `steps` is lowering's history, one
+/// `(created_by, empty_layer)` per build step; `built` is what the units step's report found in the image (`None` outside
+/// a gateway build: no systemd version labels, the planned entrypoint).
+pub fn image_config(
+    spec: &Spec,
+    plan: &Plan,
+    steps: &[(String, bool)],
+    built: Option<&Inventory>,
+    inputs: &ImageInputs<'_>,
+) -> Value {
     let mut image: Map<String, Value> = serde_json::from_slice::<Value>(inputs.base_config)
         .ok()
         .and_then(|v| match v {
@@ -98,7 +88,7 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
     for key in ["User", "Shell", "ArgsEscaped"] {
         config.remove(key);
     }
-    config.insert("Entrypoint".into(), json!(plan.entrypoint));
+    config.insert("Entrypoint".into(), json!(plan.entrypoint(built)));
     if plan.cmd.is_empty() {
         config.remove("Cmd");
     } else {
@@ -151,7 +141,8 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
     if let Some(workdir) = &spec.config.workdir {
         config.insert("WorkingDir".into(), json!(workdir));
     }
-    let labels: Map<String, Value> = labels(spec, plan, inputs, &config)
+    let systemd_version = built.and_then(|b| b.systemd_version);
+    let labels: Map<String, Value> = labels(spec, plan, inputs, systemd_version, &config)
         .into_iter()
         .map(|(k, v)| (k, json!(v)))
         .collect();
@@ -163,7 +154,7 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
         Some(Value::Array(entries)) => entries,
         _ => Vec::new(),
     };
-    for (created_by, empty_layer) in &inputs.history {
+    for (created_by, empty_layer) in steps {
         let mut entry = Map::new();
         if let Some(epoch) = inputs.epoch {
             entry.insert("created".into(), json!(rfc3339(epoch)));
@@ -243,6 +234,7 @@ fn labels(
     spec: &Spec,
     plan: &Plan,
     inputs: &ImageInputs<'_>,
+    systemd_version: Option<u32>,
     config: &Map<String, Value>,
 ) -> BTreeMap<String, String> {
     let mut labels: BTreeMap<String, String> = config
@@ -274,42 +266,33 @@ fn labels(
         );
     }
     let stop = engine_stop_timeout(spec.systemd.stop_timeout);
-    let p = LABEL_PREFIX;
-    labels.insert(
-        format!("{p}.version"),
+    let mut put = |key: &str, value: String| labels.insert(key.to_string(), value);
+    put(
+        contract::VERSION_LABEL,
         env!("CARGO_PKG_VERSION").to_string(),
     );
-    labels.insert(format!("{p}.systemd.boot"), "true".into());
-    labels.insert(format!("{p}.systemd.target"), plan.default_target.clone());
-    labels.insert(
-        format!("{p}.systemd.container"),
-        spec.systemd.container.clone(),
-    );
-    labels.insert(
-        format!("{p}.systemd.units.enabled"),
-        plan.enabled_units.join(","),
-    );
-    labels.insert(
-        format!("{p}.systemd.units.disabled"),
+    put(contract::BOOT_LABEL, "true".into());
+    put(contract::TARGET_LABEL, plan.default_target.clone());
+    put(contract::CONTAINER_LABEL, spec.systemd.container.clone());
+    put(contract::UNITS_ENABLED_LABEL, plan.enabled_units.join(","));
+    put(
+        contract::UNITS_DISABLED_LABEL,
         plan.disabled_units.join(","),
     );
-    labels.insert(
-        format!("{p}.systemd.units.masked"),
-        plan.masked_units.join(","),
-    );
-    if let Some(version) = inputs.systemd_version {
-        labels.insert(format!("{p}.systemd.version"), version.to_string());
-        labels.insert(
-            format!("{p}.systemd.cgroup"),
-            crate::verify::cgroup_support(version).to_string(),
+    put(contract::UNITS_MASKED_LABEL, plan.masked_units.join(","));
+    if let Some(version) = systemd_version {
+        put(contract::SYSTEMD_VERSION_LABEL, version.to_string());
+        put(
+            contract::CGROUP_LABEL,
+            contract::cgroup_support(version).to_string(),
         );
     }
-    labels.insert(format!("{p}.runtime.tmpfs"), RUNTIME_TMPFS.into());
-    labels.insert(format!("{p}.runtime.tty"), "required".into());
-    labels.insert(format!("{p}.runtime.stop-timeout"), stop.to_string());
-    labels.insert(format!("{p}.runtime.docker"), docker_flags(stop));
-    labels.insert(
-        format!("{p}.health.cmd"),
+    put(contract::TMPFS_LABEL, RUNTIME_TMPFS.into());
+    put(contract::TTY_LABEL, "required".into());
+    put(contract::STOP_TIMEOUT_LABEL, stop.to_string());
+    put(contract::DOCKER_LABEL, contract::docker_flags(stop));
+    put(
+        contract::HEALTH_LABEL,
         health_command(spec.systemd.health)
             .unwrap_or("")
             .to_string(),

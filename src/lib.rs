@@ -6,6 +6,8 @@
 
 pub mod audit;
 pub mod cli;
+pub mod compile;
+pub mod contract;
 pub mod diag;
 pub mod distro;
 pub mod frontend;
@@ -17,10 +19,14 @@ pub mod lint;
 pub mod llb;
 pub mod lower;
 pub mod model;
+pub mod network;
 pub mod outline;
 pub mod pb;
 pub mod plan;
+pub mod platform;
 pub mod reference;
+pub mod report;
 pub mod runtime;
+pub mod source_range;
 pub mod spec;
 pub mod verify;

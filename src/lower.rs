@@ -8,13 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Sources, Span};
-use crate::llb::{
-    self, CopyOptions, FileAction, Graph, LocalOptions, Mount, NetMode, OpOptions, Output,
-};
+use crate::llb::{self, CopyOptions, FileAction, Graph, LocalOptions, Mount, OpOptions, Output};
 use crate::model::{self, BindFrom, MountKind, Network, OwnerId};
 use crate::pb::llb as pb;
 use crate::plan::{CONTEXT_MOUNT, ExecStep, FileStep, Plan, Step, StepKind};
-use crate::verify::REPORT_DIR;
+use crate::report::REPORT_DIR;
 
 /// Everything lowering needs besides the plan; gathered by the gateway or the CLI.
 #[derive(Clone, Debug, Default)]
@@ -38,7 +36,7 @@ pub struct LowerOptions {
     /// Named build contexts (`--build-context NAME=…`), by name.
     pub named_contexts: BTreeMap<String, NamedContext>,
     /// `force-network-mode` from the builder (`docker build --network=host`).
-    pub force_network: Option<NetMode>,
+    pub force_network: Network,
     pub extra_hosts: Vec<(String, String)>,
     /// `--no-cache`: every step runs again.
     pub no_cache: bool,
@@ -94,19 +92,24 @@ pub struct Lowered {
     pub history: Vec<(String, bool)>,
 }
 
-/// Lowers the whole `plan` to LLB. `sources` provides the spec files for the source map.
-pub fn lower(plan: &Plan, sources: &Sources, options: &LowerOptions) -> Lowered {
+/// Lowers the whole `plan` to LLB: the image, and the units step's verification report (see
+/// [`Lowering::finish_with_report`]). `sources` provides the spec files for the source map.
+pub fn lower(
+    plan: &Plan,
+    sources: &Sources,
+    options: &LowerOptions,
+) -> (Lowered, Option<pb::Definition>) {
     let mut lowering = Lowering::new(plan, sources, options);
     for step in &plan.steps {
         lowering.step(step);
     }
-    lowering.finish()
+    lowering.finish_with_report()
 }
 
 /// Lowering in progress: the graph, the current root filesystem and the build context.
 ///
-/// [`lower`] runs every step; the frontend also stops part-way to inspect an
-/// intermediate filesystem with [`Lowering::inspect`].
+/// [`lower`] runs every step; [`crate::compile::Compiled::inspection`] stops part-way to
+/// inspect an intermediate filesystem with [`Lowering::inspect`].
 pub struct Lowering<'a> {
     graph: Graph,
     current: Output,
@@ -259,7 +262,7 @@ impl<'a> Lowering<'a> {
             args,
             env,
             cwd: "/".to_string(),
-            network: NetMode::None,
+            network: Network::None,
             mounts: vec![
                 Mount {
                     dest: "/".to_string(),
@@ -284,11 +287,6 @@ impl<'a> Lowering<'a> {
             .unwrap_or_else(|| self.current.clone())
     }
 
-    /// The units step's verification report, once that step is lowered.
-    pub fn report(&self) -> Option<&Output> {
-        self.report.as_ref()
-    }
-
     /// Both definitions of a finished build: the image, and its verification report (when
     /// the units step was lowered). They share every op, so BuildKit runs the build once.
     pub fn finish_with_report(self) -> (Lowered, Option<pb::Definition>) {
@@ -297,11 +295,6 @@ impl<'a> Lowering<'a> {
             graph.finish(&report)
         });
         (self.finish(), report)
-    }
-
-    /// The filesystem after the steps applied so far.
-    pub fn current(&self) -> &Output {
-        &self.current
     }
 
     /// Finishes the graph on the image's filesystem: the current one, joined (on daemons with
@@ -493,11 +486,7 @@ fn lower_exec(
     if exec.report {
         mounts.push(report_mount());
     }
-    let network = match exec.network {
-        Network::Host => NetMode::Host,
-        Network::None => NetMode::None,
-        Network::Default => options.force_network.unwrap_or_default(),
-    };
+    let network = exec.network.or_forced(options.force_network);
     let exec = llb::Exec {
         args: exec.args.clone(),
         env,
@@ -748,7 +737,7 @@ mod tests {
                 &spec,
                 &crate::plan::BaseFacts::assumed(crate::distro::Family::Debian),
             );
-            let lowered = lower(&plan, &loaded.sources, &LowerOptions::default());
+            let (lowered, _) = lower(&plan, &loaded.sources, &LowerOptions::default());
             let dump = crate::llb::dump::render(&lowered.definition).expect("dump");
             assert!(dump.contains(pattern), "{dump}");
         }

@@ -226,14 +226,7 @@ pub enum Command {
     Exec(Vec<String>),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Network {
-    /// The builder's default (which `force-network-mode` may override).
-    #[default]
-    Default,
-    None,
-    Host,
-}
+pub use crate::network::Network;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {

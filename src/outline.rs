@@ -10,9 +10,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::diag::{Diagnostic, Severity, Sources, Span};
-use crate::gateway::errors::{Range, SPEC_LANGUAGE};
 use crate::lint;
 use crate::model::{MountKind, Spec};
+use crate::source_range::{Range, SPEC_LANGUAGE};
 
 /// The one target a Sysfile has.
 pub const DEFAULT_TARGET: &str = "default";
@@ -131,7 +131,7 @@ fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// `frontend.outline` as text, like the Dockerfile frontend's `--call=outline`.
-pub fn outline_text(spec: &Spec, _sources: &Sources) -> String {
+pub fn outline_text(spec: &Spec) -> String {
     let mut out = format!("TARGET:      {DEFAULT_TARGET}\n");
     let description = description(spec);
     if !description.is_empty() {
@@ -188,7 +188,7 @@ pub fn targets(spec: &Spec, sources: &Sources) -> Value {
 }
 
 /// `frontend.targets` as text.
-pub fn targets_text(spec: &Spec, _sources: &Sources) -> String {
+pub fn targets_text(spec: &Spec) -> String {
     let rows = vec![
         vec!["TARGET".to_string(), "DESCRIPTION".to_string()],
         vec![format!("{DEFAULT_TARGET} (default)"), description(spec)],
@@ -301,7 +301,7 @@ mod tests {
         let (spec, sources, _) = sshd();
         let json = serde_json::to_string_pretty(&outline(&spec, &sources)).unwrap();
         insta::assert_snapshot!(json);
-        insta::assert_snapshot!(outline_text(&spec, &sources));
+        insta::assert_snapshot!(outline_text(&spec));
     }
 
     #[test]
@@ -309,7 +309,7 @@ mod tests {
         let (spec, sources, _) = sshd();
         let json = serde_json::to_string_pretty(&targets(&spec, &sources)).unwrap();
         insta::assert_snapshot!(json);
-        insta::assert_snapshot!(targets_text(&spec, &sources));
+        insta::assert_snapshot!(targets_text(&spec));
     }
 
     #[test]
@@ -336,7 +336,7 @@ mod tests {
         let spec = loaded.spec.unwrap();
         let json = serde_json::to_string_pretty(&outline(&spec, &loaded.sources)).unwrap();
         insta::assert_snapshot!(json);
-        insta::assert_snapshot!(outline_text(&spec, &loaded.sources));
+        insta::assert_snapshot!(outline_text(&spec));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::model::{
     self, CacheSharing, Command, FileSource, MountKind, Network, Owner, PackageManager, Phase,
     RunMount, Spec,
 };
+use crate::report::Inventory;
 
 /// What the planner knows about the base image (found by the gateway, or given on the CLI).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,12 +57,37 @@ pub struct Plan {
     pub context_paths: Vec<String>,
     /// Paths read from named build contexts (or images) that `from` keys name.
     pub named_context_paths: BTreeMap<String, Vec<String>>,
-    pub entrypoint: Vec<String>,
+    /// The entrypoint, decided here once: see [`Plan::entrypoint`].
+    pub entrypoint: Entrypoint,
     pub cmd: Vec<String>,
     pub default_target: String,
     pub enabled_units: Vec<String>,
     pub disabled_units: Vec<String>,
     pub masked_units: Vec<String>,
+}
+
+/// The image's PID 1: `/sbin/init` when the base has one (or the plan installs the package that
+/// provides it), else systemd's own binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entrypoint {
+    /// `/sbin/init` is the entrypoint, unless the built image shows it is another init system.
+    pub sbin_init: bool,
+    /// systemd's binary in this family (`/lib/systemd/systemd`, `/usr/lib/systemd/systemd`).
+    pub systemd: String,
+}
+
+impl Plan {
+    /// The entrypoint of the image: `/sbin/init` as planned, unless the units step's report
+    /// (`built`, `None` when there is none, as in `sysfile llb`) shows that `/sbin/init` exists
+    /// and is another init system; then the systemd binary itself.
+    pub fn entrypoint(&self, built: Option<&Inventory>) -> Vec<String> {
+        let other_init = built.is_some_and(|i| !i.init.is_empty() && !i.init_is_systemd());
+        if self.entrypoint.sbin_init && !other_init {
+            vec!["/sbin/init".to_string()]
+        } else {
+            vec![self.entrypoint.systemd.clone()]
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +123,7 @@ pub struct ExecStep {
     pub mounts: Vec<RunMount>,
     /// Bind the build context read-only at [`CONTEXT_MOUNT`].
     pub needs_context: bool,
-    /// Mount an empty directory at [`verify::REPORT_DIR`](crate::verify::REPORT_DIR) whose
+    /// Mount an empty directory at [`report::REPORT_DIR`](crate::report::REPORT_DIR) whose
     /// contents are a second output of the step (the verification report), not part of the image.
     pub report: bool,
 }
@@ -274,11 +300,10 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     step.name = shown.show(&step.name, &unit_spans);
     steps.push(step);
 
-    let entrypoint = if facts.has_sbin_init || !facts.has_systemd {
+    let entrypoint = Entrypoint {
         // Without systemd the install step adds the package that provides /sbin/init.
-        vec!["/sbin/init".to_string()]
-    } else {
-        vec![facts.family.systemd_binary().to_string()]
+        sbin_init: facts.has_sbin_init || !facts.has_systemd,
+        systemd: facts.family.systemd_binary().to_string(),
     };
     let cmd = spec
         .systemd
@@ -887,7 +912,7 @@ impl UnitPlan {
 
     fn step(&self, spec: &Spec) -> Step {
         let mut args = script_argv(
-            &crate::verify::units_script(),
+            &crate::report::units_script(),
             "sysfile-units",
             ["--default".to_string(), spec.systemd.target.name.clone()],
         );

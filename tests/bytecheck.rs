@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use prost::Message as _;
 use sysfile::llb::{
     CacheSharing, Chown, CopyOptions, Exec, FileAction, Graph, LocalOptions, Location, Mount,
-    MountKind, NetMode, OpOptions, UserRef,
+    MountKind, Network, OpOptions, UserRef,
 };
 
 /// `bytecheck` and `buildctl` from the BuildKit directory the engine matrix uses
@@ -257,9 +257,9 @@ fn every_op_the_builder_emits_matches_buildkits_marshaller() {
     );
     let mut outputs = BTreeMap::new();
     for (network, sharing) in [
-        (NetMode::Sandbox, CacheSharing::Shared),
-        (NetMode::Host, CacheSharing::Private),
-        (NetMode::None, CacheSharing::Locked),
+        (Network::Default, CacheSharing::Shared),
+        (Network::Host, CacheSharing::Private),
+        (Network::None, CacheSharing::Locked),
     ] {
         outputs = g.exec(
             Exec {
@@ -327,7 +327,7 @@ fn every_op_the_builder_emits_matches_buildkits_marshaller() {
             },
             OpOptions::named("run")
                 .at(at(3))
-                .ignore_cache(network == NetMode::None),
+                .ignore_cache(network == Network::None),
         );
     }
     let root = outputs["/"].clone();

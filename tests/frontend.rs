@@ -1419,3 +1419,27 @@ async fn a_non_utf8_sysfile_is_a_located_error() -> TestResult {
     assert!(status.message.contains("not UTF-8"), "{}", status.message);
     Ok(())
 }
+
+/// The plan decides the entrypoint once, from what the units step's report found: when the
+/// built image's `/sbin/init` is another init system, systemd's own binary is PID 1.
+#[tokio::test]
+async fn an_sbin_init_that_is_not_systemd_gives_the_systemd_binary_as_entrypoint() -> TestResult {
+    let report: Vec<(&'static str, String)> = units_report(SSHD)
+        .into_iter()
+        .map(|(k, v)| match k {
+            "init" => (k, "/bin/busybox\n".to_string()),
+            _ => (k, v),
+        })
+        .collect();
+    let handle = run(
+        fake("v0.32", SSHD).with_exec_output("sysfile-units", report),
+        &[("filename", "Sysfile")],
+    )
+    .await?;
+    let config = returned_config(&handle);
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/lib/systemd/systemd"])
+    );
+    Ok(())
+}

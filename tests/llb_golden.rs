@@ -1,12 +1,11 @@
 //! Golden LLB: every example and good fixture compiles to the same decoded graph, byte-identically twice.
 
 use prost::Message as _;
+use sysfile::compile::{self, Compiled};
 use sysfile::diag::SourceFile;
-use sysfile::distro::Family;
-use sysfile::llb::{NetMode, dump};
-use sysfile::lower::{self, LowerOptions, Lowered, NamedContext};
-use sysfile::plan::{self, BaseFacts};
-use sysfile::reference::Reference;
+use sysfile::llb::dump;
+use sysfile::lower::{LowerOptions, NamedContext};
+use sysfile::network::Network;
 use sysfile::spec::{self, LoadOptions};
 
 /// The named build contexts an example's README passes (`--build-context NAME=…`), as the
@@ -22,7 +21,7 @@ const NAMED_CONTEXTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn compile(path: &std::path::Path) -> Lowered {
+fn compile(path: &std::path::Path) -> Compiled {
     let text = std::fs::read_to_string(path).expect("readable spec");
     let main = SourceFile::new("Sysfile", text);
     // Includes are read from the spec's directory, the build context of every example.
@@ -37,20 +36,10 @@ fn compile(path: &std::path::Path) -> Lowered {
         .spec
         .as_ref()
         .unwrap_or_else(|| panic!("{} has errors: {:?}", path.display(), loaded.diagnostics));
-    let family = spec
-        .packages
-        .manager
-        .as_ref()
-        .map_or(Family::Debian, |m| Family::of_manager(m.value));
-    let plan = plan::plan(spec, &BaseFacts::assumed(family));
-    let base = Reference::parse(&spec.image.from.value).expect("valid base reference");
     let options = LowerOptions {
-        base_ref: base.normalized(),
-        base_span: spec.image.from.span,
         base_env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
         session_id: "session".into(),
-        context_name: "context".into(),
-        force_network: Some(NetMode::Host),
+        force_network: Network::Host,
         named_contexts: NAMED_CONTEXTS
             .iter()
             .filter(|(spec, _, _)| path.ends_with(spec))
@@ -66,9 +55,14 @@ fn compile(path: &std::path::Path) -> Lowered {
                 ((*name).to_string(), context)
             })
             .collect(),
-        ..LowerOptions::default()
+        ..compile::offline_options(spec).expect("a base and epoch llb can use")
     };
-    lower::lower(&plan, &loaded.sources, &options)
+    compile::compile(
+        spec,
+        &loaded.sources,
+        &compile::assumed_facts(spec, None),
+        &options,
+    )
 }
 
 #[test]

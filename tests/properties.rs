@@ -107,9 +107,9 @@ proptest! {
         prop_assert_eq!(checked, loaded.spec.is_some());
         if let Some(spec) = &loaded.spec {
             prop_assert!(spec.source_date_epoch().is_ok());
-            let plan = sysfile::plan::plan(spec, &sysfile::plan::BaseFacts::assumed(sysfile::distro::Family::Debian));
-            let lowered = sysfile::lower::lower(&plan, &loaded.sources, &sysfile::lower::LowerOptions::default());
-            prop_assert!(!lowered.definition.def.is_empty());
+            let facts = sysfile::compile::assumed_facts(spec, None);
+            let compiled = sysfile::compile::compile(spec, &loaded.sources, &facts, &sysfile::lower::LowerOptions::default());
+            prop_assert!(!compiled.definition.def.is_empty());
         }
     }
 }

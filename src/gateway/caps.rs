@@ -302,14 +302,6 @@ impl Caps {
         }
     }
 
-    /// The recorded form (sorted ID lists).
-    pub fn to_recorded(&self) -> RecordedCaps {
-        RecordedCaps {
-            gateway: self.gateway.iter().cloned().collect(),
-            llb: self.llb.iter().cloned().collect(),
-        }
-    }
-
     /// The caps as a `PongResponse` would carry them (all enabled).
     pub fn to_pong(&self, workers: Vec<pb::types::WorkerRecord>) -> pb::gateway::PongResponse {
         let api = |ids: &BTreeSet<String>| {
@@ -334,10 +326,6 @@ impl Caps {
 
     pub fn has_llb(&self, cap: &str) -> bool {
         self.llb.contains(cap)
-    }
-
-    pub fn gateway_caps(&self) -> impl Iterator<Item = &str> {
-        self.gateway.iter().map(String::as_str)
     }
 
     pub fn llb_caps(&self) -> impl Iterator<Item = &str> {

@@ -10,51 +10,16 @@ use serde::Serialize;
 
 use crate::diag::{Diagnostic, SourceFile, Sources, Span};
 use crate::pb;
+pub use crate::source_range::{Position, Range, SPEC_LANGUAGE};
 
 /// `type_url` of a BuildKit source-location detail.
 pub const SOURCE_TYPE_URL: &str = "github.com/moby/buildkit/errdefs.Source+json";
 /// `type_url` of BuildKit's "unsupported subrequest" detail.
 pub const SUBREQUEST_TYPE_URL: &str = "github.com/moby/buildkit/errdefs.Subrequest+json";
-/// The language tag sysfile puts in `SourceInfo.language`.
-pub const SPEC_LANGUAGE: &str = "TOML";
 /// gRPC code Unknown, the code BuildKit itself uses for ordinary errors.
 pub const CODE_UNKNOWN: i32 = 2;
 
-/// A `pb.Position` as JSON: 1-based line, character omitted when 0 (Go `omitempty`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Position {
-    pub line: i32,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub character: i32,
-}
-
-/// A `pb.Range` as JSON.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Range {
-    pub start: Position,
-    pub end: Position,
-}
-
 impl Range {
-    /// The 1-based line/column range of a span in `file`. An end just past a
-    /// newline is pulled back onto the line it ends.
-    pub fn of_span(file: &SourceFile, span: Span) -> Range {
-        let start = file.line_col(span.start);
-        let mut end_offset = span.end.max(span.start);
-        if end_offset > span.start && file.text.as_bytes().get(end_offset - 1) == Some(&b'\n') {
-            end_offset -= 1;
-        }
-        let end = file.line_col(end_offset);
-        let pos = |lc: crate::diag::LineCol| Position {
-            line: i32::try_from(lc.line).unwrap_or(i32::MAX),
-            character: i32::try_from(lc.column).unwrap_or(i32::MAX),
-        };
-        Range {
-            start: pos(start),
-            end: pos(end),
-        }
-    }
-
     /// The protobuf form (for `WarnRequest.ranges` and source maps).
     pub fn to_pb(self) -> pb::llb::Range {
         let pos = |p: Position| pb::llb::Position {
@@ -66,10 +31,6 @@ impl Range {
             end: Some(pos(self.end)),
         }
     }
-}
-
-fn is_zero(v: &i32) -> bool {
-    *v == 0
 }
 
 #[derive(Serialize)]

@@ -4,11 +4,15 @@
 
 pub mod bridge;
 pub mod caps;
+pub mod contexts;
+mod decode;
 pub mod errors;
 pub mod fake;
 pub mod options;
+pub mod request;
 pub mod transport;
 
 pub use bridge::{Bridge, BridgeError, Pong};
 pub use caps::{Caps, MissingCap};
-pub use options::{FrontendOptions, NetworkMode, ResolveMode};
+pub use options::{FrontendOptions, ResolveMode};
+pub use request::{BuildRequest, RequestError};

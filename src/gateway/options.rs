@@ -7,37 +7,18 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::{Map, Value};
 
+pub use super::decode::{OciPlatform, WorkerInfo};
+use super::decode::{csv, parse_cache_from, parse_cache_imports, parse_workers};
+use crate::network::Network;
 use crate::pb;
 
 const OPT_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
 
-/// Default of the `filename` option (what the Dockerfile frontend uses).
-pub const DEFAULT_FILENAME: &str = "Dockerfile";
 /// Default of the `dockerfilekey` option: the local holding the spec.
 pub const DEFAULT_DOCKERFILE_KEY: &str = "dockerfile";
 /// Default of the `contextkey` option: the local holding the build context.
 pub const DEFAULT_CONTEXT_KEY: &str = "context";
-
-/// `force-network-mode`: the default network of the build's exec ops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetworkMode {
-    Host,
-    None,
-    Sandbox,
-}
-
-impl NetworkMode {
-    /// The LLB `NetMode` value (sandbox is the worker default, `UNSET`).
-    pub fn to_pb(self) -> pb::llb::NetMode {
-        match self {
-            NetworkMode::Host => pb::llb::NetMode::Host,
-            NetworkMode::None => pb::llb::NetMode::None,
-            NetworkMode::Sandbox => pb::llb::NetMode::Unset,
-        }
-    }
-}
 
 /// `image-resolve-mode`: how BuildKit resolves base images.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,36 +38,6 @@ impl ResolveMode {
             ResolveMode::Local => "local",
         }
     }
-}
-
-/// An OCI platform as found in `BUILDKIT_WORKERS`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OciPlatform {
-    pub architecture: String,
-    pub os: String,
-    pub variant: String,
-    pub os_version: String,
-    pub os_features: Vec<String>,
-}
-
-impl OciPlatform {
-    pub fn to_pb(&self) -> pb::llb::Platform {
-        pb::llb::Platform {
-            architecture: self.architecture.clone(),
-            os: self.os.clone(),
-            variant: self.variant.clone(),
-            os_version: self.os_version.clone(),
-            os_features: self.os_features.clone(),
-        }
-    }
-}
-
-/// One entry of `BUILDKIT_WORKERS`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WorkerInfo {
-    pub id: String,
-    pub labels: BTreeMap<String, String>,
-    pub platforms: Vec<OciPlatform>,
 }
 
 /// Everything BuildKit tells the frontend through its environment.
@@ -158,13 +109,6 @@ impl FrontendOptions {
         }
     }
 
-    /// `filename`: the spec's path inside the spec local. Docker sends the basename of `-f`.
-    pub fn filename(&self) -> String {
-        self.non_empty("filename")
-            .unwrap_or(DEFAULT_FILENAME)
-            .to_string()
-    }
-
     /// `dockerfilekey`: the name of the local holding the spec.
     pub fn dockerfile_key(&self) -> String {
         self.non_empty("dockerfilekey")
@@ -199,16 +143,16 @@ impl FrontendOptions {
         self.opts.contains_key("no-cache")
     }
 
-    /// `force-network-mode`: `host`, `none` or `sandbox`; absent or empty gives `None`.
-    pub fn force_network_mode(&self) -> Result<Option<NetworkMode>> {
+    /// `force-network-mode`: `host`, `none` or `sandbox`; absent or empty gives the builder's
+    /// default ([`Network::Default`], as `sandbox` does).
+    pub fn force_network_mode(&self) -> Result<Network> {
         match self.non_empty("force-network-mode") {
-            None => Ok(None),
-            Some("host") => Ok(Some(NetworkMode::Host)),
-            Some("none") => Ok(Some(NetworkMode::None)),
-            Some("sandbox") => Ok(Some(NetworkMode::Sandbox)),
-            Some(other) => bail!(
-                "invalid option force-network-mode={other:?}: expected one of host, none, sandbox"
-            ),
+            None => Ok(Network::Default),
+            Some(name) => Network::from_builder_name(name).ok_or_else(|| {
+                anyhow!(
+                    "invalid option force-network-mode={name:?}: expected one of host, none, sandbox"
+                )
+            }),
         }
     }
 
@@ -312,189 +256,6 @@ impl FrontendOptions {
     }
 }
 
-fn csv(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn parse_cache_from(s: &str) -> Result<Vec<pb::gateway::CacheOptionsEntry>> {
-    use pb::gateway::CacheOptionsEntry;
-    let mut out: Vec<CacheOptionsEntry> = Vec::new();
-    // Whether the last entry is a `k=v` group that further `k=v` items extend.
-    let mut open = false;
-    for item in csv(s) {
-        match item.split_once('=') {
-            None => {
-                out.push(registry_entry(item));
-                open = false;
-            }
-            Some((k, v)) => {
-                let (k, v) = (k.trim(), v.trim());
-                if k.is_empty() {
-                    bail!("invalid option cache-from: item {item:?} has an empty key");
-                }
-                if k == "type" {
-                    if v.is_empty() {
-                        bail!("invalid option cache-from: item {item:?} has an empty type");
-                    }
-                    out.push(CacheOptionsEntry {
-                        r#type: v.to_string(),
-                        attrs: BTreeMap::new(),
-                    });
-                    open = true;
-                    continue;
-                }
-                if !open {
-                    out.push(CacheOptionsEntry {
-                        r#type: String::new(),
-                        attrs: BTreeMap::new(),
-                    });
-                    open = true;
-                }
-                if let Some(last) = out.last_mut() {
-                    last.attrs.insert(k.to_string(), v.to_string());
-                }
-            }
-        }
-    }
-    for entry in &mut out {
-        if entry.r#type.is_empty() {
-            entry.r#type = "registry".to_string();
-            if !entry.attrs.contains_key("ref") {
-                bail!(
-                    "invalid option cache-from: an entry without type= needs ref=<image>: {:?}",
-                    entry.attrs
-                );
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn registry_entry(reference: String) -> pb::gateway::CacheOptionsEntry {
-    pb::gateway::CacheOptionsEntry {
-        r#type: "registry".to_string(),
-        attrs: BTreeMap::from([("ref".to_string(), reference)]),
-    }
-}
-
-fn parse_cache_imports(json: &str) -> Result<Vec<pb::gateway::CacheOptionsEntry>> {
-    let value: Value = serde_json::from_str(json).context("not JSON")?;
-    let Value::Array(items) = value else {
-        bail!("expected a JSON array of {{\"Type\":…,\"Attrs\":{{…}}}}");
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let Value::Object(obj) = item else {
-            bail!("entry {i} is not a JSON object");
-        };
-        let r#type = match get_ci(obj, "type") {
-            Some(Value::String(s)) => s.clone(),
-            None | Some(Value::Null) => String::new(),
-            Some(_) => bail!("entry {i}: Type is not a string"),
-        };
-        let attrs = match get_ci(obj, "attrs") {
-            None | Some(Value::Null) => BTreeMap::new(),
-            Some(v) => string_map(v).with_context(|| format!("entry {i}: Attrs"))?,
-        };
-        out.push(pb::gateway::CacheOptionsEntry { r#type, attrs });
-    }
-    Ok(out)
-}
-
-/// Looks a key up the way Go's `encoding/json` does: exact match first, then case-insensitive.
-fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
-}
-
-fn string_map(v: &Value) -> Result<BTreeMap<String, String>> {
-    let Value::Object(obj) = v else {
-        bail!("not a JSON object")
-    };
-    obj.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k.clone(), s.clone())),
-            _ => Err(anyhow!("value of {k:?} is not a string")),
-        })
-        .collect()
-}
-
-fn string_field(obj: &Map<String, Value>, key: &str) -> Result<String> {
-    match get_ci(obj, key) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => bail!("{key} is not a string"),
-    }
-}
-
-fn parse_workers(json: &str) -> Result<Vec<WorkerInfo>> {
-    let value: Value = serde_json::from_str(json).context("not JSON")?;
-    let items = match value {
-        Value::Array(items) => items,
-        Value::Null => Vec::new(),
-        _ => bail!("expected a JSON array"),
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let Value::Object(obj) = item else {
-            bail!("worker {i} is not a JSON object")
-        };
-        let id = string_field(obj, "id").with_context(|| format!("worker {i}"))?;
-        let labels = match get_ci(obj, "labels") {
-            None | Some(Value::Null) => BTreeMap::new(),
-            Some(v) => string_map(v).with_context(|| format!("worker {i}: labels"))?,
-        };
-        let mut platforms = Vec::new();
-        match get_ci(obj, "platforms") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(ps)) => {
-                for p in ps {
-                    let Value::Object(p) = p else {
-                        bail!("worker {i}: a platform is not a JSON object");
-                    };
-                    platforms.push(parse_platform(p).with_context(|| format!("worker {i}"))?);
-                }
-            }
-            Some(_) => bail!("worker {i}: platforms is not an array"),
-        }
-        out.push(WorkerInfo {
-            id,
-            labels,
-            platforms,
-        });
-    }
-    Ok(out)
-}
-
-fn parse_platform(p: &Map<String, Value>) -> Result<OciPlatform> {
-    let os_features = match get_ci(p, "os.features") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(fs)) => fs
-            .iter()
-            .map(|f| {
-                f.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| anyhow!("os.features item is not a string"))
-            })
-            .collect::<Result<_>>()?,
-        Some(_) => bail!("os.features is not an array"),
-    };
-    Ok(OciPlatform {
-        architecture: string_field(p, "architecture")?,
-        os: string_field(p, "os")?,
-        variant: string_field(p, "variant")?,
-        os_version: string_field(p, "os.version")?,
-        os_features,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,13 +299,12 @@ mod tests {
     #[test]
     fn defaults() {
         let o = env(&[]);
-        assert_eq!(o.filename(), "Dockerfile");
         assert_eq!(o.dockerfile_key(), "dockerfile");
         assert_eq!(o.context_key(), "context");
         assert!(o.build_args().is_empty());
         assert!(o.platforms().is_empty());
         assert!(!o.no_cache());
-        assert_eq!(o.force_network_mode().ok(), Some(None));
+        assert_eq!(o.force_network_mode().ok(), Some(Network::Default));
         assert_eq!(o.image_resolve_mode().ok(), Some(ResolveMode::Default));
         assert!(o.add_hosts().map(|h| h.is_empty()).unwrap_or(false));
         assert!(o.cache_imports().map(|c| c.is_empty()).unwrap_or(false));
@@ -565,7 +325,6 @@ mod tests {
             ("target", "prod"),
             ("requestid", "frontend.outline"),
         ]);
-        assert_eq!(o.filename(), "Sysfile");
         assert_eq!(o.dockerfile_key(), "spec");
         assert_eq!(o.context_key(), "ctx");
         assert_eq!(o.target().as_deref(), Some("prod"));
@@ -599,10 +358,10 @@ mod tests {
     #[test]
     fn network_mode() {
         for (v, want) in [
-            ("host", Some(NetworkMode::Host)),
-            ("none", Some(NetworkMode::None)),
-            ("sandbox", Some(NetworkMode::Sandbox)),
-            ("", None),
+            ("host", Network::Host),
+            ("none", Network::None),
+            ("sandbox", Network::Default),
+            ("", Network::Default),
         ] {
             assert_eq!(
                 opts(&[("force-network-mode", v)]).force_network_mode().ok(),
@@ -617,7 +376,6 @@ mod tests {
             msg.contains("force-network-mode") && msg.contains("bridge"),
             "{msg}"
         );
-        assert_eq!(NetworkMode::Sandbox.to_pb(), pb::llb::NetMode::Unset);
     }
 
     #[test]
@@ -668,60 +426,7 @@ mod tests {
     }
 
     fn entry(t: &str, attrs: &[(&str, &str)]) -> pb::gateway::CacheOptionsEntry {
-        pb::gateway::CacheOptionsEntry {
-            r#type: t.into(),
-            attrs: attrs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn cache_from_refs_and_buildx_forms() {
-        let o = opts(&[("cache-from", "reg.io/a:cache,reg.io/b")]);
-        assert_eq!(
-            o.cache_imports().ok(),
-            Some(vec![
-                entry("registry", &[("ref", "reg.io/a:cache")]),
-                entry("registry", &[("ref", "reg.io/b")])
-            ])
-        );
-        let o = opts(&[(
-            "cache-from",
-            "type=local,src=/tmp/c,digest=sha256:ab=,ref=plain/ref,type=gha,scope=x",
-        )]);
-        assert_eq!(
-            o.cache_imports().ok(),
-            Some(vec![
-                entry(
-                    "local",
-                    &[
-                        ("src", "/tmp/c"),
-                        ("digest", "sha256:ab="),
-                        ("ref", "plain/ref")
-                    ]
-                ),
-                entry("gha", &[("scope", "x")]),
-            ])
-        );
-        let o = opts(&[("cache-from", "ref=reg.io/c,mode=max,reg.io/d")]);
-        assert_eq!(
-            o.cache_imports().ok(),
-            Some(vec![
-                entry("registry", &[("ref", "reg.io/c"), ("mode", "max")]),
-                entry("registry", &[("ref", "reg.io/d")]),
-            ])
-        );
-        assert_eq!(
-            opts(&[("cache-from", "")]).cache_imports().ok(),
-            Some(vec![])
-        );
-        let msg = opts(&[("cache-from", "mode=max")])
-            .cache_imports()
-            .err()
-            .map(|e| e.to_string());
-        assert!(msg.is_some_and(|m| m.contains("cache-from")));
+        super::super::decode::tests::entry(t, attrs)
     }
 
     #[test]
@@ -743,6 +448,22 @@ mod tests {
         );
         let err = opts(&[("cache-imports", "{nope")]).cache_imports().err();
         assert!(err.is_some_and(|e| format!("{e:#}").contains("cache-imports")));
+    }
+
+    #[test]
+    fn workers_come_from_the_environment() {
+        let o = env(&[(
+            "BUILDKIT_WORKERS",
+            r#"[{"id":"w","platforms":[{"architecture":"arm64","os":"linux"}]}]"#,
+        )]);
+        let w = o.workers().map(<[WorkerInfo]>::to_vec).unwrap_or_default();
+        assert_eq!(w[0].platforms[0].platform().id(), "linux/arm64");
+        let o = env(&[("BUILDKIT_WORKERS", "nope")]);
+        assert!(
+            o.workers()
+                .err()
+                .is_some_and(|e| e.to_string().contains("BUILDKIT_WORKERS"))
+        );
     }
 
     #[test]
@@ -783,34 +504,5 @@ mod tests {
             let o = opts(&[("build-arg:SOURCE_DATE_EPOCH", bad)]);
             assert!(o.source_date_epoch().is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn workers_both_key_styles() {
-        let v08 = r#"[{"ID":"w1","Labels":{"org.mobyproject.buildkit.worker.executor":"oci"},"Platforms":[{"architecture":"amd64","os":"linux"},{"architecture":"arm","os":"linux","variant":"v7"}],"GCPolicy":null}]"#;
-        let v10 = r#"[{"id":"w2","labels":{},"platforms":[{"architecture":"amd64","os":"windows","os.version":"10.0","os.features":["win32k"]}],"buildkitVersion":{"version":"v0.32.0"}}]"#;
-        let o = env(&[("BUILDKIT_WORKERS", v08)]);
-        let w = o.workers().map(<[WorkerInfo]>::to_vec).unwrap_or_default();
-        assert_eq!(w.len(), 1);
-        assert_eq!(w[0].id, "w1");
-        assert_eq!(
-            w[0].labels
-                .get("org.mobyproject.buildkit.worker.executor")
-                .map(String::as_str),
-            Some("oci")
-        );
-        assert_eq!(w[0].platforms[1].variant, "v7");
-        let o = env(&[("BUILDKIT_WORKERS", v10)]);
-        let w = o.workers().map(<[WorkerInfo]>::to_vec).unwrap_or_default();
-        assert_eq!(w[0].id, "w2");
-        assert_eq!(w[0].platforms[0].os_version, "10.0");
-        assert_eq!(w[0].platforms[0].os_features, vec!["win32k"]);
-        assert_eq!(w[0].platforms[0].to_pb().os, "windows");
-        let o = env(&[("BUILDKIT_WORKERS", "nope")]);
-        assert!(
-            o.workers()
-                .err()
-                .is_some_and(|e| e.to_string().contains("BUILDKIT_WORKERS"))
-        );
     }
 }

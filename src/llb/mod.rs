@@ -11,7 +11,9 @@ pub mod encode;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use crate::network::Network;
 use crate::pb::llb as pb;
+pub use crate::platform::Platform;
 
 pub use encode::{digest, op_bytes};
 
@@ -144,14 +146,6 @@ impl Mount {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum NetMode {
-    #[default]
-    Sandbox,
-    Host,
-    None,
-}
-
 /// An exec op: a process run on a root filesystem with mounts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Exec {
@@ -159,7 +153,7 @@ pub struct Exec {
     pub env: Vec<String>,
     pub cwd: String,
     pub user: String,
-    pub network: NetMode,
+    pub network: Network,
     pub extra_hosts: Vec<(String, String)>,
     pub hostname: String,
     /// `Meta.removeMountStubsRecursive` (cap `exec.meta.removemountstubs.recursive`, v0.11).
@@ -518,9 +512,9 @@ impl Graph {
             pb_mounts.push(m);
         }
         let network = match exec.network {
-            NetMode::Sandbox => pb::NetMode::Unset,
-            NetMode::Host => pb::NetMode::Host,
-            NetMode::None => pb::NetMode::None,
+            Network::Default => pb::NetMode::Unset,
+            Network::Host => pb::NetMode::Host,
+            Network::None => pb::NetMode::None,
         };
         if network != pb::NetMode::Unset {
             caps.push("exec.meta.network");
@@ -820,28 +814,20 @@ impl Graph {
     }
 }
 
-/// Parses an OCI platform `os/arch[/variant]`.
+/// Parses an OCI platform `os/arch[/variant]` ([`Platform::parse`]) into its protobuf form.
 pub fn parse_platform(s: &str) -> anyhow::Result<pb::Platform> {
-    let parts: Vec<&str> = s.split('/').collect();
-    // Lowercase letters, digits, `_`, `.` and `-` in each part, as in a Sysfile's `platform`.
-    let part_ok = |p: &&str| {
-        !p.is_empty()
-            && p.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-            })
-    };
-    match parts.as_slice() {
-        [os, arch] | [os, arch, _] if parts.iter().all(part_ok) => Ok(pb::Platform {
-            os: (*os).to_string(),
-            architecture: (*arch).to_string(),
-            variant: parts.get(2).map(|v| (*v).to_string()).unwrap_or_default(),
-            ..Default::default()
-        }),
-        _ => {
-            anyhow::bail!(
-                "`{s}` is not a platform (expected lowercase os/arch[/variant], e.g. linux/amd64)"
-            )
-        }
+    Ok(to_pb_platform(
+        &Platform::parse(s).map_err(anyhow::Error::msg)?,
+    ))
+}
+
+/// The protobuf form of a platform.
+pub fn to_pb_platform(p: &Platform) -> pb::Platform {
+    pb::Platform {
+        os: p.os.clone(),
+        architecture: p.architecture.clone(),
+        variant: p.variant.clone(),
+        ..Default::default()
     }
 }
 

@@ -16,8 +16,7 @@ pub const MIN_VERSION: (u32, u32) = (20, 10);
 /// The first Docker with `--security-opt writable-cgroups=true`.
 pub const WRITABLE_CGROUPS_VERSION: (u32, u32) = (28, 0);
 
-/// The bind that makes the host's cgroup tree writable in the container.
-pub const CGROUP_BIND: &str = "/sys/fs/cgroup:/sys/fs/cgroup:rw";
+pub use crate::contract::CGROUP_BIND;
 
 /// The `docker run` argument groups (starting with `run`), or a refusal for a Docker that is too old.
 pub fn groups(

@@ -11,16 +11,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The label that marks an image built by sysfile.
-pub const BOOT_LABEL: &str = "sysfile.systemd.boot";
-/// Seconds to wait after the stop signal.
-pub const STOP_TIMEOUT_LABEL: &str = "sysfile.runtime.stop-timeout";
-/// `;`-separated `--tmpfs` entries.
-pub const TMPFS_LABEL: &str = "sysfile.runtime.tmpfs";
-/// systemd's major version in the image.
-pub const SYSTEMD_VERSION_LABEL: &str = "sysfile.systemd.version";
-/// The health command for engines that ignore `Healthcheck`.
-pub const HEALTH_LABEL: &str = "sysfile.health.cmd";
+pub use crate::contract::{
+    BOOT_LABEL, HEALTH_LABEL, STOP_TIMEOUT_LABEL, SYSTEMD_VERSION_LABEL, TMPFS_LABEL,
+};
 
 /// The stop timeout when the label is missing or unusable.
 pub const DEFAULT_STOP_TIMEOUT: u32 = 30;
@@ -29,7 +22,7 @@ pub const MAX_STOP_TIMEOUT: u32 = 3600;
 /// The largest systemd version accepted (systemd numbers its releases 1, 2, … 262, …).
 pub const MAX_SYSTEMD_VERSION: u32 = 9999;
 /// The tmpfs mounts when the label is missing, empty or unusable.
-pub const DEFAULT_TMPFS: &str = crate::image::RUNTIME_TMPFS;
+pub const DEFAULT_TMPFS: &str = crate::contract::RUNTIME_TMPFS;
 /// Label values longer than this (in bytes) are ignored whole.
 pub const MAX_LABEL_LEN: usize = 4096;
 /// At most this many tmpfs entries are used.

@@ -428,14 +428,8 @@ pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
 
 /// An OCI platform: `os/arch[/variant]`, lowercase.
 pub(crate) fn check_platform(s: &str) -> Result<(), Invalid> {
-    let parts: Vec<&str> = s.split('/').collect();
-    let part_ok = |p: &&str| {
-        !p.is_empty()
-            && p.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-            })
-    };
-    if (2..=3).contains(&parts.len()) && parts.iter().all(part_ok) {
+    // The one parser, as the `platform` build option and `sysfile llb --platform` use it.
+    if crate::platform::Platform::parse(s).is_ok() {
         Ok(())
     } else {
         Err(invalid(

@@ -1,0 +1,190 @@
+//! The pure pipeline, written once: a loaded spec and the facts about its base become the LLB
+//! definition (its source map inside), the verification report's definition and the image
+//! config.
+//!
+//! `sysfile llb`, the golden tests and the gateway frontend all call [`compile`]; only the
+//! frontend then solves the report and passes what it found to [`Compiled::image_config`].
+//! No I/O and no clock: every input is an argument.
+
+use serde_json::Value;
+
+use crate::diag::{Sources, Span};
+use crate::distro::Family;
+use crate::image::{self, ImageInputs};
+use crate::lower::{self, LowerOptions, Lowering};
+use crate::model::Spec;
+use crate::pb::llb as pb;
+use crate::plan::{self, BaseFacts, Plan};
+use crate::reference::Reference;
+use crate::report::{self, Inventory};
+
+/// A compiled build: the plan and everything lowered from it.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub plan: Plan,
+    /// The image's LLB; `definition.source` is the source map (a location on every op).
+    pub definition: pb::Definition,
+    /// The units step's verification report (`None` only for a plan without a units step,
+    /// which [`plan::plan`] never makes). It shares every op with `definition`, so BuildKit
+    /// runs the build once for both.
+    pub report: Option<pb::Definition>,
+    /// `(created_by, empty_layer)` per build step, for the image config's history.
+    pub history: Vec<(String, bool)>,
+}
+
+/// Compiles `spec` (whose files are `sources`) for a base described by `facts`.
+pub fn compile(
+    spec: &Spec,
+    sources: &Sources,
+    facts: &BaseFacts,
+    options: &LowerOptions,
+) -> Compiled {
+    let plan = plan::plan(spec, facts);
+    let (image, report) = lower::lower(&plan, sources, options);
+    Compiled {
+        report,
+        definition: image.definition,
+        history: image.history,
+        plan,
+    }
+}
+
+/// What a build with no daemon to ask (`sysfile llb`, the golden tests, the fuzzers) assumes
+/// about the base: `family`, else the one `[packages] manager` implies, else Debian; systemd
+/// and `/sbin/init` already there.
+pub fn assumed_facts(spec: &Spec, family: Option<Family>) -> BaseFacts {
+    let family = family.unwrap_or_else(|| {
+        spec.packages
+            .manager
+            .as_ref()
+            .map_or(Family::Debian, |m| Family::of_manager(m.value))
+    });
+    BaseFacts::assumed(family)
+}
+
+/// The lowering options of a build with no daemon to ask: the base as the spec names it,
+/// normalised, the main context named `context`, and the spec's `SOURCE_DATE_EPOCH`. A base
+/// reference or epoch the loader let through but that cannot be used is the message.
+pub fn offline_options(spec: &Spec) -> Result<LowerOptions, String> {
+    let base = Reference::parse(&spec.image.from.value)?;
+    Ok(LowerOptions {
+        base_ref: base.normalized(),
+        base_span: spec.image.from.span,
+        context_name: "context".to_string(),
+        epoch: spec.source_date_epoch().map_err(|d| d.message)?,
+        ..LowerOptions::default()
+    })
+}
+
+impl Compiled {
+    /// The image config. `built` is what the units step's report found in the image (`None`
+    /// when the report was not read, as in `sysfile llb`).
+    pub fn image_config(
+        &self,
+        spec: &Spec,
+        built: Option<&Inventory>,
+        inputs: &ImageInputs<'_>,
+    ) -> Value {
+        image::image_config(spec, &self.plan, &self.history, built, inputs)
+    }
+
+    /// The definition that runs [`report::inventory_script`] alone on the filesystem before
+    /// the units step, read-only, with the report directory as its output: what the frontend
+    /// reads when the units step itself fails.
+    pub fn inspection(&self, sources: &Sources, options: &LowerOptions) -> pb::Definition {
+        let mut lowering = Lowering::new(&self.plan, sources, options);
+        for step in &self.plan.steps[..self.plan.units_step] {
+            lowering.step(step);
+        }
+        let args = plan::script_argv(
+            &report::inventory_script(),
+            "sysfile-inventory",
+            [report::REPORT_DIR.to_string()],
+        );
+        let span: Span = self
+            .plan
+            .steps
+            .get(self.plan.units_step)
+            .map(|s| s.span)
+            .unwrap_or_default();
+        let output = lowering.inspect("[sysfile] inspect units", args, span);
+        lowering.finish_at(&output).definition
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract;
+    use crate::diag::SourceFile;
+
+    fn build(text: &str, facts: Option<BaseFacts>) -> (Spec, Compiled) {
+        let loaded = crate::spec::load(SourceFile::new("Sysfile", text), &Default::default());
+        let spec = loaded.spec.expect("loads");
+        let facts = facts.unwrap_or_else(|| assumed_facts(&spec, None));
+        let options = offline_options(&spec).expect("usable");
+        let compiled = compile(&spec, &loaded.sources, &facts, &options);
+        (spec, compiled)
+    }
+
+    fn entrypoint(config: &Value) -> Vec<String> {
+        serde_json::from_value(config["config"]["Entrypoint"].clone()).expect("an argv")
+    }
+
+    #[test]
+    fn the_plan_decides_the_entrypoint_from_what_the_report_found() {
+        let (spec, compiled) = build("[image]\nfrom = \"debian\"\n", None);
+        let inputs = ImageInputs::default();
+        let init = |path: &str| Inventory {
+            init: path.to_string(),
+            ..Inventory::default()
+        };
+        let config = |built: Option<&Inventory>| compiled.image_config(&spec, built, &inputs);
+        assert_eq!(entrypoint(&config(None)), ["/sbin/init"]);
+        let systemd = init("/usr/lib/systemd/systemd");
+        assert_eq!(entrypoint(&config(Some(&systemd))), ["/sbin/init"]);
+        // `/sbin/init` is another init system in the built image: systemd's own binary.
+        let busybox = init("/bin/busybox");
+        assert_eq!(
+            entrypoint(&config(Some(&busybox))),
+            ["/lib/systemd/systemd"]
+        );
+        assert_eq!(entrypoint(&config(Some(&init("")))), ["/sbin/init"]);
+        // A base with systemd but no /sbin/init: the binary whatever the report says.
+        let facts = BaseFacts {
+            has_sbin_init: false,
+            ..BaseFacts::assumed(Family::Fedora)
+        };
+        let (spec, compiled) = build("[image]\nfrom = \"fedora\"\n", Some(facts));
+        let config = compiled.image_config(&spec, Some(&systemd), &inputs);
+        assert_eq!(entrypoint(&config), ["/usr/lib/systemd/systemd"]);
+    }
+
+    #[test]
+    fn the_config_carries_every_contract_label() {
+        let (spec, compiled) = build("[image]\nfrom = \"debian\"\n", None);
+        let built = Inventory {
+            systemd_version: Some(252),
+            ..Inventory::default()
+        };
+        let config = compiled.image_config(&spec, Some(&built), &ImageInputs::default());
+        let labels = config["config"]["Labels"].as_object().expect("labels");
+        for key in contract::ALL_LABELS {
+            assert!(labels.contains_key(key), "{key} is not written");
+        }
+        assert_eq!(labels[contract::CGROUP_LABEL], "v1,v2");
+        let sysfile_keys = labels.keys().filter(|k| k.starts_with("sysfile.")).count();
+        assert_eq!(sysfile_keys, contract::ALL_LABELS.len(), "{labels:?}");
+    }
+
+    #[test]
+    fn the_same_spec_compiles_to_the_same_bytes_and_a_report() {
+        use prost::Message as _;
+        let text = "[image]\nfrom = \"debian\"\n[services]\nenable = [\"ssh\"]\n";
+        let (_, a) = build(text, None);
+        let (_, b) = build(text, None);
+        assert_eq!(a.definition.encode_to_vec(), b.definition.encode_to_vec());
+        assert!(a.report.is_some(), "every plan ends with the units step");
+        assert_eq!(a.history.len(), a.plan.steps.len());
+    }
+}

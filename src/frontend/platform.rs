@@ -1,0 +1,97 @@
+//! The build of one platform: resolve and inspect the base, compile, verify, solve, and make
+//! the image config.
+
+use super::base::{BaseImage, detect_base, resolve_base};
+use super::verification::Verification;
+use super::{BuildError, warn};
+use crate::compile::compile;
+use crate::diag::Sources;
+use crate::gateway::{Bridge, BuildRequest};
+use crate::image::ImageInputs;
+use crate::llb;
+use crate::lower::LowerOptions;
+use crate::model::Spec;
+use crate::platform::Platform;
+
+/// What building one platform needs; [`PlatformBuild::build`] returns the ref, config and epoch.
+pub(super) struct PlatformBuild<'a> {
+    pub bridge: &'a Bridge,
+    pub request: &'a BuildRequest,
+    pub spec: &'a Spec,
+    pub sources: &'a Sources,
+    pub load_digest: &'a str,
+}
+
+impl PlatformBuild<'_> {
+    pub async fn build(
+        &self,
+        platform: &Platform,
+    ) -> Result<(String, Vec<u8>, Option<u64>), BuildError> {
+        let (bridge, request, spec) = (self.bridge, self.request, self.spec);
+        let caps = bridge.caps().clone();
+        let platform = llb::to_pb_platform(platform);
+        let cache_imports = &request.cache_imports;
+        let base = resolve_base(bridge, spec, request, &platform, self.sources).await?;
+        let facts = detect_base(
+            bridge,
+            spec,
+            BaseImage {
+                reference: &base.pinned,
+                resolve_mode: request.resolve_mode.as_str(),
+                oci: base.oci.as_ref(),
+            },
+            &platform,
+            self.sources,
+            cache_imports,
+        )
+        .await?;
+        let lower_options = LowerOptions {
+            named_contexts: request.named_contexts.clone(),
+            base_ref: base.pinned.clone(),
+            base_oci: base.oci.clone(),
+            base_span: spec.image.from.span,
+            base_env: base.env.clone(),
+            base_workdir: base.workdir.clone(),
+            platform: Some(platform.clone()),
+            session_id: request.context_session.clone(),
+            context_name: request.context_name.clone(),
+            force_network: request.network,
+            extra_hosts: request.extra_hosts.clone(),
+            no_cache: request.no_cache,
+            resolve_mode: request.resolve_mode.as_str().to_string(),
+            llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
+            epoch: request.epoch,
+        };
+        let compiled = compile(spec, self.sources, &facts, &lower_options);
+        let verified = Verification {
+            bridge,
+            spec,
+            compiled: &compiled,
+            sources: self.sources,
+            options: &lower_options,
+            cache_imports,
+        }
+        .run()
+        .await?;
+        warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
+        let result_ref = bridge
+            .solve(compiled.definition.clone(), cache_imports.clone(), false)
+            .await?;
+        let config = compiled.image_config(
+            spec,
+            Some(&verified.inventory),
+            &ImageInputs {
+                base_config: &base.config,
+                base_name: base.reference.normalized(),
+                base_digest: base.digest,
+                extra_labels: request.labels.clone(),
+                os: platform.os.clone(),
+                architecture: platform.architecture.clone(),
+                variant: platform.variant.clone(),
+                epoch: request.epoch,
+            },
+        );
+        let config = serde_json::to_vec(&config).map_err(|e| BuildError::Other(e.to_string()))?;
+        Ok((result_ref, config, request.epoch))
+    }
+}

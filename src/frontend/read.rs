@@ -1,0 +1,189 @@
+//! Reading through BuildKit: the spec from the spec local, the files it includes and the
+//! context files only a step would read, from the context local (only the paths named).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::BuildError;
+use crate::diag::{Diagnostic, SourceFile, Sources};
+use crate::gateway::request::spec_candidates;
+use crate::gateway::{Bridge, FrontendOptions};
+use crate::llb::{Graph, LocalOptions, OpOptions};
+use crate::lower;
+use crate::model::Spec;
+use crate::spec::{self, LoadOptions};
+
+/// The spec as read from the `dockerfile` local, with the digest of the op that loaded it.
+struct SpecFile {
+    file: SourceFile,
+    load_digest: String,
+}
+
+async fn read_spec(bridge: &Bridge, options: &FrontendOptions) -> Result<SpecFile, BuildError> {
+    let key = options.dockerfile_key();
+    let candidates = spec_candidates(options);
+    let local = LocalOptions {
+        session: options.local_session(&key).unwrap_or_default(),
+        follow_paths: candidates.clone(),
+        shared_key_hint: key.clone(),
+        ..LocalOptions::default()
+    };
+    let mut graph = Graph::new(None);
+    let name = format!(
+        "[internal] load build definition from {}",
+        candidates.join(" or ")
+    );
+    let output = graph.local(&key, &local, OpOptions::named(name));
+    let load_digest = output.digest.clone();
+    let reference = bridge.solve(graph.finish(&output), vec![], false).await?;
+    for candidate in &candidates {
+        if let Some(data) = bridge.read_file_opt(&reference, candidate).await? {
+            let display = candidate
+                .rsplit('/')
+                .next()
+                .unwrap_or(candidate)
+                .to_string();
+            // The CLI's decoder: bytes that are not UTF-8 are a located error, as in `check`.
+            let (file, not_utf8) = spec::decode_main(display, data);
+            if let Some(diagnostic) = not_utf8 {
+                return Err(BuildError::Spec {
+                    diagnostics: vec![diagnostic],
+                    sources: Sources::new(file),
+                });
+            }
+            return Ok(SpecFile { file, load_digest });
+        }
+    }
+    Err(BuildError::Other(format!(
+        "no spec found: {} does not exist in the build definition context (use -f to name it)",
+        candidates.join(" or ")
+    )))
+}
+
+/// Reads the spec and every file it includes (from the build context), then loads it.
+pub(super) async fn load_spec(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+) -> Result<(spec::Loaded, String), BuildError> {
+    let spec_file = read_spec(bridge, options).await?;
+    let (includes, include_errors) = read_includes(bridge, options, &spec_file.file).await?;
+    let loaded = spec::load(
+        spec_file.file,
+        &LoadOptions {
+            build_args: options.build_args(),
+            includes,
+            include_errors,
+        },
+    );
+    Ok((loaded, spec_file.load_digest))
+}
+
+/// Included texts by path, and the included files that cannot be used with the reason.
+type IncludeTexts = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// Reads included fragments from the context local, level by level (nested includes), bounded.
+async fn read_includes(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+    main: &SourceFile,
+) -> Result<IncludeTexts, BuildError> {
+    let mut texts = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    let mut pending: Vec<String> = spec::include_requests(main)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    for _ in 0..spec::MAX_INCLUDE_DEPTH {
+        pending.retain(|p| !texts.contains_key(p) && !errors.contains_key(p));
+        pending.sort();
+        pending.dedup();
+        if pending.is_empty() {
+            break;
+        }
+        let name = format!("[sysfile] load includes: {}", pending.join(" "));
+        let reference = solve_context_paths(bridge, options, &pending, name).await?;
+        let mut next = Vec::new();
+        for path in std::mem::take(&mut pending) {
+            // A missing file is reported by the loader, at the include entry that names it.
+            if let Some(data) = bridge.read_file_opt(&reference, &path).await? {
+                // The same checks as the CLI's: size cap, UTF-8.
+                let text = match spec::decode_include(data) {
+                    Ok(text) => text,
+                    Err(why) => {
+                        errors.insert(path, why);
+                        continue;
+                    }
+                };
+                next.extend(
+                    spec::include_requests(&SourceFile::new(path.clone(), text.clone()))
+                        .into_iter()
+                        .map(|(p, _)| p),
+                );
+                texts.insert(path, text);
+            }
+        }
+        pending = next;
+    }
+    Ok((texts, errors))
+}
+
+/// The context files a spec names by path that only a build step would read (the users'
+/// `authorized_keys`): checked before the build, so that a missing one is a located error at its
+/// entry instead of a failing step. Reads nothing but those paths from the context.
+pub(super) async fn missing_context_files(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+    spec: &Spec,
+) -> Result<Vec<Diagnostic>, BuildError> {
+    let paths: Vec<String> = spec
+        .users
+        .iter()
+        .flat_map(|u| u.authorized_keys.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let name = "[sysfile] check context files".to_string();
+    let reference = solve_context_paths(bridge, options, &paths, name).await?;
+    let mut present = BTreeSet::new();
+    for path in &paths {
+        if exists(bridge, &reference, path).await? {
+            present.insert(path.as_str());
+        }
+    }
+    Ok(spec.missing_context_files(|path| present.contains(path)))
+}
+
+/// Solves the build context restricted to `paths` (sent as literal patterns, symlinks followed
+/// inside the context) and returns the reference to read them from.
+async fn solve_context_paths(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+    paths: &[String],
+    name: String,
+) -> Result<String, BuildError> {
+    let key = options.context_key();
+    let local = LocalOptions {
+        session: options.local_session(&key).unwrap_or_default(),
+        include_patterns: lower::literal_patterns(paths),
+        follow_paths: lower::follow_patterns(paths),
+        shared_key_hint: key.clone(),
+        ..LocalOptions::default()
+    };
+    let mut graph = Graph::new(None);
+    let output = graph.local(&key, &local, OpOptions::named(name));
+    Ok(bridge.solve(graph.finish(&output), vec![], false).await?)
+}
+
+pub(super) async fn exists(
+    bridge: &Bridge,
+    reference: &str,
+    path: &str,
+) -> Result<bool, BuildError> {
+    match bridge.stat_file(reference, path).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
