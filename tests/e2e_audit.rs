@@ -305,10 +305,18 @@ fn took_effect(c: &Container, setting: &Setting, o: &Observed, base: &Baseline) 
 fn verdict_of(c: &Container, setting: &Setting, o: &Observed, base: &Baseline) -> String {
     if o.active == "failed" {
         let status: u8 = o.status.parse().unwrap_or(0);
-        // systemd names the status in its log line: `status=226/NAMESPACE`.
-        let name = o
-            .journal
-            .split(&format!("status={status}/"))
+        // systemd names the status in its log line: `status=226/NAMESPACE`. The unit's state can
+        // change before journald has written that line: wait for it.
+        let marker = format!("status={status}/");
+        let unit = setting.unit_name();
+        let journal = poll_until(
+            Duration::from_secs(15),
+            &|| c.exec(&["journalctl", "-u", &unit, "-o", "cat", "--no-pager"]).1,
+            &|text| text.contains(&marker),
+        )
+        .unwrap_or_else(|text| text);
+        let name = journal
+            .split(&marker)
             .nth(1)
             .map(|rest| rest.split(|ch: char| !ch.is_ascii_alphanumeric() && ch != '_'))
             .and_then(|mut words| words.next())
