@@ -125,6 +125,27 @@ impl SourceFile {
     pub fn line_col(&self, offset: usize) -> LineCol {
         self.with_index(|index| index.line_col(&self.text, offset))
     }
+
+    /// Where a span of this file is, as 1-based lines and columns: the one span-to-location
+    /// mapping behind source maps, `errdefs.Source` ranges, warnings and outline locations.
+    /// An end just past a newline is pulled back onto the line it ends.
+    pub fn range(&self, span: Span) -> LineRange {
+        let mut end = span.end.max(span.start);
+        if end > span.start && self.text.as_bytes().get(end - 1) == Some(&b'\n') {
+            end -= 1;
+        }
+        self.with_index(|index| LineRange {
+            start: index.line_col(&self.text, span.start),
+            end: index.line_col(&self.text, end),
+        })
+    }
+}
+
+/// A span as 1-based lines and columns (see [`SourceFile::range`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineRange {
+    pub start: LineCol,
+    pub end: LineCol,
 }
 
 /// All files a spec was read from: the main Sysfile first, then includes.

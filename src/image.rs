@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::model::{Health, Protocol, Spec};
+use crate::model::{Health, Spec};
 use crate::plan::Plan;
 
 /// The label prefix for sysfile's runtime contract.
@@ -38,9 +38,13 @@ pub struct ImageInputs<'a> {
 }
 
 /// The seconds an engine should wait for a clean shutdown: systemd's stop timeout plus a margin.
-pub fn engine_stop_timeout(stop: Duration) -> u64 {
+pub const fn engine_stop_timeout(stop: Duration) -> u64 {
     stop.as_secs() + if stop.subsec_nanos() > 0 { 1 } else { 0 } + 10
 }
+
+/// The engine's stop timeout of an image whose spec sets no `stop_timeout` (30 s).
+pub const DEFAULT_ENGINE_STOP_TIMEOUT: u32 =
+    engine_stop_timeout(crate::model::DEFAULT_STOP_TIMEOUT) as u32;
 
 /// The Docker healthcheck command for a health policy (`None` for `health = "none"`).
 pub fn health_command(health: Health) -> Option<&'static str> {
@@ -130,10 +134,7 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
             .expose
             .iter()
             .map(|p| {
-                let proto = match p.protocol {
-                    Protocol::Tcp => "tcp",
-                    Protocol::Udp => "udp",
-                };
+                let proto = p.protocol.name();
                 (format!("{}/{proto}", p.number), json!({}))
             })
             .collect();
@@ -358,6 +359,27 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn default_stop_timeouts_are_one_value() {
+        // A spec without `stop_timeout` gets the one default, and a launcher that finds no
+        // stop-timeout label assumes the engine timeout such an image would carry.
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", "[image]\nfrom = \"debian\"\n"),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded.spec.unwrap();
+        assert_eq!(
+            spec.systemd.stop_timeout,
+            crate::model::DEFAULT_STOP_TIMEOUT
+        );
+        let (labels, _) = crate::runtime::labels::parse_labels(&Default::default());
+        assert_eq!(
+            u64::from(labels.stop_timeout),
+            engine_stop_timeout(spec.systemd.stop_timeout)
+        );
+        assert_eq!(DEFAULT_ENGINE_STOP_TIMEOUT, 30);
     }
 
     #[test]

@@ -424,11 +424,10 @@ pub fn follow_patterns(paths: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The 1-based line/column range of a span, as a source-map location.
+/// The 1-based line/column range of a span ([`crate::diag::SourceFile::range`]), as a
+/// source-map location.
 pub fn location(sources: &Sources, span: Span) -> llb::Location {
-    let file = sources.get(span.file);
-    let start = file.line_col(span.start);
-    let end = file.line_col(span.end.max(span.start));
+    let crate::diag::LineRange { start, end } = sources.get(span.file).range(span);
     llb::Location {
         source: span.file.0 as i32,
         start_line: start.line as i32,

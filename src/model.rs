@@ -23,6 +23,43 @@ impl<T> Spanned<T> {
     }
 }
 
+/// The spec's spelling of each value of a closed set, written once: the schema lists
+/// `NAMES`, the loader parses with `CHOICES`, and every writer prints `name()`.
+macro_rules! spelled {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value with the name the spec writes it as, in documentation order.
+            pub const CHOICES: &'static [(&'static str, $ty)] = &[$(($name, $ty::$variant)),+];
+            /// The names alone, in the same order.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The name the spec writes this value as.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+    };
+}
+
+spelled!(PackageManager { Apt => "apt", Dnf => "dnf", Zypper => "zypper", Pacman => "pacman" });
+spelled!(Network { Default => "default", None => "none", Host => "host" });
+spelled!(Phase { BeforePackages => "before-packages", AfterPackages => "after-packages" });
+spelled!(CacheSharing { Shared => "shared", Private => "private", Locked => "locked" });
+spelled!(Health { Running => "running", RunningOrDegraded => "running-or-degraded", None => "none" });
+spelled!(LogLevel {
+    Emerg => "emerg",
+    Alert => "alert",
+    Crit => "crit",
+    Err => "err",
+    Warning => "warning",
+    Notice => "notice",
+    Info => "info",
+    Debug => "debug",
+});
+spelled!(Protocol { Tcp => "tcp", Udp => "udp" });
+
 /// A whole validated spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spec {
@@ -142,17 +179,6 @@ pub enum PackageManager {
     Dnf,
     Zypper,
     Pacman,
-}
-
-impl PackageManager {
-    pub fn name(self) -> &'static str {
-        match self {
-            PackageManager::Apt => "apt",
-            PackageManager::Dnf => "dnf",
-            PackageManager::Zypper => "zypper",
-            PackageManager::Pacman => "pacman",
-        }
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -347,20 +373,9 @@ pub enum LogLevel {
     Debug,
 }
 
-impl LogLevel {
-    pub fn name(self) -> &'static str {
-        match self {
-            LogLevel::Emerg => "emerg",
-            LogLevel::Alert => "alert",
-            LogLevel::Crit => "crit",
-            LogLevel::Err => "err",
-            LogLevel::Warning => "warning",
-            LogLevel::Notice => "notice",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-        }
-    }
-}
+/// systemd's `DefaultTimeoutStopSec` when `[systemd] stop_timeout` is not set. The engine's
+/// stop timeout is derived from it ([`crate::image::engine_stop_timeout`]).
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Systemd {
@@ -370,7 +385,8 @@ pub struct Systemd {
     /// The value of `container=` (default `docker`).
     pub container: String,
     pub console_logs: bool,
-    /// systemd's `DefaultTimeoutStopSec` (default 20 s); the engine stop timeout label is derived from it.
+    /// systemd's `DefaultTimeoutStopSec` ([`DEFAULT_STOP_TIMEOUT`] unless set); the engine stop
+    /// timeout label is derived from it.
     pub stop_timeout: Duration,
     pub health: Health,
     /// Units never masked by the default mask lists (`[systemd] keep`).

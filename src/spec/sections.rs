@@ -35,7 +35,6 @@ const EARLY_BOOT_TARGETS: &[&str] = &[
     "emergency.target",
 ];
 
-const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Build arguments BuildKit and docker pass on their own; never reported as undeclared.
@@ -315,14 +314,8 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
     };
     let install = names(ctx, "install");
     let remove = names(ctx, "remove");
-    let managers = [
-        ("apt", PackageManager::Apt),
-        ("dnf", PackageManager::Dnf),
-        ("zypper", PackageManager::Zypper),
-        ("pacman", PackageManager::Pacman),
-    ];
     let manager = table.get("manager").and_then(|v| {
-        ctx.choice("manager", v, &managers)
+        ctx.choice("manager", v, PackageManager::CHOICES)
             .map(|m| Spanned::new(m, ctx.span(v.span())))
     });
     Packages {
@@ -841,30 +834,11 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
         }
         let network = table
             .get("network")
-            .and_then(|v| {
-                ctx.choice(
-                    "network",
-                    v,
-                    &[
-                        ("default", Network::Default),
-                        ("none", Network::None),
-                        ("host", Network::Host),
-                    ],
-                )
-            })
+            .and_then(|v| ctx.choice("network", v, Network::CHOICES))
             .unwrap_or_default();
         let phase = table
             .get("phase")
-            .and_then(|v| {
-                ctx.choice(
-                    "phase",
-                    v,
-                    &[
-                        ("before-packages", Phase::BeforePackages),
-                        ("after-packages", Phase::AfterPackages),
-                    ],
-                )
-            })
+            .and_then(|v| ctx.choice("phase", v, Phase::CHOICES))
             .unwrap_or_default();
         let mounts = table
             .get("mounts")
@@ -1008,17 +982,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                     .and_then(|v| id_value(ctx, v, values::IdKind::Cache));
                 let sharing = table
                     .get("sharing")
-                    .and_then(|v| {
-                        ctx.choice(
-                            "sharing",
-                            v,
-                            &[
-                                ("shared", CacheSharing::Shared),
-                                ("private", CacheSharing::Private),
-                                ("locked", CacheSharing::Locked),
-                            ],
-                        )
-                    })
+                    .and_then(|v| ctx.choice("sharing", v, CacheSharing::CHOICES))
                     .unwrap_or_default();
                 explicit_target.map(|t| {
                     (
@@ -1267,19 +1231,9 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
             }
         }
     }
-    let levels = [
-        ("emerg", LogLevel::Emerg),
-        ("alert", LogLevel::Alert),
-        ("crit", LogLevel::Crit),
-        ("err", LogLevel::Err),
-        ("warning", LogLevel::Warning),
-        ("notice", LogLevel::Notice),
-        ("info", LogLevel::Info),
-        ("debug", LogLevel::Debug),
-    ];
     systemd.log_level = table
         .get("log_level")
-        .and_then(|v| ctx.choice("log_level", v, &levels));
+        .and_then(|v| ctx.choice("log_level", v, LogLevel::CHOICES));
     if let Some(container) = table
         .get("container")
         .and_then(|v| ctx.string("container", v))
@@ -1319,14 +1273,9 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
             }
         }
     }
-    let healths = [
-        ("running", Health::Running),
-        ("running-or-degraded", Health::RunningOrDegraded),
-        ("none", Health::None),
-    ];
     if let Some(health) = table
         .get("health")
-        .and_then(|v| ctx.choice("health", v, &healths))
+        .and_then(|v| ctx.choice("health", v, Health::CHOICES))
     {
         systemd.health = health;
     }

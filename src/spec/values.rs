@@ -156,9 +156,10 @@ pub(crate) fn port_number(n: i64) -> Result<Port, Invalid> {
 pub(crate) fn parse_port(s: &str) -> Result<Port, Invalid> {
     let bad = || invalid("bad-port", format!("`{s}` is not a port"), PORT_HELP);
     let (number, protocol) = match s.split_once('/') {
-        Some((number, "tcp")) => (number, Protocol::Tcp),
-        Some((number, "udp")) => (number, Protocol::Udp),
-        Some(_) => return Err(bad()),
+        Some((number, name)) => match Protocol::CHOICES.iter().find(|(n, _)| *n == name) {
+            Some((_, protocol)) => (number, *protocol),
+            None => return Err(bad()),
+        },
         None => (s, Protocol::Tcp),
     };
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
