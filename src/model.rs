@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 
 /// A value together with the span of the spec text it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +91,7 @@ impl Spec {
                 if !exists(path) {
                     out.push(
                         Diagnostic::error(
-                            "context-file-missing",
+                            Code::ContextFileMissing,
                             *span,
                             format!("`{path}` is not in the build context"),
                         )
@@ -117,7 +117,7 @@ impl Spec {
         };
         parse_epoch(&arg.value).map_err(|_| {
             Diagnostic::error(
-                "bad-value",
+                Code::BadValue,
                 arg.span,
                 format!("SOURCE_DATE_EPOCH is `{}`, not Unix seconds", arg.value),
             )

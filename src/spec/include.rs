@@ -22,7 +22,7 @@ use super::LoadOptions;
 use super::schema::{self, Merge, TableKind};
 use super::values;
 use super::walk::{Ctx, Key, Value, type_name};
-use crate::diag::{Diagnostic, FileId, SourceFile, Sources, Span};
+use crate::diag::{Code, Diagnostic, FileId, SourceFile, Sources, Span};
 
 /// How deep includes may nest (the main Sysfile's includes are depth 1).
 pub const MAX_INCLUDE_DEPTH: usize = 8;
@@ -37,7 +37,7 @@ pub(crate) fn syntax_error(file: FileId, error: &toml::de::Error) -> Diagnostic 
         message
     };
     Diagnostic::error(
-        "toml-syntax",
+        Code::TomlSyntax,
         Span::new(file, range),
         format!("invalid TOML: {message}"),
     )
@@ -56,7 +56,7 @@ fn entries(file: FileId, root: &DeTable<'_>) -> Vec<Result<(String, Range<usize>
     };
     let wrong = |value: &Value<'_>, expected: &str, help: &str| {
         Diagnostic::error(
-            "wrong-type",
+            Code::WrongType,
             Span::new(file, value.span()),
             format!("expected {expected}, found {}", type_name(value.get_ref())),
         )
@@ -263,7 +263,7 @@ impl Resolve {
                     .collect();
                 diagnostics.push(
                     Diagnostic::error(
-                        "include-cycle",
+                        Code::IncludeCycle,
                         span,
                         format!("`{path}` includes itself: {}", chain.join(" → ")),
                         )
@@ -279,7 +279,7 @@ impl Resolve {
             if let Some(why) = options.include_errors.get(&path) {
                 diagnostics.push(
                     Diagnostic::error(
-                        "unreadable-include",
+                        Code::UnreadableInclude,
                         span,
                         format!("the included file `{path}` cannot be used: {why}"),
                     )
@@ -293,7 +293,7 @@ impl Resolve {
             let Some(text) = options.includes.get(&path) else {
                 diagnostics.push(
                     Diagnostic::error(
-                        "missing-include",
+                        Code::MissingInclude,
                         span,
                         format!("the included file `{path}` cannot be read"),
                     )
@@ -307,7 +307,7 @@ impl Resolve {
             if self.stack.len() > MAX_INCLUDE_DEPTH {
                 diagnostics.push(
                     Diagnostic::error(
-                        "include-too-deep",
+                        Code::IncludeTooDeep,
                         span,
                         format!("includes nest more than {MAX_INCLUDE_DEPTH} deep"),
                     )
@@ -369,7 +369,7 @@ pub(crate) fn merge<'i>(
                 let d = syntax_error(FileId(0), &error);
                 let range = error.span().unwrap_or(0..0);
                 ctx.error(
-                    "toml-syntax",
+                    Code::TomlSyntax,
                     range,
                     d.message,
                     d.label,
@@ -466,7 +466,7 @@ fn conflict(ctx: &mut Ctx<'_>, table: &str, first: &Key<'_>, second: &Key<'_>) {
         _ => format!("`{table}`"),
     };
     ctx.error(
-        "conflicting-include",
+        Code::ConflictingInclude,
         second.span(),
         format!("`{name}` of {header} is set by two included files"),
         format!("already set on {place}"),

@@ -14,6 +14,7 @@ use super::LoadOptions;
 use super::schema;
 use super::values::{self, did_you_mean, list};
 use super::walk::{Ctx, Table, Value, integer_value};
+use crate::diag::Code;
 use crate::model::*;
 
 fn mount_keys(kind: &str) -> Vec<&'static str> {
@@ -135,7 +136,7 @@ fn args(
             let name: &str = key.get_ref();
             if !values::is_env_name(name) {
                 ctx.error(
-                    "bad-arg-name",
+                    Code::BadArgName,
                     key.span(),
                     format!("`{name}` is not a valid build-argument name"),
                     "invalid name",
@@ -152,7 +153,7 @@ fn args(
                 },
                 _ => {
                     ctx.error(
-                        "wrong-type",
+                        Code::WrongType,
                         value.span(),
                         format!(
                             "expected a string, found {}",
@@ -171,7 +172,7 @@ fn args(
                 .unwrap_or_else(|| default.clone());
             if name == "SOURCE_DATE_EPOCH" && parse_epoch(&effective).is_err() {
                 ctx.error(
-                    "bad-value",
+                    Code::BadValue,
                     key.span().start..value.span().end,
                     format!("SOURCE_DATE_EPOCH is `{effective}`, not Unix seconds"),
                     "not Unix seconds",
@@ -204,7 +205,7 @@ fn args(
             ),
         };
         ctx.warning(
-            "undeclared-build-arg",
+            Code::UndeclaredBuildArg,
             at.clone(),
             format!("build argument `{name}` was given but is not declared"),
             "not declared here",
@@ -217,7 +218,7 @@ fn args(
 fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
     let Some(value) = value else {
         ctx.error(
-            "missing-key",
+            Code::MissingKey,
             ctx.main_anchor(),
             "the Sysfile has no `[image]` table",
             "`[image]` is required",
@@ -256,7 +257,7 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
         }
         if let (Some(one), Some(first)) = (&platform, items.first()) {
             ctx.error(
-                "conflicting-keys",
+                Code::ConflictingKeys,
                 first.span(),
                 "`platform` and `platforms` are both set",
                 "set one of them",
@@ -341,7 +342,7 @@ fn exactly_one(
                 (first, second, b)
             };
             ctx.error(
-                "conflicting-keys",
+                Code::ConflictingKeys,
                 at,
                 format!("{} sets both `{a}` and `{b}`", table.what),
                 format!("`{other}` is already set"),
@@ -358,7 +359,7 @@ fn exactly_one(
             }
         }
         (None, None) if !table.typos.iter().any(|t| *t == a || *t == b) => ctx.error(
-            "missing-key",
+            Code::MissingKey,
             table.span.clone(),
             format!("{} needs `{a}` or `{b}`", table.what),
             format!("`{a}` or `{b}` is required here"),
@@ -399,7 +400,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
             let name = ctx.string("from", v)?;
             if !values::is_context_name(name.get_ref()) {
                 ctx.error(
-                    "bad-context-name",
+                    Code::BadContextName,
                     v.span(),
                     format!("`{}` is not a build-context name", name.get_ref()),
                     "not a context name",
@@ -409,7 +410,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
             }
             if matches!(source, Some(FileSource::Content(_))) {
                 ctx.error(
-                    "conflicting-keys",
+                    Code::ConflictingKeys,
                     v.span(),
                     "`from` names a build context, but this entry has inline `content`",
                     "only for `src`",
@@ -440,7 +441,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
                     };
                 }
                 Some(FileSource::Content(_)) if into_dir => ctx.error(
-                    "bad-dest",
+                    Code::BadDest,
                     raw.span(),
                     format!(
                         "`{}` is a directory, but inline `content` needs a file path",
@@ -480,7 +481,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         if let Some(name) = &name {
             if !values::is_user_name(name.get_ref()) {
                 ctx.error(
-                    "bad-user-name",
+                    Code::BadUserName,
                     name.span(),
                     format!("`{}` is not a valid user name", name.get_ref()),
                     "invalid user name",
@@ -489,7 +490,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             } else if let Some(first) = names.get(name.get_ref()) {
                 let line = ctx.place(*first, name.span().start);
                 ctx.error(
-                    "duplicate-user",
+                    Code::DuplicateUser,
                     name.span(),
                     format!("user `{}` is declared twice", name.get_ref()),
                     format!("`{}` is already declared on {line}", name.get_ref()),
@@ -500,13 +501,13 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             }
         }
         let uid = table.get("uid").and_then(|v| {
-            ctx.integer("uid", v, 0..=i64::from(i32::MAX), "bad-uid")
+            ctx.integer("uid", v, 0..=i64::from(i32::MAX), Code::BadUid)
                 .map(|n| (n, v.span()))
         });
         if let (Some((0, span)), Some(name)) = (&uid, &name) {
             if name.get_ref() != "root" {
                 ctx.error(
-                    "bad-uid",
+                    Code::BadUid,
                     span.clone(),
                     format!("uid 0 is root's; `{}` cannot have it", name.get_ref()),
                     "root's uid",
@@ -519,7 +520,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             if let Some(first) = uids.get(&uid) {
                 let line = ctx.place(*first, span.start);
                 ctx.error(
-                    "duplicate-uid",
+                    Code::DuplicateUid,
                     span.clone(),
                     format!("uid {uid} is given to two users"),
                     format!("uid {uid} is already used on {line}"),
@@ -536,7 +537,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                     groups.push(group.into_inner());
                 } else {
                     ctx.error(
-                        "bad-group-name",
+                        Code::BadGroupName,
                         group.span(),
                         format!("`{}` is not a valid group name", group.get_ref()),
                         "invalid group name",
@@ -704,7 +705,7 @@ fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<(String, 
             .find(|c| c.is_control() && *c != '\t' && *c != '\n');
         if let (true, Some(c)) = (for_systemd, control) {
             ctx.error(
-                "control-character",
+                Code::ControlCharacter,
                 value.span(),
                 format!(
                     "the value of `{}` holds the control character {c:?}",
@@ -715,7 +716,7 @@ fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<(String, 
             );
         } else if RESERVED_ENV.contains(&name.get_ref().as_str()) {
             ctx.error(
-                "reserved-env-name",
+                Code::ReservedEnvName,
                 name.span(),
                 format!("`{}` is set by sysfile and cannot be set here", name.get_ref()),
                 "reserved",
@@ -725,7 +726,7 @@ fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<(String, 
             out.push((name.into_inner(), value.into_inner()));
         } else {
             ctx.error(
-                "bad-env-name",
+                Code::BadEnvName,
                 name.span(),
                 format!("`{}` is not a valid environment variable name", name.get_ref()),
                 "invalid name",
@@ -781,7 +782,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                 });
                 if let Some((at, name)) = declared {
                     ctx.warning(
-                        "argv-not-interpolated",
+                        Code::ArgvNotInterpolated,
                         at,
                         format!(
                             "`${{{name}}}` is passed as it is: this `argv` runs a program that reads script text, so it is not interpolated"
@@ -795,7 +796,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             }
             if matches!(v.get_ref(), DeValue::Array(a) if a.iter().next().is_none()) {
                 ctx.error(
-                    "empty-argv",
+                    Code::EmptyArgv,
                     v.span(),
                     "`argv` is empty",
                     "no program to run",
@@ -824,7 +825,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
         if let (Some(user), Some(v)) = (&user, table.get("user")) {
             if let Err(e) = values::parse_owner(user) {
                 ctx.error(
-                    "bad-user",
+                    Code::BadUser,
                     v.span(),
                     format!("`{user}` is not a user"),
                     "not a user",
@@ -866,7 +867,7 @@ fn mount_target(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<String> {
     let target = ctx.absolute_path("target", value)?;
     if target.get_ref() == "/" {
         ctx.error(
-            "mount-on-root",
+            Code::MountOnRoot,
             value.span(),
             "a mount cannot cover `/`",
             "mounts over the root filesystem",
@@ -912,7 +913,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             };
             typos.extend(suggestion);
             ctx.error(
-                "bad-mount-option",
+                Code::BadMountOption,
                 key.span(),
                 message,
                 format!("not a {kind} mount option"),
@@ -1000,7 +1001,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                     // BuildKit takes the size as a signed 64-bit byte count, 0 meaning unlimited.
                     if size == 0 || i64::try_from(size).is_err() {
                         ctx.error(
-                            "bad-size",
+                            Code::BadSize,
                             v.span(),
                             if size == 0 {
                                 "a tmpfs of size 0 would be unlimited".to_string()
@@ -1028,7 +1029,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 let mut owner_id = |key: &str| -> u32 {
                     table
                         .get(key)
-                        .and_then(|v| ctx.integer(key, v, 0..=i64::from(i32::MAX), "bad-uid"))
+                        .and_then(|v| ctx.integer(key, v, 0..=i64::from(i32::MAX), Code::BadUid))
                         .and_then(|n| u32::try_from(n).ok())
                         .unwrap_or(0)
                 };
@@ -1073,7 +1074,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
         if let Some(first) = targets.get(&target) {
             let line = ctx.place(*first, at.start);
             ctx.error(
-                "duplicate-mount-target",
+                Code::DuplicateMountTarget,
                 at,
                 format!("two mounts of this step use the target `{target}`"),
                 format!("`{target}` is already a mount target on {line}"),
@@ -1136,7 +1137,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
             if *key == "enable" && values::is_template_without_instance(&unit.name) {
                 let suggestion = unit.name.replacen("@.", "@instance.", 1);
                 ctx.error(
-                    "template-unit",
+                    Code::TemplateUnit,
                     ctx.unspan(unit.span),
                     format!(
                         "`{}` is a template and cannot be enabled without an instance",
@@ -1151,7 +1152,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                 Some((other, first)) if other == key => {
                     let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.warning(
-                        "duplicate-unit",
+                        Code::DuplicateUnit,
                         ctx.unspan(unit.span),
                         format!("`{}` is listed twice in `{key}`", unit.name),
                         format!("already listed on {line}"),
@@ -1161,7 +1162,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                 Some((other, first)) => {
                     let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.error(
-                        "conflicting-unit-state",
+                        Code::ConflictingUnitState,
                         ctx.unspan(unit.span),
                         format!("`{}` is in both `{other}` and `{key}`", unit.name),
                         format!("already in `{other}` on {line}"),
@@ -1211,7 +1212,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         if let Some(unit) = units_one(ctx, "target", v, ".target") {
             if !unit.name.ends_with(".target") {
                 ctx.error(
-                    "bad-target",
+                    Code::BadTarget,
                     v.span(),
                     format!("`{}` is not a target unit", unit.name),
                     "not a `.target`",
@@ -1219,7 +1220,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
                 );
             } else if EARLY_BOOT_TARGETS.contains(&unit.name.as_str()) {
                 ctx.warning(
-                    "early-boot-target",
+                    Code::EarlyBootTarget,
                     v.span(),
                     format!("`{}` is reached early in boot, before ordinary services", unit.name),
                     "early-boot target",
@@ -1247,7 +1248,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
             systemd.container = container.into_inner();
         } else {
             ctx.error(
-                "bad-container-name",
+                Code::BadContainerName,
                 container.span(),
                 format!("`{}` is not a valid `container` value", container.get_ref()),
                 "expected lowercase letters, digits and `-`",
@@ -1262,7 +1263,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         if let Some(timeout) = ctx.duration("stop_timeout", v) {
             if timeout.is_zero() || timeout > MAX_STOP_TIMEOUT {
                 ctx.error(
-                    "bad-duration",
+                    Code::BadDuration,
                     v.span(),
                     "`stop_timeout` must be more than 0 and at most 1h",
                     "out of range",
@@ -1319,7 +1320,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
         for (key, value) in ctx.string_map("labels", v) {
             if key.get_ref().is_empty() {
                 ctx.error(
-                    "bad-label",
+                    Code::BadLabel,
                     key.span(),
                     "a label key is empty",
                     "empty key",
@@ -1344,7 +1345,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
                 },
                 other => {
                     ctx.error(
-                        "wrong-type",
+                        Code::WrongType,
                         item.span(),
                         format!("expected a port, found {}", super::walk::type_name(other)),
                         "expected a port",

@@ -12,7 +12,7 @@ use toml::de::{DeString, DeTable, DeValue};
 
 use super::interpolate::{Problem, interpolate};
 use super::values::{self, Invalid, did_you_mean, list};
-use crate::diag::{Diagnostic, FileId, LineIndex, Span};
+use crate::diag::{Code, Diagnostic, FileId, LineIndex, Span};
 use crate::model::Template;
 
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
@@ -189,7 +189,7 @@ impl<'s> Ctx<'s> {
 
     pub fn error(
         &mut self,
-        code: &'static str,
+        code: Code,
         range: Range<usize>,
         message: impl Into<String>,
         label: impl Into<String>,
@@ -203,7 +203,7 @@ impl<'s> Ctx<'s> {
 
     pub fn warning(
         &mut self,
-        code: &'static str,
+        code: Code,
         range: Range<usize>,
         message: impl Into<String>,
         label: impl Into<String>,
@@ -240,13 +240,13 @@ impl<'s> Ctx<'s> {
             } else {
                 format!("unknown key `{name}` in {}", table.what)
             };
-            self.error("unknown-key", key.span(), message, "unknown key", help);
+            self.error(Code::UnknownKey, key.span(), message, "unknown key", help);
         }
     }
 
     fn wrong_type(&mut self, value: &Value<'_>, expected: &str, help: String) {
         self.error(
-            "wrong-type",
+            Code::WrongType,
             value.span(),
             format!("expected {expected}, found {}", type_name(value.get_ref())),
             format!("expected {expected}"),
@@ -264,7 +264,7 @@ impl<'s> Ctx<'s> {
         let value = table.get(key);
         if value.is_none() && !table.typos.contains(&key) {
             self.error(
-                "missing-key",
+                Code::MissingKey,
                 table.span.clone(),
                 format!("{} is missing the required key `{key}`", table.what),
                 format!("`{key}` is required here"),
@@ -431,7 +431,7 @@ impl<'s> Ctx<'s> {
             ),
         };
         self.error(
-            "bad-value",
+            Code::BadValue,
             value.span(),
             format!("`{}` is not a valid value for `{key}`", s.get_ref()),
             format!("expected one of {}", list(&names)),
@@ -446,7 +446,7 @@ impl<'s> Ctx<'s> {
         key: &str,
         value: &Value<'_>,
         range: std::ops::RangeInclusive<i64>,
-        code: &'static str,
+        code: Code,
     ) -> Option<i64> {
         if !matches!(value.get_ref(), DeValue::Integer(_)) {
             self.wrong_type(
@@ -508,7 +508,7 @@ impl<'s> Ctx<'s> {
                     _ => ("a decimal", "read as a decimal number"),
                 };
                 self.error(
-                    "bad-mode",
+                    Code::BadMode,
                     value.span(),
                     format!("`{key}` is {kind} integer, but modes are octal"),
                     label,
@@ -533,7 +533,8 @@ impl<'s> Ctx<'s> {
                     .ok()
             }
             DeValue::Integer(_) => {
-                let seconds = self.integer(key, value, 0..=i64::from(u32::MAX), "bad-duration")?;
+                let seconds =
+                    self.integer(key, value, 0..=i64::from(u32::MAX), Code::BadDuration)?;
                 Some(std::time::Duration::from_secs(seconds.unsigned_abs()))
             }
             _ => {
@@ -558,7 +559,7 @@ impl<'s> Ctx<'s> {
                     .ok()
             }
             DeValue::Integer(_) => self
-                .integer(key, value, 0..=i64::MAX, "bad-size")
+                .integer(key, value, 0..=i64::MAX, Code::BadSize)
                 .map(i64::unsigned_abs),
             _ => {
                 self.wrong_type(
@@ -620,7 +621,7 @@ impl<'s> Ctx<'s> {
                         ),
                     };
                     self.error(
-                        "undeclared-arg",
+                        Code::UndeclaredArg,
                         at,
                         format!("build argument `{name}` is not declared"),
                         "not declared in `[args]`",
@@ -630,7 +631,7 @@ impl<'s> Ctx<'s> {
                 Problem::Unterminated { range: inner } => {
                     let at = self.inner_range(&range, s, inner);
                     self.error(
-                        "unterminated-interpolation",
+                        Code::UnterminatedInterpolation,
                         at,
                         "`${` is not closed by `}`",
                         "unterminated `${`",
@@ -640,7 +641,7 @@ impl<'s> Ctx<'s> {
                 Problem::BadName { name, range: inner } => {
                     let at = self.inner_range(&range, s, inner);
                     self.error(
-                        "bad-interpolation",
+                        Code::BadInterpolation,
                         at,
                         format!("`${{{name}}}` does not name a build argument"),
                         "not a build-argument reference",
