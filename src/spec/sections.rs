@@ -232,38 +232,36 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
         .require(&table, "from", "\"debian:bookworm\"")
         .and_then(|v| ctx.string("from", v));
     if let Some(from) = &from {
-        if let Err(e) = values::check_image_reference(from.get_ref()) {
-            ctx.invalid(from.span(), e, "not an image reference");
+        if let Err(e) = values::check_image_reference(&from.value) {
+            ctx.invalid(from.span, e, "not an image reference");
         }
     }
     let platform = table
         .get("platform")
         .and_then(|v| ctx.string("platform", v));
     if let Some(platform) = &platform {
-        if let Err(e) = values::check_platform(platform.get_ref()) {
-            ctx.invalid(platform.span(), e, "not a platform");
+        if let Err(e) = values::check_platform(&platform.value) {
+            ctx.invalid(platform.span, e, "not a platform");
         }
     }
     let mut platforms = Vec::new();
     if let Some(value) = table.get("platforms") {
         let items = ctx.strings("platforms", value);
         for item in &items {
-            match values::check_platform(item.get_ref()) {
-                Ok(()) => {
-                    platforms.push(Spanned::new(item.get_ref().clone(), ctx.span(item.span())))
-                }
-                Err(e) => ctx.invalid(item.span(), e, "not a platform"),
+            match values::check_platform(&item.value) {
+                Ok(()) => platforms.push(item.clone()),
+                Err(e) => ctx.invalid(item.span, e, "not a platform"),
             }
         }
         if let (Some(one), Some(first)) = (&platform, items.first()) {
             ctx.error(
                 Code::ConflictingKeys,
-                first.span(),
+                first.span,
                 "`platform` and `platforms` are both set",
                 "set one of them",
                 format!(
                     "keep `platforms` and add {:?} to it, or keep `platform` alone",
-                    one.get_ref()
+                    &one.value
                 ),
             );
         }
@@ -271,17 +269,13 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
     let title = table
         .get("title")
         .and_then(|v| ctx.string("title", v))
-        .map(|s| s.into_inner());
+        .map(|s| s.value);
     let description = table
         .get("description")
         .and_then(|v| ctx.string("description", v))
-        .map(|s| s.into_inner());
+        .map(|s| s.value);
     let span = ctx.span(table.span.clone());
-    let from = from.map_or_else(
-        || Spanned::new(String::new(), span),
-        |s| Spanned::new(s.get_ref().clone(), ctx.span(s.span())),
-    );
-    let platform = platform.map(|s| Spanned::new(s.get_ref().clone(), ctx.span(s.span())));
+    let from = from.unwrap_or_else(|| Spanned::new(String::new(), span));
     Some(Image {
         from,
         platform,
@@ -306,9 +300,9 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
         };
         let mut out = Vec::new();
         for name in ctx.strings(key, value) {
-            match values::check_package_name(name.get_ref()) {
-                Ok(()) => out.push(Spanned::new(name.get_ref().clone(), ctx.span(name.span()))),
-                Err(e) => ctx.invalid(name.span(), e, "not a package name"),
+            match values::check_package_name(&name.value) {
+                Ok(()) => out.push(name.clone()),
+                Err(e) => ctx.invalid(name.span, e, "not a package name"),
             }
         }
         out
@@ -371,7 +365,7 @@ fn exactly_one(
 
 fn owner(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Owner> {
     let s = ctx.string("owner", value)?;
-    values::parse_owner(s.get_ref())
+    values::parse_owner(&s.value)
         .map_err(|e| ctx.invalid(value.span(), e, "not an owner"))
         .ok()
 }
@@ -390,7 +384,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
         let src = table
             .get("src")
             .and_then(|v| ctx.context_path("src", v))
-            .map(|p| FileSource::Context(p.into_inner()));
+            .map(|p| FileSource::Context(p.value));
         let content = table
             .get("content")
             .and_then(|v| ctx.raw_string("content", v))
@@ -398,11 +392,11 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
         let source = src.or(content);
         let from = table.get("from").and_then(|v| {
             let name = ctx.string("from", v)?;
-            if !values::is_context_name(name.get_ref()) {
+            if !values::is_context_name(&name.value) {
                 ctx.error(
                     Code::BadContextName,
                     v.span(),
-                    format!("`{}` is not a build-context name", name.get_ref()),
+                    format!("`{}` is not a build-context name", &name.value),
                     "not a context name",
                     "name a context passed as `--build-context NAME=…`: letters, digits, `_`, `.` and `-`, starting with a letter or digit; leave `from` out for the main context",
                 );
@@ -418,19 +412,19 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
                 );
                 return None;
             }
-            Some(name.into_inner())
+            Some(name.value)
         });
         let dest_value = ctx.require(&table, "dest", "\"/etc/app/app.conf\"");
         let raw_dest = dest_value.and_then(|v| ctx.string("dest", v));
         let mut dest = None;
         if let Some(raw) = &raw_dest {
-            match values::normalize_absolute_path(raw.get_ref()) {
+            match values::normalize_absolute_path(&raw.value) {
                 Ok(path) => dest = Some(path),
-                Err(e) => ctx.invalid(raw.span(), e, "must be absolute"),
+                Err(e) => ctx.invalid(raw.span, e, "must be absolute"),
             }
         }
         if let (Some(raw), Some(d)) = (&raw_dest, &mut dest) {
-            let into_dir = raw.get_ref().ends_with('/') || d == "/";
+            let into_dir = raw.value.ends_with('/') || d == "/";
             match &source {
                 Some(FileSource::Context(src)) if into_dir && src != "." => {
                     let base = src.rsplit('/').next().unwrap_or(src);
@@ -442,10 +436,10 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
                 }
                 Some(FileSource::Content(_)) if into_dir => ctx.error(
                     Code::BadDest,
-                    raw.span(),
+                    raw.span,
                     format!(
                         "`{}` is a directory, but inline `content` needs a file path",
-                        raw.get_ref()
+                        &raw.value
                     ),
                     "names a directory",
                     "write the full path of the file to create, such as \"/etc/motd\"",
@@ -479,25 +473,25 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             .require(&table, "name", "\"admin\"")
             .and_then(|v| ctx.string("name", v));
         if let Some(name) = &name {
-            if !values::is_user_name(name.get_ref()) {
+            if !values::is_user_name(&name.value) {
                 ctx.error(
                     Code::BadUserName,
-                    name.span(),
-                    format!("`{}` is not a valid user name", name.get_ref()),
+                    name.span,
+                    format!("`{}` is not a valid user name", &name.value),
                     "invalid user name",
                     "user names start with a lowercase letter or `_`, hold lowercase letters, digits, `_` and `-`, and are at most 32 characters",
                 );
-            } else if let Some(first) = names.get(name.get_ref()) {
-                let line = ctx.place(*first, name.span().start);
+            } else if let Some(first) = names.get(&name.value) {
+                let line = ctx.place(*first, ctx.unspan(name.span).start);
                 ctx.error(
                     Code::DuplicateUser,
-                    name.span(),
-                    format!("user `{}` is declared twice", name.get_ref()),
-                    format!("`{}` is already declared on {line}", name.get_ref()),
+                    name.span,
+                    format!("user `{}` is declared twice", &name.value),
+                    format!("`{}` is already declared on {line}", &name.value),
                     "merge the two `[[users]]` entries into one",
                 );
             } else {
-                names.insert(name.get_ref().clone(), name.span().start);
+                names.insert(name.value.clone(), ctx.unspan(name.span).start);
             }
         }
         let uid = table.get("uid").and_then(|v| {
@@ -505,11 +499,11 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
                 .map(|n| (n, v.span()))
         });
         if let (Some((0, span)), Some(name)) = (&uid, &name) {
-            if name.get_ref() != "root" {
+            if &name.value != "root" {
                 ctx.error(
                     Code::BadUid,
                     span.clone(),
-                    format!("uid 0 is root's; `{}` cannot have it", name.get_ref()),
+                    format!("uid 0 is root's; `{}` cannot have it", &name.value),
                     "root's uid",
                     "give the user a uid of its own, such as 1000, or leave `uid` out to let the system choose; add it to a group such as `sudo` or `wheel` for privileges",
                 );
@@ -533,13 +527,13 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         let mut groups = Vec::new();
         if let Some(v) = table.get("groups") {
             for group in ctx.strings("groups", v) {
-                if values::is_user_name(group.get_ref()) {
-                    groups.push(group.into_inner());
+                if values::is_user_name(&group.value) {
+                    groups.push(group.value);
                 } else {
                     ctx.error(
                         Code::BadGroupName,
-                        group.span(),
-                        format!("`{}` is not a valid group name", group.get_ref()),
+                        group.span,
+                        format!("`{}` is not a valid group name", &group.value),
                         "invalid group name",
                         "group names start with a lowercase letter or `_` and hold lowercase letters, digits, `_` and `-`",
                     );
@@ -550,13 +544,13 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             .get("shell")
             .and_then(|v| ctx.string("shell", v))
             .and_then(
-                |shell| match values::normalize_absolute_path(shell.get_ref()) {
+                |shell| match values::normalize_absolute_path(&shell.value) {
                     Ok(path) => Some(path),
                     Err(mut e) => {
                         e.help =
                             "write the absolute path of the login shell, such as \"/bin/bash\""
                                 .to_string();
-                        ctx.invalid(shell.span(), e, "must be absolute");
+                        ctx.invalid(shell.span, e, "must be absolute");
                         None
                     }
                 },
@@ -567,13 +561,13 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             for item in ctx.array("authorized_keys", v) {
                 if let Some(path) = ctx.context_path("authorized_keys", item) {
                     authorized_key_spans.push(ctx.span(item.span()));
-                    authorized_keys.push(path.into_inner());
+                    authorized_keys.push(path.value);
                 }
             }
         }
         if let Some(name) = name {
             out.push(User {
-                name: name.into_inner(),
+                name: name.value,
                 uid: uid.and_then(|(n, _)| u32::try_from(n).ok()),
                 groups,
                 shell,
@@ -700,35 +694,35 @@ fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<(String, 
     let mut out = Vec::new();
     for (name, value) in ctx.string_map("env", value) {
         let control = value
-            .get_ref()
+            .value
             .chars()
             .find(|c| c.is_control() && *c != '\t' && *c != '\n');
         if let (true, Some(c)) = (for_systemd, control) {
             ctx.error(
                 Code::ControlCharacter,
-                value.span(),
+                value.span,
                 format!(
                     "the value of `{}` holds the control character {c:?}",
-                    name.get_ref()
+                    &name.value
                 ),
                 "control character",
                 "`[config] env` values are written into a systemd setting; remove the control character (check the build arguments interpolated here)",
             );
-        } else if RESERVED_ENV.contains(&name.get_ref().as_str()) {
+        } else if RESERVED_ENV.contains(&name.value.as_str()) {
             ctx.error(
                 Code::ReservedEnvName,
-                name.span(),
-                format!("`{}` is set by sysfile and cannot be set here", name.get_ref()),
+                name.span,
+                format!("`{}` is set by sysfile and cannot be set here", &name.value),
                 "reserved",
                 "`container=` comes from `[systemd] container`; `SYSTEMD_OFFLINE` is set in build steps only and must never reach services",
             );
-        } else if values::is_env_name(name.get_ref()) {
-            out.push((name.into_inner(), value.into_inner()));
+        } else if values::is_env_name(&name.value) {
+            out.push((name.value, value.value));
         } else {
             ctx.error(
                 Code::BadEnvName,
-                name.span(),
-                format!("`{}` is not a valid environment variable name", name.get_ref()),
+                name.span,
+                format!("`{}` is not a valid environment variable name", &name.value),
                 "invalid name",
                 "environment variable names start with a letter or `_` and hold letters, digits and `_`",
             );
@@ -765,7 +759,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                 let value = if verbatim {
                     ctx.raw_string("argv", item)
                 } else {
-                    ctx.string("argv", item).map(|s| s.into_inner())
+                    ctx.string("argv", item).map(|s| s.value)
                 };
                 if let Some(value) = value {
                     argv.push(value);
@@ -809,7 +803,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
         let name = table
             .get("name")
             .and_then(|v| ctx.string("name", v))
-            .map(|s| s.into_inner());
+            .map(|s| s.value);
         let env = table
             .get("env")
             .map(|v| env(ctx, v, false))
@@ -817,11 +811,11 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
         let workdir = table
             .get("workdir")
             .and_then(|v| ctx.absolute_path("workdir", v))
-            .map(|s| s.into_inner());
+            .map(|s| s.value);
         let user = table
             .get("user")
             .and_then(|v| ctx.string("user", v))
-            .map(|s| s.into_inner());
+            .map(|s| s.value);
         if let (Some(user), Some(v)) = (&user, table.get("user")) {
             if let Err(e) = values::parse_owner(user) {
                 ctx.error(
@@ -865,7 +859,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
 /// A mount target: absolute, normalised, not `/`.
 fn mount_target(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<String> {
     let target = ctx.absolute_path("target", value)?;
-    if target.get_ref() == "/" {
+    if &target.value == "/" {
         ctx.error(
             Code::MountOnRoot,
             value.span(),
@@ -875,7 +869,7 @@ fn mount_target(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<String> {
         );
         return None;
     }
-    Some(target.into_inner())
+    Some(target.value)
 }
 
 fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
@@ -934,15 +928,15 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             "bind" => {
                 let from = match table.get("from").and_then(|v| ctx.string("from", v)) {
                     None => Some(BindFrom::Context),
-                    Some(from) if from.get_ref() == "context" => Some(BindFrom::Context),
-                    Some(from) => match values::check_image_reference(from.get_ref()) {
-                        Ok(()) => Some(BindFrom::Image(from.into_inner())),
+                    Some(from) if &from.value == "context" => Some(BindFrom::Context),
+                    Some(from) => match values::check_image_reference(&from.value) {
+                        Ok(()) => Some(BindFrom::Image(from.value)),
                         Err(mut e) => {
                             e.help = format!(
                                 "`from` is \"context\" (the default) or an image reference; {}",
                                 e.help
                             );
-                            ctx.invalid(from.span(), e, "not an image reference");
+                            ctx.invalid(from.span, e, "not an image reference");
                             None
                         }
                     },
@@ -950,12 +944,8 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 let source = ctx
                     .require(&table, "source", "\"dir\"")
                     .and_then(|v| match from {
-                        Some(BindFrom::Image(_)) => {
-                            ctx.absolute_path("source", v).map(|s| s.into_inner())
-                        }
-                        Some(BindFrom::Context) => {
-                            ctx.context_path("source", v).map(|s| s.into_inner())
-                        }
+                        Some(BindFrom::Image(_)) => ctx.absolute_path("source", v).map(|s| s.value),
+                        Some(BindFrom::Context) => ctx.context_path("source", v).map(|s| s.value),
                         // `from` is wrong: whether `source` is right cannot be told.
                         None => None,
                     });
@@ -1095,8 +1085,8 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
 /// A mount `id` (secret, cache or SSH agent), checked by character set.
 fn id_value(ctx: &mut Ctx<'_>, value: &Value<'_>, kind: values::IdKind) -> Option<String> {
     let id = ctx.string("id", value)?;
-    match values::check_id(id.get_ref(), kind) {
-        Ok(()) => Some(id.into_inner()),
+    match values::check_id(&id.value, kind) {
+        Ok(()) => Some(id.value),
         Err(e) => {
             ctx.invalid(value.span(), e, "not a valid id");
             None
@@ -1108,12 +1098,12 @@ fn id_value(ctx: &mut Ctx<'_>, value: &Value<'_>, kind: values::IdKind) -> Optio
 fn units(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &str) -> Vec<Unit> {
     let mut out = Vec::new();
     for name in ctx.strings(key, value) {
-        match values::normalize_unit(name.get_ref(), default_suffix) {
+        match values::normalize_unit(&name.value, default_suffix) {
             Ok(unit) => out.push(Unit {
                 name: unit,
-                span: ctx.span(name.span()),
+                span: name.span,
             }),
-            Err(e) => ctx.invalid(name.span(), e, "not a unit name"),
+            Err(e) => ctx.invalid(name.span, e, "not a unit name"),
         }
     }
     out
@@ -1138,7 +1128,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                 let suggestion = unit.name.replacen("@.", "@instance.", 1);
                 ctx.error(
                     Code::TemplateUnit,
-                    ctx.unspan(unit.span),
+                    unit.span,
                     format!(
                         "`{}` is a template and cannot be enabled without an instance",
                         unit.name
@@ -1153,7 +1143,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                     let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.warning(
                         Code::DuplicateUnit,
-                        ctx.unspan(unit.span),
+                        unit.span,
                         format!("`{}` is listed twice in `{key}`", unit.name),
                         format!("already listed on {line}"),
                         "remove the repeated entry",
@@ -1163,7 +1153,7 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                     let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.error(
                         Code::ConflictingUnitState,
-                        ctx.unspan(unit.span),
+                        unit.span,
                         format!("`{}` is in both `{other}` and `{key}`", unit.name),
                         format!("already in `{other}` on {line}"),
                         format!(
@@ -1239,18 +1229,18 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         .get("container")
         .and_then(|v| ctx.string("container", v))
     {
-        let ok = !container.get_ref().is_empty()
+        let ok = !container.value.is_empty()
             && container
-                .get_ref()
+                .value
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
-            systemd.container = container.into_inner();
+            systemd.container = container.value;
         } else {
             ctx.error(
                 Code::BadContainerName,
-                container.span(),
-                format!("`{}` is not a valid `container` value", container.get_ref()),
+                container.span,
+                format!("`{}` is not a valid `container` value", &container.value),
                 "expected lowercase letters, digits and `-`",
                 "write a lowercase name such as \"docker\", \"podman\" or \"oci\"",
             );
@@ -1294,13 +1284,13 @@ fn units_one(
     default_suffix: &str,
 ) -> Option<Unit> {
     let name = ctx.string(key, value)?;
-    match values::normalize_unit(name.get_ref(), default_suffix) {
+    match values::normalize_unit(&name.value, default_suffix) {
         Ok(unit) => Some(Unit {
             name: unit,
-            span: ctx.span(name.span()),
+            span: name.span,
         }),
         Err(e) => {
-            ctx.invalid(name.span(), e, "not a unit name");
+            ctx.invalid(name.span, e, "not a unit name");
             None
         }
     }
@@ -1318,16 +1308,16 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
     let mut labels = BTreeMap::new();
     if let Some(v) = table.get("labels") {
         for (key, value) in ctx.string_map("labels", v) {
-            if key.get_ref().is_empty() {
+            if key.value.is_empty() {
                 ctx.error(
                     Code::BadLabel,
-                    key.span(),
+                    key.span,
                     "a label key is empty",
                     "empty key",
                     "label keys are names such as \"org.example.team\"",
                 );
             } else {
-                labels.insert(key.into_inner(), value.into_inner());
+                labels.insert(key.value, value.value);
             }
         }
     }
@@ -1340,7 +1330,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
                     values::port_number(integer_value(item.get_ref()).unwrap_or(-1))
                 }
                 DeValue::String(_) => match ctx.string("expose", item) {
-                    Some(s) => values::parse_port(s.get_ref()),
+                    Some(s) => values::parse_port(&s.value),
                     None => continue,
                 },
                 other => {
@@ -1365,14 +1355,14 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
     if let Some(v) = table.get("volumes") {
         for item in ctx.array("volumes", v) {
             if let Some(path) = ctx.absolute_path("volumes", item) {
-                volumes.push(path.into_inner());
+                volumes.push(path.value);
             }
         }
     }
     let workdir = table
         .get("workdir")
         .and_then(|v| ctx.absolute_path("workdir", v))
-        .map(|s| s.into_inner());
+        .map(|s| s.value);
     Config {
         env,
         labels,

@@ -747,7 +747,10 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(normalize_context_path("").unwrap_err().code, Code::EmptyPath);
+        assert_eq!(
+            normalize_context_path("").unwrap_err().code,
+            Code::EmptyPath
+        );
     }
 
     #[test]

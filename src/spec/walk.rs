@@ -7,16 +7,15 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::interpolate::{Problem, interpolate};
 use super::values::{self, Invalid, did_you_mean, list};
 use crate::diag::{Code, Diagnostic, FileId, LineIndex, Span};
-use crate::model::Template;
+use crate::model::{Spanned, Template};
 
-pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
-pub(crate) type Key<'i> = Spanned<DeString<'i>>;
+pub(crate) type Value<'i> = toml::Spanned<DeValue<'i>>;
+pub(crate) type Key<'i> = toml::Spanned<DeString<'i>>;
 
 /// One TOML table of the spec, its entries in source order.
 pub(crate) struct Table<'t, 'i> {
@@ -121,6 +120,24 @@ pub(crate) struct Ctx<'s> {
     suggestions_left: usize,
 }
 
+/// Where a problem is: a range of the walk's text (a raw TOML value's) or a span of one file
+/// (a model value's).
+pub(crate) trait At {
+    fn span(self, ctx: &Ctx<'_>) -> Span;
+}
+
+impl At for Range<usize> {
+    fn span(self, ctx: &Ctx<'_>) -> Span {
+        ctx.span(self)
+    }
+}
+
+impl At for Span {
+    fn span(self, _: &Ctx<'_>) -> Span {
+        self
+    }
+}
+
 impl<'s> Ctx<'s> {
     /// A walk over `text`, made of `segments` (sorted by base); `main` is the main Sysfile's.
     pub fn new(text: &'s str, segments: Vec<Segment>, main: usize) -> Ctx<'s> {
@@ -190,12 +207,12 @@ impl<'s> Ctx<'s> {
     pub fn error(
         &mut self,
         code: Code,
-        range: Range<usize>,
+        range: impl At,
         message: impl Into<String>,
         label: impl Into<String>,
         help: impl Into<String>,
     ) {
-        let diagnostic = Diagnostic::error(code, self.span(range), message)
+        let diagnostic = Diagnostic::error(code, range.span(self), message)
             .with_label(label)
             .with_help(help);
         self.diagnostics.push(diagnostic);
@@ -204,19 +221,19 @@ impl<'s> Ctx<'s> {
     pub fn warning(
         &mut self,
         code: Code,
-        range: Range<usize>,
+        range: impl At,
         message: impl Into<String>,
         label: impl Into<String>,
         help: impl Into<String>,
     ) {
-        let diagnostic = Diagnostic::warning(code, self.span(range), message)
+        let diagnostic = Diagnostic::warning(code, range.span(self), message)
             .with_label(label)
             .with_help(help);
         self.diagnostics.push(diagnostic);
     }
 
     /// Reports a value rejected by one of the `values` checks.
-    pub fn invalid(&mut self, range: Range<usize>, invalid: Invalid, label: impl Into<String>) {
+    pub fn invalid(&mut self, range: impl At, invalid: Invalid, label: impl Into<String>) {
         self.error(invalid.code, range, invalid.message, label, invalid.help);
     }
 
@@ -332,7 +349,7 @@ impl<'s> Ctx<'s> {
             let span = self.span(value.span());
             self.templates.push(Template { span, text: raw });
         }
-        Some(Spanned::new(value.span(), out))
+        Some(Spanned::new(out, self.span(value.span())))
     }
 
     /// A string used verbatim (shell scripts, file contents).
@@ -405,7 +422,10 @@ impl<'s> Ctx<'s> {
         let mut out = Vec::new();
         for (k, v) in table.entries {
             if let Some(s) = self.string(k.get_ref(), v) {
-                out.push((Spanned::new(k.span(), k.get_ref().to_string()), s));
+                out.push((
+                    Spanned::new(k.get_ref().to_string(), self.span(k.span())),
+                    s,
+                ));
             }
         }
         out
@@ -419,11 +439,11 @@ impl<'s> Ctx<'s> {
         choices: &[(&str, T)],
     ) -> Option<T> {
         let s = self.string(key, value)?;
-        if let Some((_, v)) = choices.iter().find(|(name, _)| *name == s.get_ref()) {
+        if let Some((_, v)) = choices.iter().find(|(name, _)| *name == s.value) {
             return Some(*v);
         }
         let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-        let help = match did_you_mean(s.get_ref(), names.iter().copied()) {
+        let help = match did_you_mean(&s.value, names.iter().copied()) {
             Some(candidate) => format!("did you mean \"{candidate}\"?"),
             None => format!(
                 "write one of them, such as `{key} = \"{}\"`",
@@ -433,7 +453,7 @@ impl<'s> Ctx<'s> {
         self.error(
             Code::BadValue,
             value.span(),
-            format!("`{}` is not a valid value for `{key}`", s.get_ref()),
+            format!("`{}` is not a valid value for `{key}`", &s.value),
             format!("expected one of {}", list(&names)),
             help,
         );
@@ -480,7 +500,7 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(_) => {
                 let s = self.string(key, value)?;
-                values::parse_mode(s.get_ref())
+                values::parse_mode(&s.value)
                     .map_err(|e| self.invalid(value.span(), e, "not an octal mode"))
                     .ok()
             }
@@ -528,7 +548,7 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(_) => {
                 let s = self.string(key, value)?;
-                values::parse_duration(s.get_ref())
+                values::parse_duration(&s.value)
                     .map_err(|e| self.invalid(value.span(), e, "not a duration"))
                     .ok()
             }
@@ -554,7 +574,7 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(_) => {
                 let s = self.string(key, value)?;
-                values::parse_size(s.get_ref())
+                values::parse_size(&s.value)
                     .map_err(|e| self.invalid(value.span(), e, "not a size"))
                     .ok()
             }
@@ -575,8 +595,8 @@ impl<'s> Ctx<'s> {
     /// A build-context path, normalised.
     pub fn context_path(&mut self, key: &str, value: &Value<'_>) -> Option<Spanned<String>> {
         let s = self.string(key, value)?;
-        match values::normalize_context_path(s.get_ref()) {
-            Ok(path) => Some(Spanned::new(value.span(), path)),
+        match values::normalize_context_path(&s.value) {
+            Ok(path) => Some(Spanned::new(path, s.span)),
             Err(e) => {
                 self.invalid(value.span(), e, "not a path inside the build context");
                 None
@@ -587,8 +607,8 @@ impl<'s> Ctx<'s> {
     /// An absolute path in the image, normalised.
     pub fn absolute_path(&mut self, key: &str, value: &Value<'_>) -> Option<Spanned<String>> {
         let s = self.string(key, value)?;
-        match values::normalize_absolute_path(s.get_ref()) {
-            Ok(path) => Some(Spanned::new(value.span(), path)),
+        match values::normalize_absolute_path(&s.value) {
+            Ok(path) => Some(Spanned::new(path, s.span)),
             Err(e) => {
                 self.invalid(value.span(), e, "must be absolute");
                 None
