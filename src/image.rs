@@ -110,7 +110,7 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
     }
     config.insert("Env".into(), json!(env(spec, &config)));
     config.insert("StopSignal".into(), json!("SIGRTMIN+3"));
-    match health_command(spec.systemd.health) {
+    match health_command(spec.systemd.health.value) {
         Some(cmd) => {
             config.insert(
                 "Healthcheck".into(),
@@ -206,8 +206,8 @@ fn env(spec: &Spec, config: &Map<String, Value>) -> Vec<String> {
         );
     }
     set("container", &spec.systemd.container);
-    for (k, v) in &spec.config.env {
-        set(k, v);
+    for entry in &spec.config.env {
+        set(&entry.name.value, &entry.value.value);
     }
     env.retain(|(k, _)| k != "SYSTEMD_OFFLINE");
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
@@ -274,7 +274,7 @@ fn labels(
             inputs.base_digest.clone(),
         );
     }
-    let stop = engine_stop_timeout(spec.systemd.stop_timeout);
+    let stop = engine_stop_timeout(spec.systemd.stop_timeout.value);
     let p = LABEL_PREFIX;
     labels.insert(
         format!("{p}.version"),
@@ -311,7 +311,7 @@ fn labels(
     labels.insert(format!("{p}.runtime.docker"), docker_flags(stop));
     labels.insert(
         format!("{p}.health.cmd"),
-        health_command(spec.systemd.health)
+        health_command(spec.systemd.health.value)
             .unwrap_or("")
             .to_string(),
     );
@@ -319,8 +319,8 @@ fn labels(
         "RUN".into(),
         format!("podman run -d --name NAME --systemd=always -t --stop-timeout={stop} IMAGE"),
     );
-    for (k, v) in &spec.config.labels {
-        labels.insert(k.clone(), v.clone());
+    for entry in &spec.config.labels {
+        labels.insert(entry.name.value.clone(), entry.value.value.clone());
     }
     for (k, v) in &inputs.extra_labels {
         labels.insert(k.clone(), v.clone());
@@ -371,13 +371,13 @@ mod tests {
         );
         let spec = loaded.spec.unwrap();
         assert_eq!(
-            spec.systemd.stop_timeout,
+            spec.systemd.stop_timeout.value,
             crate::model::DEFAULT_STOP_TIMEOUT
         );
         let (labels, _) = crate::runtime::labels::parse_labels(&Default::default());
         assert_eq!(
             u64::from(labels.stop_timeout),
-            engine_stop_timeout(spec.systemd.stop_timeout)
+            engine_stop_timeout(spec.systemd.stop_timeout.value)
         );
         assert_eq!(DEFAULT_ENGINE_STOP_TIMEOUT, 30);
     }

@@ -5,7 +5,6 @@
 //! normalised, unit names carry their suffix, build arguments are already
 //! interpolated, durations and sizes are numbers.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::diag::{Code, Diagnostic, Span};
@@ -214,7 +213,8 @@ pub enum FileSource {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEntry {
-    pub source: FileSource,
+    /// `src` or `content`, at its value.
+    pub source: Spanned<FileSource>,
     /// The named build context `src` is taken from (`docker buildx build --build-context
     /// NAME=…`); `None` means the main build context. Always `None` with inline content.
     pub from: Option<String>,
@@ -323,13 +323,15 @@ pub struct RunMount {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunStep {
     pub name: Option<String>,
-    pub command: Command,
+    /// `sh` or `argv`, at its value.
+    pub command: Spanned<Command>,
     /// Extra environment, in declaration order.
-    pub env: Vec<(String, String)>,
+    pub env: Vec<Entry>,
     /// Absolute working directory.
     pub workdir: Option<String>,
     pub user: Option<String>,
-    pub network: Network,
+    /// At its value, or at the step when not set.
+    pub network: Spanned<Network>,
     pub phase: Phase,
     pub mounts: Vec<RunMount>,
     /// The span of this `[[run]]` entry (what a failing step points at).
@@ -384,11 +386,12 @@ pub struct Systemd {
     pub log_level: Option<LogLevel>,
     /// The value of `container=` (default `docker`).
     pub container: String,
-    pub console_logs: bool,
+    /// This and the next two are at their values, or at the `[image]` table when not set.
+    pub console_logs: Spanned<bool>,
     /// systemd's `DefaultTimeoutStopSec` ([`DEFAULT_STOP_TIMEOUT`] unless set); the engine stop
     /// timeout label is derived from it.
-    pub stop_timeout: Duration,
-    pub health: Health,
+    pub stop_timeout: Spanned<Duration>,
+    pub health: Spanned<Health>,
     /// Units never masked by the default mask lists (`[systemd] keep`).
     pub keep: Vec<Unit>,
 }
@@ -405,11 +408,19 @@ pub struct Port {
     pub protocol: Protocol,
 }
 
+/// A `NAME = "value"` entry of an `env` or `labels` table, each side at its own text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: Spanned<String>,
+    pub value: Spanned<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     /// Image `Env` and the manager's `DefaultEnvironment`, in declaration order.
-    pub env: Vec<(String, String)>,
-    pub labels: BTreeMap<String, String>,
+    pub env: Vec<Entry>,
+    /// Sorted by name (a TOML table has each key once).
+    pub labels: Vec<Entry>,
     pub expose: Vec<Port>,
     /// Absolute paths.
     pub volumes: Vec<String>,

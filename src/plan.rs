@@ -207,7 +207,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     }
 
     for file in &spec.files {
-        let (name, action) = match &file.source {
+        let (name, action) = match &file.source.value {
             FileSource::Context(src) => {
                 match &file.from {
                     Some(name) => named_paths
@@ -312,7 +312,7 @@ fn run_step(
     context_paths: &mut BTreeSet<String>,
     named_paths: &mut BTreeMap<String, BTreeSet<String>>,
 ) -> Step {
-    let args = match &run.command {
+    let args = match &run.command.value {
         Command::Shell(script) => vec!["/bin/sh".to_string(), "-c".to_string(), script.clone()],
         Command::Exec(argv) => argv.clone(),
     };
@@ -343,12 +343,19 @@ fn run_step(
                 });
         }
     }
-    let label = run.name.clone().unwrap_or_else(|| match &run.command {
-        Command::Shell(script) => first_line(script),
-        Command::Exec(argv) => argv.join(" "),
-    });
+    let label = run
+        .name
+        .clone()
+        .unwrap_or_else(|| match &run.command.value {
+            Command::Shell(script) => first_line(script),
+            Command::Exec(argv) => argv.join(" "),
+        });
     let mut env = build_args.to_vec();
-    env.extend(run.env.iter().cloned());
+    env.extend(
+        run.env
+            .iter()
+            .map(|e| (e.name.value.clone(), e.value.value.clone())),
+    );
     Step {
         name: shown.show(&format!("[sysfile] run: {label}"), &[run.span]),
         span: run.span,
@@ -358,7 +365,7 @@ fn run_step(
             env,
             workdir: run.workdir.clone(),
             user: run.user.clone(),
-            network: run.network,
+            network: run.network.value,
             mounts: run.mounts.clone(),
             needs_context: false,
             report: false,
@@ -764,21 +771,21 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
     );
     manager.push_str(&format!(
         "DefaultTimeoutStopSec={}\n",
-        duration_for_systemd(spec.systemd.stop_timeout)
+        duration_for_systemd(spec.systemd.stop_timeout.value)
     ));
     if !spec.config.env.is_empty() {
         let assignments: Vec<String> = spec
             .config
             .env
             .iter()
-            .map(|(k, v)| systemd_quote(&format!("{k}={v}")))
+            .map(|e| systemd_quote(&format!("{}={}", e.name.value, e.value.value)))
             .collect();
         manager.push_str(&format!("DefaultEnvironment={}\n", assignments.join(" ")));
     }
     let mut journald = String::from(
         "# Written by sysfile: journald settings for a container.\n[Journal]\nReadKMsg=no\n",
     );
-    if spec.systemd.console_logs {
+    if spec.systemd.console_logs.value {
         journald.push_str("ForwardToConsole=yes\nTTYPath=/dev/console\nMaxLevelConsole=info\n");
     }
     let mut files = vec![

@@ -81,7 +81,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, root: &DeTable<'_>, options: &LoadOptions
         .get("services")
         .map(|v| services(ctx, v))
         .unwrap_or_default();
-    let systemd = systemd(ctx, root.get("systemd"));
+    let systemd = systemd(ctx, root.get("systemd"), &image_span);
     let config = root
         .get("config")
         .map(|v| config(ctx, v))
@@ -384,11 +384,11 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
         let src = table
             .get("src")
             .and_then(|v| ctx.context_path("src", v))
-            .map(|p| FileSource::Context(p.value));
-        let content = table
-            .get("content")
-            .and_then(|v| ctx.raw_string("content", v))
-            .map(FileSource::Content);
+            .map(|p| Spanned::new(FileSource::Context(p.value), p.span));
+        let content = table.get("content").and_then(|v| {
+            let text = ctx.raw_string("content", v)?;
+            Some(Spanned::new(FileSource::Content(text), ctx.span(v.span())))
+        });
         let source = src.or(content);
         let from = table.get("from").and_then(|v| {
             let name = ctx.string("from", v)?;
@@ -402,7 +402,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
                 );
                 return None;
             }
-            if matches!(source, Some(FileSource::Content(_))) {
+            if matches!(source.as_ref().map(|s| &s.value), Some(FileSource::Content(_))) {
                 ctx.error(
                     Code::ConflictingKeys,
                     v.span(),
@@ -425,7 +425,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
         }
         if let (Some(raw), Some(d)) = (&raw_dest, &mut dest) {
             let into_dir = raw.value.ends_with('/') || d == "/";
-            match &source {
+            match source.as_ref().map(|s| &s.value) {
                 Some(FileSource::Context(src)) if into_dir && src != "." => {
                     let base = src.rsplit('/').next().unwrap_or(src);
                     *d = if d == "/" {
@@ -690,7 +690,7 @@ const RESERVED_ENV: [&str; 2] = ["SYSTEMD_OFFLINE", "container"];
 /// With `for_systemd` (`[config] env`, written into the manager's `DefaultEnvironment=`), a
 /// value holding a control character other than tab and newline is rejected: systemd splits
 /// lines at `\r` and NUL, so such a value could add settings of its own.
-fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<(String, String)> {
+fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<Entry> {
     let mut out = Vec::new();
     for (name, value) in ctx.string_map("env", value) {
         let control = value
@@ -717,7 +717,7 @@ fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<(String, 
                 "`container=` comes from `[systemd] container`; `SYSTEMD_OFFLINE` is set in build steps only and must never reach services",
             );
         } else if values::is_env_name(&name.value) {
-            out.push((name.value, value.value));
+            out.push(Entry { name, value });
         } else {
             ctx.error(
                 Code::BadEnvName,
@@ -742,10 +742,12 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             ("argv", "[\"program\", \"arg\"]"),
         );
         // Both are checked even when both are set (a `conflicting-keys` error), to report everything.
-        let sh = table
-            .get("sh")
-            .and_then(|v| ctx.raw_string("sh", v))
-            .map(Command::Shell);
+        let sh = table.get("sh").and_then(|v| {
+            Some(Spanned::new(
+                Command::Shell(ctx.raw_string("sh", v)?),
+                ctx.span(v.span()),
+            ))
+        });
         let argv = table.get("argv").map(|v| {
             // An argv that may run script text is used verbatim, like `sh`: build args reach the
             // script as environment variables, so no argument is ever pasted into script text.
@@ -797,7 +799,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                     "give the program and its arguments, such as `argv = [\"systemctl\", \"preset-all\"]`",
                 );
             }
-            Command::Exec(argv)
+            Spanned::new(Command::Exec(argv), ctx.span(v.span()))
         });
         let command = sh.or(argv);
         let name = table
@@ -829,8 +831,11 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
         }
         let network = table
             .get("network")
-            .and_then(|v| ctx.choice("network", v, Network::CHOICES))
-            .unwrap_or_default();
+            .and_then(|v| {
+                let network = ctx.choice("network", v, Network::CHOICES)?;
+                Some(Spanned::new(network, ctx.span(v.span())))
+            })
+            .unwrap_or_else(|| Spanned::new(Network::Default, ctx.span(table.full_span())));
         let phase = table
             .get("phase")
             .and_then(|v| ctx.choice("phase", v, Phase::CHOICES))
@@ -1180,7 +1185,8 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
     }
 }
 
-fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
+fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>) -> Systemd {
+    let unset = ctx.span(image_span.clone());
     let mut systemd = Systemd {
         target: Unit {
             name: "multi-user.target".to_string(),
@@ -1188,9 +1194,9 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         },
         log_level: None,
         container: "docker".to_string(),
-        console_logs: false,
-        stop_timeout: DEFAULT_STOP_TIMEOUT,
-        health: Health::Running,
+        console_logs: Spanned::new(false, unset),
+        stop_timeout: Spanned::new(DEFAULT_STOP_TIMEOUT, unset),
+        health: Spanned::new(Health::Running, unset),
         keep: Vec::new(),
     };
     let Some(mut table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else {
@@ -1247,7 +1253,10 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         }
     }
     if let Some(v) = table.get("console_logs") {
-        systemd.console_logs = ctx.bool("console_logs", v).unwrap_or_default();
+        systemd.console_logs = Spanned::new(
+            ctx.bool("console_logs", v).unwrap_or_default(),
+            ctx.span(v.span()),
+        );
     }
     if let Some(v) = table.get("stop_timeout") {
         if let Some(timeout) = ctx.duration("stop_timeout", v) {
@@ -1260,15 +1269,14 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
                     "write a duration such as \"20s\" (the default) or \"2m\"",
                 );
             } else {
-                systemd.stop_timeout = timeout;
+                systemd.stop_timeout = Spanned::new(timeout, ctx.span(v.span()));
             }
         }
     }
-    if let Some(health) = table
-        .get("health")
-        .and_then(|v| ctx.choice("health", v, Health::CHOICES))
-    {
-        systemd.health = health;
+    if let Some(v) = table.get("health") {
+        if let Some(health) = ctx.choice("health", v, Health::CHOICES) {
+            systemd.health = Spanned::new(health, ctx.span(v.span()));
+        }
     }
     systemd.keep = table
         .get("keep")
@@ -1305,7 +1313,7 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
         .get("env")
         .map(|v| env(ctx, v, true))
         .unwrap_or_default();
-    let mut labels = BTreeMap::new();
+    let mut labels = Vec::new();
     if let Some(v) = table.get("labels") {
         for (key, value) in ctx.string_map("labels", v) {
             if key.value.is_empty() {
@@ -1317,9 +1325,10 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
                     "label keys are names such as \"org.example.team\"",
                 );
             } else {
-                labels.insert(key.value, value.value);
+                labels.push(Entry { name: key, value });
             }
         }
+        labels.sort_by(|a, b| a.name.value.cmp(&b.name.value));
     }
     let mut expose = Vec::new();
     let mut exposed = std::collections::BTreeSet::new();
@@ -1396,7 +1405,7 @@ mod tests {
         options.build_args.insert("X".into(), value.into());
         let loaded = super::super::load(crate::diag::SourceFile::new("Sysfile", text), &options);
         let spec = loaded.spec.expect("loads");
-        match &spec.runs[0].command {
+        match &spec.runs[0].command.value {
             Command::Exec(argv) => argv.clone(),
             Command::Shell(_) => unreachable!("argv gives Exec"),
         }
