@@ -880,7 +880,10 @@ mod tests {
         let spec = loaded.spec.expect("the spec loads");
         let warnings = check(&spec, &loaded.sources);
         let at = |rule: Rule| {
-            let w = warnings.iter().find(|w| w.code == rule.code).expect("the rule fires");
+            let w = warnings
+                .iter()
+                .find(|w| w.code == rule.code)
+                .expect("the rule fires");
             let line = loaded.sources.main().line_col(w.span.start).line;
             (line, &text[w.span.start..w.span.end])
         };

@@ -150,7 +150,11 @@ fn includes_merge_in_order() {
     assert_eq!(env.len(), 2);
     assert_eq!(env["GREETING"], "from main");
     assert_eq!(env["LANG"], "C.UTF-8");
-    let team = spec.config.labels.iter().find(|e| e.name.value == "org.example.team");
+    let team = spec
+        .config
+        .labels
+        .iter()
+        .find(|e| e.name.value == "org.example.team");
     assert_eq!(team.map(|e| e.value.value.as_str()), Some("infra"));
     assert_eq!(spec.systemd.stop_timeout.value.as_secs(), 30);
     // Declared in a fragment, described by its comment there.

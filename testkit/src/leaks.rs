@@ -2,21 +2,12 @@
 //! layer, file and config for given bytes, random secrets to look for, and a throwaway
 //! `ssh-agent`. Shared by `tests/e2e_parity.rs` and `tests/e2e_features.rs`.
 
-#![allow(dead_code)]
-
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("sysfile-e2e-scan-")
-        .tempdir()
-        .unwrap()
-}
 
 /// `n` random bytes as lowercase hex (2n characters), from /dev/urandom.
 pub fn random_hex(n: usize) -> String {
