@@ -398,11 +398,7 @@ fn buildx_print(what: &str, dir: &Path, file: &Path) -> Run {
         .stdin(Stdio::null())
         .output()
         .expect("cannot run docker buildx");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// Panics with a clear message when the frontend does not answer `frontend.<name>` yet; else

@@ -670,11 +670,7 @@ impl Host {
             .stdin(Stdio::null())
             .output()
             .expect("run sysfile");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 
     /// `sysfile run IMAGE --name NAME` on this host; panics unless it printed a container ID.

@@ -102,6 +102,17 @@ impl Run {
     }
 }
 
+impl From<std::process::Output> for Run {
+    /// A finished command's exit code (-1 when a signal ended it) and its output as text.
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 /// Runs a program to completion with stdin closed.
 pub fn run(program: &str, args: &[&str]) -> Run {
     let out = Command::new(program)
@@ -109,11 +120,7 @@ pub fn run(program: &str, args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// `docker ARGS…` against the main daemon.
