@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 use super::LoadOptions;
@@ -404,12 +403,12 @@ fn merge_top<'i>(
     let span = new.span();
     match (kind, old.into_inner(), new.into_inner()) {
         (Some(TableKind::Table | TableKind::Args), DeValue::Table(a), DeValue::Table(b)) => {
-            Spanned::new(span, DeValue::Table(merge_table(ctx, name, a, b, main)))
+            toml::Spanned::new(span, DeValue::Table(merge_table(ctx, name, a, b, main)))
         }
         (Some(TableKind::ArrayOfTables), DeValue::Array(a), DeValue::Array(b)) => {
-            Spanned::new(span, DeValue::Array(concat(a, b)))
+            toml::Spanned::new(span, DeValue::Array(concat(a, b)))
         }
-        (_, _, b) => Spanned::new(span, b),
+        (_, _, b) => toml::Spanned::new(span, b),
     }
 }
 
@@ -437,20 +436,20 @@ fn merge_table<'i>(
         let merge = schema::merge_of(table, key.get_ref());
         let (key, value) = match (merge, old.into_inner(), new.into_inner()) {
             (Some(Merge::List), DeValue::Array(x), DeValue::Array(y)) => {
-                (key, Spanned::new(span, DeValue::Array(concat(x, y))))
+                (key, toml::Spanned::new(span, DeValue::Array(concat(x, y))))
             }
             (Some(Merge::Map), DeValue::Table(mut x), DeValue::Table(y)) => {
                 for (k, v) in y {
                     x.remove(&k);
                     x.insert(k, v);
                 }
-                (key, Spanned::new(span, DeValue::Table(x)))
+                (key, toml::Spanned::new(span, DeValue::Table(x)))
             }
             (Some(Merge::Scalar), x, _) if !main => {
                 conflict(ctx, table, &old_key, &key);
-                (old_key, Spanned::new(old_span, x))
+                (old_key, toml::Spanned::new(old_span, x))
             }
-            (_, _, y) => (key, Spanned::new(span, y)),
+            (_, _, y) => (key, toml::Spanned::new(span, y)),
         };
         a.insert(key, value);
     }
