@@ -145,12 +145,12 @@ pub fn image_config(spec: &Spec, plan: &Plan, inputs: &ImageInputs<'_>) -> Value
             .config
             .volumes
             .iter()
-            .map(|v| (v.clone(), json!({})))
+            .map(|v| (v.value.clone(), json!({})))
             .collect();
         merge_object(&mut config, "Volumes", volumes);
     }
     if let Some(workdir) = &spec.config.workdir {
-        config.insert("WorkingDir".into(), json!(workdir));
+        config.insert("WorkingDir".into(), json!(workdir.value));
     }
     let labels: Map<String, Value> = labels(spec, plan, inputs, &config)
         .into_iter()
@@ -205,7 +205,7 @@ fn env(spec: &Spec, config: &Map<String, Value>) -> Vec<String> {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         );
     }
-    set("container", &spec.systemd.container);
+    set("container", &spec.systemd.container.value);
     for entry in &spec.config.env {
         set(&entry.name.value, &entry.value.value);
     }
@@ -284,7 +284,7 @@ fn labels(
     labels.insert(format!("{p}.systemd.target"), plan.default_target.clone());
     labels.insert(
         format!("{p}.systemd.container"),
-        spec.systemd.container.clone(),
+        spec.systemd.container.value.clone(),
     );
     labels.insert(
         format!("{p}.systemd.units.enabled"),

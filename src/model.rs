@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::diag::{Code, Diagnostic, Span};
 
 /// A value together with the span of the spec text it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Spanned<T> {
     pub value: T,
     pub span: Span,
@@ -233,10 +233,10 @@ pub struct FileEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub name: String,
-    pub uid: Option<u32>,
-    pub groups: Vec<String>,
+    pub uid: Option<Spanned<u32>>,
+    pub groups: Vec<Spanned<String>>,
     /// Absolute path of the login shell.
-    pub shell: Option<String>,
+    pub shell: Option<Spanned<String>>,
     /// Context-relative paths of public key files, concatenated into `~/.ssh/authorized_keys`.
     pub authorized_keys: Vec<String>,
     /// Where each of `authorized_keys` is written, in the same order.
@@ -328,8 +328,8 @@ pub struct RunStep {
     /// Extra environment, in declaration order.
     pub env: Vec<Entry>,
     /// Absolute working directory.
-    pub workdir: Option<String>,
-    pub user: Option<String>,
+    pub workdir: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
     /// At its value, or at the step when not set.
     pub network: Spanned<Network>,
     pub phase: Phase,
@@ -383,9 +383,9 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Systemd {
     /// The default target (`multi-user.target` unless set).
     pub target: Unit,
-    pub log_level: Option<LogLevel>,
-    /// The value of `container=` (default `docker`).
-    pub container: String,
+    pub log_level: Option<Spanned<LogLevel>>,
+    /// The value of `container=` (default `docker`, at the `[image]` table).
+    pub container: Spanned<String>,
     /// This and the next two are at their values, or at the `[image]` table when not set.
     pub console_logs: Spanned<bool>,
     /// systemd's `DefaultTimeoutStopSec` ([`DEFAULT_STOP_TIMEOUT`] unless set); the engine stop
@@ -423,6 +423,6 @@ pub struct Config {
     pub labels: Vec<Entry>,
     pub expose: Vec<Port>,
     /// Absolute paths.
-    pub volumes: Vec<String>,
-    pub workdir: Option<String>,
+    pub volumes: Vec<Spanned<String>>,
+    pub workdir: Option<Spanned<String>>,
 }

@@ -283,7 +283,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     let cmd = spec
         .systemd
         .log_level
-        .map(|l| vec![format!("--log-level={}", l.name())])
+        .map(|l| vec![format!("--log-level={}", l.value.name())])
         .unwrap_or_default();
 
     Plan {
@@ -363,8 +363,8 @@ fn run_step(
         kind: StepKind::Exec(ExecStep {
             args,
             env,
-            workdir: run.workdir.clone(),
-            user: run.user.clone(),
+            workdir: run.workdir.as_ref().map(|w| w.value.clone()),
+            user: run.user.as_ref().map(|u| u.value.clone()),
             network: run.network.value,
             mounts: run.mounts.clone(),
             needs_context: false,
@@ -672,9 +672,19 @@ fn user_step(user: &model::User) -> Step {
         "sysfile-user",
         [
             user.name.clone(),
-            user.uid.map(|u| u.to_string()).unwrap_or_default(),
-            user.groups.join(","),
-            user.shell.clone().unwrap_or_default(),
+            user.uid
+                .as_ref()
+                .map(|u| u.value.to_string())
+                .unwrap_or_default(),
+            user.groups
+                .iter()
+                .map(|g| g.value.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            user.shell
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_default(),
         ],
     );
     Step {

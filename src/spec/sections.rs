@@ -528,7 +528,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         if let Some(v) = table.get("groups") {
             for group in ctx.strings("groups", v) {
                 if values::is_user_name(&group.value) {
-                    groups.push(group.value);
+                    groups.push(group);
                 } else {
                     ctx.error(
                         Code::BadGroupName,
@@ -545,7 +545,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             .and_then(|v| ctx.string("shell", v))
             .and_then(
                 |shell| match values::normalize_absolute_path(&shell.value) {
-                    Ok(path) => Some(path),
+                    Ok(path) => Some(Spanned::new(path, shell.span)),
                     Err(mut e) => {
                         e.help =
                             "write the absolute path of the login shell, such as \"/bin/bash\""
@@ -560,7 +560,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         if let Some(v) = table.get("authorized_keys") {
             for item in ctx.array("authorized_keys", v) {
                 if let Some(path) = ctx.context_path("authorized_keys", item) {
-                    authorized_key_spans.push(ctx.span(item.span()));
+                    authorized_key_spans.push(path.span);
                     authorized_keys.push(path.value);
                 }
             }
@@ -568,7 +568,9 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         if let Some(name) = name {
             out.push(User {
                 name: name.value,
-                uid: uid.and_then(|(n, _)| u32::try_from(n).ok()),
+                uid: uid.and_then(|(n, range)| {
+                    Some(Spanned::new(u32::try_from(n).ok()?, ctx.span(range)))
+                }),
                 groups,
                 shell,
                 authorized_keys,
@@ -812,18 +814,14 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             .unwrap_or_default();
         let workdir = table
             .get("workdir")
-            .and_then(|v| ctx.absolute_path("workdir", v))
-            .map(|s| s.value);
-        let user = table
-            .get("user")
-            .and_then(|v| ctx.string("user", v))
-            .map(|s| s.value);
-        if let (Some(user), Some(v)) = (&user, table.get("user")) {
-            if let Err(e) = values::parse_owner(user) {
+            .and_then(|v| ctx.absolute_path("workdir", v));
+        let user = table.get("user").and_then(|v| ctx.string("user", v));
+        if let Some(user) = &user {
+            if let Err(e) = values::parse_owner(&user.value) {
                 ctx.error(
                     Code::BadUser,
-                    v.span(),
-                    format!("`{user}` is not a user"),
+                    user.span,
+                    format!("`{}` is not a user", user.value),
                     "not a user",
                     e.help.replace("an owner", "a user"),
                 );
@@ -1193,7 +1191,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usiz
             span: ctx.span(ctx.main_anchor()),
         },
         log_level: None,
-        container: "docker".to_string(),
+        container: Spanned::new("docker".to_string(), unset),
         console_logs: Spanned::new(false, unset),
         stop_timeout: Spanned::new(DEFAULT_STOP_TIMEOUT, unset),
         health: Spanned::new(Health::Running, unset),
@@ -1228,9 +1226,10 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usiz
             }
         }
     }
-    systemd.log_level = table
-        .get("log_level")
-        .and_then(|v| ctx.choice("log_level", v, LogLevel::CHOICES));
+    systemd.log_level = table.get("log_level").and_then(|v| {
+        let level = ctx.choice("log_level", v, LogLevel::CHOICES)?;
+        Some(Spanned::new(level, ctx.span(v.span())))
+    });
     if let Some(container) = table
         .get("container")
         .and_then(|v| ctx.string("container", v))
@@ -1241,7 +1240,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usiz
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
-            systemd.container = container.value;
+            systemd.container = container;
         } else {
             ctx.error(
                 Code::BadContainerName,
@@ -1363,15 +1362,12 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
     let mut volumes = Vec::new();
     if let Some(v) = table.get("volumes") {
         for item in ctx.array("volumes", v) {
-            if let Some(path) = ctx.absolute_path("volumes", item) {
-                volumes.push(path.value);
-            }
+            volumes.extend(ctx.absolute_path("volumes", item));
         }
     }
     let workdir = table
         .get("workdir")
-        .and_then(|v| ctx.absolute_path("workdir", v))
-        .map(|s| s.value);
+        .and_then(|v| ctx.absolute_path("workdir", v));
     Config {
         env,
         labels,
