@@ -722,6 +722,23 @@ fn chown(owner: &model::Owner) -> llb::Chown {
 mod tests {
     use super::*;
 
+    /// A source-map location is the place `diag` gives every other consumer (errors, warnings,
+    /// outline): a span ending just past a newline ends on its own line, not at the next one.
+    #[test]
+    fn source_map_locations_use_the_one_span_mapping() {
+        let sources = Sources::new(crate::diag::SourceFile::new("Sysfile", "a = 1\nb = 2\n"));
+        let loc = location(&sources, Span::new(crate::diag::FileId(0), 0..6));
+        assert_eq!(
+            (
+                loc.start_line,
+                loc.start_column,
+                loc.end_line,
+                loc.end_column
+            ),
+            (1, 1, 1, 6)
+        );
+    }
+
     #[test]
     fn context_paths_are_literal_patterns() {
         assert_eq!(literal_pattern("files/app.conf"), "files/app.conf");
