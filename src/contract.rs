@@ -5,6 +5,8 @@
 //! both sides need (the default tmpfs set, which cgroup versions a systemd version boots on)
 //! live here too. Pure data: this module imports nothing from the crate.
 
+use std::time::Duration;
+
 /// sysfile's version, as the image was built by it.
 pub const VERSION_LABEL: &str = "sysfile.version";
 /// The label that marks an image built by sysfile (`true`).
@@ -61,6 +63,17 @@ pub const CGROUP_BIND: &str = "/sys/fs/cgroup:/sys/fs/cgroup:rw";
 /// The [`DOCKER_LABEL`] value: Docker flags that boot the image on both cgroup versions with
 /// Docker ≥ 20.10, without `--privileged` (measured by the host matrix). They bind the host's
 /// whole cgroup tree read-write; `sysfile run` picks narrower flags for the host it runs on,
+/// systemd's `DefaultTimeoutStopSec=` in an image whose spec sets no `stop_timeout`.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The seconds an engine should wait for a clean shutdown: systemd's stop timeout plus a margin.
+pub const fn engine_stop_timeout(stop: Duration) -> u64 {
+    stop.as_secs() + if stop.subsec_nanos() > 0 { 1 } else { 0 } + 10
+}
+
+/// The engine's stop timeout of an image whose spec sets no `stop_timeout` (30 s).
+pub const DEFAULT_ENGINE_STOP_TIMEOUT: u32 = engine_stop_timeout(DEFAULT_STOP_TIMEOUT) as u32;
+
 /// from the same [`CGROUP_BIND`] and [`RUNTIME_TMPFS`].
 pub fn docker_flags(stop_timeout: u64) -> String {
     let tmpfs: Vec<String> = RUNTIME_TMPFS

@@ -7,6 +7,9 @@
 
 use std::fmt;
 
+mod codes;
+pub use codes::Code;
+
 /// Index of a file in [`Sources`]. The main Sysfile is always `FileId(0)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileId(pub u32);
@@ -125,6 +128,27 @@ impl SourceFile {
     pub fn line_col(&self, offset: usize) -> LineCol {
         self.with_index(|index| index.line_col(&self.text, offset))
     }
+
+    /// Where a span of this file is, as 1-based lines and columns: the one span-to-location
+    /// mapping behind source maps, `errdefs.Source` ranges, warnings and outline locations.
+    /// An end just past a newline is pulled back onto the line it ends.
+    pub fn range(&self, span: Span) -> LineRange {
+        let mut end = span.end.max(span.start);
+        if end > span.start && self.text.as_bytes().get(end - 1) == Some(&b'\n') {
+            end -= 1;
+        }
+        self.with_index(|index| LineRange {
+            start: index.line_col(&self.text, span.start),
+            end: index.line_col(&self.text, end),
+        })
+    }
+}
+
+/// A span as 1-based lines and columns (see [`SourceFile::range`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineRange {
+    pub start: LineCol,
+    pub end: LineCol,
 }
 
 /// All files a spec was read from: the main Sysfile first, then includes.
@@ -193,10 +217,15 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
+    /// An error; `code` is a [`Code`] (or a lint rule's code).
+    pub fn error(
+        code: impl Into<&'static str>,
+        span: Span,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
-            code,
+            code: code.into(),
             message: message.into(),
             span,
             label: String::new(),
@@ -205,7 +234,11 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
+    pub fn warning(
+        code: impl Into<&'static str>,
+        span: Span,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, span, message)
@@ -240,9 +273,6 @@ impl Sources {
     }
 }
 
-/// The code of the note [`cap`] adds where it dropped diagnostics.
-pub const MORE_DIAGNOSTICS: &str = "more-diagnostics";
-
 /// At most this many diagnostics are kept on one line of a file.
 pub const MAX_PER_LINE: usize = 5;
 /// At most this many diagnostics are kept for one file.
@@ -262,7 +292,7 @@ pub fn cap(diagnostics: Vec<Diagnostic>, sources: &Sources) -> Vec<Diagnostic> {
     let mut kept = Vec::with_capacity(diagnostics.len().min(MAX_PER_FILE * 2));
     for diagnostic in diagnostics {
         // A count from an earlier cap stays, and does not count itself.
-        if diagnostic.code == MORE_DIAGNOSTICS {
+        if diagnostic.code == Code::MoreDiagnostics.as_str() {
             kept.push(diagnostic);
             continue;
         }
@@ -295,7 +325,7 @@ pub fn cap(diagnostics: Vec<Diagnostic>, sources: &Sources) -> Vec<Diagnostic> {
         );
         kept.push(Diagnostic {
             severity,
-            code: MORE_DIAGNOSTICS,
+            code: Code::MoreDiagnostics.as_str(),
             message,
             span,
             label: "and more".to_string(),
@@ -413,7 +443,7 @@ mod tests {
         let sources = Sources::new(SourceFile::new("Sysfile", "[image]\nfrom = 1\n"));
         let span = Span::new(FileId(0), 15..16);
         let diagnostic =
-            Diagnostic::error("wrong-type", span, "expected a string, found an integer")
+            Diagnostic::error(Code::WrongType, span, "expected a string, found an integer")
                 .with_label("expected a string")
                 .with_help("put the value in double quotes");
         let out = render(&[diagnostic.clone(), diagnostic], &sources, false);

@@ -4,12 +4,11 @@
 //! finished config goes out as JSON for `containerimage.config`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::contract::{self, RUNTIME_TMPFS};
-use crate::model::{Health, Protocol, Spec};
+use crate::contract::{self, RUNTIME_TMPFS, engine_stop_timeout};
+use crate::model::{Health, Spec};
 use crate::plan::Plan;
 use crate::report::Inventory;
 
@@ -30,11 +29,6 @@ pub struct ImageInputs<'a> {
     pub variant: String,
     /// SOURCE_DATE_EPOCH, used for history and `created`.
     pub epoch: Option<u64>,
-}
-
-/// The seconds an engine should wait for a clean shutdown: systemd's stop timeout plus a margin.
-pub fn engine_stop_timeout(stop: Duration) -> u64 {
-    stop.as_secs() + if stop.subsec_nanos() > 0 { 1 } else { 0 } + 10
 }
 
 /// The Docker healthcheck command for a health policy (`None` for `health = "none"`).
@@ -96,7 +90,7 @@ pub fn image_config(
     }
     config.insert("Env".into(), json!(env(spec, &config)));
     config.insert("StopSignal".into(), json!("SIGRTMIN+3"));
-    match health_command(spec.systemd.health) {
+    match health_command(spec.systemd.health.value) {
         Some(cmd) => {
             config.insert(
                 "Healthcheck".into(),
@@ -120,10 +114,7 @@ pub fn image_config(
             .expose
             .iter()
             .map(|p| {
-                let proto = match p.protocol {
-                    Protocol::Tcp => "tcp",
-                    Protocol::Udp => "udp",
-                };
+                let proto = p.protocol.name();
                 (format!("{}/{proto}", p.number), json!({}))
             })
             .collect();
@@ -134,12 +125,12 @@ pub fn image_config(
             .config
             .volumes
             .iter()
-            .map(|v| (v.clone(), json!({})))
+            .map(|v| (v.value.clone(), json!({})))
             .collect();
         merge_object(&mut config, "Volumes", volumes);
     }
     if let Some(workdir) = &spec.config.workdir {
-        config.insert("WorkingDir".into(), json!(workdir));
+        config.insert("WorkingDir".into(), json!(workdir.value));
     }
     let systemd_version = built.and_then(|b| b.systemd_version);
     let labels: Map<String, Value> = labels(spec, plan, inputs, systemd_version, &config)
@@ -195,9 +186,9 @@ fn env(spec: &Spec, config: &Map<String, Value>) -> Vec<String> {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         );
     }
-    set("container", &spec.systemd.container);
-    for (k, v) in &spec.config.env {
-        set(k, v);
+    set("container", &spec.systemd.container.value);
+    for entry in &spec.config.env {
+        set(&entry.name.value, &entry.value.value);
     }
     env.retain(|(k, _)| k != "SYSTEMD_OFFLINE");
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
@@ -265,7 +256,7 @@ fn labels(
             inputs.base_digest.clone(),
         );
     }
-    let stop = engine_stop_timeout(spec.systemd.stop_timeout);
+    let stop = engine_stop_timeout(spec.systemd.stop_timeout.value);
     let mut put = |key: &str, value: String| labels.insert(key.to_string(), value);
     put(
         contract::VERSION_LABEL,
@@ -273,7 +264,10 @@ fn labels(
     );
     put(contract::BOOT_LABEL, "true".into());
     put(contract::TARGET_LABEL, plan.default_target.clone());
-    put(contract::CONTAINER_LABEL, spec.systemd.container.clone());
+    put(
+        contract::CONTAINER_LABEL,
+        spec.systemd.container.value.clone(),
+    );
     put(contract::UNITS_ENABLED_LABEL, plan.enabled_units.join(","));
     put(
         contract::UNITS_DISABLED_LABEL,
@@ -293,7 +287,7 @@ fn labels(
     put(contract::DOCKER_LABEL, contract::docker_flags(stop));
     put(
         contract::HEALTH_LABEL,
-        health_command(spec.systemd.health)
+        health_command(spec.systemd.health.value)
             .unwrap_or("")
             .to_string(),
     );
@@ -301,8 +295,8 @@ fn labels(
         "RUN".into(),
         format!("podman run -d --name NAME --systemd=always -t --stop-timeout={stop} IMAGE"),
     );
-    for (k, v) in &spec.config.labels {
-        labels.insert(k.clone(), v.clone());
+    for entry in &spec.config.labels {
+        labels.insert(entry.name.value.clone(), entry.value.value.clone());
     }
     for (k, v) in &inputs.extra_labels {
         labels.insert(k.clone(), v.clone());
@@ -334,6 +328,8 @@ pub fn rfc3339(epoch: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -341,6 +337,27 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn default_stop_timeouts_are_one_value() {
+        // A spec without `stop_timeout` gets the one default, and a launcher that finds no
+        // stop-timeout label assumes the engine timeout such an image would carry.
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", "[image]\nfrom = \"debian\"\n"),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded.spec.unwrap();
+        assert_eq!(
+            spec.systemd.stop_timeout.value,
+            crate::model::DEFAULT_STOP_TIMEOUT
+        );
+        let (labels, _) = crate::runtime::labels::parse_labels(&Default::default());
+        assert_eq!(
+            u64::from(labels.stop_timeout),
+            engine_stop_timeout(spec.systemd.stop_timeout.value)
+        );
+        assert_eq!(contract::DEFAULT_ENGINE_STOP_TIMEOUT, 30);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! `undeclared-build-arg`) stay with the loader; the lint never repeats them.
 
 use crate::diag::{Diagnostic, Sources, Span};
-use crate::model::{Command, Health, Network, Spec};
+use crate::model::{Command, Entry, Health, Network, Spec};
 
 /// One lint rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +128,6 @@ pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     let mut lint = Lint {
         sources,
         out: Vec::new(),
-        keys: std::cell::OnceCell::new(),
     };
     lint.service_without_package(spec);
     lint.privileged_only(spec);
@@ -149,57 +148,6 @@ pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
 struct Lint<'a> {
     sources: &'a Sources,
     out: Vec<Diagnostic>,
-    /// Every `key =` of the sources, first place first (see [`key_index`]).
-    keys: std::cell::OnceCell<std::collections::HashMap<String, Span>>,
-}
-
-/// The first place of every `key =` in the sources (bare keys, and quoted keys without
-/// escapes), skipping comments: one pass over each file, so looking keys up stays linear.
-fn key_index(sources: &Sources) -> std::collections::HashMap<String, Span> {
-    let mut keys = std::collections::HashMap::new();
-    for (id, file) in sources.iter() {
-        let text = file.text.as_str();
-        let bytes = text.as_bytes();
-        let mut line_start = 0;
-        let mut comment: Option<usize> = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            match b {
-                b'\n' => {
-                    line_start = i + 1;
-                    comment = None;
-                }
-                b'#' if comment.is_none() => comment = Some(i),
-                b'=' => {
-                    let mut end = i;
-                    while end > line_start && matches!(bytes[end - 1], b' ' | b'\t') {
-                        end -= 1;
-                    }
-                    let start = if end > line_start && bytes[end - 1] == b'"' {
-                        end -= 1;
-                        match text[line_start..end].rfind('"') {
-                            Some(open) => line_start + open + 1,
-                            None => end,
-                        }
-                    } else {
-                        let mut start = end;
-                        while start > line_start
-                            && (bytes[start - 1].is_ascii_alphanumeric()
-                                || matches!(bytes[start - 1], b'_' | b'-'))
-                        {
-                            start -= 1;
-                        }
-                        start
-                    };
-                    if start < end && comment.is_none_or(|c| c > start) {
-                        keys.entry(text[start..end].to_string())
-                            .or_insert(Span::new(id, start..end));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    keys
 }
 
 impl Lint<'_> {
@@ -229,18 +177,6 @@ impl Lint<'_> {
             },
             None => span,
         }
-    }
-
-    /// The span of a `key =` in any source file (the key itself), else `fallback`.
-    ///
-    /// The model keeps no span for some keys; this finds the line that set them. The spans of
-    /// all keys are found in one pass over the files, on first use.
-    fn key_span(&self, key: &str, fallback: Span) -> Span {
-        self.keys
-            .get_or_init(|| key_index(self.sources))
-            .get(key)
-            .copied()
-            .unwrap_or(fallback)
     }
 
     fn service_without_package(&mut self, spec: &Spec) {
@@ -318,10 +254,10 @@ impl Lint<'_> {
     }
 
     fn no_console_logs(&mut self, spec: &Spec) {
-        if spec.systemd.console_logs {
+        if spec.systemd.console_logs.value {
             return;
         }
-        let span = self.key_span("console_logs", spec.image.span);
+        let span = spec.systemd.console_logs.span;
         self.warn(
             NO_CONSOLE_LOGS,
             span,
@@ -334,35 +270,38 @@ impl Lint<'_> {
 
     fn secret_in_env(&mut self, spec: &Spec) {
         let mut found: Vec<(Span, String)> = Vec::new();
-        for (name, value) in &spec.config.env {
-            if looks_secret(name, value) {
+        for Entry { name, value } in &spec.config.env {
+            let (name, value) = (&name.value, value);
+            if looks_secret(name, &value.value) {
                 found.push((
-                    self.key_span(name, spec.image.span),
+                    value.span,
                     format!("`[config] env` `{name}` looks like a secret and is stored in the image config"),
                 ));
             }
         }
-        for (name, value) in &spec.config.labels {
-            if looks_secret(name, value) {
+        for Entry { name, value } in &spec.config.labels {
+            let (name, value) = (&name.value, value);
+            if looks_secret(name, &value.value) {
                 found.push((
-                    self.key_span(name, spec.image.span),
+                    value.span,
                     format!("`[config] labels` `{name}` looks like a secret and is stored in the image config"),
                 ));
             }
         }
         for step in &spec.runs {
-            for (name, value) in &step.env {
-                if looks_secret(name, value) {
+            for Entry { name, value } in &step.env {
+                let (name, value) = (&name.value, value);
+                if looks_secret(name, &value.value) {
                     found.push((
-                        self.narrow(step.span, name),
+                        value.span,
                         format!("the run step's `env` `{name}` looks like a secret and is recorded in the build cache and provenance"),
                     ));
                 }
             }
-            if let Command::Shell(sh) = &step.command {
+            if let Command::Shell(sh) = &step.command.value {
                 if let Some(line) = sh.lines().find(|l| persists_secret(l)) {
                     found.push((
-                        self.narrow(step.span, line.trim()),
+                        self.narrow(step.command.span, line.trim()),
                         "this script copies a build secret into a file that stays in the image"
                             .into(),
                     ));
@@ -398,7 +337,7 @@ impl Lint<'_> {
 
     fn arg_in_verbatim_text(&mut self, spec: &Spec) {
         for file in &spec.files {
-            let crate::model::FileSource::Content(content) = &file.source else {
+            let crate::model::FileSource::Content(content) = &file.source.value else {
                 continue;
             };
             let Some(arg) = spec
@@ -409,7 +348,7 @@ impl Lint<'_> {
                 continue;
             };
             let reference = format!("${{{}}}", arg.name);
-            let span = self.narrow(file.span, &reference);
+            let span = self.narrow(file.source.span, &reference);
             self.warn(
                 ARG_IN_VERBATIM_TEXT,
                 span,
@@ -454,23 +393,23 @@ impl Lint<'_> {
 
     fn run_steps(&mut self, spec: &Spec) {
         for step in &spec.runs {
-            let script = match &step.command {
+            let script = match &step.command.value {
                 Command::Shell(sh) => sh.clone(),
                 Command::Exec(argv) => argv.join(" "),
             };
             if let Some(call) = package_manager_call(&script) {
                 self.warn(
                     PACKAGE_MANAGER_IN_RUN,
-                    self.narrow(step.span, call),
+                    self.narrow(step.command.span, call),
                     format!("this run step calls `{call}`"),
                     "installs packages",
                     "list the packages under `[packages] install`: sysfile installs them with locked cache mounts and fails on any error".into(),
                 );
             }
-            if step.network == Network::Host {
+            if step.network.value == Network::Host {
                 self.warn(
                     HOST_NETWORK_IN_RUN,
-                    self.narrow(step.span, "network"),
+                    step.network.span,
                     "this run step uses the host network".into(),
                     "host network",
                     "drop `network = \"host\"`: the step then depends on the build host, and builders may refuse it (network.host entitlement)".into(),
@@ -479,7 +418,7 @@ impl Lint<'_> {
             if let Some(fetch) = pipe_to_shell(&script) {
                 self.warn(
                     CURL_PIPE_SHELL,
-                    self.narrow(step.span, fetch),
+                    self.narrow(step.command.span, fetch),
                     "this run step pipes a download into a shell".into(),
                     "download piped into a shell",
                     "download to a file, check its checksum (`sha256sum -c`), then run it; or install a package".into(),
@@ -489,10 +428,10 @@ impl Lint<'_> {
     }
 
     fn health_none(&mut self, spec: &Spec) {
-        if spec.systemd.health != Health::None {
+        if spec.systemd.health.value != Health::None {
             return;
         }
-        let span = self.key_span("health", spec.image.span);
+        let span = spec.systemd.health.span;
         self.warn(
             HEALTH_NONE,
             span,
@@ -503,7 +442,7 @@ impl Lint<'_> {
     }
 
     fn stop_timeout(&mut self, spec: &Spec) {
-        let timeout = spec.systemd.stop_timeout;
+        let timeout = spec.systemd.stop_timeout.value;
         let message = if timeout.as_secs() > 90 {
             format!(
                 "`stop_timeout` is {}s: a hung service delays every stop that long, and engines kill the container sooner",
@@ -517,7 +456,7 @@ impl Lint<'_> {
         } else {
             return;
         };
-        let span = self.key_span("stop_timeout", spec.image.span);
+        let span = spec.systemd.stop_timeout.span;
         self.warn(
             STOP_TIMEOUT_RANGE,
             span,
@@ -927,6 +866,30 @@ mod tests {
     fn health_none() {
         assert!(fires(HEALTH_NONE, "health = \"none\"\n"));
         assert!(!fires(HEALTH_NONE, "health = \"running-or-degraded\"\n"));
+    }
+
+    /// Warnings point at the value that set them, never at another key of the same name
+    /// earlier in the file (lint used to search the text for `key =`).
+    #[test]
+    fn warnings_point_at_the_value_not_at_a_key_of_the_same_name() {
+        let text = "[image]\nfrom = \"debian@sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n\
+            [config]\nlabels = { health = \"none\", stop_timeout = \"5m\" }\n\
+            env = { console_logs = \"no\" }\n\
+            [systemd]\nconsole_logs = false\nhealth = \"none\"\nstop_timeout = \"5m\"\n";
+        let loaded = load(SourceFile::new("Sysfile", text), &LoadOptions::default());
+        let spec = loaded.spec.expect("the spec loads");
+        let warnings = check(&spec, &loaded.sources);
+        let at = |rule: Rule| {
+            let w = warnings
+                .iter()
+                .find(|w| w.code == rule.code)
+                .expect("the rule fires");
+            let line = loaded.sources.main().line_col(w.span.start).line;
+            (line, &text[w.span.start..w.span.end])
+        };
+        assert_eq!(at(NO_CONSOLE_LOGS), (7, "false"));
+        assert_eq!(at(HEALTH_NONE), (8, "\"none\""));
+        assert_eq!(at(STOP_TIMEOUT_RANGE), (9, "\"5m\""));
     }
 
     #[test]

@@ -417,11 +417,10 @@ pub fn follow_patterns(paths: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The 1-based line/column range of a span, as a source-map location.
+/// The 1-based line/column range of a span ([`crate::diag::SourceFile::range`]), as a
+/// source-map location.
 pub fn location(sources: &Sources, span: Span) -> llb::Location {
-    let file = sources.get(span.file);
-    let start = file.line_col(span.start);
-    let end = file.line_col(span.end.max(span.start));
+    let crate::diag::LineRange { start, end } = sources.get(span.file).range(span);
     llb::Location {
         source: span.file.0 as i32,
         start_line: start.line as i32,
@@ -711,6 +710,23 @@ fn chown(owner: &model::Owner) -> llb::Chown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A source-map location is the place `diag` gives every other consumer (errors, warnings,
+    /// outline): a span ending just past a newline ends on its own line, not at the next one.
+    #[test]
+    fn source_map_locations_use_the_one_span_mapping() {
+        let sources = Sources::new(crate::diag::SourceFile::new("Sysfile", "a = 1\nb = 2\n"));
+        let loc = location(&sources, Span::new(crate::diag::FileId(0), 0..6));
+        assert_eq!(
+            (
+                loc.start_line,
+                loc.start_column,
+                loc.end_line,
+                loc.end_column
+            ),
+            (1, 1, 1, 6)
+        );
+    }
 
     #[test]
     fn context_paths_are_literal_patterns() {

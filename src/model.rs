@@ -5,13 +5,12 @@
 //! normalised, unit names carry their suffix, build arguments are already
 //! interpolated, durations and sizes are numbers.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 
 /// A value together with the span of the spec text it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Spanned<T> {
     pub value: T,
     pub span: Span,
@@ -22,6 +21,43 @@ impl<T> Spanned<T> {
         Spanned { value, span }
     }
 }
+
+/// The spec's spelling of each value of a closed set, written once: the schema lists
+/// `NAMES`, the loader parses with `CHOICES`, and every writer prints `name()`.
+macro_rules! spelled {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value with the name the spec writes it as, in documentation order.
+            pub const CHOICES: &'static [(&'static str, $ty)] = &[$(($name, $ty::$variant)),+];
+            /// The names alone, in the same order.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The name the spec writes this value as.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+    };
+}
+
+spelled!(PackageManager { Apt => "apt", Dnf => "dnf", Zypper => "zypper", Pacman => "pacman" });
+spelled!(Network { Default => "default", None => "none", Host => "host" });
+spelled!(Phase { BeforePackages => "before-packages", AfterPackages => "after-packages" });
+spelled!(CacheSharing { Shared => "shared", Private => "private", Locked => "locked" });
+spelled!(Health { Running => "running", RunningOrDegraded => "running-or-degraded", None => "none" });
+spelled!(LogLevel {
+    Emerg => "emerg",
+    Alert => "alert",
+    Crit => "crit",
+    Err => "err",
+    Warning => "warning",
+    Notice => "notice",
+    Info => "info",
+    Debug => "debug",
+});
+spelled!(Protocol { Tcp => "tcp", Udp => "udp" });
 
 /// A whole validated spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +90,7 @@ impl Spec {
                 if !exists(path) {
                     out.push(
                         Diagnostic::error(
-                            "context-file-missing",
+                            Code::ContextFileMissing,
                             *span,
                             format!("`{path}` is not in the build context"),
                         )
@@ -80,7 +116,7 @@ impl Spec {
         };
         parse_epoch(&arg.value).map_err(|_| {
             Diagnostic::error(
-                "bad-value",
+                Code::BadValue,
                 arg.span,
                 format!("SOURCE_DATE_EPOCH is `{}`, not Unix seconds", arg.value),
             )
@@ -144,17 +180,6 @@ pub enum PackageManager {
     Pacman,
 }
 
-impl PackageManager {
-    pub fn name(self) -> &'static str {
-        match self {
-            PackageManager::Apt => "apt",
-            PackageManager::Dnf => "dnf",
-            PackageManager::Zypper => "zypper",
-            PackageManager::Pacman => "pacman",
-        }
-    }
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Packages {
     pub install: Vec<Spanned<String>>,
@@ -188,7 +213,8 @@ pub enum FileSource {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEntry {
-    pub source: FileSource,
+    /// `src` or `content`, at its value.
+    pub source: Spanned<FileSource>,
     /// The named build context `src` is taken from (`docker buildx build --build-context
     /// NAME=…`); `None` means the main build context. Always `None` with inline content.
     pub from: Option<String>,
@@ -207,10 +233,10 @@ pub struct FileEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub name: String,
-    pub uid: Option<u32>,
-    pub groups: Vec<String>,
+    pub uid: Option<Spanned<u32>>,
+    pub groups: Vec<Spanned<String>>,
     /// Absolute path of the login shell.
-    pub shell: Option<String>,
+    pub shell: Option<Spanned<String>>,
     /// Context-relative paths of public key files, concatenated into `~/.ssh/authorized_keys`.
     pub authorized_keys: Vec<String>,
     /// Where each of `authorized_keys` is written, in the same order.
@@ -290,13 +316,15 @@ pub struct RunMount {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunStep {
     pub name: Option<String>,
-    pub command: Command,
+    /// `sh` or `argv`, at its value.
+    pub command: Spanned<Command>,
     /// Extra environment, in declaration order.
-    pub env: Vec<(String, String)>,
+    pub env: Vec<Entry>,
     /// Absolute working directory.
-    pub workdir: Option<String>,
-    pub user: Option<String>,
-    pub network: Network,
+    pub workdir: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    /// At its value, or at the step when not set.
+    pub network: Spanned<Network>,
     pub phase: Phase,
     pub mounts: Vec<RunMount>,
     /// The span of this `[[run]]` entry (what a failing step points at).
@@ -340,32 +368,23 @@ pub enum LogLevel {
     Debug,
 }
 
-impl LogLevel {
-    pub fn name(self) -> &'static str {
-        match self {
-            LogLevel::Emerg => "emerg",
-            LogLevel::Alert => "alert",
-            LogLevel::Crit => "crit",
-            LogLevel::Err => "err",
-            LogLevel::Warning => "warning",
-            LogLevel::Notice => "notice",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-        }
-    }
-}
+/// systemd's `DefaultTimeoutStopSec` when `[systemd] stop_timeout` is not set; defined with the
+/// engine's stop timeout derived from it ([`crate::contract::engine_stop_timeout`]).
+pub use crate::contract::DEFAULT_STOP_TIMEOUT;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Systemd {
     /// The default target (`multi-user.target` unless set).
     pub target: Unit,
-    pub log_level: Option<LogLevel>,
-    /// The value of `container=` (default `docker`).
-    pub container: String,
-    pub console_logs: bool,
-    /// systemd's `DefaultTimeoutStopSec` (default 20 s); the engine stop timeout label is derived from it.
-    pub stop_timeout: Duration,
-    pub health: Health,
+    pub log_level: Option<Spanned<LogLevel>>,
+    /// The value of `container=` (default `docker`, at the `[image]` table).
+    pub container: Spanned<String>,
+    /// This and the next two are at their values, or at the `[image]` table when not set.
+    pub console_logs: Spanned<bool>,
+    /// systemd's `DefaultTimeoutStopSec` ([`DEFAULT_STOP_TIMEOUT`] unless set); the engine stop
+    /// timeout label is derived from it.
+    pub stop_timeout: Spanned<Duration>,
+    pub health: Spanned<Health>,
     /// Units never masked by the default mask lists (`[systemd] keep`).
     pub keep: Vec<Unit>,
 }
@@ -382,13 +401,21 @@ pub struct Port {
     pub protocol: Protocol,
 }
 
+/// A `NAME = "value"` entry of an `env` or `labels` table, each side at its own text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: Spanned<String>,
+    pub value: Spanned<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     /// Image `Env` and the manager's `DefaultEnvironment`, in declaration order.
-    pub env: Vec<(String, String)>,
-    pub labels: BTreeMap<String, String>,
+    pub env: Vec<Entry>,
+    /// Sorted by name (a TOML table has each key once).
+    pub labels: Vec<Entry>,
     pub expose: Vec<Port>,
     /// Absolute paths.
-    pub volumes: Vec<String>,
-    pub workdir: Option<String>,
+    pub volumes: Vec<Spanned<String>>,
+    pub workdir: Option<Spanned<String>>,
 }

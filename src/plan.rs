@@ -233,7 +233,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     }
 
     for file in &spec.files {
-        let (name, action) = match &file.source {
+        let (name, action) = match &file.source.value {
             FileSource::Context(src) => {
                 match &file.from {
                     Some(name) => named_paths
@@ -308,7 +308,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     let cmd = spec
         .systemd
         .log_level
-        .map(|l| vec![format!("--log-level={}", l.name())])
+        .map(|l| vec![format!("--log-level={}", l.value.name())])
         .unwrap_or_default();
 
     Plan {
@@ -337,7 +337,7 @@ fn run_step(
     context_paths: &mut BTreeSet<String>,
     named_paths: &mut BTreeMap<String, BTreeSet<String>>,
 ) -> Step {
-    let args = match &run.command {
+    let args = match &run.command.value {
         Command::Shell(script) => vec!["/bin/sh".to_string(), "-c".to_string(), script.clone()],
         Command::Exec(argv) => argv.clone(),
     };
@@ -368,12 +368,19 @@ fn run_step(
                 });
         }
     }
-    let label = run.name.clone().unwrap_or_else(|| match &run.command {
-        Command::Shell(script) => first_line(script),
-        Command::Exec(argv) => argv.join(" "),
-    });
+    let label = run
+        .name
+        .clone()
+        .unwrap_or_else(|| match &run.command.value {
+            Command::Shell(script) => first_line(script),
+            Command::Exec(argv) => argv.join(" "),
+        });
     let mut env = build_args.to_vec();
-    env.extend(run.env.iter().cloned());
+    env.extend(
+        run.env
+            .iter()
+            .map(|e| (e.name.value.clone(), e.value.value.clone())),
+    );
     Step {
         name: shown.show(&format!("[sysfile] run: {label}"), &[run.span]),
         span: run.span,
@@ -381,9 +388,9 @@ fn run_step(
         kind: StepKind::Exec(ExecStep {
             args,
             env,
-            workdir: run.workdir.clone(),
-            user: run.user.clone(),
-            network: run.network,
+            workdir: run.workdir.as_ref().map(|w| w.value.clone()),
+            user: run.user.as_ref().map(|u| u.value.clone()),
+            network: run.network.value,
             mounts: run.mounts.clone(),
             needs_context: false,
             report: false,
@@ -690,9 +697,19 @@ fn user_step(user: &model::User) -> Step {
         "sysfile-user",
         [
             user.name.clone(),
-            user.uid.map(|u| u.to_string()).unwrap_or_default(),
-            user.groups.join(","),
-            user.shell.clone().unwrap_or_default(),
+            user.uid
+                .as_ref()
+                .map(|u| u.value.to_string())
+                .unwrap_or_default(),
+            user.groups
+                .iter()
+                .map(|g| g.value.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            user.shell
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_default(),
         ],
     );
     Step {
@@ -789,21 +806,21 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
     );
     manager.push_str(&format!(
         "DefaultTimeoutStopSec={}\n",
-        duration_for_systemd(spec.systemd.stop_timeout)
+        duration_for_systemd(spec.systemd.stop_timeout.value)
     ));
     if !spec.config.env.is_empty() {
         let assignments: Vec<String> = spec
             .config
             .env
             .iter()
-            .map(|(k, v)| systemd_quote(&format!("{k}={v}")))
+            .map(|e| systemd_quote(&format!("{}={}", e.name.value, e.value.value)))
             .collect();
         manager.push_str(&format!("DefaultEnvironment={}\n", assignments.join(" ")));
     }
     let mut journald = String::from(
         "# Written by sysfile: journald settings for a container.\n[Journal]\nReadKMsg=no\n",
     );
-    if spec.systemd.console_logs {
+    if spec.systemd.console_logs.value {
         journald.push_str("ForwardToConsole=yes\nTTYPath=/dev/console\nMaxLevelConsole=info\n");
     }
     let mut files = vec![

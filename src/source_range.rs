@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::diag::{LineCol, SourceFile, Span};
+use crate::diag::{LineCol, LineRange, SourceFile, Span};
 
 /// The language tag sysfile puts in `SourceInfo.language`.
 pub const SPEC_LANGUAGE: &str = "TOML";
@@ -26,15 +26,9 @@ pub struct Range {
 }
 
 impl Range {
-    /// The 1-based line/column range of a span in `file`. An end just past a
-    /// newline is pulled back onto the line it ends.
+    /// The 1-based line/column range of a span in `file` ([`SourceFile::range`]).
     pub fn of_span(file: &SourceFile, span: Span) -> Range {
-        let start = file.line_col(span.start);
-        let mut end_offset = span.end.max(span.start);
-        if end_offset > span.start && file.text.as_bytes().get(end_offset - 1) == Some(&b'\n') {
-            end_offset -= 1;
-        }
-        let end = file.line_col(end_offset);
+        let LineRange { start, end } = file.range(span);
         let pos = |lc: LineCol| Position {
             line: i32::try_from(lc.line).unwrap_or(i32::MAX),
             character: i32::try_from(lc.column).unwrap_or(i32::MAX),

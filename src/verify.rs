@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 use crate::model::{Spec, Unit};
 use crate::plan::Plan;
 use crate::report::{Inventory, Lookup};
@@ -32,9 +32,9 @@ pub fn check_inventory(spec: &Spec, inventory: &Inventory) -> Vec<Diagnostic> {
             ),
         };
         let d = if severity_error {
-            Diagnostic::error("unknown-unit", unit.span, message)
+            Diagnostic::error(Code::UnknownUnit, unit.span, message)
         } else {
-            Diagnostic::warning("unknown-unit", unit.span, message)
+            Diagnostic::warning(Code::UnknownUnit, unit.span, message)
         };
         diagnostics.push(
             d.with_label(
@@ -87,7 +87,7 @@ pub fn check_state(spec: &Spec, plan: &Plan, states: &str, facts: &str) -> Vec<D
         if !accepted.contains(&found) {
             diagnostics.push(
                 Diagnostic::error(
-                    "unit-state",
+                    Code::UnitState,
                     span_of(unit),
                     format!("`{unit}` should be {wanted} in the image, but `systemctl is-enabled` says `{found}`"),
                 )
@@ -109,18 +109,18 @@ pub fn check_state(spec: &Spec, plan: &Plan, states: &str, facts: &str) -> Vec<D
     for line in facts.lines() {
         match line.split_once('\t') {
             Some(("default", target)) if target != plan.default_target => diagnostics.push(Diagnostic::error(
-                "default-target",
+                Code::DefaultTarget,
                 crate::plan::finalize_span(spec),
                 format!("the default target is `{target}`, not `{}`", plan.default_target),
             )),
             Some(("machine-id", "not-empty")) => diagnostics.push(Diagnostic::error(
-                "image-hygiene",
+                Code::ImageHygiene,
                 crate::plan::finalize_span(spec),
                 "/etc/machine-id is not an empty file in the image: every container would share one machine ID",
             )),
             Some(("present", path)) => diagnostics.push(
                 Diagnostic::error(
-                    "image-hygiene",
+                    Code::ImageHygiene,
                     crate::plan::finalize_span(spec),
                     format!("{path} is in the image: it must be created per container, not baked in"),
                 )

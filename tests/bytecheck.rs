@@ -10,10 +10,8 @@
 //! checkout; without them each test prints a loud SKIPPED line, or fails when
 //! `SYSFILE_E2E=required`.
 
-#[path = "e2e/engines.rs"]
-mod engines;
-#[path = "e2e/harness.rs"]
-mod harness;
+use sysfile_testkit::engines;
+use sysfile_testkit::harness;
 
 use harness::repo_root;
 use std::collections::BTreeMap;

@@ -14,8 +14,7 @@
 //!
 //! Run one: `SYSFILE_E2E=required cargo test --test e2e harness_boots -- --nocapture`.
 
-#[path = "e2e/harness.rs"]
-mod harness;
+use sysfile_testkit::harness;
 
 use harness::*;
 use std::path::Path;

@@ -9,10 +9,8 @@
 //! its own sandbox (user, namespaces, seccomp filters, capabilities, limits, which marker files
 //! it sees) to the journal and then sleeps.
 
-#[path = "e2e/engines.rs"]
-mod engines;
-#[path = "e2e/harness.rs"]
-mod harness;
+use sysfile_testkit::engines;
+use sysfile_testkit::harness;
 
 use engines::*;
 use harness::*;
@@ -311,7 +309,10 @@ fn verdict_of(c: &Container, setting: &Setting, o: &Observed, base: &Baseline) -
         let unit = setting.unit_name();
         let journal = poll_until(
             Duration::from_secs(15),
-            &|| c.exec(&["journalctl", "-u", &unit, "-o", "cat", "--no-pager"]).1,
+            &|| {
+                c.exec(&["journalctl", "-u", &unit, "-o", "cat", "--no-pager"])
+                    .1
+            },
             &|text| text.contains(&marker),
         )
         .unwrap_or_else(|text| text);

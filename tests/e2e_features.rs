@@ -2,17 +2,15 @@
 //! `reproducible`, `lint`): each builds the example through the real frontend with the flags its
 //! README gives, boots it where that shows something, and checks what the example is about.
 //!
-//! Same rules as `tests/e2e.rs` (shared harness in `tests/e2e/harness.rs`): without a daemon each
+//! Same rules as `tests/e2e.rs` (shared harness in `testkit/src/harness.rs`): without a daemon each
 //! test prints `=== SKIPPED … ===` and passes, unless `SYSFILE_E2E=required`. Each example is
 //! built from a copy whose `# syntax=` line names the frontend under test
 //! (`SYSFILE_FRONTEND_IMAGE`, default `local/sysfile:dev`).
 //!
 //! Run: `SYSFILE_E2E=required cargo test --test e2e_features -- --nocapture`.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-#[path = "e2e/leaks.rs"]
-mod leaks;
+use sysfile_testkit::harness;
+use sysfile_testkit::leaks;
 
 use harness::*;
 use leaks::*;

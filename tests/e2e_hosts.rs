@@ -9,10 +9,8 @@
 //! v1 host), the test proves both the refusal and that the image really fails there. Each run
 //! prints the systemd version every suite brings, for `docs/contract.md`.
 
-#[path = "e2e/engines.rs"]
-mod engines;
-#[path = "e2e/harness.rs"]
-mod harness;
+use sysfile_testkit::engines;
+use sysfile_testkit::harness;
 
 use engines::*;
 use harness::*;

@@ -1,5 +1,5 @@
 //! The engine matrix: one scenario, run unchanged on every BuildKit a user has
-//! (`tests/e2e/engines.rs`: Docker 26, Docker 20.10, the newest buildkitd through `buildctl` with
+//! (`testkit/src/engines.rs`: Docker 26, Docker 20.10, the newest buildkitd through `buildctl` with
 //! the frontend from a registry and from an OCI layout).
 //!
 //! Each engine's scenario builds `examples/sshd` and `examples/webapp`, boots them with
@@ -14,12 +14,9 @@
 //! daemon, a registry cache round trip into a second, empty daemon, and a multi-platform image
 //! pushed to the registry.
 
-#[path = "e2e/engines.rs"]
-mod engines;
-#[path = "e2e/harness.rs"]
-mod harness;
-#[path = "e2e/leaks.rs"]
-mod leaks;
+use sysfile_testkit::engines;
+use sysfile_testkit::harness;
+use sysfile_testkit::leaks;
 
 use engines::*;
 use harness::*;

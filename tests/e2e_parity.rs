@@ -1,7 +1,7 @@
 //! Parity tests against the real Docker daemon: secrets, SSH agents and the buildx subrequests
 //! (`--print=…`), the things the Dockerfile frontend offers that a custom frontend must match.
 //!
-//! Same rules as `tests/e2e.rs` (shared harness in `tests/e2e/harness.rs`): without a daemon each
+//! Same rules as `tests/e2e.rs` (shared harness in `testkit/src/harness.rs`): without a daemon each
 //! test prints `=== SKIPPED … ===` and passes, unless `SYSFILE_E2E=required`.
 //!
 //! * `secret_reaches_run_and_never_lands_in_the_image`, `secret_only_change_behaviour`:
@@ -14,10 +14,8 @@
 //!
 //! Run: `SYSFILE_E2E=required cargo test --test e2e_parity -- --nocapture`.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-#[path = "e2e/leaks.rs"]
-mod leaks;
+use sysfile_testkit::harness;
+use sysfile_testkit::leaks;
 
 use harness::*;
 use leaks::*;
@@ -400,11 +398,7 @@ fn buildx_print(what: &str, dir: &Path, file: &Path) -> Run {
         .stdin(Stdio::null())
         .output()
         .expect("cannot run docker buildx");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// Panics with a clear message when the frontend does not answer `frontend.<name>` yet; else

@@ -13,8 +13,7 @@
 //! Without a daemon every test skips loudly, unless `SYSFILE_E2E=required`.
 //! Run: `SYSFILE_E2E=required cargo test --test e2e_workloads -- --nocapture`.
 
-#[path = "e2e/harness.rs"]
-mod harness;
+use sysfile_testkit::harness;
 
 use harness::*;
 use std::io::{BufRead as _, BufReader, Write as _};

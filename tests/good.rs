@@ -145,13 +145,18 @@ fn includes_merge_in_order() {
         .config
         .env
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|e| (e.name.value.as_str(), e.value.value.as_str()))
         .collect();
     assert_eq!(env.len(), 2);
     assert_eq!(env["GREETING"], "from main");
     assert_eq!(env["LANG"], "C.UTF-8");
-    assert_eq!(spec.config.labels["org.example.team"], "infra");
-    assert_eq!(spec.systemd.stop_timeout.as_secs(), 30);
+    let team = spec
+        .config
+        .labels
+        .iter()
+        .find(|e| e.name.value == "org.example.team");
+    assert_eq!(team.map(|e| e.value.value.as_str()), Some("infra"));
+    assert_eq!(spec.systemd.stop_timeout.value.as_secs(), 30);
     // Declared in a fragment, described by its comment there.
     assert_eq!(spec.args[0].description, "Where the app lives.");
 

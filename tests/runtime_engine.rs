@@ -1,19 +1,22 @@
 //! Real-engine tests of `sysfile run` and `sysfile k8s` against `/usr/bin/docker`.
 //!
 //! Each test builds a tiny systemd image from a plain Dockerfile (with sysfile's labels) under a
-//! unique tag and removes it, and any container it started, with Drop guards. Without a reachable
-//! daemon every test prints `=== SKIPPED: … ===` to stderr and passes, unless `SYSFILE_E2E=required`,
-//! which turns that into a failure. `SYSFILE_E2E_KEEP=1` keeps containers and images for debugging.
+//! unique tag and removes it, and any container it started, with the harness's Drop guards
+//! (`sysfile_testkit::harness`). Without a reachable daemon every test prints `=== SKIPPED: … ===`
+//! to stderr and passes, unless `SYSFILE_E2E=required`, which turns that into a failure; without
+//! Podman the Podman test skips unless `SYSFILE_PODMAN=required`. `SYSFILE_E2E_KEEP=1` keeps
+//! containers and images for debugging.
 //!
 //! Run: `SYSFILE_E2E=required cargo test --test runtime_engine -- --nocapture`.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const DOCKER: &str = "/usr/bin/docker";
+use sysfile_testkit::harness::{
+    Container, DOCKER, Daemon, Engine, ImageGuard, PodmanContainer, PodmanImage, Run, podman,
+    podman_skip, podman_version, run, sysfile_bin, tempdir, unique_name, wait_system_running,
+};
 
 /// The test image: Debian 12's systemd as PID 1, sysfile's runtime labels, `{version}` replaced.
 const DOCKERFILE: &str = r#"FROM local/debian:bookworm
@@ -28,107 +31,56 @@ fn stderr_line(text: &str) {
 
 /// Whether the daemon answers; otherwise skips loudly (or fails under `SYSFILE_E2E=required`).
 fn engine_or_skip(test: &str) -> bool {
-    let ok = Command::new(DOCKER)
-        .arg("info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return true;
-    }
-    if std::env::var("SYSFILE_E2E").as_deref() == Ok("required") {
-        panic!("{test}: `{DOCKER} info` failed and SYSFILE_E2E=required");
-    }
-    stderr_line(&format!(
-        "=== SKIPPED: runtime engine test {test}: `{DOCKER} info` failed (no Docker daemon); \
-         set SYSFILE_E2E=required to make this a failure ==="
-    ));
-    false
+    Engine::detect(test).is_some()
 }
 
-fn keep() -> bool {
-    std::env::var_os("SYSFILE_E2E_KEEP").is_some()
+fn docker(args: &[&str]) -> Run {
+    Daemon::main().docker(args)
 }
 
-/// A unique, lowercase name for containers and tags.
-fn unique(test: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "sysfile-rt-{}-{}-{}",
-        test.replace('_', "-"),
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+fn text(output: &str) -> String {
+    output.trim().to_string()
 }
 
-fn docker(args: &[&str]) -> Output {
-    Command::new(DOCKER)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run docker")
+fn sysfile(args: &[&str]) -> Run {
+    run(sysfile_bin(), args)
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim().to_string()
-}
-
-fn sysfile(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sysfile"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sysfile")
-}
-
-/// Removes the image tag on drop.
-struct Image(String);
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        if !keep() {
-            let _ = docker(&["rmi", "-f", &self.0]);
-        }
+/// A container of the main daemon named `name`, removed (with its volumes) on drop.
+fn container(name: &str) -> Container {
+    Container {
+        name: name.to_string(),
+        started: Instant::now(),
+        daemon: Daemon::main(),
     }
 }
 
-/// Removes the container (and its anonymous volumes) on drop.
-struct Container(String);
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        if !keep() {
-            let _ = docker(&["rm", "-f", "-v", &self.0]);
-        }
-    }
-}
-
-fn build_image(test: &str, systemd_version: u32) -> Image {
-    let dir = tempfile::Builder::new()
-        .prefix("sysfile-rt-")
-        .tempdir()
-        .unwrap();
+fn build_image(test: &str, systemd_version: u32) -> ImageGuard {
+    let dir = tempdir();
     std::fs::write(
         dir.path().join("Dockerfile"),
         DOCKERFILE.replace("{version}", &systemd_version.to_string()),
     )
     .unwrap();
-    let tag = format!("{}:test", unique(test));
-    let image = Image(tag.clone());
-    let out = Command::new(DOCKER)
-        .env("DOCKER_BUILDKIT", "1")
-        .args(["build", "-q", "-t", &tag])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "docker build failed: {}",
-        text(&out.stderr)
+    let tag = format!("{}:test", unique_name(test));
+    let image = ImageGuard {
+        tag: tag.clone(),
+        daemon: Daemon::main(),
+    };
+    let context = dir.path().display().to_string();
+    let out = run(
+        "env",
+        &[
+            "DOCKER_BUILDKIT=1",
+            DOCKER,
+            "build",
+            "-q",
+            "-t",
+            &tag,
+            &context,
+        ],
     );
+    assert!(out.ok(), "docker build failed: {}", text(&out.stderr));
     image
 }
 
@@ -151,33 +103,7 @@ fn strip_ansi(line: &str) -> String {
 }
 
 fn host_is_cgroup_v1() -> bool {
-    let out = Command::new("stat")
-        .args(["-fc", "%T", "/sys/fs/cgroup"])
-        .output()
-        .unwrap();
-    text(&out.stdout) != "cgroup2fs"
-}
-
-/// Retries `systemctl is-system-running --wait` until it prints a state (bounded 60 s).
-fn wait_for_state(name: &str) -> Option<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let out = docker(&[
-            "exec",
-            name,
-            "timeout",
-            "50",
-            "systemctl",
-            "is-system-running",
-            "--wait",
-        ]);
-        let state = text(&out.stdout);
-        if !state.is_empty() {
-            return Some(state);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    None
+    text(&run("stat", &["-fc", "%T", "/sys/fs/cgroup"]).stdout) != "cgroup2fs"
 }
 
 fn inspect(name: &str, format: &str) -> String {
@@ -200,13 +126,13 @@ fn run_boots_the_image_and_print_matches_what_ran() {
         return;
     }
     let image = build_image(test, 252);
-    let name = unique(test);
-    let _container = Container(name.clone());
+    let name = unique_name(test);
+    let running = container(&name);
 
     let start = Instant::now();
-    let out = sysfile(&["run", &image.0, "--name", &name]);
+    let out = sysfile(&["run", &image.tag, "--name", &name]);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "sysfile run failed: {stderr}");
+    assert_eq!(Some(out.code), Some(0), "sysfile run failed: {stderr}");
     let id = text(&out.stdout);
     assert!(
         id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()),
@@ -222,7 +148,7 @@ fn run_boots_the_image_and_print_matches_what_ran() {
     assert!(stderr.contains(&format!("docker stop {name}")), "{stderr}");
     let run_time = start.elapsed();
 
-    let state = wait_for_state(&name);
+    let state = wait_system_running(&running, Duration::from_secs(60)).ok();
     let boot_time = start.elapsed();
     if state.as_deref() != Some("running") {
         let failed = docker(&["exec", &name, "systemctl", "--failed", "--no-legend"]);
@@ -240,8 +166,8 @@ fn run_boots_the_image_and_print_matches_what_ran() {
     );
 
     // `--print` gives the same command that ran: compare with what Docker recorded.
-    let out = sysfile(&["run", &image.0, "--name", &name, "--print"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = sysfile(&["run", &image.tag, "--name", &name, "--print"]);
+    assert_eq!(Some(out.code), Some(0), "{}", text(&out.stderr));
     let line = text(&out.stdout);
     assert!(
         !line.contains('\''),
@@ -250,7 +176,11 @@ fn run_boots_the_image_and_print_matches_what_ran() {
     let words: Vec<&str> = line.split(' ').collect();
     assert_eq!(words[0], DOCKER);
     assert_eq!(words[1], "run");
-    assert_eq!(*words.last().unwrap(), image.0, "the image is last: {line}");
+    assert_eq!(
+        *words.last().unwrap(),
+        image.tag,
+        "the image is last: {line}"
+    );
     assert_eq!(values_of(&words, "--name"), [name.as_str()]);
     assert_eq!(values_of(&words, "--stop-timeout"), ["30"]);
     assert!(words.contains(&"-d") && words.contains(&"-t") && words.contains(&"--init=false"));
@@ -284,7 +214,7 @@ fn run_boots_the_image_and_print_matches_what_ran() {
     let stop_start = Instant::now();
     let stop = docker(&["stop", &name]);
     let stop_time = stop_start.elapsed();
-    assert!(stop.status.success(), "docker stop: {}", text(&stop.stderr));
+    assert!(stop.ok(), "docker stop: {}", text(&stop.stderr));
     assert_eq!(inspect(&name, "{{.State.ExitCode}}"), "0");
     stderr_line(&format!(
         "runtime engine: `sysfile run` returned in {:.2} s, `running` after {:.2} s, `docker stop` took {:.2} s (exit 0)",
@@ -301,10 +231,10 @@ fn negative_control_without_contract_flags_fails_to_boot() {
         return;
     }
     let image = build_image(test, 252);
-    let name = unique(test);
-    let _container = Container(name.clone());
-    let out = docker(&["run", "-d", "-t", "--name", &name, &image.0]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let name = unique_name(test);
+    let _container = container(&name);
+    let out = docker(&["run", "-d", "-t", "--name", &name, &image.tag]);
+    assert!(out.ok(), "{}", text(&out.stderr));
     let start = Instant::now();
     let deadline = start + Duration::from_secs(30);
     while inspect(&name, "{{.State.Running}}") == "true" {
@@ -339,8 +269,8 @@ fn explain_print_refusals_and_k8s_against_the_engine() {
     let v1 = host_is_cgroup_v1();
     let image = build_image(test, 252);
 
-    let out = sysfile(&["run", &image.0, "--explain"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = sysfile(&["run", &image.tag, "--explain"]);
+    assert_eq!(Some(out.code), Some(0), "{}", text(&out.stderr));
     let explain = text(&out.stdout);
     assert!(explain.contains("--tmpfs /run"), "{explain}");
     let cgroup_flag = if v1 {
@@ -355,19 +285,19 @@ fn explain_print_refusals_and_k8s_against_the_engine() {
     // Images the host cannot boot.
     for (version, refused_on_v1) in [(256, false), (258, true)] {
         let image = build_image(test, version);
-        let out = sysfile(&["run", &image.0, "--print"]);
+        let out = sysfile(&["run", &image.tag, "--print"]);
         let stderr = text(&out.stderr);
         if v1 && refused_on_v1 {
-            assert_eq!(out.status.code(), Some(1), "systemd {version}: {stderr}");
+            assert_eq!(Some(out.code), Some(1), "systemd {version}: {stderr}");
             assert!(stderr.contains(&format!("systemd {version}")), "{stderr}");
         } else {
-            assert_eq!(out.status.code(), Some(0), "{stderr}");
+            assert_eq!(Some(out.code), Some(0), "{stderr}");
         }
         if v1 && version == 256 {
             // 256 and 257 boot on cgroup v1 as they are: the old flag changes nothing.
-            let plain = sysfile(&["run", &image.0, "--print"]);
-            let out = sysfile(&["run", &image.0, "--print", "--force-cgroup-v1"]);
-            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            let plain = sysfile(&["run", &image.tag, "--print"]);
+            let out = sysfile(&["run", &image.tag, "--print", "--force-cgroup-v1"]);
+            assert_eq!(Some(out.code), Some(0), "{}", text(&out.stderr));
             assert_eq!(text(&out.stdout), text(&plain.stdout));
             assert!(!text(&out.stdout).contains("SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE"));
             assert!(
@@ -384,12 +314,12 @@ fn explain_print_refusals_and_k8s_against_the_engine() {
 
     // Not built by sysfile: runs with defaults and says so.
     let out = sysfile(&["run", "local/debian:bookworm", "--print"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(Some(out.code), Some(0));
     assert!(text(&out.stderr).contains("not built by sysfile"));
 
     // Missing image: exit 2.
     let out = sysfile(&["run", "sysfile-rt-no-such-image:nope", "--print"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(Some(out.code), Some(2));
     assert!(
         text(&out.stderr).contains("not found"),
         "{}",
@@ -397,8 +327,8 @@ fn explain_print_refusals_and_k8s_against_the_engine() {
     );
 
     // k8s reads the same labels.
-    let out = sysfile(&["k8s", &image.0, "--deployment", "--replicas", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = sysfile(&["k8s", &image.tag, "--deployment", "--replicas", "2"]);
+    assert_eq!(Some(out.code), Some(0), "{}", text(&out.stderr));
     let yaml = text(&out.stdout);
     assert!(yaml.contains("kind: Deployment") && yaml.contains("replicas: 2"));
     assert!(
@@ -417,60 +347,31 @@ fn podman_run_boots_the_image() {
     if !engine_or_skip(test) {
         return;
     }
-    let podman_ok = Command::new("podman")
-        .args(["info", "--format", "{{.Host.CgroupsVersion}}"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !podman_ok {
-        stderr_line(&format!(
-            "=== SKIPPED: runtime engine test {test}: `podman info` failed (Podman is optional) ==="
-        ));
+    if let Err(why) = podman_version() {
+        podman_skip(test, &why);
         return;
     }
-    let podman = |args: &[&str]| {
-        Command::new("podman")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run podman")
-    };
-    struct PodmanGuard(String, String);
-    impl Drop for PodmanGuard {
-        fn drop(&mut self) {
-            if !keep() {
-                for args in [["rm", "-f", &self.0], ["rmi", "-f", &self.1]] {
-                    let _ = Command::new("podman").args(args).output();
-                }
-            }
-        }
-    }
     let image = build_image(test, 252);
-    let name = unique(test);
-    let _guard = PodmanGuard(name.clone(), image.0.clone());
-    let load = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{DOCKER} save \"$1\" | podman load -q"))
-        .args(["sh", &image.0])
-        .output()
-        .unwrap();
-    assert!(load.status.success(), "{}", text(&load.stderr));
+    let name = unique_name(test);
+    let _loaded = PodmanImage::load_from_docker(&image.tag).unwrap_or_else(|e| panic!("{e}"));
+    let _container = PodmanContainer {
+        name: name.clone(),
+        started: Instant::now(),
+    };
 
     let print = sysfile(&[
-        "run", &image.0, "--engine", "podman", "--name", &name, "--print",
+        "run", &image.tag, "--engine", "podman", "--name", &name, "--print",
     ]);
     assert_eq!(
         text(&print.stdout),
         format!(
             "podman run -d -t --systemd=always --stop-timeout 30 --name {name} {}",
-            image.0
+            image.tag
         )
     );
     let start = Instant::now();
-    let out = sysfile(&["run", &image.0, "--engine", "podman", "--name", &name]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = sysfile(&["run", &image.tag, "--engine", "podman", "--name", &name]);
+    assert_eq!(Some(out.code), Some(0), "{}", text(&out.stderr));
     let mut state = String::new();
     while start.elapsed() < Duration::from_secs(60) {
         state = text(
@@ -498,7 +399,7 @@ fn podman_run_boots_the_image() {
         text(&podman(&["logs", &name]).stdout)
     );
     let stop_start = Instant::now();
-    assert!(podman(&["stop", &name]).status.success());
+    assert!(podman(&["stop", &name]).ok());
     let stop = stop_start.elapsed();
     assert_eq!(
         text(&podman(&["inspect", "-f", "{{.State.ExitCode}}", &name]).stdout),

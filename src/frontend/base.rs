@@ -4,7 +4,7 @@
 
 use super::BuildError;
 use super::read::exists;
-use crate::diag::{Diagnostic, Sources};
+use crate::diag::{Code, Diagnostic, Sources};
 use crate::distro::Family;
 use crate::gateway::{Bridge, BuildRequest};
 use crate::llb::{Graph, OpOptions};
@@ -62,7 +62,7 @@ pub(super) async fn detect_base(
             return Err(BuildError::Spec {
                 diagnostics: vec![
                     Diagnostic::error(
-                        "unknown-distribution",
+                        Code::UnknownDistribution,
                         spec.image.from.span,
                         format!(
                             "cannot tell which distribution `{}` is ({found})",
@@ -127,7 +127,7 @@ pub(super) async fn resolve_base(
     };
     let reference = Reference::parse(&text).map_err(|message| BuildError::Spec {
         diagnostics: vec![Diagnostic::error(
-            "bad-image-reference",
+            Code::BadImageReference,
             spec.image.from.span,
             message,
         )],

@@ -16,7 +16,7 @@ mod verification;
 
 use std::collections::BTreeMap;
 
-use crate::diag::{Diagnostic, Sources};
+use crate::diag::{Code, Diagnostic, Sources};
 use crate::gateway::{
     Bridge, BridgeError, BuildRequest, Caps, FrontendOptions, RequestError, errors, transport,
 };
@@ -182,7 +182,7 @@ async fn build(
     .await;
     if let Some(target) = options.target() {
         let note = Diagnostic::warning(
-            "target-ignored",
+            Code::TargetIgnored,
             spec.image.span,
             format!("the build target `{target}` is ignored: a Sysfile has a single target"),
         );
@@ -286,7 +286,7 @@ fn unsupported_features(spec: &Spec, caps: &Caps) -> Vec<Diagnostic> {
             if let MountKind::Tmpfs { size: Some(_) } = mount.kind {
                 if let Err(missing) = caps.require_llb("exec.mount.tmpfs.size", "a tmpfs `size`") {
                     diagnostics.push(
-                        Diagnostic::error("unsupported-by-builder", mount.span, missing.to_string())
+                        Diagnostic::error(Code::UnsupportedByBuilder, mount.span, missing.to_string())
                             .with_help("remove `size` (the tmpfs is then unlimited) or build with a newer BuildKit"),
                     );
                 }

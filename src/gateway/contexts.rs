@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::caps::Caps;
 use super::options::FrontendOptions;
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 use crate::lower::{NamedContext, OciStore};
 use crate::model::{BindFrom, MountKind, Spec};
 use crate::reference::Reference;
@@ -86,7 +86,7 @@ pub fn named_contexts(
         let Some(value) = given.get(name) else {
             diagnostics.push(
                 Diagnostic::error(
-                    "unknown-build-context",
+                    Code::UnknownBuildContext,
                     span,
                     format!("there is no build context named `{name}`"),
                 )
@@ -115,7 +115,7 @@ pub fn named_contexts(
         if used == ContextUse::Base && !is_image {
             diagnostics.push(
                 Diagnostic::error(
-                    "bad-base-context",
+                    Code::BadBaseContext,
                     span,
                     format!("the build context `{name}` replaces the base image, but it is not an image"),
                 )
@@ -137,11 +137,11 @@ fn interpret_context(
     value: &str,
     options: &FrontendOptions,
     caps: &Caps,
-) -> Result<NamedContext, (&'static str, String, String)> {
+) -> Result<NamedContext, (Code, String, String)> {
     if let Some(reference) = value.strip_prefix("docker-image://") {
         let parsed = Reference::parse(reference).map_err(|e| {
             (
-                "bad-build-context",
+                Code::BadBuildContext,
                 format!("the build context `{name}={value}` is not a valid image reference: {e}"),
                 format!("pass an image as `--build-context {name}=docker-image://REF`"),
             )
@@ -154,7 +154,7 @@ fn interpret_context(
         )
         .map_err(|missing| {
             (
-                "unsupported-by-builder",
+                Code::UnsupportedByBuilder,
                 missing.to_string(),
                 format!(
                     "build with a newer BuildKit, or load the image into the daemon and pass `--build-context {name}=docker-image://REF`"
@@ -163,7 +163,7 @@ fn interpret_context(
         })?;
         let (store, digest) = oci_layout_context(layout).map_err(|e| {
             (
-                "bad-build-context",
+                Code::BadBuildContext,
                 format!("the build context `{name}={value}` is not a valid oci-layout:// context: {e}"),
                 format!(
                     "pass it as `--build-context {name}=oci-layout://STORE@sha256:…` (the store as given to `--oci-layout`, the manifest digest)"
@@ -188,7 +188,7 @@ fn interpret_context(
         Ok(NamedContext::Http(value.to_string()))
     } else {
         Err((
-            "unsupported-build-context",
+            Code::UnsupportedBuildContext,
             format!("the build context `{name}={value}` is not supported"),
             "sysfile takes directories, docker-image://, oci-layout://, git and https contexts"
                 .to_string(),

@@ -285,7 +285,11 @@ mod tests {
             )
             .with_help("quote it"),
             Diagnostic::warning("unused", Span::new(FileId(0), 0..7), "unused table"),
-            Diagnostic::error("unknown-key", Span::new(inc, 0..1), "unknown key x"),
+            Diagnostic::error(
+                crate::diag::Code::UnknownKey,
+                Span::new(inc, 0..1),
+                "unknown key x",
+            ),
         ];
         let st = status_from_diagnostics(&diags, &sources);
         assert_eq!(st.code, 2);
@@ -303,7 +307,13 @@ mod tests {
         let text = "x = 1\n".repeat(50);
         let sources = Sources::new(SourceFile::new("Sysfile", text.as_str()));
         let diags: Vec<Diagnostic> = (0..50)
-            .map(|i| Diagnostic::error("unknown-key", Span::new(FileId(0), i * 6..i * 6 + 1), "x"))
+            .map(|i| {
+                Diagnostic::error(
+                    crate::diag::Code::UnknownKey,
+                    Span::new(FileId(0), i * 6..i * 6 + 1),
+                    "x",
+                )
+            })
             .collect();
         let st = status_from_diagnostics(&diags, &sources);
         assert_eq!(st.details.len(), 1);

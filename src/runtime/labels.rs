@@ -11,12 +11,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::contract::DEFAULT_ENGINE_STOP_TIMEOUT;
 pub use crate::contract::{
     BOOT_LABEL, HEALTH_LABEL, STOP_TIMEOUT_LABEL, SYSTEMD_VERSION_LABEL, TMPFS_LABEL,
 };
 
-/// The stop timeout when the label is missing or unusable.
-pub const DEFAULT_STOP_TIMEOUT: u32 = 30;
 /// The largest stop timeout accepted, in seconds (one hour).
 pub const MAX_STOP_TIMEOUT: u32 = 3600;
 /// The largest systemd version accepted (systemd numbers its releases 1, 2, … 262, …).
@@ -177,7 +176,7 @@ impl Default for ImageLabels {
     fn default() -> Self {
         ImageLabels {
             boot: false,
-            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            stop_timeout: DEFAULT_ENGINE_STOP_TIMEOUT,
             tmpfs: default_tmpfs(),
             systemd_version: None,
             health_cmd: None,
@@ -277,18 +276,18 @@ pub fn parse_labels(raw: &BTreeMap<String, String>) -> (ImageLabels, Vec<Warning
     };
 
     let stop_timeout = match stop_value {
-        None => DEFAULT_STOP_TIMEOUT,
+        None => DEFAULT_ENGINE_STOP_TIMEOUT,
         Some(v) => match number(v.trim(), 1, MAX_STOP_TIMEOUT) {
             Some(n) => n,
             None => {
                 warnings.push(Warning {
                     label: STOP_TIMEOUT_LABEL,
                     message: format!(
-                        "{} is not a whole number of seconds from 1 to {MAX_STOP_TIMEOUT}; using {DEFAULT_STOP_TIMEOUT}",
+                        "{} is not a whole number of seconds from 1 to {MAX_STOP_TIMEOUT}; using {DEFAULT_ENGINE_STOP_TIMEOUT}",
                         show(v)
                     ),
                 });
-                DEFAULT_STOP_TIMEOUT
+                DEFAULT_ENGINE_STOP_TIMEOUT
             }
         },
     };

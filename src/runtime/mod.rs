@@ -24,7 +24,8 @@ pub mod wait;
 
 use std::collections::BTreeMap;
 
-use labels::{BOOT_LABEL, DEFAULT_STOP_TIMEOUT, SYSTEMD_VERSION_LABEL};
+use crate::contract::DEFAULT_ENGINE_STOP_TIMEOUT;
+use labels::{BOOT_LABEL, SYSTEMD_VERSION_LABEL};
 
 pub use command::{
     K8sArgs, QuadletArgs, RunArgs, WaitArgs, k8s_main, quadlet_main, run_main, wait_main,
@@ -180,7 +181,7 @@ pub fn plan_run(
         notes.push(format!(
             "the image has no {BOOT_LABEL}=true label (it was not built by sysfile), so it does not ask \
              to boot systemd: it gets \
-             no cgroup write access, the default tmpfs mounts and a {DEFAULT_STOP_TIMEOUT} s stop \
+             no cgroup write access, the default tmpfs mounts and a {DEFAULT_ENGINE_STOP_TIMEOUT} s stop \
              timeout; a systemd entrypoint will not boot without a writable cgroup"
         ));
     }

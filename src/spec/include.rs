@@ -15,14 +15,13 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 use super::LoadOptions;
 use super::schema::{self, Merge, TableKind};
 use super::values;
 use super::walk::{Ctx, Key, Value, type_name};
-use crate::diag::{Diagnostic, FileId, SourceFile, Sources, Span};
+use crate::diag::{Code, Diagnostic, FileId, SourceFile, Sources, Span};
 
 /// How deep includes may nest (the main Sysfile's includes are depth 1).
 pub const MAX_INCLUDE_DEPTH: usize = 8;
@@ -37,7 +36,7 @@ pub(crate) fn syntax_error(file: FileId, error: &toml::de::Error) -> Diagnostic 
         message
     };
     Diagnostic::error(
-        "toml-syntax",
+        Code::TomlSyntax,
         Span::new(file, range),
         format!("invalid TOML: {message}"),
     )
@@ -56,7 +55,7 @@ fn entries(file: FileId, root: &DeTable<'_>) -> Vec<Result<(String, Range<usize>
     };
     let wrong = |value: &Value<'_>, expected: &str, help: &str| {
         Diagnostic::error(
-            "wrong-type",
+            Code::WrongType,
             Span::new(file, value.span()),
             format!("expected {expected}, found {}", type_name(value.get_ref())),
         )
@@ -263,7 +262,7 @@ impl Resolve {
                     .collect();
                 diagnostics.push(
                     Diagnostic::error(
-                        "include-cycle",
+                        Code::IncludeCycle,
                         span,
                         format!("`{path}` includes itself: {}", chain.join(" → ")),
                         )
@@ -279,7 +278,7 @@ impl Resolve {
             if let Some(why) = options.include_errors.get(&path) {
                 diagnostics.push(
                     Diagnostic::error(
-                        "unreadable-include",
+                        Code::UnreadableInclude,
                         span,
                         format!("the included file `{path}` cannot be used: {why}"),
                     )
@@ -293,7 +292,7 @@ impl Resolve {
             let Some(text) = options.includes.get(&path) else {
                 diagnostics.push(
                     Diagnostic::error(
-                        "missing-include",
+                        Code::MissingInclude,
                         span,
                         format!("the included file `{path}` cannot be read"),
                     )
@@ -307,7 +306,7 @@ impl Resolve {
             if self.stack.len() > MAX_INCLUDE_DEPTH {
                 diagnostics.push(
                     Diagnostic::error(
-                        "include-too-deep",
+                        Code::IncludeTooDeep,
                         span,
                         format!("includes nest more than {MAX_INCLUDE_DEPTH} deep"),
                     )
@@ -369,7 +368,7 @@ pub(crate) fn merge<'i>(
                 let d = syntax_error(FileId(0), &error);
                 let range = error.span().unwrap_or(0..0);
                 ctx.error(
-                    "toml-syntax",
+                    Code::TomlSyntax,
                     range,
                     d.message,
                     d.label,
@@ -404,12 +403,12 @@ fn merge_top<'i>(
     let span = new.span();
     match (kind, old.into_inner(), new.into_inner()) {
         (Some(TableKind::Table | TableKind::Args), DeValue::Table(a), DeValue::Table(b)) => {
-            Spanned::new(span, DeValue::Table(merge_table(ctx, name, a, b, main)))
+            toml::Spanned::new(span, DeValue::Table(merge_table(ctx, name, a, b, main)))
         }
         (Some(TableKind::ArrayOfTables), DeValue::Array(a), DeValue::Array(b)) => {
-            Spanned::new(span, DeValue::Array(concat(a, b)))
+            toml::Spanned::new(span, DeValue::Array(concat(a, b)))
         }
-        (_, _, b) => Spanned::new(span, b),
+        (_, _, b) => toml::Spanned::new(span, b),
     }
 }
 
@@ -437,20 +436,20 @@ fn merge_table<'i>(
         let merge = schema::merge_of(table, key.get_ref());
         let (key, value) = match (merge, old.into_inner(), new.into_inner()) {
             (Some(Merge::List), DeValue::Array(x), DeValue::Array(y)) => {
-                (key, Spanned::new(span, DeValue::Array(concat(x, y))))
+                (key, toml::Spanned::new(span, DeValue::Array(concat(x, y))))
             }
             (Some(Merge::Map), DeValue::Table(mut x), DeValue::Table(y)) => {
                 for (k, v) in y {
                     x.remove(&k);
                     x.insert(k, v);
                 }
-                (key, Spanned::new(span, DeValue::Table(x)))
+                (key, toml::Spanned::new(span, DeValue::Table(x)))
             }
             (Some(Merge::Scalar), x, _) if !main => {
                 conflict(ctx, table, &old_key, &key);
-                (old_key, Spanned::new(old_span, x))
+                (old_key, toml::Spanned::new(old_span, x))
             }
-            (_, _, y) => (key, Spanned::new(span, y)),
+            (_, _, y) => (key, toml::Spanned::new(span, y)),
         };
         a.insert(key, value);
     }
@@ -466,7 +465,7 @@ fn conflict(ctx: &mut Ctx<'_>, table: &str, first: &Key<'_>, second: &Key<'_>) {
         _ => format!("`{table}`"),
     };
     ctx.error(
-        "conflicting-include",
+        Code::ConflictingInclude,
         second.span(),
         format!("`{name}` of {header} is set by two included files"),
         format!("already set on {place}"),

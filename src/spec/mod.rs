@@ -29,7 +29,7 @@ pub use include::{
 };
 pub use schema::json_schema;
 
-use crate::diag::{Diagnostic, SourceFile, Sources};
+use crate::diag::{Code, Diagnostic, SourceFile, Sources};
 use crate::model::Spec;
 
 /// Inputs of [`load`] other than the text.
@@ -57,7 +57,7 @@ pub fn decode_main(name: impl Into<String>, data: Vec<u8>) -> (SourceFile, Optio
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
             let diagnostic = Diagnostic::error(
-                "not-utf8",
+                Code::NotUtf8,
                 crate::diag::Span::new(crate::diag::FileId(0), at..end),
                 "the Sysfile is not UTF-8 text",
             )
@@ -90,7 +90,10 @@ pub fn load(main: SourceFile, options: &LoadOptions) -> Loaded {
     let order = include::resolve(&mut sources, options, &mut diagnostics);
     let mut spec = None;
     // A file that is not TOML was reported by itself; walking the rest would only add noise.
-    if !diagnostics.iter().any(|d| d.code == "toml-syntax") {
+    if !diagnostics
+        .iter()
+        .any(|d| d.code == Code::TomlSyntax.as_str())
+    {
         let (text, segments, main) = include::lay_out(&sources, &order);
         let padded: Vec<String> = segments
             .iter()

@@ -5,6 +5,7 @@
 //! (scalar, list, map) from it, and [`json_schema`] turns it into a JSON
 //! Schema for editors. `tests/schema.rs` checks `docs/spec.md` against it.
 
+use crate::model::{CacheSharing, Health, LogLevel, Network, PackageManager, Phase};
 use serde_json::{Map, Value, json};
 
 /// The type of a key's value, which also decides how includes merge it.
@@ -146,15 +147,6 @@ const fn dft(name: &'static str, ty: Type, default: &'static str, doc: &'static 
     }
 }
 
-pub const PACKAGE_MANAGERS: &[&str] = &["apt", "dnf", "zypper", "pacman"];
-pub const NETWORKS: &[&str] = &["default", "none", "host"];
-pub const PHASES: &[&str] = &["before-packages", "after-packages"];
-pub const LOG_LEVELS: &[&str] = &[
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-];
-pub const HEALTHS: &[&str] = &["running", "running-or-degraded", "none"];
-pub const SHARINGS: &[&str] = &["shared", "private", "locked"];
-
 /// Every table of the language, top-level keys in documentation order.
 pub const SPEC: &[TableDef] = &[
     TableDef {
@@ -220,7 +212,7 @@ pub const SPEC: &[TableDef] = &[
             ),
             key(
                 "manager",
-                Type::Enum(PACKAGE_MANAGERS),
+                Type::Enum(PackageManager::NAMES),
                 "The package manager (default: detected from the base image)",
             ),
         ],
@@ -323,13 +315,13 @@ pub const SPEC: &[TableDef] = &[
             ),
             dft(
                 "network",
-                Type::Enum(NETWORKS),
+                Type::Enum(Network::NAMES),
                 "\"default\"",
                 "Network mode",
             ),
             dft(
                 "phase",
-                Type::Enum(PHASES),
+                Type::Enum(Phase::NAMES),
                 "\"after-packages\"",
                 "When the step runs: before [packages], or after packages, files and users",
             ),
@@ -371,7 +363,7 @@ pub const SPEC: &[TableDef] = &[
             ),
             key(
                 "log_level",
-                Type::Enum(LOG_LEVELS),
+                Type::Enum(LogLevel::NAMES),
                 "The manager's log level (default: systemd's)",
             ),
             dft(
@@ -394,7 +386,7 @@ pub const SPEC: &[TableDef] = &[
             ),
             dft(
                 "health",
-                Type::Enum(HEALTHS),
+                Type::Enum(Health::NAMES),
                 "\"running\"",
                 "What systemctl is-system-running must say for the container to be healthy",
             ),
@@ -461,7 +453,7 @@ pub const MOUNTS: &[(&str, &str, &[KeyDef])] = &[
             key("id", Type::String, "Cache id (default: the target path)"),
             dft(
                 "sharing",
-                Type::Enum(SHARINGS),
+                Type::Enum(CacheSharing::NAMES),
                 "\"locked\"",
                 "How concurrent builds share the cache",
             ),

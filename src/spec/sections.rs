@@ -14,6 +14,7 @@ use super::LoadOptions;
 use super::schema;
 use super::values::{self, did_you_mean, list};
 use super::walk::{Ctx, Table, Value, integer_value};
+use crate::diag::Code;
 use crate::model::*;
 
 fn mount_keys(kind: &str) -> Vec<&'static str> {
@@ -35,7 +36,6 @@ const EARLY_BOOT_TARGETS: &[&str] = &[
     "emergency.target",
 ];
 
-const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Build arguments BuildKit and docker pass on their own; never reported as undeclared.
@@ -81,7 +81,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, root: &DeTable<'_>, options: &LoadOptions
         .get("services")
         .map(|v| services(ctx, v))
         .unwrap_or_default();
-    let systemd = systemd(ctx, root.get("systemd"));
+    let systemd = systemd(ctx, root.get("systemd"), &image_span);
     let config = root
         .get("config")
         .map(|v| config(ctx, v))
@@ -136,7 +136,7 @@ fn args(
             let name: &str = key.get_ref();
             if !values::is_env_name(name) {
                 ctx.error(
-                    "bad-arg-name",
+                    Code::BadArgName,
                     key.span(),
                     format!("`{name}` is not a valid build-argument name"),
                     "invalid name",
@@ -153,7 +153,7 @@ fn args(
                 },
                 _ => {
                     ctx.error(
-                        "wrong-type",
+                        Code::WrongType,
                         value.span(),
                         format!(
                             "expected a string, found {}",
@@ -172,7 +172,7 @@ fn args(
                 .unwrap_or_else(|| default.clone());
             if name == "SOURCE_DATE_EPOCH" && parse_epoch(&effective).is_err() {
                 ctx.error(
-                    "bad-value",
+                    Code::BadValue,
                     key.span().start..value.span().end,
                     format!("SOURCE_DATE_EPOCH is `{effective}`, not Unix seconds"),
                     "not Unix seconds",
@@ -205,7 +205,7 @@ fn args(
             ),
         };
         ctx.warning(
-            "undeclared-build-arg",
+            Code::UndeclaredBuildArg,
             at.clone(),
             format!("build argument `{name}` was given but is not declared"),
             "not declared here",
@@ -218,7 +218,7 @@ fn args(
 fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
     let Some(value) = value else {
         ctx.error(
-            "missing-key",
+            Code::MissingKey,
             ctx.main_anchor(),
             "the Sysfile has no `[image]` table",
             "`[image]` is required",
@@ -232,38 +232,36 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
         .require(&table, "from", "\"debian:bookworm\"")
         .and_then(|v| ctx.string("from", v));
     if let Some(from) = &from {
-        if let Err(e) = values::check_image_reference(from.get_ref()) {
-            ctx.invalid(from.span(), e, "not an image reference");
+        if let Err(e) = values::check_image_reference(&from.value) {
+            ctx.invalid(from.span, e, "not an image reference");
         }
     }
     let platform = table
         .get("platform")
         .and_then(|v| ctx.string("platform", v));
     if let Some(platform) = &platform {
-        if let Err(e) = values::check_platform(platform.get_ref()) {
-            ctx.invalid(platform.span(), e, "not a platform");
+        if let Err(e) = values::check_platform(&platform.value) {
+            ctx.invalid(platform.span, e, "not a platform");
         }
     }
     let mut platforms = Vec::new();
     if let Some(value) = table.get("platforms") {
         let items = ctx.strings("platforms", value);
         for item in &items {
-            match values::check_platform(item.get_ref()) {
-                Ok(()) => {
-                    platforms.push(Spanned::new(item.get_ref().clone(), ctx.span(item.span())))
-                }
-                Err(e) => ctx.invalid(item.span(), e, "not a platform"),
+            match values::check_platform(&item.value) {
+                Ok(()) => platforms.push(item.clone()),
+                Err(e) => ctx.invalid(item.span, e, "not a platform"),
             }
         }
         if let (Some(one), Some(first)) = (&platform, items.first()) {
             ctx.error(
-                "conflicting-keys",
-                first.span(),
+                Code::ConflictingKeys,
+                first.span,
                 "`platform` and `platforms` are both set",
                 "set one of them",
                 format!(
                     "keep `platforms` and add {:?} to it, or keep `platform` alone",
-                    one.get_ref()
+                    &one.value
                 ),
             );
         }
@@ -271,17 +269,13 @@ fn image(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Option<Image> {
     let title = table
         .get("title")
         .and_then(|v| ctx.string("title", v))
-        .map(|s| s.into_inner());
+        .map(|s| s.value);
     let description = table
         .get("description")
         .and_then(|v| ctx.string("description", v))
-        .map(|s| s.into_inner());
+        .map(|s| s.value);
     let span = ctx.span(table.span.clone());
-    let from = from.map_or_else(
-        || Spanned::new(String::new(), span),
-        |s| Spanned::new(s.get_ref().clone(), ctx.span(s.span())),
-    );
-    let platform = platform.map(|s| Spanned::new(s.get_ref().clone(), ctx.span(s.span())));
+    let from = from.unwrap_or_else(|| Spanned::new(String::new(), span));
     Some(Image {
         from,
         platform,
@@ -306,23 +300,17 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
         };
         let mut out = Vec::new();
         for name in ctx.strings(key, value) {
-            match values::check_package_name(name.get_ref()) {
-                Ok(()) => out.push(Spanned::new(name.get_ref().clone(), ctx.span(name.span()))),
-                Err(e) => ctx.invalid(name.span(), e, "not a package name"),
+            match values::check_package_name(&name.value) {
+                Ok(()) => out.push(name.clone()),
+                Err(e) => ctx.invalid(name.span, e, "not a package name"),
             }
         }
         out
     };
     let install = names(ctx, "install");
     let remove = names(ctx, "remove");
-    let managers = [
-        ("apt", PackageManager::Apt),
-        ("dnf", PackageManager::Dnf),
-        ("zypper", PackageManager::Zypper),
-        ("pacman", PackageManager::Pacman),
-    ];
     let manager = table.get("manager").and_then(|v| {
-        ctx.choice("manager", v, &managers)
+        ctx.choice("manager", v, PackageManager::CHOICES)
             .map(|m| Spanned::new(m, ctx.span(v.span())))
     });
     Packages {
@@ -348,7 +336,7 @@ fn exactly_one(
                 (first, second, b)
             };
             ctx.error(
-                "conflicting-keys",
+                Code::ConflictingKeys,
                 at,
                 format!("{} sets both `{a}` and `{b}`", table.what),
                 format!("`{other}` is already set"),
@@ -365,7 +353,7 @@ fn exactly_one(
             }
         }
         (None, None) if !table.typos.iter().any(|t| *t == a || *t == b) => ctx.error(
-            "missing-key",
+            Code::MissingKey,
             table.span.clone(),
             format!("{} needs `{a}` or `{b}`", table.what),
             format!("`{a}` or `{b}` is required here"),
@@ -377,7 +365,7 @@ fn exactly_one(
 
 fn owner(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Owner> {
     let s = ctx.string("owner", value)?;
-    values::parse_owner(s.get_ref())
+    values::parse_owner(&s.value)
         .map_err(|e| ctx.invalid(value.span(), e, "not an owner"))
         .ok()
 }
@@ -396,27 +384,27 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
         let src = table
             .get("src")
             .and_then(|v| ctx.context_path("src", v))
-            .map(|p| FileSource::Context(p.into_inner()));
-        let content = table
-            .get("content")
-            .and_then(|v| ctx.raw_string("content", v))
-            .map(FileSource::Content);
+            .map(|p| Spanned::new(FileSource::Context(p.value), p.span));
+        let content = table.get("content").and_then(|v| {
+            let text = ctx.raw_string("content", v)?;
+            Some(Spanned::new(FileSource::Content(text), ctx.span(v.span())))
+        });
         let source = src.or(content);
         let from = table.get("from").and_then(|v| {
             let name = ctx.string("from", v)?;
-            if !values::is_context_name(name.get_ref()) {
+            if !values::is_context_name(&name.value) {
                 ctx.error(
-                    "bad-context-name",
+                    Code::BadContextName,
                     v.span(),
-                    format!("`{}` is not a build-context name", name.get_ref()),
+                    format!("`{}` is not a build-context name", &name.value),
                     "not a context name",
                     "name a context passed as `--build-context NAME=…`: letters, digits, `_`, `.` and `-`, starting with a letter or digit; leave `from` out for the main context",
                 );
                 return None;
             }
-            if matches!(source, Some(FileSource::Content(_))) {
+            if matches!(source.as_ref().map(|s| &s.value), Some(FileSource::Content(_))) {
                 ctx.error(
-                    "conflicting-keys",
+                    Code::ConflictingKeys,
                     v.span(),
                     "`from` names a build context, but this entry has inline `content`",
                     "only for `src`",
@@ -424,20 +412,20 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
                 );
                 return None;
             }
-            Some(name.into_inner())
+            Some(name.value)
         });
         let dest_value = ctx.require(&table, "dest", "\"/etc/app/app.conf\"");
         let raw_dest = dest_value.and_then(|v| ctx.string("dest", v));
         let mut dest = None;
         if let Some(raw) = &raw_dest {
-            match values::normalize_absolute_path(raw.get_ref()) {
+            match values::normalize_absolute_path(&raw.value) {
                 Ok(path) => dest = Some(path),
-                Err(e) => ctx.invalid(raw.span(), e, "must be absolute"),
+                Err(e) => ctx.invalid(raw.span, e, "must be absolute"),
             }
         }
         if let (Some(raw), Some(d)) = (&raw_dest, &mut dest) {
-            let into_dir = raw.get_ref().ends_with('/') || d == "/";
-            match &source {
+            let into_dir = raw.value.ends_with('/') || d == "/";
+            match source.as_ref().map(|s| &s.value) {
                 Some(FileSource::Context(src)) if into_dir && src != "." => {
                     let base = src.rsplit('/').next().unwrap_or(src);
                     *d = if d == "/" {
@@ -447,11 +435,11 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
                     };
                 }
                 Some(FileSource::Content(_)) if into_dir => ctx.error(
-                    "bad-dest",
-                    raw.span(),
+                    Code::BadDest,
+                    raw.span,
                     format!(
                         "`{}` is a directory, but inline `content` needs a file path",
-                        raw.get_ref()
+                        &raw.value
                     ),
                     "names a directory",
                     "write the full path of the file to create, such as \"/etc/motd\"",
@@ -485,37 +473,37 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             .require(&table, "name", "\"admin\"")
             .and_then(|v| ctx.string("name", v));
         if let Some(name) = &name {
-            if !values::is_user_name(name.get_ref()) {
+            if !values::is_user_name(&name.value) {
                 ctx.error(
-                    "bad-user-name",
-                    name.span(),
-                    format!("`{}` is not a valid user name", name.get_ref()),
+                    Code::BadUserName,
+                    name.span,
+                    format!("`{}` is not a valid user name", &name.value),
                     "invalid user name",
                     "user names start with a lowercase letter or `_`, hold lowercase letters, digits, `_` and `-`, and are at most 32 characters",
                 );
-            } else if let Some(first) = names.get(name.get_ref()) {
-                let line = ctx.place(*first, name.span().start);
+            } else if let Some(first) = names.get(&name.value) {
+                let line = ctx.place(*first, ctx.unspan(name.span).start);
                 ctx.error(
-                    "duplicate-user",
-                    name.span(),
-                    format!("user `{}` is declared twice", name.get_ref()),
-                    format!("`{}` is already declared on {line}", name.get_ref()),
+                    Code::DuplicateUser,
+                    name.span,
+                    format!("user `{}` is declared twice", &name.value),
+                    format!("`{}` is already declared on {line}", &name.value),
                     "merge the two `[[users]]` entries into one",
                 );
             } else {
-                names.insert(name.get_ref().clone(), name.span().start);
+                names.insert(name.value.clone(), ctx.unspan(name.span).start);
             }
         }
         let uid = table.get("uid").and_then(|v| {
-            ctx.integer("uid", v, 0..=i64::from(i32::MAX), "bad-uid")
+            ctx.integer("uid", v, 0..=i64::from(i32::MAX), Code::BadUid)
                 .map(|n| (n, v.span()))
         });
         if let (Some((0, span)), Some(name)) = (&uid, &name) {
-            if name.get_ref() != "root" {
+            if &name.value != "root" {
                 ctx.error(
-                    "bad-uid",
+                    Code::BadUid,
                     span.clone(),
-                    format!("uid 0 is root's; `{}` cannot have it", name.get_ref()),
+                    format!("uid 0 is root's; `{}` cannot have it", &name.value),
                     "root's uid",
                     "give the user a uid of its own, such as 1000, or leave `uid` out to let the system choose; add it to a group such as `sudo` or `wheel` for privileges",
                 );
@@ -526,7 +514,7 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             if let Some(first) = uids.get(&uid) {
                 let line = ctx.place(*first, span.start);
                 ctx.error(
-                    "duplicate-uid",
+                    Code::DuplicateUid,
                     span.clone(),
                     format!("uid {uid} is given to two users"),
                     format!("uid {uid} is already used on {line}"),
@@ -539,13 +527,13 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         let mut groups = Vec::new();
         if let Some(v) = table.get("groups") {
             for group in ctx.strings("groups", v) {
-                if values::is_user_name(group.get_ref()) {
-                    groups.push(group.into_inner());
+                if values::is_user_name(&group.value) {
+                    groups.push(group);
                 } else {
                     ctx.error(
-                        "bad-group-name",
-                        group.span(),
-                        format!("`{}` is not a valid group name", group.get_ref()),
+                        Code::BadGroupName,
+                        group.span,
+                        format!("`{}` is not a valid group name", &group.value),
                         "invalid group name",
                         "group names start with a lowercase letter or `_` and hold lowercase letters, digits, `_` and `-`",
                     );
@@ -556,13 +544,13 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
             .get("shell")
             .and_then(|v| ctx.string("shell", v))
             .and_then(
-                |shell| match values::normalize_absolute_path(shell.get_ref()) {
-                    Ok(path) => Some(path),
+                |shell| match values::normalize_absolute_path(&shell.value) {
+                    Ok(path) => Some(Spanned::new(path, shell.span)),
                     Err(mut e) => {
                         e.help =
                             "write the absolute path of the login shell, such as \"/bin/bash\""
                                 .to_string();
-                        ctx.invalid(shell.span(), e, "must be absolute");
+                        ctx.invalid(shell.span, e, "must be absolute");
                         None
                     }
                 },
@@ -572,15 +560,17 @@ fn users(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<User> {
         if let Some(v) = table.get("authorized_keys") {
             for item in ctx.array("authorized_keys", v) {
                 if let Some(path) = ctx.context_path("authorized_keys", item) {
-                    authorized_key_spans.push(ctx.span(item.span()));
-                    authorized_keys.push(path.into_inner());
+                    authorized_key_spans.push(path.span);
+                    authorized_keys.push(path.value);
                 }
             }
         }
         if let Some(name) = name {
             out.push(User {
-                name: name.into_inner(),
-                uid: uid.and_then(|(n, _)| u32::try_from(n).ok()),
+                name: name.value,
+                uid: uid.and_then(|(n, range)| {
+                    Some(Spanned::new(u32::try_from(n).ok()?, ctx.span(range)))
+                }),
                 groups,
                 shell,
                 authorized_keys,
@@ -702,39 +692,39 @@ const RESERVED_ENV: [&str; 2] = ["SYSTEMD_OFFLINE", "container"];
 /// With `for_systemd` (`[config] env`, written into the manager's `DefaultEnvironment=`), a
 /// value holding a control character other than tab and newline is rejected: systemd splits
 /// lines at `\r` and NUL, so such a value could add settings of its own.
-fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<(String, String)> {
+fn env(ctx: &mut Ctx<'_>, value: &Value<'_>, for_systemd: bool) -> Vec<Entry> {
     let mut out = Vec::new();
     for (name, value) in ctx.string_map("env", value) {
         let control = value
-            .get_ref()
+            .value
             .chars()
             .find(|c| c.is_control() && *c != '\t' && *c != '\n');
         if let (true, Some(c)) = (for_systemd, control) {
             ctx.error(
-                "control-character",
-                value.span(),
+                Code::ControlCharacter,
+                value.span,
                 format!(
                     "the value of `{}` holds the control character {c:?}",
-                    name.get_ref()
+                    &name.value
                 ),
                 "control character",
                 "`[config] env` values are written into a systemd setting; remove the control character (check the build arguments interpolated here)",
             );
-        } else if RESERVED_ENV.contains(&name.get_ref().as_str()) {
+        } else if RESERVED_ENV.contains(&name.value.as_str()) {
             ctx.error(
-                "reserved-env-name",
-                name.span(),
-                format!("`{}` is set by sysfile and cannot be set here", name.get_ref()),
+                Code::ReservedEnvName,
+                name.span,
+                format!("`{}` is set by sysfile and cannot be set here", &name.value),
                 "reserved",
                 "`container=` comes from `[systemd] container`; `SYSTEMD_OFFLINE` is set in build steps only and must never reach services",
             );
-        } else if values::is_env_name(name.get_ref()) {
-            out.push((name.into_inner(), value.into_inner()));
+        } else if values::is_env_name(&name.value) {
+            out.push(Entry { name, value });
         } else {
             ctx.error(
-                "bad-env-name",
-                name.span(),
-                format!("`{}` is not a valid environment variable name", name.get_ref()),
+                Code::BadEnvName,
+                name.span,
+                format!("`{}` is not a valid environment variable name", &name.value),
                 "invalid name",
                 "environment variable names start with a letter or `_` and hold letters, digits and `_`",
             );
@@ -754,10 +744,12 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             ("argv", "[\"program\", \"arg\"]"),
         );
         // Both are checked even when both are set (a `conflicting-keys` error), to report everything.
-        let sh = table
-            .get("sh")
-            .and_then(|v| ctx.raw_string("sh", v))
-            .map(Command::Shell);
+        let sh = table.get("sh").and_then(|v| {
+            Some(Spanned::new(
+                Command::Shell(ctx.raw_string("sh", v)?),
+                ctx.span(v.span()),
+            ))
+        });
         let argv = table.get("argv").map(|v| {
             // An argv that may run script text is used verbatim, like `sh`: build args reach the
             // script as environment variables, so no argument is ever pasted into script text.
@@ -771,7 +763,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                 let value = if verbatim {
                     ctx.raw_string("argv", item)
                 } else {
-                    ctx.string("argv", item).map(|s| s.into_inner())
+                    ctx.string("argv", item).map(|s| s.value)
                 };
                 if let Some(value) = value {
                     argv.push(value);
@@ -788,7 +780,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                 });
                 if let Some((at, name)) = declared {
                     ctx.warning(
-                        "argv-not-interpolated",
+                        Code::ArgvNotInterpolated,
                         at,
                         format!(
                             "`${{{name}}}` is passed as it is: this `argv` runs a program that reads script text, so it is not interpolated"
@@ -802,38 +794,34 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             }
             if matches!(v.get_ref(), DeValue::Array(a) if a.iter().next().is_none()) {
                 ctx.error(
-                    "empty-argv",
+                    Code::EmptyArgv,
                     v.span(),
                     "`argv` is empty",
                     "no program to run",
                     "give the program and its arguments, such as `argv = [\"systemctl\", \"preset-all\"]`",
                 );
             }
-            Command::Exec(argv)
+            Spanned::new(Command::Exec(argv), ctx.span(v.span()))
         });
         let command = sh.or(argv);
         let name = table
             .get("name")
             .and_then(|v| ctx.string("name", v))
-            .map(|s| s.into_inner());
+            .map(|s| s.value);
         let env = table
             .get("env")
             .map(|v| env(ctx, v, false))
             .unwrap_or_default();
         let workdir = table
             .get("workdir")
-            .and_then(|v| ctx.absolute_path("workdir", v))
-            .map(|s| s.into_inner());
-        let user = table
-            .get("user")
-            .and_then(|v| ctx.string("user", v))
-            .map(|s| s.into_inner());
-        if let (Some(user), Some(v)) = (&user, table.get("user")) {
-            if let Err(e) = values::parse_owner(user) {
+            .and_then(|v| ctx.absolute_path("workdir", v));
+        let user = table.get("user").and_then(|v| ctx.string("user", v));
+        if let Some(user) = &user {
+            if let Err(e) = values::parse_owner(&user.value) {
                 ctx.error(
-                    "bad-user",
-                    v.span(),
-                    format!("`{user}` is not a user"),
+                    Code::BadUser,
+                    user.span,
+                    format!("`{}` is not a user", user.value),
                     "not a user",
                     e.help.replace("an owner", "a user"),
                 );
@@ -842,29 +830,13 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
         let network = table
             .get("network")
             .and_then(|v| {
-                ctx.choice(
-                    "network",
-                    v,
-                    &[
-                        ("default", Network::Default),
-                        ("none", Network::None),
-                        ("host", Network::Host),
-                    ],
-                )
+                let network = ctx.choice("network", v, Network::CHOICES)?;
+                Some(Spanned::new(network, ctx.span(v.span())))
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| Spanned::new(Network::Default, ctx.span(table.full_span())));
         let phase = table
             .get("phase")
-            .and_then(|v| {
-                ctx.choice(
-                    "phase",
-                    v,
-                    &[
-                        ("before-packages", Phase::BeforePackages),
-                        ("after-packages", Phase::AfterPackages),
-                    ],
-                )
-            })
+            .and_then(|v| ctx.choice("phase", v, Phase::CHOICES))
             .unwrap_or_default();
         let mounts = table
             .get("mounts")
@@ -890,9 +862,9 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
 /// A mount target: absolute, normalised, not `/`.
 fn mount_target(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<String> {
     let target = ctx.absolute_path("target", value)?;
-    if target.get_ref() == "/" {
+    if &target.value == "/" {
         ctx.error(
-            "mount-on-root",
+            Code::MountOnRoot,
             value.span(),
             "a mount cannot cover `/`",
             "mounts over the root filesystem",
@@ -900,7 +872,7 @@ fn mount_target(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<String> {
         );
         return None;
     }
-    Some(target.into_inner())
+    Some(target.value)
 }
 
 fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
@@ -938,7 +910,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             };
             typos.extend(suggestion);
             ctx.error(
-                "bad-mount-option",
+                Code::BadMountOption,
                 key.span(),
                 message,
                 format!("not a {kind} mount option"),
@@ -959,15 +931,15 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
             "bind" => {
                 let from = match table.get("from").and_then(|v| ctx.string("from", v)) {
                     None => Some(BindFrom::Context),
-                    Some(from) if from.get_ref() == "context" => Some(BindFrom::Context),
-                    Some(from) => match values::check_image_reference(from.get_ref()) {
-                        Ok(()) => Some(BindFrom::Image(from.into_inner())),
+                    Some(from) if &from.value == "context" => Some(BindFrom::Context),
+                    Some(from) => match values::check_image_reference(&from.value) {
+                        Ok(()) => Some(BindFrom::Image(from.value)),
                         Err(mut e) => {
                             e.help = format!(
                                 "`from` is \"context\" (the default) or an image reference; {}",
                                 e.help
                             );
-                            ctx.invalid(from.span(), e, "not an image reference");
+                            ctx.invalid(from.span, e, "not an image reference");
                             None
                         }
                     },
@@ -975,12 +947,8 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 let source = ctx
                     .require(&table, "source", "\"dir\"")
                     .and_then(|v| match from {
-                        Some(BindFrom::Image(_)) => {
-                            ctx.absolute_path("source", v).map(|s| s.into_inner())
-                        }
-                        Some(BindFrom::Context) => {
-                            ctx.context_path("source", v).map(|s| s.into_inner())
-                        }
+                        Some(BindFrom::Image(_)) => ctx.absolute_path("source", v).map(|s| s.value),
+                        Some(BindFrom::Context) => ctx.context_path("source", v).map(|s| s.value),
                         // `from` is wrong: whether `source` is right cannot be told.
                         None => None,
                     });
@@ -1008,17 +976,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                     .and_then(|v| id_value(ctx, v, values::IdKind::Cache));
                 let sharing = table
                     .get("sharing")
-                    .and_then(|v| {
-                        ctx.choice(
-                            "sharing",
-                            v,
-                            &[
-                                ("shared", CacheSharing::Shared),
-                                ("private", CacheSharing::Private),
-                                ("locked", CacheSharing::Locked),
-                            ],
-                        )
-                    })
+                    .and_then(|v| ctx.choice("sharing", v, CacheSharing::CHOICES))
                     .unwrap_or_default();
                 explicit_target.map(|t| {
                     (
@@ -1036,7 +994,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                     // BuildKit takes the size as a signed 64-bit byte count, 0 meaning unlimited.
                     if size == 0 || i64::try_from(size).is_err() {
                         ctx.error(
-                            "bad-size",
+                            Code::BadSize,
                             v.span(),
                             if size == 0 {
                                 "a tmpfs of size 0 would be unlimited".to_string()
@@ -1064,7 +1022,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
                 let mut owner_id = |key: &str| -> u32 {
                     table
                         .get(key)
-                        .and_then(|v| ctx.integer(key, v, 0..=i64::from(i32::MAX), "bad-uid"))
+                        .and_then(|v| ctx.integer(key, v, 0..=i64::from(i32::MAX), Code::BadUid))
                         .and_then(|n| u32::try_from(n).ok())
                         .unwrap_or(0)
                 };
@@ -1109,7 +1067,7 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
         if let Some(first) = targets.get(&target) {
             let line = ctx.place(*first, at.start);
             ctx.error(
-                "duplicate-mount-target",
+                Code::DuplicateMountTarget,
                 at,
                 format!("two mounts of this step use the target `{target}`"),
                 format!("`{target}` is already a mount target on {line}"),
@@ -1130,8 +1088,8 @@ fn mounts(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunMount> {
 /// A mount `id` (secret, cache or SSH agent), checked by character set.
 fn id_value(ctx: &mut Ctx<'_>, value: &Value<'_>, kind: values::IdKind) -> Option<String> {
     let id = ctx.string("id", value)?;
-    match values::check_id(id.get_ref(), kind) {
-        Ok(()) => Some(id.into_inner()),
+    match values::check_id(&id.value, kind) {
+        Ok(()) => Some(id.value),
         Err(e) => {
             ctx.invalid(value.span(), e, "not a valid id");
             None
@@ -1143,12 +1101,12 @@ fn id_value(ctx: &mut Ctx<'_>, value: &Value<'_>, kind: values::IdKind) -> Optio
 fn units(ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, default_suffix: &str) -> Vec<Unit> {
     let mut out = Vec::new();
     for name in ctx.strings(key, value) {
-        match values::normalize_unit(name.get_ref(), default_suffix) {
+        match values::normalize_unit(&name.value, default_suffix) {
             Ok(unit) => out.push(Unit {
                 name: unit,
-                span: ctx.span(name.span()),
+                span: name.span,
             }),
-            Err(e) => ctx.invalid(name.span(), e, "not a unit name"),
+            Err(e) => ctx.invalid(name.span, e, "not a unit name"),
         }
     }
     out
@@ -1172,8 +1130,8 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
             if *key == "enable" && values::is_template_without_instance(&unit.name) {
                 let suggestion = unit.name.replacen("@.", "@instance.", 1);
                 ctx.error(
-                    "template-unit",
-                    ctx.unspan(unit.span),
+                    Code::TemplateUnit,
+                    unit.span,
                     format!(
                         "`{}` is a template and cannot be enabled without an instance",
                         unit.name
@@ -1187,8 +1145,8 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                 Some((other, first)) if other == key => {
                     let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.warning(
-                        "duplicate-unit",
-                        ctx.unspan(unit.span),
+                        Code::DuplicateUnit,
+                        unit.span,
                         format!("`{}` is listed twice in `{key}`", unit.name),
                         format!("already listed on {line}"),
                         "remove the repeated entry",
@@ -1197,8 +1155,8 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
                 Some((other, first)) => {
                     let line = ctx.place(*first, ctx.unspan(unit.span).start);
                     ctx.error(
-                        "conflicting-unit-state",
-                        ctx.unspan(unit.span),
+                        Code::ConflictingUnitState,
+                        unit.span,
                         format!("`{}` is in both `{other}` and `{key}`", unit.name),
                         format!("already in `{other}` on {line}"),
                         format!(
@@ -1225,17 +1183,18 @@ fn services(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Services {
     }
 }
 
-fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
+fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usize>) -> Systemd {
+    let unset = ctx.span(image_span.clone());
     let mut systemd = Systemd {
         target: Unit {
             name: "multi-user.target".to_string(),
             span: ctx.span(ctx.main_anchor()),
         },
         log_level: None,
-        container: "docker".to_string(),
-        console_logs: false,
-        stop_timeout: DEFAULT_STOP_TIMEOUT,
-        health: Health::Running,
+        container: Spanned::new("docker".to_string(), unset),
+        console_logs: Spanned::new(false, unset),
+        stop_timeout: Spanned::new(DEFAULT_STOP_TIMEOUT, unset),
+        health: Spanned::new(Health::Running, unset),
         keep: Vec::new(),
     };
     let Some(mut table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else {
@@ -1247,7 +1206,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
         if let Some(unit) = units_one(ctx, "target", v, ".target") {
             if !unit.name.ends_with(".target") {
                 ctx.error(
-                    "bad-target",
+                    Code::BadTarget,
                     v.span(),
                     format!("`{}` is not a target unit", unit.name),
                     "not a `.target`",
@@ -1255,7 +1214,7 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
                 );
             } else if EARLY_BOOT_TARGETS.contains(&unit.name.as_str()) {
                 ctx.warning(
-                    "early-boot-target",
+                    Code::EarlyBootTarget,
                     v.span(),
                     format!("`{}` is reached early in boot, before ordinary services", unit.name),
                     "early-boot target",
@@ -1267,68 +1226,56 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Systemd {
             }
         }
     }
-    let levels = [
-        ("emerg", LogLevel::Emerg),
-        ("alert", LogLevel::Alert),
-        ("crit", LogLevel::Crit),
-        ("err", LogLevel::Err),
-        ("warning", LogLevel::Warning),
-        ("notice", LogLevel::Notice),
-        ("info", LogLevel::Info),
-        ("debug", LogLevel::Debug),
-    ];
-    systemd.log_level = table
-        .get("log_level")
-        .and_then(|v| ctx.choice("log_level", v, &levels));
+    systemd.log_level = table.get("log_level").and_then(|v| {
+        let level = ctx.choice("log_level", v, LogLevel::CHOICES)?;
+        Some(Spanned::new(level, ctx.span(v.span())))
+    });
     if let Some(container) = table
         .get("container")
         .and_then(|v| ctx.string("container", v))
     {
-        let ok = !container.get_ref().is_empty()
+        let ok = !container.value.is_empty()
             && container
-                .get_ref()
+                .value
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
-            systemd.container = container.into_inner();
+            systemd.container = container;
         } else {
             ctx.error(
-                "bad-container-name",
-                container.span(),
-                format!("`{}` is not a valid `container` value", container.get_ref()),
+                Code::BadContainerName,
+                container.span,
+                format!("`{}` is not a valid `container` value", &container.value),
                 "expected lowercase letters, digits and `-`",
                 "write a lowercase name such as \"docker\", \"podman\" or \"oci\"",
             );
         }
     }
     if let Some(v) = table.get("console_logs") {
-        systemd.console_logs = ctx.bool("console_logs", v).unwrap_or_default();
+        systemd.console_logs = Spanned::new(
+            ctx.bool("console_logs", v).unwrap_or_default(),
+            ctx.span(v.span()),
+        );
     }
     if let Some(v) = table.get("stop_timeout") {
         if let Some(timeout) = ctx.duration("stop_timeout", v) {
             if timeout.is_zero() || timeout > MAX_STOP_TIMEOUT {
                 ctx.error(
-                    "bad-duration",
+                    Code::BadDuration,
                     v.span(),
                     "`stop_timeout` must be more than 0 and at most 1h",
                     "out of range",
                     "write a duration such as \"20s\" (the default) or \"2m\"",
                 );
             } else {
-                systemd.stop_timeout = timeout;
+                systemd.stop_timeout = Spanned::new(timeout, ctx.span(v.span()));
             }
         }
     }
-    let healths = [
-        ("running", Health::Running),
-        ("running-or-degraded", Health::RunningOrDegraded),
-        ("none", Health::None),
-    ];
-    if let Some(health) = table
-        .get("health")
-        .and_then(|v| ctx.choice("health", v, &healths))
-    {
-        systemd.health = health;
+    if let Some(v) = table.get("health") {
+        if let Some(health) = ctx.choice("health", v, Health::CHOICES) {
+            systemd.health = Spanned::new(health, ctx.span(v.span()));
+        }
     }
     systemd.keep = table
         .get("keep")
@@ -1344,13 +1291,13 @@ fn units_one(
     default_suffix: &str,
 ) -> Option<Unit> {
     let name = ctx.string(key, value)?;
-    match values::normalize_unit(name.get_ref(), default_suffix) {
+    match values::normalize_unit(&name.value, default_suffix) {
         Ok(unit) => Some(Unit {
             name: unit,
-            span: ctx.span(name.span()),
+            span: name.span,
         }),
         Err(e) => {
-            ctx.invalid(name.span(), e, "not a unit name");
+            ctx.invalid(name.span, e, "not a unit name");
             None
         }
     }
@@ -1365,21 +1312,22 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
         .get("env")
         .map(|v| env(ctx, v, true))
         .unwrap_or_default();
-    let mut labels = BTreeMap::new();
+    let mut labels = Vec::new();
     if let Some(v) = table.get("labels") {
         for (key, value) in ctx.string_map("labels", v) {
-            if key.get_ref().is_empty() {
+            if key.value.is_empty() {
                 ctx.error(
-                    "bad-label",
-                    key.span(),
+                    Code::BadLabel,
+                    key.span,
                     "a label key is empty",
                     "empty key",
                     "label keys are names such as \"org.example.team\"",
                 );
             } else {
-                labels.insert(key.into_inner(), value.into_inner());
+                labels.push(Entry { name: key, value });
             }
         }
+        labels.sort_by(|a, b| a.name.value.cmp(&b.name.value));
     }
     let mut expose = Vec::new();
     let mut exposed = std::collections::BTreeSet::new();
@@ -1390,12 +1338,12 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
                     values::port_number(integer_value(item.get_ref()).unwrap_or(-1))
                 }
                 DeValue::String(_) => match ctx.string("expose", item) {
-                    Some(s) => values::parse_port(s.get_ref()),
+                    Some(s) => values::parse_port(&s.value),
                     None => continue,
                 },
                 other => {
                     ctx.error(
-                        "wrong-type",
+                        Code::WrongType,
                         item.span(),
                         format!("expected a port, found {}", super::walk::type_name(other)),
                         "expected a port",
@@ -1414,15 +1362,12 @@ fn config(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Config {
     let mut volumes = Vec::new();
     if let Some(v) = table.get("volumes") {
         for item in ctx.array("volumes", v) {
-            if let Some(path) = ctx.absolute_path("volumes", item) {
-                volumes.push(path.into_inner());
-            }
+            volumes.extend(ctx.absolute_path("volumes", item));
         }
     }
     let workdir = table
         .get("workdir")
-        .and_then(|v| ctx.absolute_path("workdir", v))
-        .map(|s| s.into_inner());
+        .and_then(|v| ctx.absolute_path("workdir", v));
     Config {
         env,
         labels,
@@ -1456,7 +1401,7 @@ mod tests {
         options.build_args.insert("X".into(), value.into());
         let loaded = super::super::load(crate::diag::SourceFile::new("Sysfile", text), &options);
         let spec = loaded.spec.expect("loads");
-        match &spec.runs[0].command {
+        match &spec.runs[0].command.value {
             Command::Exec(argv) => argv.clone(),
             Command::Shell(_) => unreachable!("argv gives Exec"),
         }

@@ -6,17 +6,18 @@
 
 use std::time::Duration;
 
+use crate::diag::Code;
 use crate::model::{Owner, OwnerId, Port, Protocol};
 
 /// Why a value was rejected: the pieces of a diagnostic, without its span.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub help: String,
 }
 
-fn invalid(code: &'static str, message: impl Into<String>, help: impl Into<String>) -> Invalid {
+fn invalid(code: Code, message: impl Into<String>, help: impl Into<String>) -> Invalid {
     Invalid {
         code,
         message: message.into(),
@@ -36,7 +37,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, Invalid> {
     let help =
         "write a whole number with a unit: `ms`, `s`, `m` or `h`, such as \"500ms\" or \"15s\"";
     let (number, unit) = split_number(s);
-    let bad = || invalid("bad-duration", format!("`{s}` is not a duration"), help);
+    let bad = || invalid(Code::BadDuration, format!("`{s}` is not a duration"), help);
     if number.is_empty() {
         return Err(bad());
     }
@@ -55,7 +56,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, Invalid> {
 pub(crate) fn parse_size(s: &str) -> Result<u64, Invalid> {
     let help = "write a whole number with a unit `k`, `m` or `g` (1024-based), such as \"64m\", or an integer number of bytes";
     let (number, unit) = split_number(s);
-    let bad = || invalid("bad-size", format!("`{s}` is not a size"), help);
+    let bad = || invalid(Code::BadSize, format!("`{s}` is not a size"), help);
     if number.is_empty() {
         return Err(bad());
     }
@@ -78,7 +79,7 @@ pub(crate) const MODE_HELP: &str =
 pub(crate) fn parse_mode(s: &str) -> Result<u32, Invalid> {
     let bad = || {
         invalid(
-            "bad-mode",
+            Code::BadMode,
             format!("`{s}` is not an octal file mode"),
             MODE_HELP,
         )
@@ -96,7 +97,7 @@ pub(crate) fn parse_mode(s: &str) -> Result<u32, Invalid> {
 pub(crate) fn check_mode(mode: u32) -> Result<u32, Invalid> {
     if mode > 0o7777 {
         return Err(invalid(
-            "bad-mode",
+            Code::BadMode,
             format!("mode 0o{mode:o} is larger than 0o7777"),
             "a mode holds permission bits plus setuid, setgid and sticky: 0o7777 at most",
         ));
@@ -118,7 +119,7 @@ fn owner_id(part: &str) -> Option<OwnerId> {
 pub(crate) fn parse_owner(s: &str) -> Result<Owner, Invalid> {
     let bad = || {
         invalid(
-            "bad-owner",
+            Code::BadOwner,
             format!("`{s}` is not an owner"),
             "write \"user\", \"user:group\" or \"uid:gid\", such as \"root:adm\" or \"1000:1000\"",
         )
@@ -145,7 +146,7 @@ pub(crate) fn port_number(n: i64) -> Result<Port, Invalid> {
             protocol: Protocol::Tcp,
         }),
         _ => Err(invalid(
-            "bad-port",
+            Code::BadPort,
             format!("port {n} is out of range"),
             PORT_HELP,
         )),
@@ -154,11 +155,12 @@ pub(crate) fn port_number(n: i64) -> Result<Port, Invalid> {
 
 /// `"80"`, `"80/tcp"` or `"53/udp"`.
 pub(crate) fn parse_port(s: &str) -> Result<Port, Invalid> {
-    let bad = || invalid("bad-port", format!("`{s}` is not a port"), PORT_HELP);
+    let bad = || invalid(Code::BadPort, format!("`{s}` is not a port"), PORT_HELP);
     let (number, protocol) = match s.split_once('/') {
-        Some((number, "tcp")) => (number, Protocol::Tcp),
-        Some((number, "udp")) => (number, Protocol::Udp),
-        Some(_) => return Err(bad()),
+        Some((number, name)) => match Protocol::CHOICES.iter().find(|(n, _)| *n == name) {
+            Some((_, protocol)) => (number, *protocol),
+            None => return Err(bad()),
+        },
         None => (s, Protocol::Tcp),
     };
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
@@ -170,7 +172,7 @@ pub(crate) fn parse_port(s: &str) -> Result<Port, Invalid> {
             protocol,
         }),
         _ => Err(invalid(
-            "bad-port",
+            Code::BadPort,
             format!("port `{number}` is out of range"),
             PORT_HELP,
         )),
@@ -184,14 +186,14 @@ pub(crate) fn parse_port(s: &str) -> Result<Port, Invalid> {
 pub(crate) fn normalize_context_path(s: &str) -> Result<String, Invalid> {
     if s.is_empty() {
         return Err(invalid(
-            "empty-path",
+            Code::EmptyPath,
             "the path is empty",
             "write a path relative to the build context, such as \"files/app.conf\"",
         ));
     }
     if s.starts_with('/') {
         return Err(invalid(
-            "path-escapes-context",
+            Code::PathEscapesContext,
             format!("`{s}` is an absolute path, but build-context paths are relative"),
             "write the path relative to the root of the build context, without the leading `/`",
         ));
@@ -203,7 +205,7 @@ pub(crate) fn normalize_context_path(s: &str) -> Result<String, Invalid> {
             ".." => {
                 if parts.pop().is_none() {
                     return Err(invalid(
-                        "path-escapes-context",
+                        Code::PathEscapesContext,
                         format!("`{s}` leads outside the build context"),
                         "only files inside the build context can be used; move the file into the context directory",
                     ));
@@ -224,7 +226,7 @@ pub(crate) fn normalize_context_path(s: &str) -> Result<String, Invalid> {
 pub(crate) fn normalize_absolute_path(s: &str) -> Result<String, Invalid> {
     if !s.starts_with('/') {
         return Err(invalid(
-            "not-absolute",
+            Code::NotAbsolute,
             format!("`{s}` is not an absolute path"),
             format!(
                 "write an absolute path in the image, such as \"/{}\"",
@@ -271,18 +273,22 @@ pub(crate) fn is_user_name(s: &str) -> bool {
 pub(crate) fn check_package_name(s: &str) -> Result<(), Invalid> {
     let help = "write a package name such as \"openssh-server\", optionally with `:arch` and a pinned version as `name=version`, such as \"curl=7.88.1-10\"; paths, URLs, patterns and options are not package names";
     if s.is_empty() {
-        return Err(invalid("bad-package-name", "a package name is empty", help));
+        return Err(invalid(
+            Code::BadPackageName,
+            "a package name is empty",
+            help,
+        ));
     }
     if s.starts_with('-') {
         return Err(invalid(
-            "bad-package-name",
+            Code::BadPackageName,
             format!("package name `{s}` starts with `-` and would be read as an option"),
             help,
         ));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid(
-            "bad-package-name",
+            Code::BadPackageName,
             format!("package name {s:?} contains whitespace"),
             help,
         ));
@@ -317,7 +323,7 @@ pub(crate) fn check_package_name(s: &str) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(invalid(
-            "bad-package-name",
+            Code::BadPackageName,
             format!("`{s}` is not a package name"),
             help,
         ))
@@ -339,14 +345,14 @@ pub(crate) fn check_image_reference(s: &str) -> Result<(), Invalid> {
     let help = "write an image reference such as \"debian:bookworm\" or \"registry.example.com/team/base:1.0\"; repository paths are lowercase";
     let bad = |why: &str| {
         invalid(
-            "bad-image-reference",
+            Code::BadImageReference,
             format!("`{s}` is not a valid image reference: {why}"),
             help,
         )
     };
     if s.is_empty() {
         return Err(invalid(
-            "bad-image-reference",
+            Code::BadImageReference,
             "the image reference is empty",
             help,
         ));
@@ -433,7 +439,7 @@ pub(crate) fn check_platform(s: &str) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(invalid(
-            "bad-platform",
+            Code::BadPlatform,
             format!("`{s}` is not a platform"),
             "write `os/arch` or `os/arch/variant` in lowercase, such as \"linux/amd64\" or \"linux/arm64/v8\"",
         ))
@@ -459,11 +465,11 @@ pub(crate) const UNIT_SUFFIXES: &[&str] = &[
 pub(crate) fn normalize_unit(s: &str, default_suffix: &str) -> Result<String, Invalid> {
     let help = "unit names hold letters, digits and `:_.\\@-`, such as \"ssh\", \"nginx.service\" or \"getty@tty1.service\"";
     if s.is_empty() {
-        return Err(invalid("bad-unit-name", "a unit name is empty", help));
+        return Err(invalid(Code::BadUnitName, "a unit name is empty", help));
     }
     if s.contains('/') {
         return Err(invalid(
-            "bad-unit-name",
+            Code::BadUnitName,
             format!("`{s}` is a path, not a unit name"),
             "write only the unit's file name, such as \"ssh.service\"",
         ));
@@ -473,7 +479,7 @@ pub(crate) fn normalize_unit(s: &str, default_suffix: &str) -> Result<String, In
         .find(|c| !(c.is_ascii_alphanumeric() || ":_.\\@-".contains(*c)))
     {
         return Err(invalid(
-            "bad-unit-name",
+            Code::BadUnitName,
             format!("unit name `{s}` contains {c:?}"),
             help,
         ));
@@ -488,14 +494,14 @@ pub(crate) fn normalize_unit(s: &str, default_suffix: &str) -> Result<String, In
     };
     if name.len() > 255 {
         return Err(invalid(
-            "bad-unit-name",
+            Code::BadUnitName,
             format!("unit name `{s}` is longer than 255 characters"),
             help,
         ));
     }
     if name.starts_with('@') || name.starts_with('.') || name.starts_with('-') {
         return Err(invalid(
-            "bad-unit-name",
+            Code::BadUnitName,
             format!("`{s}` is not a unit name"),
             help,
         ));
@@ -554,11 +560,11 @@ pub(crate) fn check_id(s: &str, kind: IdKind) -> Result<(), Invalid> {
         }
     };
     if s.is_empty() {
-        return Err(invalid("bad-id", format!("the {what} is empty"), help));
+        return Err(invalid(Code::BadId, format!("the {what} is empty"), help));
     }
     if !ok || s.len() > MAX_ID_LEN {
         return Err(invalid(
-            "bad-id",
+            Code::BadId,
             format!("{s:?} is not a valid {what}"),
             help,
         ));
@@ -623,7 +629,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse_duration(bad).unwrap_err().code,
-                "bad-duration",
+                Code::BadDuration,
                 "{bad}"
             );
         }
@@ -647,7 +653,7 @@ mod tests {
             " 64m",
             "64m ",
         ] {
-            assert_eq!(parse_size(bad).unwrap_err().code, "bad-size", "{bad}");
+            assert_eq!(parse_size(bad).unwrap_err().code, Code::BadSize, "{bad}");
         }
     }
 
@@ -658,7 +664,7 @@ mod tests {
         assert_eq!(parse_mode("0o755"), Ok(0o755));
         assert_eq!(parse_mode("4755"), Ok(0o4755));
         for bad in ["", "0648", "rw-r--r--", "17777", "000000", " 644", "644 "] {
-            assert_eq!(parse_mode(bad).unwrap_err().code, "bad-mode", "{bad}");
+            assert_eq!(parse_mode(bad).unwrap_err().code, Code::BadMode, "{bad}");
         }
         assert!(check_mode(0o10000).is_err());
     }
@@ -687,7 +693,7 @@ mod tests {
             })
         );
         for bad in ["", ":", "root:", ":root", "Root", "a:b:c", "99999999999"] {
-            assert_eq!(parse_owner(bad).unwrap_err().code, "bad-owner", "{bad}");
+            assert_eq!(parse_owner(bad).unwrap_err().code, Code::BadOwner, "{bad}");
         }
     }
 
@@ -715,7 +721,7 @@ mod tests {
             })
         );
         for bad in ["", "0", "65536", "80/sctp", "http", "+80", "80/"] {
-            assert_eq!(parse_port(bad).unwrap_err().code, "bad-port", "{bad}");
+            assert_eq!(parse_port(bad).unwrap_err().code, Code::BadPort, "{bad}");
         }
         assert!(port_number(65535).is_ok());
         assert!(port_number(0).is_err());
@@ -731,11 +737,14 @@ mod tests {
         for bad in ["..", "../x", "a/../../x", "/etc/passwd", "./.."] {
             assert_eq!(
                 normalize_context_path(bad).unwrap_err().code,
-                "path-escapes-context",
+                Code::PathEscapesContext,
                 "{bad}"
             );
         }
-        assert_eq!(normalize_context_path("").unwrap_err().code, "empty-path");
+        assert_eq!(
+            normalize_context_path("").unwrap_err().code,
+            Code::EmptyPath
+        );
     }
 
     #[test]
@@ -748,11 +757,11 @@ mod tests {
         assert_eq!(normalize_absolute_path("/../etc").as_deref(), Ok("/etc"));
         assert_eq!(
             normalize_absolute_path("etc").unwrap_err().code,
-            "not-absolute"
+            Code::NotAbsolute
         );
         assert_eq!(
             normalize_absolute_path("").unwrap_err().code,
-            "not-absolute"
+            Code::NotAbsolute
         );
     }
 
@@ -802,7 +811,7 @@ mod tests {
         ] {
             assert_eq!(
                 check_package_name(bad).unwrap_err().code,
-                "bad-package-name",
+                Code::BadPackageName,
                 "{bad:?}"
             );
         }
@@ -830,14 +839,14 @@ mod tests {
         ] {
             assert_eq!(
                 check_id(bad, IdKind::Secret).unwrap_err().code,
-                "bad-id",
+                Code::BadId,
                 "{bad:?}"
             );
         }
         for bad in ["", "..", "a/../b", "/./x", "a b", "a\0", "*"] {
             assert_eq!(
                 check_id(bad, IdKind::Cache).unwrap_err().code,
-                "bad-id",
+                Code::BadId,
                 "{bad:?}"
             );
         }
@@ -874,7 +883,7 @@ mod tests {
         ] {
             assert_eq!(
                 check_image_reference(bad).unwrap_err().code,
-                "bad-image-reference",
+                Code::BadImageReference,
                 "{bad}"
             );
         }
@@ -921,7 +930,7 @@ mod tests {
         ] {
             assert_eq!(
                 normalize_unit(bad, ".service").unwrap_err().code,
-                "bad-unit-name",
+                Code::BadUnitName,
                 "{bad}"
             );
         }

@@ -7,16 +7,15 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::interpolate::{Problem, interpolate};
 use super::values::{self, Invalid, did_you_mean, list};
-use crate::diag::{Diagnostic, FileId, LineIndex, Span};
-use crate::model::Template;
+use crate::diag::{Code, Diagnostic, FileId, LineIndex, Span};
+use crate::model::{Spanned, Template};
 
-pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
-pub(crate) type Key<'i> = Spanned<DeString<'i>>;
+pub(crate) type Value<'i> = toml::Spanned<DeValue<'i>>;
+pub(crate) type Key<'i> = toml::Spanned<DeString<'i>>;
 
 /// One TOML table of the spec, its entries in source order.
 pub(crate) struct Table<'t, 'i> {
@@ -121,6 +120,24 @@ pub(crate) struct Ctx<'s> {
     suggestions_left: usize,
 }
 
+/// Where a problem is: a range of the walk's text (a raw TOML value's) or a span of one file
+/// (a model value's).
+pub(crate) trait At {
+    fn span(self, ctx: &Ctx<'_>) -> Span;
+}
+
+impl At for Range<usize> {
+    fn span(self, ctx: &Ctx<'_>) -> Span {
+        ctx.span(self)
+    }
+}
+
+impl At for Span {
+    fn span(self, _: &Ctx<'_>) -> Span {
+        self
+    }
+}
+
 impl<'s> Ctx<'s> {
     /// A walk over `text`, made of `segments` (sorted by base); `main` is the main Sysfile's.
     pub fn new(text: &'s str, segments: Vec<Segment>, main: usize) -> Ctx<'s> {
@@ -189,13 +206,13 @@ impl<'s> Ctx<'s> {
 
     pub fn error(
         &mut self,
-        code: &'static str,
-        range: Range<usize>,
+        code: Code,
+        range: impl At,
         message: impl Into<String>,
         label: impl Into<String>,
         help: impl Into<String>,
     ) {
-        let diagnostic = Diagnostic::error(code, self.span(range), message)
+        let diagnostic = Diagnostic::error(code, range.span(self), message)
             .with_label(label)
             .with_help(help);
         self.diagnostics.push(diagnostic);
@@ -203,20 +220,20 @@ impl<'s> Ctx<'s> {
 
     pub fn warning(
         &mut self,
-        code: &'static str,
-        range: Range<usize>,
+        code: Code,
+        range: impl At,
         message: impl Into<String>,
         label: impl Into<String>,
         help: impl Into<String>,
     ) {
-        let diagnostic = Diagnostic::warning(code, self.span(range), message)
+        let diagnostic = Diagnostic::warning(code, range.span(self), message)
             .with_label(label)
             .with_help(help);
         self.diagnostics.push(diagnostic);
     }
 
     /// Reports a value rejected by one of the `values` checks.
-    pub fn invalid(&mut self, range: Range<usize>, invalid: Invalid, label: impl Into<String>) {
+    pub fn invalid(&mut self, range: impl At, invalid: Invalid, label: impl Into<String>) {
         self.error(invalid.code, range, invalid.message, label, invalid.help);
     }
 
@@ -240,13 +257,13 @@ impl<'s> Ctx<'s> {
             } else {
                 format!("unknown key `{name}` in {}", table.what)
             };
-            self.error("unknown-key", key.span(), message, "unknown key", help);
+            self.error(Code::UnknownKey, key.span(), message, "unknown key", help);
         }
     }
 
     fn wrong_type(&mut self, value: &Value<'_>, expected: &str, help: String) {
         self.error(
-            "wrong-type",
+            Code::WrongType,
             value.span(),
             format!("expected {expected}, found {}", type_name(value.get_ref())),
             format!("expected {expected}"),
@@ -264,7 +281,7 @@ impl<'s> Ctx<'s> {
         let value = table.get(key);
         if value.is_none() && !table.typos.contains(&key) {
             self.error(
-                "missing-key",
+                Code::MissingKey,
                 table.span.clone(),
                 format!("{} is missing the required key `{key}`", table.what),
                 format!("`{key}` is required here"),
@@ -332,7 +349,7 @@ impl<'s> Ctx<'s> {
             let span = self.span(value.span());
             self.templates.push(Template { span, text: raw });
         }
-        Some(Spanned::new(value.span(), out))
+        Some(Spanned::new(out, self.span(value.span())))
     }
 
     /// A string used verbatim (shell scripts, file contents).
@@ -405,7 +422,10 @@ impl<'s> Ctx<'s> {
         let mut out = Vec::new();
         for (k, v) in table.entries {
             if let Some(s) = self.string(k.get_ref(), v) {
-                out.push((Spanned::new(k.span(), k.get_ref().to_string()), s));
+                out.push((
+                    Spanned::new(k.get_ref().to_string(), self.span(k.span())),
+                    s,
+                ));
             }
         }
         out
@@ -419,11 +439,11 @@ impl<'s> Ctx<'s> {
         choices: &[(&str, T)],
     ) -> Option<T> {
         let s = self.string(key, value)?;
-        if let Some((_, v)) = choices.iter().find(|(name, _)| *name == s.get_ref()) {
+        if let Some((_, v)) = choices.iter().find(|(name, _)| *name == s.value) {
             return Some(*v);
         }
         let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-        let help = match did_you_mean(s.get_ref(), names.iter().copied()) {
+        let help = match did_you_mean(&s.value, names.iter().copied()) {
             Some(candidate) => format!("did you mean \"{candidate}\"?"),
             None => format!(
                 "write one of them, such as `{key} = \"{}\"`",
@@ -431,9 +451,9 @@ impl<'s> Ctx<'s> {
             ),
         };
         self.error(
-            "bad-value",
+            Code::BadValue,
             value.span(),
-            format!("`{}` is not a valid value for `{key}`", s.get_ref()),
+            format!("`{}` is not a valid value for `{key}`", &s.value),
             format!("expected one of {}", list(&names)),
             help,
         );
@@ -446,7 +466,7 @@ impl<'s> Ctx<'s> {
         key: &str,
         value: &Value<'_>,
         range: std::ops::RangeInclusive<i64>,
-        code: &'static str,
+        code: Code,
     ) -> Option<i64> {
         if !matches!(value.get_ref(), DeValue::Integer(_)) {
             self.wrong_type(
@@ -480,7 +500,7 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(_) => {
                 let s = self.string(key, value)?;
-                values::parse_mode(s.get_ref())
+                values::parse_mode(&s.value)
                     .map_err(|e| self.invalid(value.span(), e, "not an octal mode"))
                     .ok()
             }
@@ -508,7 +528,7 @@ impl<'s> Ctx<'s> {
                     _ => ("a decimal", "read as a decimal number"),
                 };
                 self.error(
-                    "bad-mode",
+                    Code::BadMode,
                     value.span(),
                     format!("`{key}` is {kind} integer, but modes are octal"),
                     label,
@@ -528,12 +548,13 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(_) => {
                 let s = self.string(key, value)?;
-                values::parse_duration(s.get_ref())
+                values::parse_duration(&s.value)
                     .map_err(|e| self.invalid(value.span(), e, "not a duration"))
                     .ok()
             }
             DeValue::Integer(_) => {
-                let seconds = self.integer(key, value, 0..=i64::from(u32::MAX), "bad-duration")?;
+                let seconds =
+                    self.integer(key, value, 0..=i64::from(u32::MAX), Code::BadDuration)?;
                 Some(std::time::Duration::from_secs(seconds.unsigned_abs()))
             }
             _ => {
@@ -553,12 +574,12 @@ impl<'s> Ctx<'s> {
         match value.get_ref() {
             DeValue::String(_) => {
                 let s = self.string(key, value)?;
-                values::parse_size(s.get_ref())
+                values::parse_size(&s.value)
                     .map_err(|e| self.invalid(value.span(), e, "not a size"))
                     .ok()
             }
             DeValue::Integer(_) => self
-                .integer(key, value, 0..=i64::MAX, "bad-size")
+                .integer(key, value, 0..=i64::MAX, Code::BadSize)
                 .map(i64::unsigned_abs),
             _ => {
                 self.wrong_type(
@@ -574,8 +595,8 @@ impl<'s> Ctx<'s> {
     /// A build-context path, normalised.
     pub fn context_path(&mut self, key: &str, value: &Value<'_>) -> Option<Spanned<String>> {
         let s = self.string(key, value)?;
-        match values::normalize_context_path(s.get_ref()) {
-            Ok(path) => Some(Spanned::new(value.span(), path)),
+        match values::normalize_context_path(&s.value) {
+            Ok(path) => Some(Spanned::new(path, s.span)),
             Err(e) => {
                 self.invalid(value.span(), e, "not a path inside the build context");
                 None
@@ -586,8 +607,8 @@ impl<'s> Ctx<'s> {
     /// An absolute path in the image, normalised.
     pub fn absolute_path(&mut self, key: &str, value: &Value<'_>) -> Option<Spanned<String>> {
         let s = self.string(key, value)?;
-        match values::normalize_absolute_path(s.get_ref()) {
-            Ok(path) => Some(Spanned::new(value.span(), path)),
+        match values::normalize_absolute_path(&s.value) {
+            Ok(path) => Some(Spanned::new(path, s.span)),
             Err(e) => {
                 self.invalid(value.span(), e, "must be absolute");
                 None
@@ -620,7 +641,7 @@ impl<'s> Ctx<'s> {
                         ),
                     };
                     self.error(
-                        "undeclared-arg",
+                        Code::UndeclaredArg,
                         at,
                         format!("build argument `{name}` is not declared"),
                         "not declared in `[args]`",
@@ -630,7 +651,7 @@ impl<'s> Ctx<'s> {
                 Problem::Unterminated { range: inner } => {
                     let at = self.inner_range(&range, s, inner);
                     self.error(
-                        "unterminated-interpolation",
+                        Code::UnterminatedInterpolation,
                         at,
                         "`${` is not closed by `}`",
                         "unterminated `${`",
@@ -640,7 +661,7 @@ impl<'s> Ctx<'s> {
                 Problem::BadName { name, range: inner } => {
                     let at = self.inner_range(&range, s, inner);
                     self.error(
-                        "bad-interpolation",
+                        Code::BadInterpolation,
                         at,
                         format!("`${{{name}}}` does not name a build argument"),
                         "not a build-argument reference",

@@ -2,21 +2,12 @@
 //! layer, file and config for given bytes, random secrets to look for, and a throwaway
 //! `ssh-agent`. Shared by `tests/e2e_parity.rs` and `tests/e2e_features.rs`.
 
-#![allow(dead_code)]
-
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("sysfile-e2e-scan-")
-        .tempdir()
-        .unwrap()
-}
 
 /// `n` random bytes as lowercase hex (2n characters), from /dev/urandom.
 pub fn random_hex(n: usize) -> String {
@@ -90,6 +81,21 @@ pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Extracts the tar archive `archive` into the new directory `into` (`tar -xf … -C …` plus
+/// `flags`); `what` names it in the failure.
+fn extract(archive: &Path, into: &Path, flags: &[&str], what: &str) {
+    std::fs::create_dir(into).unwrap();
+    let mut args = vec![
+        "-xf",
+        archive.to_str().unwrap(),
+        "-C",
+        into.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    let r = run("tar", &args);
+    assert!(r.ok(), "extracting {what}: {}", r.stderr.trim());
+}
+
 /// `docker save`s `image` (Docker 26 format: `index.json`, `oci-layout`, `blobs/sha256/*`,
 /// `manifest.json`; the older `<id>/layer.tar` layout works too, as manifest.json names the
 /// layers either way), then searches for each needle in: every member of the archive (raw
@@ -102,17 +108,7 @@ pub fn scan_saved_image(image: &str, needles: &[&[u8]]) -> Scan {
     let r = docker(&["save", "-o", archive.to_str().unwrap(), image]);
     assert!(r.ok(), "docker save {image}: {}", r.stderr.trim());
     let saved = work.path().join("saved");
-    std::fs::create_dir(&saved).unwrap();
-    let r = run(
-        "tar",
-        &[
-            "-xf",
-            archive.to_str().unwrap(),
-            "-C",
-            saved.to_str().unwrap(),
-        ],
-    );
-    assert!(r.ok(), "tar -xf of docker save output: {}", r.stderr.trim());
+    extract(&archive, &saved, &[], "docker save output");
 
     let mut scan = Scan {
         hits: vec![Vec::new(); needles.len()],
@@ -172,19 +168,12 @@ pub fn scan_saved_image(image: &str, needles: &[&[u8]]) -> Scan {
                 .map(|p| format!("layer {n}: {}", p.trim_start_matches("./"))),
         );
         let dir = work.path().join(format!("layer{n}"));
-        std::fs::create_dir(&dir).unwrap();
-        let r = run(
-            "tar",
-            &[
-                "-xf",
-                tar_path.to_str().unwrap(),
-                "-C",
-                dir.to_str().unwrap(),
-                "--no-same-owner",
-                "--no-same-permissions",
-            ],
+        extract(
+            &tar_path,
+            &dir,
+            &["--no-same-owner", "--no-same-permissions"],
+            &format!("layer {n}"),
         );
-        assert!(r.ok(), "extracting layer {n}: {}", r.stderr.trim());
         let _ = std::fs::remove_file(&tar_path);
         let mut files = Vec::new();
         walk(&dir, &mut files);

@@ -9,8 +9,6 @@
 //! * Containers start the way users start them: `sysfile run` (the one place the engine flags
 //!   are spelled).
 
-#![allow(dead_code)]
-
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,8 +26,12 @@ pub const DEFAULT_FRONTEND_IMAGE: &str = "local/sysfile:dev";
 /// Parallel `docker build`s on a 2-core machine.
 pub const MAX_PARALLEL_BUILDS: usize = 2;
 
+/// The sysfile repository (this crate is its `testkit/`).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit/ is inside the repository")
+        .to_path_buf()
 }
 
 /// A fresh temporary directory `sysfile-e2e-*`, removed on drop.
@@ -100,6 +102,17 @@ impl Run {
     }
 }
 
+impl From<std::process::Output> for Run {
+    /// A finished command's exit code (-1 when a signal ended it) and its output as text.
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 /// Runs a program to completion with stdin closed.
 pub fn run(program: &str, args: &[&str]) -> Run {
     let out = Command::new(program)
@@ -107,11 +120,7 @@ pub fn run(program: &str, args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// `docker ARGS…` against the main daemon.
@@ -893,9 +902,18 @@ pub fn tail(text: &str, n: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // Starting a container the way users do: `sysfile run`
 
-/// The `sysfile` binary built for this test run.
+/// The `sysfile` binary built for this test run: cargo builds it next to the test binaries
+/// (`target/<profile>/sysfile`, the tests being in `target/<profile>/deps/`).
 pub fn sysfile_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_sysfile")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from target/<profile>/deps");
+        profile.join("sysfile").display().to_string()
+    })
 }
 
 /// Starts IMAGE as container NAME on the main daemon the way users do: `sysfile run`.

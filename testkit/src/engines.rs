@@ -15,10 +15,7 @@
 //! [`Host`] is the other axis: where an image boots (this cgroup v1 host, or the simulated cgroup
 //! v2 host), with `sysfile run` run the way a user on that host would.
 
-// Shared by several test binaries, each using a part.
-#![allow(dead_code)]
-
-use super::harness::*;
+use crate::harness::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -673,11 +670,7 @@ impl Host {
             .stdin(Stdio::null())
             .output()
             .expect("run sysfile");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 
     /// `sysfile run IMAGE --name NAME` on this host; panics unless it printed a container ID.
