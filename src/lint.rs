@@ -1043,7 +1043,7 @@ mod tests {
         let warnings = check_base(&latest, &sources, registry);
         assert!(warnings.iter().any(|w| w.message.contains("latest")));
 
-        let (pinned, sources) = load_spec(&format!("{BASE}"));
+        let (pinned, sources) = load_spec(BASE);
         assert!(check_base(&pinned, &sources, registry).is_empty());
         assert!(base_unknown(&pinned).is_none());
     }
