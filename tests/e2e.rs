@@ -797,24 +797,30 @@ fn a_local_base_pinned_by_image_id_is_an_error_at_from() {
     .trim()
     .to_string();
     assert!(id.starts_with("sha256:"), "the base's image ID: {id:?}");
-    let ctx = tempdir();
-    let sysfile = write_sysfile(
-        ctx.path(),
-        &format!("# syntax={{frontend}}\n[image]\nfrom = \"local/debian:bookworm@{id}\"\n"),
-    );
-    let build = engine.build("pinned_by_id", ctx.path(), &sysfile, &[]);
-    build.assert_failed("a base pinned by its image ID");
-    let lines = error_lines(&build.output, "Sysfile");
-    assert!(
-        lines.contains(&3) && !lines.contains(&1),
-        "expected the error at Sysfile:3 (`from`), got lines {lines:?}:\n{}",
-        tail(&build.output, 30)
-    );
-    assert!(
-        build.output.contains("cannot resolve the base image"),
-        "{}",
-        tail(&build.output, 30)
-    );
+    // The same for a tag the daemon does not have (a failed registry lookup too).
+    for base in [
+        format!("local/debian:bookworm@{id}"),
+        "local/debian:no-such-tag".to_string(),
+    ] {
+        let ctx = tempdir();
+        let sysfile = write_sysfile(
+            ctx.path(),
+            &format!("# syntax={{frontend}}\n[image]\nfrom = \"{base}\"\n"),
+        );
+        let build = engine.build("unresolved_base", ctx.path(), &sysfile, &[]);
+        build.assert_failed(&base);
+        let lines = error_lines(&build.output, "Sysfile");
+        assert!(
+            lines.contains(&3) && !lines.contains(&1),
+            "{base}: expected the error at Sysfile:3 (`from`), got lines {lines:?}:\n{}",
+            tail(&build.output, 30)
+        );
+        assert!(
+            build.output.contains("cannot resolve the base image"),
+            "{}",
+            tail(&build.output, 30)
+        );
+    }
 }
 
 /// `[systemd] health_start_period`: a boot with a failed unit turns `unhealthy` once the start
