@@ -211,7 +211,9 @@ pub fn base_unknown(spec: &Spec) -> Option<String> {
     })
 }
 
-fn pinned_or_scratch(from: &str) -> bool {
+/// Whether `unpinned-base-image` has nothing to say whatever the resolution (a digest in
+/// `from`, or `scratch`): the frontend then need not resolve the base for it.
+pub fn pinned_or_scratch(from: &str) -> bool {
     from.contains('@') || from == "scratch"
 }
 

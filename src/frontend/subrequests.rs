@@ -89,7 +89,7 @@ async fn base_lint(
     sources: &Sources,
 ) -> Vec<crate::diag::Diagnostic> {
     let from = &spec.image.from.value;
-    if from.contains('@') || from == "scratch" {
+    if lint::pinned_or_scratch(from) {
         return Vec::new();
     }
     let Ok(request) = BuildRequest::new(options, spec, bridge.caps()) else {
