@@ -41,6 +41,11 @@ enum Command {
     FrontendCaps,
     /// Print the JSON Schema of the spec (for editors' TOML extensions).
     Schema,
+    /// Print the documentation of a lint rule (code or name) or a diagnostic code.
+    Explain {
+        /// `unpinned-base-image`, `UnpinnedBaseImage`, `unknown-key`, …
+        name: String,
+    },
     /// Start a sysfile image with the engine flags this host needs (exit 1: the host cannot boot it).
     Run(crate::runtime::RunArgs),
     /// Print a Kubernetes Pod or Deployment manifest for a sysfile image.
@@ -104,6 +109,7 @@ pub fn main() -> i32 {
             );
             Ok(0)
         }
+        Command::Explain { name } => explain(&name),
         Command::FrontendCaps => {
             println!("{}", crate::frontend::FRONTEND_CAPS.join(","));
             Ok(0)
@@ -122,6 +128,19 @@ pub fn main() -> i32 {
     }
 }
 
+/// The build context of a spec command: `--context`, else the spec's directory.
+fn context_dir(args: &SpecArgs) -> PathBuf {
+    let context = match &args.context {
+        Some(dir) => dir.clone(),
+        None => args.file.parent().map(PathBuf::from).unwrap_or_default(),
+    };
+    if context.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        context
+    }
+}
+
 fn load(args: &SpecArgs) -> Result<spec::Loaded> {
     let data = read_spec_file(&args.file)?;
     let name = args.file.file_name().map_or_else(
@@ -136,15 +155,7 @@ fn load(args: &SpecArgs) -> Result<spec::Loaded> {
             diagnostics: vec![diagnostic],
         });
     }
-    let context = match &args.context {
-        Some(dir) => dir.clone(),
-        None => args.file.parent().map(PathBuf::from).unwrap_or_default(),
-    };
-    let context = if context.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        context
-    };
+    let context = context_dir(args);
     let collected = spec::collect_include_files(&main, |path| read_context_file(&context, path));
     let options = LoadOptions {
         build_args: args.build_args.iter().cloned().collect::<BTreeMap<_, _>>(),
@@ -238,6 +249,80 @@ fn print_diagnostics(loaded: &spec::Loaded) {
     );
 }
 
+/// The context paths the spec's steps read, looked for in `context`: each must exist, be of
+/// the right kind and stay inside the context with symbolic links resolved (as the build's
+/// copy would see it).
+fn check_context(spec: &crate::model::Spec, context: &Path) -> Result<Vec<diag::Diagnostic>> {
+    use crate::diag::{Code, Diagnostic};
+    use crate::model::ContextKind;
+    let root = context
+        .canonicalize()
+        .with_context(|| format!("cannot read the build context {}", context.display()))?;
+    let mut out = Vec::new();
+    for used in spec.context_uses() {
+        let path = used.path;
+        let real = match root.join(path).canonicalize() {
+            Ok(real) => real,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                out.push(
+                    Diagnostic::error(
+                        Code::ContextFileMissing,
+                        used.span,
+                        format!("`{path}` is not in the build context {}", context.display()),
+                    )
+                    .with_label("not in the build context")
+                    .with_help(format!(
+                        "create `{path}` in the build context (paths are relative to its root; `--context` names it), or remove it from {}",
+                        used.what
+                    )),
+                );
+                continue;
+            }
+            Err(e) => bail!("cannot read {}: {e}", root.join(path).display()),
+        };
+        if !real.starts_with(&root) {
+            out.push(
+                Diagnostic::error(
+                    Code::PathEscapesContext,
+                    used.span,
+                    format!(
+                        "`{path}` leads outside the build context through a symbolic link (to {})",
+                        real.display()
+                    ),
+                )
+                .with_label("outside the build context")
+                .with_help("the build sees only the context: copy the file into it instead of linking to it"),
+            );
+            continue;
+        }
+        let meta =
+            std::fs::metadata(&real).with_context(|| format!("cannot read {}", real.display()))?;
+        let (ok, wanted) = match used.kind {
+            ContextKind::File => (meta.is_file(), "a regular file"),
+            ContextKind::FileOrDirectory => {
+                (meta.is_file() || meta.is_dir(), "a file or a directory")
+            }
+        };
+        if !ok {
+            let found = if meta.is_dir() {
+                "a directory"
+            } else {
+                "neither a file nor a directory"
+            };
+            out.push(
+                Diagnostic::error(
+                    Code::ContextFileKind,
+                    used.span,
+                    format!("`{path}` is {found}, but {} needs {wanted}", used.what),
+                )
+                .with_label(format!("not {wanted}"))
+                .with_help(format!("name {wanted} of the build context")),
+            );
+        }
+    }
+    Ok(out)
+}
+
 fn check(args: &SpecArgs) -> Result<i32> {
     let mut loaded = load(args)?;
     if let Some(spec) = &loaded.spec {
@@ -245,10 +330,16 @@ fn check(args: &SpecArgs) -> Result<i32> {
         loaded.diagnostics.extend(findings);
         loaded
             .diagnostics
+            .extend(check_context(spec, &context_dir(args))?);
+        loaded
+            .diagnostics
             .sort_by_key(|d| (d.span.file, d.span.start));
         loaded.diagnostics = diag::cap(std::mem::take(&mut loaded.diagnostics), &loaded.sources);
     }
     print_diagnostics(&loaded);
+    if let Some(note) = loaded.spec.as_ref().and_then(crate::lint::base_unknown) {
+        eprintln!("note: {note}");
+    }
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = loaded.diagnostics.len() - errors;
     if errors > 0 {
@@ -260,6 +351,22 @@ fn check(args: &SpecArgs) -> Result<i32> {
     } else {
         eprintln!("{}: ok ({warnings} warning(s))", args.file.display());
         Ok(0)
+    }
+}
+
+/// `sysfile explain NAME`: exit 1 for a name that is neither a lint rule nor a diagnostic code.
+fn explain(name: &str) -> Result<i32> {
+    match crate::lint::explain(name) {
+        Some(text) => {
+            print!("{text}");
+            Ok(0)
+        }
+        None => {
+            eprintln!(
+                "error: `{name}` is neither a lint rule nor a diagnostic code (docs/lint.md and docs/spec.md list them)"
+            );
+            Ok(1)
+        }
     }
 }
 

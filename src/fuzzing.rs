@@ -125,6 +125,14 @@ pub fn spec_load(data: &[u8]) {
     check_loaded(&loaded);
     if let Some(spec) = &loaded.spec {
         check_locations(&crate::lint::check(spec, &loaded.sources), &loaded.sources);
+        let base = crate::lint::BaseResolution::Registry {
+            digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        };
+        check_locations(
+            &crate::lint::check_base(spec, &loaded.sources, base),
+            &loaded.sources,
+        );
+        let _ = crate::lint::base_unknown(spec);
     }
 }
 

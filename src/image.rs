@@ -98,7 +98,7 @@ pub fn image_config(
                     "Test": ["CMD-SHELL", cmd],
                     "Interval": 15_000_000_000u64,
                     "Timeout": 10_000_000_000u64,
-                    "StartPeriod": 60_000_000_000u64,
+                    "StartPeriod": u64::try_from(spec.systemd.health_start_period.value.as_nanos()).unwrap_or(u64::MAX),
                     "StartInterval": 1_000_000_000u64,
                     "Retries": 3,
                 }),

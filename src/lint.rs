@@ -6,9 +6,19 @@
 //!
 //! The loader's own warnings (`early-boot-target`, `duplicate-unit`,
 //! `undeclared-build-arg`) stay with the loader; the lint never repeats them.
+//!
+//! `unpinned-base-image` needs what the builder learnt resolving the base, so it is not part of
+//! [`check`]: the frontend calls [`check_base`] once the base is resolved, and `sysfile check`
+//! says what it cannot know ([`base_unknown`]). Every entry point honours `[lint] skip` and the
+//! entries' `lint_skip`. [`explain`] gives a rule's or a diagnostic code's documentation.
 
-use crate::diag::{Diagnostic, Sources, Span};
-use crate::model::{Command, Entry, Health, Network, Spec};
+use std::collections::HashSet;
+
+use crate::diag::{Code, Diagnostic, Sources, Span};
+use crate::model::{Command, Entry, Health, Network, Spanned, Spec};
+
+/// Where the documentation lives: the repository's `docs/` folder (Cargo.toml's `repository`).
+pub const DOCS_URL: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/");
 
 /// One lint rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +37,11 @@ macro_rules! rule {
             name: $name,
             code: $code,
             description: $description,
-            url: concat!("docs/lint.md#", $code),
+            url: concat!(
+                env!("CARGO_PKG_REPOSITORY"),
+                "/blob/main/docs/lint.md#",
+                $code
+            ),
         }
     };
 }
@@ -122,8 +136,15 @@ pub fn rule(code: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.code == code)
 }
 
-/// Runs every rule; the warnings are sorted by (file, span start) and capped like the
-/// loader's (at most 5 per line and 100 per file, see [`crate::diag::cap`]).
+/// The rule with this code (`unpinned-base-image`) or name (`UnpinnedBaseImage`).
+pub fn rule_named(name: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.code == name || r.name == name)
+}
+
+/// Runs every rule that needs only the spec (all but `unpinned-base-image`, see
+/// [`check_base`]), drops what `[lint] skip` and the entries' `lint_skip` silence, and warns
+/// about skip names that are no rule. The warnings are sorted by (file, span start) and
+/// capped like the loader's (at most 5 per line and 100 per file, see [`crate::diag::cap`]).
 pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     let mut lint = Lint {
         sources,
@@ -133,7 +154,6 @@ pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     lint.privileged_only(spec);
     lint.no_console_logs(spec);
     lint.secret_in_env(spec);
-    lint.unpinned_base_image(spec);
     lint.run_steps(spec);
     lint.health_none(spec);
     lint.stop_timeout(spec);
@@ -141,8 +161,159 @@ pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     lint.masked_but_kept(spec);
     lint.secret_build_arg(spec);
     lint.arg_in_verbatim_text(spec);
-    lint.out.sort_by_key(|d| (d.span.file, d.span.start));
-    crate::diag::cap(lint.out, sources)
+    let mut out = silence(spec, lint.out);
+    out.extend(unknown_skips(spec));
+    out.sort_by_key(|d| (d.span.file, d.span.start));
+    crate::diag::cap(out, sources)
+}
+
+/// What the builder learnt resolving the base image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseResolution<'a> {
+    /// A registry answered with the manifest digest: pinning to it would work.
+    Registry { digest: &'a str },
+    /// The daemon answered from its own image store without a manifest digest (Docker's
+    /// classic store does for every image it has, pulled or built locally): no pin the
+    /// daemon would accept is known, so nothing is reported.
+    LocalStore,
+}
+
+/// `unpinned-base-image`, once the base is resolved: a warning only when the base is not
+/// pinned and the resolution gave a digest to pin it to (honouring the skips).
+pub fn check_base(spec: &Spec, sources: &Sources, base: BaseResolution<'_>) -> Vec<Diagnostic> {
+    let BaseResolution::Registry { digest } = base else {
+        return Vec::new();
+    };
+    if pinned_or_scratch(&spec.image.from.value) || digest.is_empty() {
+        return Vec::new();
+    }
+    let mut lint = Lint {
+        sources,
+        out: Vec::new(),
+    };
+    lint.unpinned_base_image(spec, digest);
+    silence(spec, lint.out)
+}
+
+/// What `unpinned-base-image` cannot know without the daemon, as a note for `sysfile check`
+/// (`None` when the base is pinned, `scratch`, or the rule is skipped).
+pub fn base_unknown(spec: &Spec) -> Option<String> {
+    let from = &spec.image.from.value;
+    let skipped = spec
+        .lint_skip
+        .iter()
+        .any(|s| rule_named(&s.value) == Some(&UNPINNED_BASE_IMAGE));
+    (!pinned_or_scratch(from) && !skipped).then(|| {
+        format!(
+            "`{from}` is not pinned by digest; whether it can be (`{}`) is known only when the builder resolves it: `sysfile check` does not ask a registry, the build reports it",
+            UNPINNED_BASE_IMAGE.code
+        )
+    })
+}
+
+/// Whether `unpinned-base-image` has nothing to say whatever the resolution (a digest in
+/// `from`, or `scratch`): the frontend then need not resolve the base for it.
+pub fn pinned_or_scratch(from: &str) -> bool {
+    from.contains('@') || from == "scratch"
+}
+
+/// The lint codes named by a skip list (unknown names left out).
+fn skip_codes(names: &[Spanned<String>]) -> HashSet<&'static str> {
+    names
+        .iter()
+        .filter_map(|n| rule_named(&n.value))
+        .map(|r| r.code)
+        .collect()
+}
+
+/// Drops the warnings `[lint] skip` names, and those inside a `[[run]]` or `[[files]]` entry
+/// whose `lint_skip` names them.
+fn silence(spec: &Spec, warnings: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let everywhere = skip_codes(&spec.lint_skip);
+    let entries: Vec<(Span, HashSet<&'static str>)> = spec
+        .runs
+        .iter()
+        .map(|r| (r.span, &r.lint_skip))
+        .chain(spec.files.iter().map(|f| (f.span, &f.lint_skip)))
+        .filter(|(_, skip)| !skip.is_empty())
+        .map(|(span, skip)| (span, skip_codes(skip)))
+        .collect();
+    warnings
+        .into_iter()
+        .filter(|w| {
+            !everywhere.contains(w.code)
+                && !entries.iter().any(|(span, skip)| {
+                    skip.contains(w.code)
+                        && span.file == w.span.file
+                        && span.start <= w.span.start
+                        && w.span.end <= span.end
+                })
+        })
+        .collect()
+}
+
+/// An `unknown-lint-rule` warning for every skip name that is no lint rule, with the closest rule.
+fn unknown_skips(spec: &Spec) -> Vec<Diagnostic> {
+    let names = spec
+        .lint_skip
+        .iter()
+        .chain(spec.runs.iter().flat_map(|r| &r.lint_skip))
+        .chain(spec.files.iter().flat_map(|f| &f.lint_skip));
+    names
+        .filter(|n| rule_named(&n.value).is_none())
+        .map(|n| {
+            let closest = RULES
+                .iter()
+                .flat_map(|r| [r.code, r.name])
+                .map(|c| (strsim::jaro_winkler(&n.value.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+                .filter(|(score, _)| *score >= 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, c)| c);
+            let help = match closest {
+                Some(c) => format!("did you mean `{c}`? (`sysfile explain RULE` describes a rule; docs/lint.md lists them all)"),
+                None => "name a lint rule by its code (`unpinned-base-image`) or name (`UnpinnedBaseImage`); docs/lint.md lists them all".to_string(),
+            };
+            Diagnostic::warning(
+                Code::UnknownLintRule,
+                n.span,
+                format!("`{}` is not a lint rule, so it silences nothing", n.value),
+            )
+            .with_label("no such rule")
+            .with_help(help)
+        })
+        .collect()
+}
+
+/// The documentation of a lint rule (by code or name) or of a diagnostic code: the rule's
+/// section of `docs/lint.md`, or the code's row of `docs/spec.md`'s code tables, with its link.
+pub fn explain(name: &str) -> Option<String> {
+    const LINT_DOCS: &str = include_str!("../docs/lint.md");
+    const SPEC_DOCS: &str = include_str!("../docs/spec.md");
+    if let Some(rule) = rule_named(name) {
+        let anchor = format!("<a id=\"{}\"></a>", rule.code);
+        let start = LINT_DOCS.find(&anchor)? + anchor.len();
+        let rest = &LINT_DOCS[start..];
+        let end = rest.find("<a id=\"").unwrap_or(rest.len());
+        return Some(format!("{}\n\n{}\n", rest[..end].trim(), rule.url));
+    }
+    let code = Code::ALL.iter().find(|c| c.as_str() == name)?;
+    let codes = SPEC_DOCS.split("## Diagnostic codes").nth(1)?;
+    let row = codes.lines().find(|l| {
+        l.split('|').nth(1).is_some_and(|cell| {
+            cell.split(',')
+                .any(|c| c.trim().trim_matches('`') == code.as_str())
+        })
+    })?;
+    let meaning = row.split('|').nth(2)?.trim();
+    Some(format!(
+        "{} ({})\n\n{meaning}\n\n{DOCS_URL}spec.md#diagnostic-codes\n",
+        code.as_str(),
+        if meaning.starts_with("**Warning**") {
+            "a warning"
+        } else {
+            "an error"
+        }
+    ))
 }
 
 struct Lint<'a> {
@@ -257,6 +428,7 @@ impl Lint<'_> {
         if spec.systemd.console_logs.value {
             return;
         }
+        // At the value when set, else at the `[systemd]` table (where the key goes), else at `[image]`.
         let span = spec.systemd.console_logs.span;
         self.warn(
             NO_CONSOLE_LOGS,
@@ -363,11 +535,8 @@ impl Lint<'_> {
         }
     }
 
-    fn unpinned_base_image(&mut self, spec: &Spec) {
+    fn unpinned_base_image(&mut self, spec: &Spec, digest: &str) {
         let from = &spec.image.from;
-        if from.value.contains('@') || from.value == "scratch" {
-            return;
-        }
         let name = from.value.rsplit('/').next().unwrap_or(&from.value);
         let (message, label) = match name.split_once(':') {
             Some((_, "latest")) | None => (
@@ -385,8 +554,8 @@ impl Lint<'_> {
             message,
             label,
             format!(
-                "pin the base with its digest, such as \"{}@sha256:…\", so rebuilds use the same base",
-                from.value
+                "pin the base to the digest the builder resolved, `from = \"{}@{digest}\"`, so rebuilds use the same base; or silence the rule with `[lint] skip = [\"{}\"]`",
+                from.value, UNPINNED_BASE_IMAGE.code
             ),
         );
     }
@@ -724,7 +893,7 @@ mod tests {
         let warnings = check(&spec, &loaded.sources);
         for w in &warnings {
             assert!(w.help.is_some() && !w.message.ends_with('.'));
-            assert!(rule(w.code).is_some());
+            assert!(rule(w.code).is_some() || w.code == Code::UnknownLintRule.as_str());
             assert!(w.span.end <= loaded.sources.get(w.span.file).text.len());
         }
         warnings.iter().map(|w| w.code).collect()
@@ -797,7 +966,22 @@ mod tests {
         let text = "[image]\nfrom = \"debian@sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n";
         let loaded = load(SourceFile::new("Sysfile", text), &LoadOptions::default());
         let warnings = check(loaded.spec.as_ref().unwrap(), &loaded.sources);
-        assert!(warnings.iter().any(|w| w.code == NO_CONSOLE_LOGS.code));
+        let at = |warnings: &[Diagnostic], text: &str| {
+            let w = warnings
+                .iter()
+                .find(|w| w.code == NO_CONSOLE_LOGS.code)
+                .expect("the rule fires");
+            text[w.span.start..]
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        // Without a `[systemd]` table, at `[image]`; with one, at `[systemd]`.
+        assert_eq!(at(&warnings, text), "[image]");
+        let with_table = format!("{text}[systemd]\nhealth = \"running\"\n");
+        let (spec, sources) = load_spec(&with_table);
+        assert_eq!(at(&check(&spec, &sources), &with_table), "[systemd]");
         assert!(!fires(NO_CONSOLE_LOGS, ""));
     }
 
@@ -827,22 +1011,154 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn unpinned_base_image() {
-        let text = "[image]\nfrom = \"debian:bookworm\"\n[systemd]\nconsole_logs = true\n";
+    fn load_spec(text: &str) -> (Spec, Sources) {
         let loaded = load(SourceFile::new("Sysfile", text), &LoadOptions::default());
-        let warnings = check(loaded.spec.as_ref().unwrap(), &loaded.sources);
+        (loaded.spec.expect("a valid spec"), loaded.sources)
+    }
+
+    const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    #[test]
+    fn unpinned_base_image_needs_a_digest_to_pin_to() {
+        let text = "[image]\nfrom = \"debian:bookworm\"\n[systemd]\nconsole_logs = true\n";
+        let (spec, sources) = load_spec(text);
+        // The spec alone cannot tell: `check` never reports it, `sysfile check` says so.
+        assert!(check(&spec, &sources).is_empty());
+        assert!(base_unknown(&spec).is_some_and(|n| n.contains("debian:bookworm")));
+        let registry = BaseResolution::Registry { digest: DIGEST };
+        let warnings = check_base(&spec, &sources, registry);
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].code, UNPINNED_BASE_IMAGE.code);
         assert_eq!(
             &text[warnings[0].span.start..warnings[0].span.end],
             "\"debian:bookworm\""
         );
-        let latest = "[image]\nfrom = \"registry:5000/debian\"\n";
-        let loaded = load(SourceFile::new("Sysfile", latest), &LoadOptions::default());
-        let warnings = check(loaded.spec.as_ref().unwrap(), &loaded.sources);
+        let help = warnings[0].help.as_deref().unwrap_or_default();
+        assert!(
+            help.contains(&format!("debian:bookworm@{DIGEST}")),
+            "{help}"
+        );
+        // Docker's own store answered, without a digest: no pin is known to work.
+        assert!(check_base(&spec, &sources, BaseResolution::LocalStore).is_empty());
+
+        let (latest, sources) = load_spec("[image]\nfrom = \"registry:5000/debian\"\n");
+        let warnings = check_base(&latest, &sources, registry);
         assert!(warnings.iter().any(|w| w.message.contains("latest")));
-        assert!(!fires(UNPINNED_BASE_IMAGE, ""));
+
+        let (pinned, sources) = load_spec(BASE);
+        assert!(check_base(&pinned, &sources, registry).is_empty());
+        assert!(base_unknown(&pinned).is_none());
+    }
+
+    #[test]
+    fn lint_skip_silences_a_rule_everywhere_by_code_or_name() {
+        let text = "[image]\nfrom = \"debian:bookworm\"\n[lint]\nskip = [\"UnpinnedBaseImage\", \"no-console-logs\"]\n";
+        let (spec, sources) = load_spec(text);
+        assert!(check(&spec, &sources).is_empty());
+        let registry = BaseResolution::Registry { digest: DIGEST };
+        assert!(check_base(&spec, &sources, registry).is_empty());
+        assert!(base_unknown(&spec).is_none());
+    }
+
+    #[test]
+    fn lint_skip_on_an_entry_silences_only_that_entry() {
+        let run = |skip: &str| {
+            format!(
+                "[[run]]\nsh = \"curl https://x | sh\"\n{skip}\n[[run]]\nsh = \"wget -O- https://y | bash\"\n"
+            )
+        };
+        assert_eq!(
+            codes(&run("")),
+            vec![CURL_PIPE_SHELL.code, CURL_PIPE_SHELL.code]
+        );
+        assert_eq!(
+            codes(&run("lint_skip = [\"curl-pipe-shell\"]")),
+            vec![CURL_PIPE_SHELL.code]
+        );
+        assert_eq!(
+            codes(&run("lint_skip = [\"CurlPipeShell\"]")),
+            vec![CURL_PIPE_SHELL.code]
+        );
+        let file = |skip: &str| {
+            format!(
+                "[args]\nV = \"1\"\n[[files]]\ndest = \"/etc/v\"\ncontent = \"${{V}}\"\n{skip}\n"
+            )
+        };
+        assert_eq!(codes(&file("")), vec![ARG_IN_VERBATIM_TEXT.code]);
+        assert!(codes(&file("lint_skip = [\"arg-in-verbatim-text\"]")).is_empty());
+        // A rule the entry does not name is still reported.
+        assert_eq!(
+            codes(&file("lint_skip = [\"curl-pipe-shell\"]")),
+            vec![ARG_IN_VERBATIM_TEXT.code]
+        );
+    }
+
+    #[test]
+    fn an_unknown_skip_name_is_a_warning_with_the_closest_rule() {
+        let text = format!("{BASE}[lint]\nskip = [\"unpined-base-image\", \"zzz\"]\n");
+        let (spec, sources) = load_spec(&text);
+        let warnings = check(&spec, &sources);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .all(|w| w.code == Code::UnknownLintRule.as_str())
+        );
+        assert_eq!(
+            &text[warnings[0].span.start..warnings[0].span.end],
+            "\"unpined-base-image\""
+        );
+        assert!(
+            warnings[0]
+                .help
+                .as_deref()
+                .is_some_and(|h| h.contains("did you mean `unpinned-base-image`")),
+            "{:?}",
+            warnings[0].help
+        );
+        assert!(
+            !warnings[1]
+                .help
+                .as_deref()
+                .unwrap_or_default()
+                .contains("did you mean")
+        );
+    }
+
+    #[test]
+    fn explain_prints_a_rules_page_or_a_codes_row() {
+        let page = explain("UnpinnedBaseImage").expect("a rule");
+        assert_eq!(explain("unpinned-base-image"), Some(page.clone()));
+        assert!(
+            page.starts_with("## UnpinnedBaseImage (`unpinned-base-image`)"),
+            "{page}"
+        );
+        assert!(page.contains("**Fix.**"));
+        assert!(!page.contains("## NoConsoleLogs") && !page.contains("<a id="));
+        assert!(page.trim_end().ends_with(UNPINNED_BASE_IMAGE.url));
+        for rule in RULES {
+            assert!(explain(rule.code).is_some(), "{}", rule.code);
+        }
+        for code in Code::ALL {
+            let text = explain(code.as_str()).unwrap_or_else(|| panic!("{code}"));
+            assert!(text.starts_with(code.as_str()), "{text}");
+            assert!(text.contains("spec.md#diagnostic-codes"), "{text}");
+        }
+        assert!(explain("bad-duration").is_some_and(|t| t.contains("duration")));
+        assert_eq!(explain("no-such-thing"), None);
+    }
+
+    #[test]
+    fn help_links_are_absolute() {
+        assert!(DOCS_URL.starts_with("https://"), "{DOCS_URL}");
+        for rule in RULES {
+            assert!(rule.url.starts_with(DOCS_URL), "{}", rule.url);
+        }
+        assert_eq!(
+            DOCS_URL,
+            concat!(env!("CARGO_PKG_HOMEPAGE"), "/blob/main/docs/"),
+            "Cargo.toml's repository and homepage agree"
+        );
     }
 
     #[test]

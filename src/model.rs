@@ -76,6 +76,8 @@ pub struct Spec {
     pub services: Services,
     pub systemd: Systemd,
     pub config: Config,
+    /// `[lint] skip`: lint rules not reported for this spec, as written (the lint checks the names).
+    pub lint_skip: Vec<Spanned<String>>,
 }
 
 impl Spec {
@@ -105,6 +107,51 @@ impl Spec {
         out
     }
 
+    /// Every path of the main build context a build step reads, with what reads it: `[[files]]
+    /// src` (without `from`), `authorized_keys` and the sources of `from = "context"` bind
+    /// mounts. `sysfile check` looks for them in the context directory.
+    pub fn context_uses(&self) -> Vec<ContextUse<'_>> {
+        let mut out = Vec::new();
+        for file in &self.files {
+            if let (FileSource::Context(src), None) = (&file.source.value, &file.from) {
+                out.push(ContextUse {
+                    path: src,
+                    span: file.source.span,
+                    kind: ContextKind::FileOrDirectory,
+                    what: "`[[files]] src`",
+                });
+            }
+        }
+        for user in &self.users {
+            for (path, span) in user.authorized_keys.iter().zip(&user.authorized_key_spans) {
+                out.push(ContextUse {
+                    path,
+                    span: *span,
+                    kind: ContextKind::File,
+                    what: "`authorized_keys`",
+                });
+            }
+        }
+        for run in &self.runs {
+            for mount in &run.mounts {
+                if let MountKind::Bind {
+                    source,
+                    from: BindFrom::Context,
+                    ..
+                } = &mount.kind
+                {
+                    out.push(ContextUse {
+                        path: source,
+                        span: mount.span,
+                        kind: ContextKind::FileOrDirectory,
+                        what: "the bind mount's `source`",
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// SOURCE_DATE_EPOCH from `[args]` (a declared default, or `--build-arg` through it).
     #[allow(
         clippy::result_large_err,
@@ -123,6 +170,27 @@ impl Spec {
             .with_help("write whole seconds since 1970, for example \"1700000000\"")
         })
     }
+}
+
+/// A path of the main build context that a build step reads ([`Spec::context_uses`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextUse<'a> {
+    /// Normalised, relative to the context root (the loader refused `..` and absolute paths).
+    pub path: &'a str,
+    /// The value that names it.
+    pub span: Span,
+    pub kind: ContextKind,
+    /// The key that names it, for messages.
+    pub what: &'static str,
+}
+
+/// What a [`ContextUse`] must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextKind {
+    /// A regular file (`authorized_keys`).
+    File,
+    /// A regular file or a directory (`src`, bind sources: a directory copies or mounts its contents).
+    FileOrDirectory,
 }
 
 /// A `SOURCE_DATE_EPOCH` value: empty (unset) or whole seconds since 1970 up to `i64::MAX`.
@@ -186,6 +254,8 @@ pub struct Packages {
     pub remove: Vec<Spanned<String>>,
     /// Explicit `manager`; `None` means detect from the base image.
     pub manager: Option<Spanned<PackageManager>>,
+    /// `recommends`: also install recommended (weak) dependencies.
+    pub recommends: bool,
     /// The span of the `[packages]` table (or the `[image]` table when absent).
     pub span: Span,
 }
@@ -226,6 +296,8 @@ pub struct FileEntry {
     /// Permission bits (0o7777 at most).
     pub mode: Option<u32>,
     pub owner: Option<Owner>,
+    /// `lint_skip`: lint rules not reported inside this entry, as written.
+    pub lint_skip: Vec<Spanned<String>>,
     /// The span of this `[[files]]` entry.
     pub span: Span,
 }
@@ -257,7 +329,7 @@ pub use crate::network::Network;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     BeforePackages,
-    /// After packages, files and users (the default).
+    /// After packages, then users, then files (the default).
     #[default]
     AfterPackages,
 }
@@ -327,6 +399,8 @@ pub struct RunStep {
     pub network: Spanned<Network>,
     pub phase: Phase,
     pub mounts: Vec<RunMount>,
+    /// `lint_skip`: lint rules not reported inside this step, as written.
+    pub lint_skip: Vec<Spanned<String>>,
     /// The span of this `[[run]]` entry (what a failing step points at).
     pub span: Span,
 }
@@ -379,15 +453,24 @@ pub struct Systemd {
     pub log_level: Option<Spanned<LogLevel>>,
     /// The value of `container=` (default `docker`, at the `[image]` table).
     pub container: Spanned<String>,
-    /// This and the next two are at their values, or at the `[image]` table when not set.
+    /// At its value, or at the `[systemd]` table when not set (at `[image]` without one).
     pub console_logs: Spanned<bool>,
+    /// This, `health` and `health_start_period` are at their values, or at the `[image]` table when not set.
     /// systemd's `DefaultTimeoutStopSec` ([`DEFAULT_STOP_TIMEOUT`] unless set); the engine stop
     /// timeout label is derived from it.
     pub stop_timeout: Spanned<Duration>,
     pub health: Spanned<Health>,
+    /// How long after the container starts failed health checks do not count (Docker's
+    /// `StartPeriod`; [`DEFAULT_HEALTH_START_PERIOD`] unless set).
+    pub health_start_period: Spanned<Duration>,
     /// Units never masked by the default mask lists (`[systemd] keep`).
     pub keep: Vec<Unit>,
+    /// The span of the `[systemd]` table, when the spec has one.
+    pub span: Option<Span>,
 }
+
+/// The healthcheck's start period when `[systemd] health_start_period` is not set.
+pub const DEFAULT_HEALTH_START_PERIOD: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Protocol {

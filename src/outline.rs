@@ -219,7 +219,7 @@ fn rule_of(d: &Diagnostic) -> (String, String, String) {
         None => (
             pascal_case(d.code),
             d.message.clone(),
-            "docs/spec.md#diagnostic-codes".to_string(),
+            format!("{}spec.md#diagnostic-codes", lint::DOCS_URL),
         ),
     }
 }
@@ -293,6 +293,10 @@ mod tests {
         let spec = loaded.spec.unwrap();
         let mut diagnostics = loaded.diagnostics;
         diagnostics.extend(lint::check(&spec, &loaded.sources));
+        // As the frontend has it once a registry resolved the base.
+        let digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        let base = lint::BaseResolution::Registry { digest };
+        diagnostics.extend(lint::check_base(&spec, &loaded.sources, base));
         (spec, loaded.sources, diagnostics)
     }
 

@@ -202,7 +202,12 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .map(|p| p.span)
         .collect();
     for chunk in package_chunks(&install) {
-        let mut step = package_step(manager, PackageAction::Install, chunk, spec.packages.span);
+        let action = if spec.packages.recommends {
+            PackageAction::InstallWithRecommends
+        } else {
+            PackageAction::Install
+        };
+        let mut step = package_step(manager, action, chunk, spec.packages.span);
         step.name = shown.show(&step.name, &package_spans);
         // Only the systemd packages sysfile adds: no entry asked for them.
         step.entry = !spec.packages.install.is_empty();
@@ -515,7 +520,10 @@ fn references(template: &str) -> Vec<&str> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PackageAction {
+    /// Install without recommended (weak) dependencies, the default.
     Install,
+    /// `[packages] recommends = true`.
+    InstallWithRecommends,
     Remove,
 }
 
@@ -531,11 +539,23 @@ fn package_script(manager: PackageManager, action: PackageAction) -> &'static st
             "apt-get update -o APT::Update::Error-Mode=any\n",
             "apt-get install -y --no-install-recommends -o Binary::apt::APT::Keep-Downloaded-Packages=true -- \"$@\"\n",
         ),
+        (PackageManager::Apt, PackageAction::InstallWithRecommends) => concat!(
+            "set -eu\n",
+            "export DEBIAN_FRONTEND=noninteractive\n",
+            "# Official Debian/Ubuntu images delete downloaded .debs after every install; the cache\n",
+            "# lives in a cache mount, never in a layer, so keep it.\n",
+            "rm -f /etc/apt/apt.conf.d/docker-clean\n",
+            "apt-get update -o APT::Update::Error-Mode=any\n",
+            "apt-get install -y --install-recommends -o Binary::apt::APT::Keep-Downloaded-Packages=true -- \"$@\"\n",
+        ),
         (PackageManager::Apt, PackageAction::Remove) => {
             "set -eu\nexport DEBIAN_FRONTEND=noninteractive\napt-get purge -y --auto-remove -- \"$@\"\n"
         }
         (PackageManager::Dnf, PackageAction::Install) => {
             "set -eu\ndnf -y install --setopt=install_weak_deps=False --setopt=keepcache=True -- \"$@\"\n"
+        }
+        (PackageManager::Dnf, PackageAction::InstallWithRecommends) => {
+            "set -eu\ndnf -y install --setopt=install_weak_deps=True --setopt=keepcache=True -- \"$@\"\n"
         }
         (PackageManager::Dnf, PackageAction::Remove) => "set -eu\ndnf -y remove -- \"$@\"\n",
         (PackageManager::Zypper, PackageAction::Install) => concat!(
@@ -543,10 +563,16 @@ fn package_script(manager: PackageManager, action: PackageAction) -> &'static st
             "zypper --non-interactive --gpg-auto-import-keys refresh\n",
             "zypper --non-interactive install --no-recommends -- \"$@\"\n",
         ),
+        (PackageManager::Zypper, PackageAction::InstallWithRecommends) => concat!(
+            "set -eu\n",
+            "zypper --non-interactive --gpg-auto-import-keys refresh\n",
+            "zypper --non-interactive install --recommends -- \"$@\"\n",
+        ),
         (PackageManager::Zypper, PackageAction::Remove) => {
             "set -eu\nzypper --non-interactive remove -- \"$@\"\n"
         }
-        (PackageManager::Pacman, PackageAction::Install) => {
+        // pacman never installs optional dependencies: there is nothing to recommend.
+        (PackageManager::Pacman, PackageAction::Install | PackageAction::InstallWithRecommends) => {
             "set -eu\n# Arch supports no partial upgrades: sync and upgrade together.\npacman -Syu --noconfirm --needed -- \"$@\"\n"
         }
         (PackageManager::Pacman, PackageAction::Remove) => {
@@ -630,7 +656,7 @@ fn package_step(
     span: Span,
 ) -> Step {
     let verb = match action {
-        PackageAction::Install => "install",
+        PackageAction::Install | PackageAction::InstallWithRecommends => "install",
         PackageAction::Remove => "remove",
     };
     let args = script_argv(
@@ -1098,6 +1124,112 @@ mod tests {
                 |s| matches!(&s.kind, StepKind::Exec(e) if e.args.contains(&"secretx".to_string()))
             ),
             "the step itself runs with the value"
+        );
+    }
+
+    fn plan_of(text: &str, family: Family) -> Plan {
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", text),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded.spec.expect("a valid spec");
+        plan(&spec, &BaseFacts::assumed(family))
+    }
+
+    /// The script of the first package install step.
+    fn install_script(plan: &Plan) -> String {
+        plan.steps
+            .iter()
+            .find(|s| s.name.starts_with("[sysfile] install packages"))
+            .and_then(|s| match &s.kind {
+                StepKind::Exec(e) => Some(e.args.join(" ")),
+                StepKind::Files(_) => None,
+            })
+            .expect("an install step")
+    }
+
+    #[test]
+    fn recommends_switches_weak_dependencies_on_for_each_family() {
+        let spec = |recommends: &str| {
+            format!("[image]\nfrom = \"x\"\n[packages]\ninstall = [\"curl\"]\n{recommends}")
+        };
+        for (family, off, on) in [
+            (
+                Family::Debian,
+                "--no-install-recommends",
+                "--install-recommends",
+            ),
+            (
+                Family::Fedora,
+                "install_weak_deps=False",
+                "install_weak_deps=True",
+            ),
+            (Family::Suse, "--no-recommends", " --recommends"),
+        ] {
+            let default = install_script(&plan_of(&spec(""), family));
+            let unset = install_script(&plan_of(&spec("recommends = false\n"), family));
+            let set = install_script(&plan_of(&spec("recommends = true\n"), family));
+            assert!(default.contains(off) && !default.contains(on), "{default}");
+            assert_eq!(default, unset);
+            assert!(set.contains(on) && !set.contains(off), "{set}");
+        }
+    }
+
+    /// docs/spec.md's `phase` row states the order of the steps; the plan must keep it.
+    #[test]
+    fn the_documented_step_order_is_the_plans() {
+        let docs = include_str!("../docs/spec.md");
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with("| `phase` |"))
+            .expect("the phase row");
+        let order = row
+            .split("(the order of the steps: ")
+            .nth(1)
+            .and_then(|r| r.split(", each kind in declaration order").next())
+            .expect("the phase row states the order");
+        let documented: Vec<&str> = order
+            .split(", ")
+            .map(|kind| match kind {
+                "`before-packages` runs" => "before",
+                "package installs and removals" => "packages",
+                "users with their `authorized_keys`" => "users",
+                "files" => "files",
+                "`after-packages` runs" => "after",
+                other => panic!("an unknown kind of step in the docs: {other}"),
+            })
+            .collect();
+        // Entries declared in the opposite order of the documented one.
+        let text = "[image]\nfrom = \"x\"\n\
+            [[run]]\nsh = \"after\"\n\
+            [[files]]\ncontent = \"x\"\ndest = \"/etc/x\"\nowner = \"app\"\n\
+            [[users]]\nname = \"app\"\nauthorized_keys = [\"k.pub\"]\n\
+            [packages]\ninstall = [\"curl\"]\nremove = [\"nano\"]\n\
+            [[run]]\nsh = \"before\"\nphase = \"before-packages\"\n";
+        let plan = plan_of(text, Family::Debian);
+        let mut kinds: Vec<&str> = Vec::new();
+        for step in &plan.steps {
+            let kind = match &step.name {
+                n if n.contains("run: before") => "before",
+                n if n.contains("packages:") => "packages",
+                n if n.starts_with("[sysfile] user ")
+                    || n.starts_with("[sysfile] authorized keys") =>
+                {
+                    "users"
+                }
+                n if n.contains("write /etc/x") => "files",
+                n if n.contains("run: after") => "after",
+                _ => continue,
+            };
+            if kinds.last() != Some(&kind) {
+                kinds.push(kind);
+            }
+        }
+        assert_eq!(
+            kinds,
+            documented,
+            "{:?}",
+            plan.steps.iter().map(|s| &s.name).collect::<Vec<_>>()
         );
     }
 

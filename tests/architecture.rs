@@ -92,8 +92,8 @@ const MODULES: &[(&str, u32, &[&str])] = &[
         "cli",
         7,
         &[
-            "compile", "diag", "distro", "frontend", "lint", "llb", "lower", "network", "runtime",
-            "spec",
+            "compile", "diag", "distro", "frontend", "lint", "llb", "lower", "model", "network",
+            "runtime", "spec",
         ],
     ),
     (

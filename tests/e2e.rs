@@ -773,3 +773,112 @@ fn quadlet_generator_accepts_the_unit() {
         "no [Install] section carried over:\n{service}"
     );
 }
+
+/// A local-only base pinned by its image ID: Docker resolves a digest only among the image's
+/// repository digests, so the build fails with a registry lookup. The error is located at
+/// `[image] from` (line 3), not at the `# syntax` line the engine used for errors without a
+/// source of their own.
+#[test]
+fn a_local_base_pinned_by_image_id_is_an_error_at_from() {
+    let test = "a_local_base_pinned_by_image_id_is_an_error_at_from";
+    let Some(engine) = Engine::detect(test) else {
+        return;
+    };
+    engine.require_base_image();
+    engine.frontend_image();
+    let id = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "local/debian:bookworm",
+    ])
+    .stdout
+    .trim()
+    .to_string();
+    assert!(id.starts_with("sha256:"), "the base's image ID: {id:?}");
+    // The same for a tag the daemon does not have (a failed registry lookup too).
+    for base in [
+        format!("local/debian:bookworm@{id}"),
+        "local/debian:no-such-tag".to_string(),
+    ] {
+        let ctx = tempdir();
+        let sysfile = write_sysfile(
+            ctx.path(),
+            &format!("# syntax={{frontend}}\n[image]\nfrom = \"{base}\"\n"),
+        );
+        let build = engine.build("unresolved_base", ctx.path(), &sysfile, &[]);
+        build.assert_failed(&base);
+        let lines = error_lines(&build.output, "Sysfile");
+        assert!(
+            lines.contains(&3) && !lines.contains(&1),
+            "{base}: expected the error at Sysfile:3 (`from`), got lines {lines:?}:\n{}",
+            tail(&build.output, 30)
+        );
+        assert!(
+            build.output.contains("cannot resolve the base image"),
+            "{}",
+            tail(&build.output, 30)
+        );
+    }
+}
+
+/// `[systemd] health_start_period`: a boot with a failed unit turns `unhealthy` once the start
+/// period is over and 3 checks 15 s apart have failed (docs/spec.md, "Health timing"), not
+/// before the start period ends.
+#[test]
+fn a_failed_boot_turns_unhealthy_after_the_start_period() {
+    let test = "a_failed_boot_turns_unhealthy_after_the_start_period";
+    let Some(engine) = Engine::detect(test) else {
+        return;
+    };
+    engine.require_base_image();
+    engine.frontend_image();
+    let ctx = tempdir();
+    let sysfile = write_sysfile(
+        ctx.path(),
+        "# syntax={frontend}\n[image]\nfrom = \"local/debian:bookworm\"\n\n\
+         [[files]]\ndest = \"/etc/systemd/system/fails.service\"\n\
+         content = \"[Service]\\nType=oneshot\\nExecStart=/bin/false\\n[Install]\\nWantedBy=multi-user.target\\n\"\n\n\
+         [services]\nenable = [\"fails\"]\n\n\
+         [systemd]\nhealth_start_period = \"5s\"\n",
+    );
+    let build = engine.build("unhealthy", ctx.path(), &sysfile, &[]);
+    build.assert_ok("a spec whose unit fails at boot");
+    let config = inspect_image(build.tag());
+    assert_eq!(
+        config["Config"]["Healthcheck"]["StartPeriod"], 5_000_000_000u64,
+        "{}",
+        config["Config"]["Healthcheck"]
+    );
+    let container = start_container(build.tag(), &unique_name("unhealthy"));
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let unhealthy_after = loop {
+        let health = container.health();
+        if seen.last() != Some(&health) {
+            seen.push(health.clone());
+        }
+        if health == "unhealthy" {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not unhealthy after 90 s (states seen: {seen:?})"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!(
+        "[e2e] health_start_period 5s: unhealthy after {:.1}s (states {seen:?})",
+        unhealthy_after.as_secs_f64()
+    );
+    // The first failure that counts comes right after the start period, the third two
+    // intervals later (35.4 s measured): at least the start period and two intervals (less a
+    // few seconds for the container's start), at most one interval and the 10 s check timeout
+    // more.
+    assert!(
+        unhealthy_after > Duration::from_secs(5 + 2 * 15 - 3)
+            && unhealthy_after < Duration::from_secs(5 + 3 * 15 + 10),
+        "unhealthy after {unhealthy_after:?}"
+    );
+}

@@ -1443,3 +1443,138 @@ async fn an_sbin_init_that_is_not_systemd_gives_the_systemd_binary_as_entrypoint
     );
     Ok(())
 }
+
+/// The `short` line of every warning the build sent.
+fn warning_lines(handle: &FakeHandle) -> Vec<String> {
+    handle
+        .warnings()
+        .iter()
+        .map(|w| {
+            let detail: Vec<String> = w
+                .detail
+                .iter()
+                .map(|d| String::from_utf8_lossy(d).into_owned())
+                .collect();
+            format!("{} {}", String::from_utf8_lossy(&w.short), detail.join(" "))
+        })
+        .collect()
+}
+
+/// The rule names of a `frontend.lint` answer.
+async fn lint_rules(fake: FakeBuildkit) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let lint = run(
+        fake,
+        &[("filename", "Sysfile"), ("requestid", "frontend.lint")],
+    )
+    .await?;
+    let result = lint.returned().and_then(|r| r.result).expect("a result");
+    let json: serde_json::Value = serde_json::from_slice(&result.metadata["result.json"])?;
+    Ok(json["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["ruleName"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// `unpinned-base-image` fires only when the builder resolved the base to a registry digest
+/// (and then names that digest); Docker's own image store answers without one, and a pin it
+/// could not honour is never suggested.
+#[tokio::test]
+async fn unpinned_base_image_fires_only_with_a_digest_to_pin_to() -> TestResult {
+    let registry = run(fake("v0.32", SSHD), &[("filename", "Sysfile")]).await?;
+    returned_config(&registry);
+    let lines = warning_lines(&registry);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("unpinned-base-image") && l.contains(DIGEST)),
+        "{lines:?}"
+    );
+    let rules = lint_rules(fake("v0.32", SSHD)).await?;
+    assert!(rules.iter().any(|r| r == "UnpinnedBaseImage"), "{rules:?}");
+
+    // Docker's classic store: the config, no manifest digest.
+    let local = || fake("v0.32", SSHD).with_image_config(DEBIAN, "", base_config());
+    let handle = run(local(), &[("filename", "Sysfile")]).await?;
+    returned_config(&handle);
+    let lines = warning_lines(&handle);
+    assert!(
+        !lines.iter().any(|l| l.contains("unpinned-base-image")),
+        "{lines:?}"
+    );
+    let rules = lint_rules(local()).await?;
+    assert!(!rules.iter().any(|r| r == "UnpinnedBaseImage"), "{rules:?}");
+    Ok(())
+}
+
+/// `[lint] skip` and an entry's `lint_skip` silence rules in the build's warnings and in
+/// `frontend.lint` alike; an unknown name is a warning of its own.
+#[tokio::test]
+async fn lint_skips_are_honoured_by_builds_and_frontend_lint() -> TestResult {
+    let spec = format!(
+        "{SSHD}\n[lint]\nskip = [\"UnpinnedBaseImage\", \"no-console-logs\", \"no-such-rule\"]\n\n[[run]]\nsh = \"curl -fsSL https://x | sh\"\nlint_skip = [\"curl-pipe-shell\"]\n"
+    );
+    let handle = run(fake("v0.32", &spec), &[("filename", "Sysfile")]).await?;
+    returned_config(&handle);
+    let lines = warning_lines(&handle);
+    for silenced in ["unpinned-base-image", "no-console-logs", "curl-pipe-shell"] {
+        assert!(
+            !lines.iter().any(|l| l.starts_with(silenced)),
+            "{silenced}: {lines:?}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("unknown-lint-rule")),
+        "{lines:?}"
+    );
+    let rules = lint_rules(fake("v0.32", &spec)).await?;
+    assert_eq!(rules, vec!["UnknownLintRule".to_string()]);
+    Ok(())
+}
+
+/// A base the builder cannot resolve is an error at `[image] from` (without a source of its
+/// own, an engine shows it at the Sysfile's first line, the `# syntax` line).
+#[tokio::test]
+async fn a_base_that_cannot_be_resolved_is_an_error_at_from() -> TestResult {
+    let spec = SSHD.replace("local/debian:bookworm", "local/nosuch:bookworm");
+    let handle = run(fake("v0.32", &spec), &[("filename", "Sysfile")]).await?;
+    let status = handle
+        .returned()
+        .and_then(|r| r.error)
+        .expect("an error status");
+    assert!(
+        status
+            .message
+            .starts_with("Sysfile:3:8: cannot resolve the base image")
+            && status.message.contains("not found"),
+        "{}",
+        status.message
+    );
+    let detail = status
+        .details
+        .iter()
+        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
+        .expect("a Source detail");
+    let json: serde_json::Value = serde_json::from_slice(&detail.value)?;
+    assert_eq!(json["ranges"][0]["start"]["line"], 3, "the `from` line");
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_start_period_sets_the_healthcheck_start_period() -> TestResult {
+    let default = run(fake("v0.32", SSHD), &[("filename", "Sysfile")]).await?;
+    let config = returned_config(&default);
+    assert_eq!(
+        config["config"]["Healthcheck"]["StartPeriod"],
+        60_000_000_000u64
+    );
+    let spec = format!("{SSHD}\n[systemd]\nhealth_start_period = \"5s\"\n");
+    let set = run(fake("v0.32", &spec), &[("filename", "Sysfile")]).await?;
+    let config = returned_config(&set);
+    assert_eq!(
+        config["config"]["Healthcheck"]["StartPeriod"],
+        5_000_000_000u64
+    );
+    Ok(())
+}

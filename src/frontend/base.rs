@@ -6,7 +6,7 @@ use super::BuildError;
 use super::read::exists;
 use crate::diag::{Code, Diagnostic, Sources};
 use crate::distro::Family;
-use crate::gateway::{Bridge, BuildRequest};
+use crate::gateway::{Bridge, BridgeError, BuildRequest};
 use crate::llb::{Graph, OpOptions};
 use crate::lower::{self, NamedContext, OciStore};
 use crate::model::Spec;
@@ -42,7 +42,8 @@ pub(super) async fn detect_base(
     );
     let reference = bridge
         .solve(graph.finish(&image), cache_imports.to_vec(), false)
-        .await?;
+        .await
+        .map_err(|e| not_resolved(spec, sources, base.reference, &e))?;
     let mut os_release = None;
     for path in ["/etc/os-release", "/usr/lib/os-release"] {
         if let Some(data) = bridge.read_file_opt(&reference, path).await? {
@@ -90,6 +91,29 @@ pub(super) async fn detect_base(
     })
 }
 
+/// A `base-not-resolved` error at `[image] from` with BuildKit's message: without a source of
+/// its own, an engine would show it at the first line of the Sysfile (the `# syntax` line).
+fn not_resolved(spec: &Spec, sources: &Sources, base: &str, error: &BridgeError) -> BuildError {
+    let pinned = base.contains('@');
+    let help = if pinned {
+        "check the digest: it must be one a registry knows for this name (`docker image inspect --format '{{.RepoDigests}}' IMAGE`), not a local image ID; a base only in the daemon's store is named without a digest"
+    } else {
+        "check the name and tag, and that the daemon has the image or can reach its registry"
+    };
+    BuildError::Spec {
+        diagnostics: vec![
+            Diagnostic::error(
+                Code::BaseNotResolved,
+                spec.image.from.span,
+                format!("cannot resolve the base image `{base}`: {error}"),
+            )
+            .with_label("base image")
+            .with_help(help),
+        ],
+        sources: sources.clone(),
+    }
+}
+
 /// The base image of one platform's build, resolved: what it was named, the reference the
 /// build pins it to, its config and what that config gives every step.
 pub(super) struct ResolvedBase {
@@ -100,6 +124,10 @@ pub(super) struct ResolvedBase {
     /// The manifest digest, else the pinned one, else the config's digest (an image only in
     /// Docker's local store has no manifest digest).
     pub digest: String,
+    /// The manifest digest exactly as the resolver gave it: empty when Docker answered from its
+    /// own image store, and for a base a named context replaced (`unpinned-base-image` is then
+    /// not about the spec's `from`).
+    pub manifest_digest: String,
     /// The base image config JSON.
     pub config: Vec<u8>,
     /// The `oci-layout://` store the base comes from, for a named context of that kind.
@@ -135,27 +163,30 @@ pub(super) async fn resolve_base(
     })?;
     let log_name = format!("[sysfile] load metadata for {}", reference.normalized());
     let (digest, config) = match &oci {
-        Some(oci) => {
-            bridge
-                .resolve_oci_layout_config(
-                    &reference.normalized(),
-                    Some(platform.clone()),
-                    &oci.store,
-                    &oci.session,
-                    &log_name,
-                )
-                .await?
-        }
-        None => {
-            bridge
-                .resolve_image_config(
-                    &reference.normalized(),
-                    Some(platform.clone()),
-                    request.resolve_mode,
-                    &log_name,
-                )
-                .await?
-        }
+        Some(oci) => bridge
+            .resolve_oci_layout_config(
+                &reference.normalized(),
+                Some(platform.clone()),
+                &oci.store,
+                &oci.session,
+                &log_name,
+            )
+            .await
+            .map_err(|e| not_resolved(spec, sources, &text, &e))?,
+        None => bridge
+            .resolve_image_config(
+                &reference.normalized(),
+                Some(platform.clone()),
+                request.resolve_mode,
+                &log_name,
+            )
+            .await
+            .map_err(|e| not_resolved(spec, sources, &text, &e))?,
+    };
+    let manifest_digest = if text == spec.image.from.value && oci.is_none() {
+        digest.clone()
+    } else {
+        String::new()
     };
     let pinned = if digest.is_empty() || reference.digest.is_some() {
         reference.normalized()
@@ -185,6 +216,7 @@ pub(super) async fn resolve_base(
         reference,
         pinned,
         digest,
+        manifest_digest,
         config,
         oci,
         env,

@@ -217,6 +217,7 @@ async fn build(
         spec,
         sources: &loaded.sources,
         load_digest: &load_digest,
+        base_linted: Default::default(),
     };
     let platforms = &request.platforms;
     let multi = request.multi_platform;

@@ -8,10 +8,10 @@ use crate::compile::compile;
 use crate::diag::Sources;
 use crate::gateway::{Bridge, BuildRequest};
 use crate::image::ImageInputs;
-use crate::llb;
 use crate::lower::LowerOptions;
 use crate::model::Spec;
 use crate::platform::Platform;
+use crate::{lint, llb};
 
 /// What building one platform needs; [`PlatformBuild::build`] returns the ref, config and epoch.
 pub(super) struct PlatformBuild<'a> {
@@ -20,6 +20,8 @@ pub(super) struct PlatformBuild<'a> {
     pub spec: &'a Spec,
     pub sources: &'a Sources,
     pub load_digest: &'a str,
+    /// Set once `unpinned-base-image` was checked (on the first platform built).
+    pub base_linted: std::sync::atomic::AtomicBool,
 }
 
 impl PlatformBuild<'_> {
@@ -32,6 +34,20 @@ impl PlatformBuild<'_> {
         let platform = llb::to_pb_platform(platform);
         let cache_imports = &request.cache_imports;
         let base = resolve_base(bridge, spec, request, &platform, self.sources).await?;
+        if !self
+            .base_linted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            let resolution = if base.manifest_digest.is_empty() {
+                lint::BaseResolution::LocalStore
+            } else {
+                lint::BaseResolution::Registry {
+                    digest: &base.manifest_digest,
+                }
+            };
+            let warnings = lint::check_base(spec, self.sources, resolution);
+            warn(bridge, &warnings, self.sources, self.load_digest).await;
+        }
         let facts = detect_base(
             bridge,
             spec,

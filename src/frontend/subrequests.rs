@@ -1,5 +1,6 @@
 //! The subrequests (`requestid`): `frontend.subrequests.describe`, `frontend.outline`,
-//! `frontend.targets` and `frontend.lint`, answered from the spec alone with metadata only.
+//! `frontend.targets` and `frontend.lint`, answered from the spec alone with metadata only
+//! (`frontend.lint` also resolves the base, for `unpinned-base-image`).
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,9 @@ use serde_json::json;
 
 use super::BuildError;
 use super::read::load_spec;
-use crate::gateway::{Bridge, FrontendOptions};
+use crate::diag::Sources;
+use crate::gateway::{Bridge, BuildRequest, FrontendOptions};
+use crate::model::Spec;
 use crate::{lint, outline, pb};
 
 /// The subrequests answered (`requestid`), with their descriptions.
@@ -77,6 +80,49 @@ fn subrequest_result(
     metadata_result(metadata)
 }
 
+/// `unpinned-base-image` for `frontend.lint`: the base resolved as the build would resolve it
+/// (a named context replacing it, or a failed lookup, gives nothing: the build reports those).
+async fn base_lint(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+    spec: &Spec,
+    sources: &Sources,
+) -> Vec<crate::diag::Diagnostic> {
+    let from = &spec.image.from.value;
+    if lint::pinned_or_scratch(from) {
+        return Vec::new();
+    }
+    let Ok(request) = BuildRequest::new(options, spec, bridge.caps()) else {
+        return Vec::new();
+    };
+    if request.named_contexts.contains_key(from) {
+        return Vec::new();
+    }
+    let Ok(reference) = crate::reference::Reference::parse(from) else {
+        return Vec::new();
+    };
+    let platform = request.platforms.first().map(crate::llb::to_pb_platform);
+    let resolved = bridge
+        .resolve_image_config(
+            &reference.normalized(),
+            platform,
+            request.resolve_mode,
+            &format!(
+                "[sysfile] lint: load metadata for {}",
+                reference.normalized()
+            ),
+        )
+        .await;
+    match resolved {
+        Ok((digest, _)) if !digest.is_empty() => lint::check_base(
+            spec,
+            sources,
+            lint::BaseResolution::Registry { digest: &digest },
+        ),
+        _ => Vec::new(),
+    }
+}
+
 /// `frontend.outline`, `frontend.targets` and `frontend.lint`: answered from the spec alone.
 pub(super) async fn spec_subrequest(
     bridge: &Bridge,
@@ -88,6 +134,8 @@ pub(super) async fn spec_subrequest(
         let mut diagnostics = loaded.diagnostics.clone();
         if let Some(spec) = &loaded.spec {
             diagnostics.extend(lint::check(spec, &loaded.sources));
+            diagnostics.extend(base_lint(bridge, options, spec, &loaded.sources).await);
+            diagnostics.sort_by_key(|d| (d.span.file, d.span.start));
         }
         let mut json = outline::lint_result(&loaded.sources, &diagnostics);
         let mut text = outline::lint_text(&loaded.sources, &diagnostics);

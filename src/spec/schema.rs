@@ -55,6 +55,8 @@ pub enum Format {
     User,
     /// The name of a named build context.
     ContextName,
+    /// A lint rule: its code (`unpinned-base-image`) or name (`UnpinnedBaseImage`).
+    LintRule,
 }
 
 /// How includes merge a key set in several files.
@@ -215,6 +217,12 @@ pub const SPEC: &[TableDef] = &[
                 Type::Enum(PackageManager::NAMES),
                 "The package manager (default: detected from the base image)",
             ),
+            dft(
+                "recommends",
+                Type::Bool,
+                "false",
+                "Also install the packages' recommended (weak) dependencies",
+            ),
         ],
     },
     TableDef {
@@ -248,6 +256,12 @@ pub const SPEC: &[TableDef] = &[
                 "from",
                 Type::Format(Format::ContextName),
                 "A named build context (--build-context NAME=…) to take `src` from; default: the main context",
+            ),
+            dft(
+                "lint_skip",
+                Type::List(Format::LintRule),
+                "[]",
+                "Lint rules not reported for this entry",
             ),
         ],
     },
@@ -323,9 +337,15 @@ pub const SPEC: &[TableDef] = &[
                 "phase",
                 Type::Enum(Phase::NAMES),
                 "\"after-packages\"",
-                "When the step runs: before [packages], or after packages, files and users",
+                "When the step runs: before [packages], or after packages, then users, then files",
             ),
             dft("mounts", Type::Mounts, "[]", "Mounts of the step"),
+            dft(
+                "lint_skip",
+                Type::List(Format::LintRule),
+                "[]",
+                "Lint rules not reported for this step",
+            ),
         ],
     },
     TableDef {
@@ -391,6 +411,12 @@ pub const SPEC: &[TableDef] = &[
                 "What systemctl is-system-running must say for the container to be healthy",
             ),
             dft(
+                "health_start_period",
+                Type::Format(Format::Duration),
+                "\"60s\"",
+                "How long failed health checks do not count after the container starts",
+            ),
+            dft(
                 "keep",
                 Type::List(Format::UnitName),
                 "[]",
@@ -419,6 +445,18 @@ pub const SPEC: &[TableDef] = &[
                 "Working directory",
             ),
         ],
+    },
+    TableDef {
+        name: "lint",
+        kind: TableKind::Table,
+        required: false,
+        doc: "Lint rules silenced for the whole spec",
+        keys: &[dft(
+            "skip",
+            Type::List(Format::LintRule),
+            "[]",
+            "Lint rules not reported (kebab-case codes or PascalCase names)",
+        )],
     },
 ];
 
@@ -650,6 +688,11 @@ fn format_schema(format: Format) -> Value {
             "pattern": "^[^\\s-]\\S*$"
         }),
         Format::ContextName => pattern("[A-Za-z0-9][A-Za-z0-9_.-]*"),
+        Format::LintRule => json!({
+            "type": "string",
+            "pattern": "^[A-Za-z][A-Za-z-]*$",
+            "description": "A lint rule's code (\"unpinned-base-image\") or name (\"UnpinnedBaseImage\"), see docs/lint.md"
+        }),
     }
 }
 

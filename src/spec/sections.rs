@@ -87,6 +87,19 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, root: &DeTable<'_>, options: &LoadOptions
         .map(|v| config(ctx, v))
         .unwrap_or_default();
 
+    let lint_skip = match root
+        .get("lint")
+        .and_then(|v| ctx.table("lint", v, "`[lint]`"))
+    {
+        Some(mut table) => {
+            ctx.check_keys(&mut table, &schema::keys_of("lint"));
+            table
+                .get("skip")
+                .map(|v| ctx.strings("skip", v))
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
     let templates = std::mem::take(&mut ctx.templates);
     image.map(|image| Spec {
         image,
@@ -99,7 +112,16 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, root: &DeTable<'_>, options: &LoadOptions
         services,
         systemd,
         config,
+        lint_skip,
     })
+}
+
+/// A `skip`/`lint_skip` list of rule names, as written (the lint checks the names: the
+/// loader does not know the rules).
+fn lint_skip(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>) -> Vec<Spanned<String>> {
+    value
+        .map(|v| ctx.strings("lint_skip", v))
+        .unwrap_or_default()
 }
 
 /// The `#` comment lines directly above the line holding `offset`, without the `# `.
@@ -313,10 +335,15 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
         ctx.choice("manager", v, PackageManager::CHOICES)
             .map(|m| Spanned::new(m, ctx.span(v.span())))
     });
+    let recommends = table
+        .get("recommends")
+        .and_then(|v| ctx.bool("recommends", v))
+        .unwrap_or_default();
     Packages {
         install,
         remove,
         manager,
+        recommends,
         span: ctx.span(table.span.clone()),
     }
 }
@@ -456,6 +483,7 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
                 dest,
                 mode,
                 owner,
+                lint_skip: lint_skip(ctx, table.get("lint_skip")),
                 span: ctx.span(table.full_span()),
             });
         }
@@ -852,6 +880,7 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                 network,
                 phase,
                 mounts,
+                lint_skip: lint_skip(ctx, table.get("lint_skip")),
                 span: ctx.span(table.full_span()),
             });
         }
@@ -1195,12 +1224,17 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usiz
         console_logs: Spanned::new(false, unset),
         stop_timeout: Spanned::new(DEFAULT_STOP_TIMEOUT, unset),
         health: Spanned::new(Health::Running, unset),
+        health_start_period: Spanned::new(DEFAULT_HEALTH_START_PERIOD, unset),
         keep: Vec::new(),
+        span: None,
     };
     let Some(mut table) = value.and_then(|v| ctx.table("systemd", v, "`[systemd]`")) else {
         return systemd;
     };
     systemd.target.span = ctx.span(table.span.clone());
+    systemd.span = Some(systemd.target.span);
+    // Unset, `console_logs` is reported where it would be written.
+    systemd.console_logs.span = systemd.target.span;
     ctx.check_keys(&mut table, &schema::keys_of("systemd"));
     if let Some(v) = table.get("target") {
         if let Some(unit) = units_one(ctx, "target", v, ".target") {
@@ -1275,6 +1309,21 @@ fn systemd(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usiz
     if let Some(v) = table.get("health") {
         if let Some(health) = ctx.choice("health", v, Health::CHOICES) {
             systemd.health = Spanned::new(health, ctx.span(v.span()));
+        }
+    }
+    if let Some(v) = table.get("health_start_period") {
+        if let Some(period) = ctx.duration("health_start_period", v) {
+            if period > MAX_STOP_TIMEOUT {
+                ctx.error(
+                    Code::BadDuration,
+                    v.span(),
+                    "`health_start_period` must be at most 1h",
+                    "out of range",
+                    "write a duration such as \"60s\" (the default) or \"5m\"",
+                );
+            } else {
+                systemd.health_start_period = Spanned::new(period, ctx.span(v.span()));
+            }
         }
     }
     systemd.keep = table
