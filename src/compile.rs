@@ -30,6 +30,9 @@ pub struct Compiled {
     pub report: Option<pb::Definition>,
     /// `(created_by, empty_layer)` per build step, for the image config's history.
     pub history: Vec<(String, bool)>,
+    /// The checks to solve apart (evaluated) on a daemon without merge and diff ops; empty
+    /// where they are part of `definition` (see [`lower::Lowered::checks`]).
+    pub checks: Vec<pb::Definition>,
 }
 
 /// Compiles `spec` (whose files are `sources`) for a base described by `facts`.
@@ -45,6 +48,7 @@ pub fn compile(
         report,
         definition: image.definition,
         history: image.history,
+        checks: image.checks,
         plan,
     }
 }
@@ -93,9 +97,7 @@ impl Compiled {
     /// reads when the units step itself fails.
     pub fn inspection(&self, sources: &Sources, options: &LowerOptions) -> pb::Definition {
         let mut lowering = Lowering::new(&self.plan, sources, options);
-        for step in &self.plan.steps[..self.plan.units_step] {
-            lowering.step(step);
-        }
+        lowering.steps(self.plan.units_step);
         let args = plan::script_argv(
             &report::inventory_script(),
             "sysfile-inventory",

@@ -61,6 +61,7 @@ impl PlatformBuild<'_> {
             resolve_mode: request.resolve_mode.as_str().to_string(),
             llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
             epoch: request.epoch,
+            linear: request.linear,
         };
         let compiled = compile(spec, self.sources, &facts, &lower_options);
         let verified = Verification {
@@ -74,9 +75,16 @@ impl PlatformBuild<'_> {
         .run()
         .await?;
         warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
-        let result_ref = bridge
-            .solve(compiled.definition.clone(), cache_imports.clone(), false)
-            .await?;
+        // Checks outside the image (no merge and diff ops) are evaluated here, so they run and
+        // their failure fails the build; the image itself is solved lazily, beside them.
+        let checks = compiled
+            .checks
+            .iter()
+            .map(|check| bridge.solve(check.clone(), cache_imports.clone(), true));
+        let (result_ref, _) = tokio::try_join!(
+            bridge.solve(compiled.definition.clone(), cache_imports.clone(), false),
+            futures_util::future::try_join_all(checks),
+        )?;
         let config = compiled.image_config(
             spec,
             Some(&verified.inventory),

@@ -334,6 +334,17 @@ pub const SPEC: &[TableDef] = &[
                 "When the step runs: before [packages], or after packages, files and users",
             ),
             dft("mounts", Type::Mounts, "[]", "Mounts of the step"),
+            dft(
+                "check",
+                Type::Bool,
+                "false",
+                "A check (such as nginx -t): runs on the final filesystem whatever its phase; its changes are discarded",
+            ),
+            key(
+                "reads",
+                Type::List(Format::AbsolutePath),
+                "Paths of earlier [[files]] the step reads or changes; files outside them are not rebuilt before it (default: everything)",
+            ),
         ],
     },
     TableDef {
