@@ -238,7 +238,8 @@ impl<'a> Lowering<'a> {
     pub fn steps(&mut self, end: usize) {
         let plan = self.plan;
         for (i, step) in plan.steps.iter().enumerate().take(end) {
-            if i == plan.files_start && self.options.joins() {
+            if i == plan.files_start && self.options.joins() && !plan.leaves.is_empty() {
+                self.leaf_directories();
                 self.before_files = Some(self.current.clone());
             }
             match &self.before_files {
@@ -253,6 +254,50 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
+    }
+
+    /// Creates the parent directories of every leaf file in the chain, in order, the way each
+    /// leaf's own copy would (0755, the leaf's owner): the chain's directories are then those
+    /// of the linear build, so a later step may write beside a leaf file, and changing a leaf's
+    /// content or mode does not touch the chain.
+    fn leaf_directories(&mut self) {
+        let plan = self.plan;
+        let timestamp = self.timestamp();
+        let mut actions = Vec::new();
+        let mut first = None;
+        for step in plan.leaves.iter().filter_map(|&i| plan.steps.get(i)) {
+            first.get_or_insert(step.span);
+            let StepKind::Files(files) = &step.kind else {
+                continue;
+            };
+            for file in files {
+                if let FileStep::CopyFromContext { dest, owner, .. }
+                | FileStep::Write {
+                    path: dest, owner, ..
+                } = file
+                {
+                    push_parent_dirs(&mut actions, dest, owner.as_ref(), timestamp);
+                }
+            }
+        }
+        if actions.is_empty() {
+            return;
+        }
+        let name = "[sysfile] directories of the files no later step reads";
+        let options = OpOptions::named(name)
+            .at(first.map(|span| location(self.sources, span)))
+            .ignore_cache(self.options.no_cache);
+        self.current = self.graph.file(Some(&self.current), actions, options);
+        self.history.push((name.to_string(), false));
+    }
+
+    /// SOURCE_DATE_EPOCH in nanoseconds, for file ops.
+    fn timestamp(&self) -> Option<i64> {
+        self.options.epoch.map(|e| {
+            i64::try_from(e)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000_000)
+        })
     }
 
     /// Lowers one step on the filesystem `root`; returns the filesystem after it.
@@ -279,18 +324,17 @@ impl<'a> Lowering<'a> {
                 }
                 image
             }
-            StepKind::Files(files) => lower_files(
-                &mut self.graph,
-                files,
-                root,
-                &self.contexts,
-                self.options.epoch.map(|e| {
-                    i64::try_from(e)
-                        .unwrap_or(i64::MAX)
-                        .saturating_mul(1_000_000_000)
-                }),
-                op_options,
-            ),
+            StepKind::Files(files) => {
+                let timestamp = self.timestamp();
+                lower_files(
+                    &mut self.graph,
+                    files,
+                    root,
+                    &self.contexts,
+                    timestamp,
+                    op_options,
+                )
+            }
         }
     }
 
