@@ -58,6 +58,12 @@ pub struct BuildRequest {
     pub linear: bool,
 }
 
+/// Whether the build argument `BUILDKIT_SYSFILE_DEBUG` asks for a per-request log
+/// ([`crate::gateway::Bridge::set_debug`]).
+pub fn debug_requested(options: &FrontendOptions) -> bool {
+    build_arg_flag(options, "BUILDKIT_SYSFILE_DEBUG")
+}
+
 /// Whether the build argument `name` is set to `1` or `true`.
 pub fn build_arg_flag(options: &FrontendOptions, name: &str) -> bool {
     options
