@@ -117,7 +117,18 @@ pub async fn serve(mut bridge: Bridge, options: &FrontendOptions) -> anyhow::Res
         }
         Some(other) => Err(BuildError::Subrequest(other.to_string())),
     };
-    eprintln!("sysfile: answered in {} ms", started.elapsed().as_millis());
+    let elapsed = started.elapsed();
+    if bridge.debugging() {
+        let waited = bridge.waited();
+        eprintln!(
+            "sysfile: answered in {:.1} ms: {:.1} ms waiting for BuildKit, {:.1} ms of its own",
+            elapsed.as_secs_f64() * 1000.0,
+            waited.as_secs_f64() * 1000.0,
+            elapsed.saturating_sub(waited).as_secs_f64() * 1000.0
+        );
+    } else {
+        eprintln!("sysfile: answered in {} ms", elapsed.as_millis());
+    }
     let returned = match outcome {
         Ok(result) => bridge.return_result(result).await,
         Err(err) => {

@@ -92,6 +92,16 @@ pub struct Bridge {
     caps: Caps,
     /// Log every request with its time on stderr (see [`Bridge::set_debug`]).
     debug: bool,
+    /// While debugging: how long at least one request was in flight.
+    waiting: std::sync::Arc<std::sync::Mutex<Waiting>>,
+}
+
+/// Requests in flight and the time spent with at least one of them.
+#[derive(Debug, Default)]
+struct Waiting {
+    in_flight: usize,
+    since: Option<std::time::Instant>,
+    total: Duration,
 }
 
 impl Bridge {
@@ -101,7 +111,19 @@ impl Bridge {
             client,
             caps: Caps::default(),
             debug: false,
+            waiting: Default::default(),
         }
+    }
+
+    /// Whether requests are being logged.
+    pub fn debugging(&self) -> bool {
+        self.debug
+    }
+
+    /// While debugging, the time during which at least one request was waiting for BuildKit:
+    /// the frontend's own time is the rest.
+    pub fn waited(&self) -> Duration {
+        self.waiting.lock().map_or(Duration::ZERO, |w| w.total)
     }
 
     /// Logs every request from now on, with how long BuildKit took to answer, as
@@ -116,7 +138,21 @@ impl Bridge {
             return request.await;
         }
         let started = std::time::Instant::now();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            if waiting.in_flight == 0 {
+                waiting.since = Some(started);
+            }
+            waiting.in_flight += 1;
+        }
         let out = request.await;
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.in_flight -= 1;
+            if waiting.in_flight == 0 {
+                if let Some(since) = waiting.since.take() {
+                    waiting.total += since.elapsed();
+                }
+            }
+        }
         eprintln!(
             "sysfile: debug: {}: {:.1} ms",
             what(),
@@ -134,7 +170,11 @@ impl Bridge {
     pub async fn ping(&mut self) -> Result<Pong, BridgeError> {
         let mut client = self.client.clone();
         let call = client.ping(pb::gateway::PingRequest {});
-        let pong = tokio::time::timeout(PING_TIMEOUT, call)
+        let pong = self
+            .timed(
+                || "Ping".to_string(),
+                tokio::time::timeout(PING_TIMEOUT, call),
+            )
             .await
             .map_err(|_| {
                 BridgeError::Protocol(format!("Ping got no answer within {PING_TIMEOUT:?}"))
