@@ -1,32 +1,42 @@
-//! The dependency-shaped build against the linear one, on the main Docker 26 (BuildKit with
-//! merge and diff ops): the same spec built both ways (`BUILDKIT_SYSFILE_LINEAR=1` forces the
-//! line) must give the same root filesystem, compared file by file — paths, types, modes,
+//! The dependency-shaped build against the linear one on the newest standalone buildkitd (the
+//! matrix's `buildctl-registry` builder: Docker 26's builder has no merge and diff ops, so it
+//! always builds the line): the same spec built both ways (`BUILDKIT_SYSFILE_LINEAR=1` forces
+//! the line) must give the same root filesystem, compared file by file — paths, types, modes,
 //! owners, contents, link targets and extended attributes, not times. Also: a changed leaf file
 //! re-runs neither the units step nor any `[[run]]`, a `check = true` step sees the final
-//! filesystem and leaves nothing in it, and a failing check fails the build in both shapes.
+//! filesystem and leaves nothing in it, and a failing check fails the build in both shapes and
+//! on Docker 26.
 //!
-//! Same rules as `tests/e2e.rs` (shared harness in `tests/e2e/harness.rs`): without a daemon each
+//! Same rules as `tests/e2e_matrix.rs` (shared harness in `tests/e2e/`): without an engine each
 //! test prints `=== SKIPPED … ===` and passes, unless `SYSFILE_E2E=required`.
 //!
 //! Run: `SYSFILE_E2E=required cargo test --test e2e_graph -- --test-threads=1 --nocapture`.
 
+#[path = "e2e/engines.rs"]
+mod engines;
 #[path = "e2e/harness.rs"]
 mod harness;
 
+use engines::*;
 use harness::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const LINEAR: &[&str] = &["--build-arg", "BUILDKIT_SYSFILE_LINEAR=1"];
+const LINEAR: &[(&str, &str)] = &[("BUILDKIT_SYSFILE_LINEAR", "1")];
+/// The builder with merge and diff ops.
+const SHAPED: Builder = Builder::Buildctl(FrontendFrom::Registry);
 
-/// The engine with base and frontend images ready, or `None` (skip).
-fn setup(test: &str) -> Option<Engine> {
+/// `builder` with base and frontend images ready, or `None` (skip).
+fn setup(test: &str, builder: Builder) -> Option<Builder> {
     let engine = Engine::detect(test)?;
     engine.require_base_image();
-    engine.frontend_image();
-    Some(engine)
+    if !builder.detect(test) {
+        return None;
+    }
+    builder.prepare_frontend();
+    Some(builder)
 }
 
 /// A copy of `dir` whose Sysfile's `# syntax=` line names the frontend under test.
@@ -111,6 +121,13 @@ fn root_filesystem(image: &str) -> BTreeMap<String, Entry> {
     entries
 }
 
+/// The `created_by` of the newest history entry of `image`.
+fn newest_history(image: &str) -> String {
+    let r = docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", image]);
+    assert!(r.ok(), "docker history {image}: {}", r.stderr);
+    r.stdout.lines().next().unwrap_or_default().to_string()
+}
+
 /// Every difference between two root filesystems, one line each.
 fn differences(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -> Vec<String> {
     let mut out = Vec::new();
@@ -131,23 +148,25 @@ fn differences(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -> Vec<
 
 /// Builds `dir` both ways and compares the root filesystems; returns the shaped one.
 fn assert_same_filesystem(test: &str, dir: &Path) -> BTreeMap<String, Entry> {
-    let Some(engine) = setup(test) else {
+    let Some(builder) = setup(test, SHAPED) else {
         return BTreeMap::new();
     };
     let ctx = copy_with_syntax(dir);
     let file = ctx.path().join("Sysfile");
-    let shaped = engine.build(test, ctx.path(), &file, &[]);
+    let shaped = builder.build(test, ctx.path(), &file, &[]);
     shaped.assert_ok("the dependency-shaped build");
+    // The history follows the layers: the leaf files' come last when they are merged on top.
+    let newest = newest_history(shaped.tag());
     assert!(
-        shaped.output.contains("join the files no later step reads"),
-        "{test}: the build has leaf files, joined by a merge:\n{}",
-        tail(&shaped.output, 40)
+        newest.starts_with("[sysfile] copy ") || newest.starts_with("[sysfile] write "),
+        "{test}: the build has leaf files, merged on top: {newest}"
     );
-    let linear = engine.build(test, ctx.path(), &file, LINEAR);
+    let linear = builder.build(test, ctx.path(), &file, LINEAR);
     linear.assert_ok("the linear build");
+    let newest = newest_history(linear.tag());
     assert!(
-        !linear.output.contains("join the files no later step reads"),
-        "{test}: BUILDKIT_SYSFILE_LINEAR=1 lays the build out as a line"
+        newest.contains("default multi-user.target"),
+        "{test}: BUILDKIT_SYSFILE_LINEAR=1 lays the build out as a line: {newest}"
     );
     let (a, b) = (root_filesystem(shaped.tag()), root_filesystem(linear.tag()));
     assert!(
@@ -201,19 +220,19 @@ fn the_fixture_built_to_break_the_rule_is_the_same_in_both_shapes() {
 #[test]
 fn a_leaf_file_change_reruns_only_its_copy_and_the_joins() {
     let test = "graph-leaf-change";
-    let Some(engine) = setup(test) else {
+    let Some(builder) = setup(test, SHAPED) else {
         return;
     };
     let ctx = copy_with_syntax(&repo_root().join("examples/webapp"));
     let file = ctx.path().join("Sysfile");
-    engine
+    builder
         .build(test, ctx.path(), &file, &[])
         .assert_ok("first build");
     let page = ctx.path().join("site/index.html");
     let mut text = std::fs::read_to_string(&page).unwrap();
     text.push_str(&format!("<!-- {} -->\n", unique_name(test)));
     std::fs::write(&page, text).unwrap();
-    let changed = engine.build(test, ctx.path(), &file, &[]);
+    let changed = builder.build(test, ctx.path(), &file, &[]);
     changed.assert_ok("the build after a leaf file changed");
     let vertices = parse_plain_progress(&changed.output);
     let executed: Vec<&str> = executed_steps(&vertices)
@@ -221,7 +240,7 @@ fn a_leaf_file_change_reruns_only_its_copy_and_the_joins() {
         .map(|v| v.name.as_str())
         .collect();
     eprintln!(
-        "[e2e] leaf change on Docker 26: {:.2}s, executed {executed:?}",
+        "[e2e] leaf change on the newest buildkitd: {:.2}s, executed {executed:?}",
         changed.elapsed.as_secs_f64()
     );
     assert!(
@@ -243,7 +262,7 @@ fn a_leaf_file_change_reruns_only_its_copy_and_the_joins() {
 #[test]
 fn a_failing_check_fails_the_build_in_both_shapes() {
     let test = "graph-failing-check";
-    let Some(engine) = setup(test) else {
+    let (Some(shaped), Some(docker)) = (setup(test, SHAPED), setup(test, Builder::Docker26)) else {
         return;
     };
     let ctx = tempdir();
@@ -258,8 +277,13 @@ fn a_failing_check_fails_the_build_in_both_shapes() {
     .unwrap();
     let file = ctx.path().join("Sysfile");
     let marker = format!("sysfile-check-ran-{}", std::process::id());
-    for (shape, extra) in [("dependency-shaped", &[][..]), ("linear", LINEAR)] {
-        let build = engine.build(test, ctx.path(), &file, extra);
+    let shapes = [
+        ("dependency-shaped", shaped, &[][..]),
+        ("linear", shaped, LINEAR),
+        ("Docker 26 (no merge and diff ops)", docker, &[][..]),
+    ];
+    for (shape, builder, extra) in shapes {
+        let build = builder.build(test, ctx.path(), &file, extra);
         build.assert_failed(&format!("{shape}: a failing check"));
         assert!(
             build.output.contains(&marker),
@@ -280,8 +304,8 @@ fn a_failing_check_fails_the_build_in_both_shapes() {
             .replace("broken", "good"),
     )
     .unwrap();
-    for extra in [&[][..], LINEAR] {
-        let build = engine.build(test, ctx.path(), &file, extra);
-        build.assert_ok("a passing check");
+    for (shape, builder, extra) in shapes {
+        let build = builder.build(test, ctx.path(), &file, extra);
+        build.assert_ok(&format!("{shape}: a passing check"));
     }
 }
