@@ -125,10 +125,11 @@ pub struct Lowering<'a> {
     plan: &'a Plan,
     graph: Graph,
     current: Output,
-    /// The filesystem just before the first `[[files]]` step and the leaf files applied on it,
-    /// once reached (dependency-shaped builds only, see [`LowerOptions::joins`]).
+    /// The filesystem just before the first `[[files]]` step (with the leaf files' directories),
+    /// once reached, and each leaf file applied on it alone, with its step's location
+    /// (dependency-shaped builds only, see [`LowerOptions::joins`]).
     before_files: Option<Output>,
-    leaves: Option<Output>,
+    leaves: Vec<(Output, llb::Location)>,
     /// The history lines of the leaf files: their layers come after the chain's.
     leaf_history: Vec<(String, bool)>,
     contexts: Contexts,
@@ -218,7 +219,7 @@ impl<'a> Lowering<'a> {
             graph,
             current,
             before_files: None,
-            leaves: None,
+            leaves: Vec::new(),
             leaf_history: Vec::new(),
             contexts: Contexts {
                 main: context,
@@ -244,8 +245,10 @@ impl<'a> Lowering<'a> {
             }
             match &self.before_files {
                 Some(before) if plan.leaves.binary_search(&i).is_ok() => {
-                    let on = self.leaves.clone().unwrap_or_else(|| before.clone());
-                    self.leaves = Some(self.apply(step, &on));
+                    // Each on its own: leaves never overlap, and their directories exist.
+                    let applied = self.apply(step, &before.clone());
+                    self.leaves
+                        .push((applied, location(self.sources, step.span)));
                     self.leaf_history.push((step.name.clone(), false));
                 }
                 _ => {
@@ -398,24 +401,29 @@ impl<'a> Lowering<'a> {
     /// definitions of their own ([`Lowered::checks`]) for the caller to solve.
     pub fn finish(mut self) -> Lowered {
         let mut image = self.current.clone();
-        if let (Some(before), Some(leaves)) = (self.before_files.clone(), self.leaves.clone()) {
-            // Both ops point at the first leaf file's entry.
-            let first = self
-                .plan
-                .leaves
-                .first()
-                .and_then(|&i| self.plan.steps.get(i));
-            let at = first.map(|step| location(self.sources, step.span));
-            let diff = self.graph.diff(
-                &before,
-                &leaves,
-                OpOptions::named("[sysfile] files no later step reads").at(at.clone()),
-            );
-            image = self.graph.merge(
-                &[image, diff],
-                OpOptions::named("[sysfile] join the files no later step reads").at(at),
-            );
-            self.history.append(&mut self.leaf_history);
+        if let Some(before) = self.before_files.clone() {
+            if !self.leaves.is_empty() {
+                let mut layers = vec![image];
+                for (leaf, at) in std::mem::take(&mut self.leaves) {
+                    layers.push(self.graph.diff(
+                        &before,
+                        &leaf,
+                        OpOptions::named("[sysfile] a file no later step reads").at(Some(at)),
+                    ));
+                }
+                // The merge points at the first leaf file's entry.
+                let first = self
+                    .plan
+                    .leaves
+                    .first()
+                    .and_then(|&i| self.plan.steps.get(i));
+                let at = first.map(|step| location(self.sources, step.span));
+                image = self.graph.merge(
+                    &layers,
+                    OpOptions::named("[sysfile] join the files no later step reads").at(at),
+                );
+                self.history.append(&mut self.leaf_history);
+            }
         }
         let joins = self.options.joins();
         let mut layers = vec![image.clone()];
