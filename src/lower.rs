@@ -394,8 +394,9 @@ impl<'a> Lowering<'a> {
     /// with the image carries it, and a daemon importing that cache reads the report without
     /// running the units step again.
     ///
-    /// On such daemons the leaf files join the chain first, as the diff of the filesystem before
-    /// the files against itself with the leaf files applied, merged on top; then every check
+    /// On such daemons the leaf files join the chain first: each one's diff against the state it
+    /// was applied on (the filesystem before the files, with their directories), all merged on
+    /// top; then every check
     /// runs on that full filesystem and joins the image as the empty diff of its result against
     /// itself, so it runs with the build and is cached with it. Elsewhere the checks become
     /// definitions of their own ([`Lowered::checks`]) for the caller to solve.

@@ -402,6 +402,9 @@ const NOT_LEAF: &[&str] = &[
     "/usr/local/lib/systemd",
     "/etc/xdg/systemd",
     "/run",
+    // Symbolic links to /run on Debian-family and Fedora-family images.
+    "/var/run",
+    "/var/lock",
     "/etc/passwd",
     "/etc/group",
     "/etc/shadow",
@@ -1341,6 +1344,7 @@ mod tests {
             "/etc/machine-id",
             "/var/lib/systemd/random-seed",
             "/run/app.conf",
+            "/var/run/app.pid",
             "/etc/ssh/ssh_host_ed25519_key",
             "/etc/init.d/app",
             "/sbin/init",
