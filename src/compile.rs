@@ -30,6 +30,9 @@ pub struct Compiled {
     pub report: Option<pb::Definition>,
     /// `(created_by, empty_layer)` per build step, for the image config's history.
     pub history: Vec<(String, bool)>,
+    /// The checks to solve apart (evaluated) on a daemon without merge and diff ops; empty
+    /// where they are part of `definition` (see [`lower::Lowered::checks`]).
+    pub checks: Vec<pb::Definition>,
 }
 
 /// Compiles `spec` (whose files are `sources`) for a base described by `facts`.
@@ -45,6 +48,7 @@ pub fn compile(
         report,
         definition: image.definition,
         history: image.history,
+        checks: image.checks,
         plan,
     }
 }
@@ -93,9 +97,7 @@ impl Compiled {
     /// reads when the units step itself fails.
     pub fn inspection(&self, sources: &Sources, options: &LowerOptions) -> pb::Definition {
         let mut lowering = Lowering::new(&self.plan, sources, options);
-        for step in &self.plan.steps[..self.plan.units_step] {
-            lowering.step(step);
-        }
+        lowering.steps(self.plan.units_step);
         let args = plan::script_argv(
             &report::inventory_script(),
             "sysfile-inventory",
@@ -186,5 +188,77 @@ mod tests {
         assert_eq!(a.definition.encode_to_vec(), b.definition.encode_to_vec());
         assert!(a.report.is_some(), "every plan ends with the units step");
         assert_eq!(a.history.len(), a.plan.steps.len());
+    }
+
+    /// The digest of the op the units step's report comes from.
+    fn units_step(compiled: &Compiled) -> String {
+        let report = compiled.report.as_ref().expect("a report");
+        let terminal = report.def.last().expect("a terminal op");
+        let op = <pb::Op as prost::Message>::decode(terminal.as_slice()).expect("an op");
+        op.inputs[0].digest.clone()
+    }
+
+    fn with_options(text: &str, linear: bool, caps: Option<&[&str]>) -> Compiled {
+        let loaded = crate::spec::load(SourceFile::new("Sysfile", text), &Default::default());
+        let spec = loaded.spec.expect("loads");
+        let options = LowerOptions {
+            linear,
+            llb_caps: caps.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            ..offline_options(&spec).expect("usable")
+        };
+        compile(
+            &spec,
+            &loaded.sources,
+            &assumed_facts(&spec, None),
+            &options,
+        )
+    }
+
+    #[test]
+    fn a_leaf_file_change_leaves_the_units_step_alone_only_with_joins() {
+        let spec = |content: &str| {
+            format!(
+                "[image]\nfrom = \"debian\"\n[[files]]\ndest = \"/etc/app/app.conf\"\ncontent = \"{content}\"\n[[run]]\nsh = \"nginx -t\"\ncheck = true\n"
+            )
+        };
+        let (a, b) = (spec("a"), spec("b"));
+        let joined = |text: &str| with_options(text, false, None);
+        assert_eq!(units_step(&joined(&a)), units_step(&joined(&b)));
+        assert!(joined(&a).checks.is_empty(), "the check is in the image");
+        let dump = crate::llb::dump::render(&joined(&a).definition).expect("dump");
+        assert!(
+            dump.contains("join the files no later step reads"),
+            "{dump}"
+        );
+        assert!(dump.contains("check: nginx -t"), "{dump}");
+        // The history lists the leaf's layer after the chain's, as the merge lays them out.
+        let history = joined(&a).history;
+        assert_eq!(
+            history.last().map(|h| h.0.as_str()),
+            Some("[sysfile] write /etc/app/app.conf")
+        );
+
+        let old: &[&str] = &["file.base", "exec.meta.base"];
+        for linear in [
+            with_options(&a, true, None),
+            with_options(&a, false, Some(old)),
+        ] {
+            assert_eq!(
+                linear.checks.len(),
+                1,
+                "a linear build solves its check apart"
+            );
+            let other = &linear;
+            let dump = crate::llb::dump::render(&other.definition).expect("dump");
+            assert!(!dump.contains("diff lower"), "{dump}");
+            assert!(!dump.contains("check: nginx -t"), "{dump}");
+            let check = crate::llb::dump::render(&other.checks[0]).expect("dump");
+            assert!(check.contains("check: nginx -t"), "{check}");
+        }
+        assert_ne!(
+            units_step(&with_options(&a, true, None)),
+            units_step(&with_options(&b, true, None)),
+            "in a line, the units step comes after the file"
+        );
     }
 }

@@ -46,11 +46,21 @@ pub struct LowerOptions {
     pub epoch: Option<u64>,
     /// LLB caps the daemon reports; `None` means assume a current daemon.
     pub llb_caps: Option<BTreeSet<String>>,
+    /// Lay the build out as a line even when the daemon has merge and diff ops (the
+    /// `BUILDKIT_SYSFILE_LINEAR` build argument): leaf files stay in the chain and the checks
+    /// are solved apart. The filesystem is the same either way.
+    pub linear: bool,
 }
 
 impl LowerOptions {
     fn has_cap(&self, cap: &str) -> bool {
         self.llb_caps.as_ref().is_none_or(|caps| caps.contains(cap))
+    }
+
+    /// Whether the build is dependency-shaped: leaf files and checks joined through merge and
+    /// diff ops (daemons with both caps, BuildKit v0.10 and later, unless `linear`).
+    pub fn joins(&self) -> bool {
+        !self.linear && self.has_cap("mergeop") && self.has_cap("diffop")
     }
 }
 
@@ -88,8 +98,11 @@ struct Contexts {
 #[derive(Clone, Debug)]
 pub struct Lowered {
     pub definition: pb::Definition,
-    /// `(created_by, empty_layer)` per step, in order.
+    /// `(created_by, empty_layer)` per step, in the order of the image's layers.
     pub history: Vec<(String, bool)>,
+    /// The checks the caller must solve itself, one definition each: on a daemon without merge
+    /// and diff ops (or a `linear` build) they are not part of `definition`. Empty otherwise.
+    pub checks: Vec<pb::Definition>,
 }
 
 /// Lowers the whole `plan` to LLB: the image, and the units step's verification report (see
@@ -100,9 +113,7 @@ pub fn lower(
     options: &LowerOptions,
 ) -> (Lowered, Option<pb::Definition>) {
     let mut lowering = Lowering::new(plan, sources, options);
-    for step in &plan.steps {
-        lowering.step(step);
-    }
+    lowering.steps(plan.steps.len());
     lowering.finish_with_report()
 }
 
@@ -111,8 +122,16 @@ pub fn lower(
 /// [`lower`] runs every step; [`crate::compile::Compiled::inspection`] stops part-way to
 /// inspect an intermediate filesystem with [`Lowering::inspect`].
 pub struct Lowering<'a> {
+    plan: &'a Plan,
     graph: Graph,
     current: Output,
+    /// The filesystem just before the first `[[files]]` step (with the leaf files' directories),
+    /// once reached, and each leaf file applied on it alone, with its step's location
+    /// (dependency-shaped builds only, see [`LowerOptions::joins`]).
+    before_files: Option<Output>,
+    leaves: Vec<(Output, llb::Location)>,
+    /// The history lines of the leaf files: their layers come after the chain's.
+    leaf_history: Vec<(String, bool)>,
     contexts: Contexts,
     /// The verification report of the units step, once lowered.
     report: Option<Output>,
@@ -126,7 +145,7 @@ pub struct Lowering<'a> {
 
 impl<'a> Lowering<'a> {
     /// Starts from the base image (and the context source, when the plan reads the context).
-    pub fn new(plan: &Plan, sources: &'a Sources, options: &'a LowerOptions) -> Lowering<'a> {
+    pub fn new(plan: &'a Plan, sources: &'a Sources, options: &'a LowerOptions) -> Lowering<'a> {
         let mut graph = Graph::new(options.platform.clone());
         for (_, file) in sources.iter() {
             graph.add_source_file(&file.name, file.text.as_bytes(), "TOML");
@@ -196,8 +215,12 @@ impl<'a> Lowering<'a> {
             named.insert(name.clone(), output);
         }
         Lowering {
+            plan,
             graph,
             current,
+            before_files: None,
+            leaves: Vec::new(),
+            leaf_history: Vec::new(),
             contexts: Contexts {
                 main: context,
                 named,
@@ -210,17 +233,87 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// Applies one step on the current filesystem.
-    pub fn step(&mut self, step: &Step) {
+    /// Applies the plan's steps before index `end` (every step: the plan's length). On a
+    /// dependency-shaped build the leaf files go on the filesystem as it was before the first
+    /// `[[files]]` step, apart from the chain; [`Lowering::finish`] joins them on top.
+    pub fn steps(&mut self, end: usize) {
+        let plan = self.plan;
+        for (i, step) in plan.steps.iter().enumerate().take(end) {
+            if i == plan.files_start && self.options.joins() && !plan.leaves.is_empty() {
+                self.leaf_directories();
+                self.before_files = Some(self.current.clone());
+            }
+            match &self.before_files {
+                Some(before) if plan.leaves.binary_search(&i).is_ok() => {
+                    // Each on its own: leaves never overlap, and their directories exist.
+                    let applied = self.apply(step, &before.clone());
+                    self.leaves
+                        .push((applied, location(self.sources, step.span)));
+                    self.leaf_history.push((step.name.clone(), false));
+                }
+                _ => {
+                    self.current = self.apply(step, &self.current.clone());
+                    self.history.push((step.name.clone(), false));
+                }
+            }
+        }
+    }
+
+    /// Creates the parent directories of every leaf file in the chain, in order, the way each
+    /// leaf's own copy would (0755, the leaf's owner): the chain's directories are then those
+    /// of the linear build, so a later step may write beside a leaf file, and changing a leaf's
+    /// content or mode does not touch the chain.
+    fn leaf_directories(&mut self) {
+        let plan = self.plan;
+        let timestamp = self.timestamp();
+        let mut actions = Vec::new();
+        let mut first = None;
+        for step in plan.leaves.iter().filter_map(|&i| plan.steps.get(i)) {
+            first.get_or_insert(step.span);
+            let StepKind::Files(files) = &step.kind else {
+                continue;
+            };
+            for file in files {
+                if let FileStep::CopyFromContext { dest, owner, .. }
+                | FileStep::Write {
+                    path: dest, owner, ..
+                } = file
+                {
+                    push_parent_dirs(&mut actions, dest, owner.as_ref(), timestamp);
+                }
+            }
+        }
+        if actions.is_empty() {
+            return;
+        }
+        let name = "[sysfile] directories of the files no later step reads";
+        let options = OpOptions::named(name)
+            .at(first.map(|span| location(self.sources, span)))
+            .ignore_cache(self.options.no_cache);
+        self.current = self.graph.file(Some(&self.current), actions, options);
+        self.history.push((name.to_string(), false));
+    }
+
+    /// SOURCE_DATE_EPOCH in nanoseconds, for file ops.
+    fn timestamp(&self) -> Option<i64> {
+        self.options.epoch.map(|e| {
+            i64::try_from(e)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000_000)
+        })
+    }
+
+    /// Lowers one step on the filesystem `root`; returns the filesystem after it.
+    fn apply(&mut self, step: &Step, root: &Output) -> Output {
         let op_options = OpOptions::named(step_name(step, self.sources))
             .at(Some(location(self.sources, step.span)))
             .ignore_cache(self.options.no_cache);
-        self.current = match &step.kind {
+        match &step.kind {
             StepKind::Exec(exec) => {
                 let (image, report) = lower_exec(
                     &mut self.graph,
                     exec,
-                    &self.current,
+                    root,
                     &self.contexts,
                     op_options,
                     self.options,
@@ -234,20 +327,18 @@ impl<'a> Lowering<'a> {
                 }
                 image
             }
-            StepKind::Files(files) => lower_files(
-                &mut self.graph,
-                files,
-                &self.current,
-                &self.contexts,
-                self.options.epoch.map(|e| {
-                    i64::try_from(e)
-                        .unwrap_or(i64::MAX)
-                        .saturating_mul(1_000_000_000)
-                }),
-                op_options,
-            ),
-        };
-        self.history.push((step.name.clone(), false));
+            StepKind::Files(files) => {
+                let timestamp = self.timestamp();
+                lower_files(
+                    &mut self.graph,
+                    files,
+                    root,
+                    &self.contexts,
+                    timestamp,
+                    op_options,
+                )
+            }
+        }
     }
 
     /// Runs `args` on the current filesystem, mounted read-only, with an empty writable
@@ -302,27 +393,103 @@ impl<'a> Lowering<'a> {
     /// changes no layer, but makes the report a dependency of the image, so a cache exported
     /// with the image carries it, and a daemon importing that cache reads the report without
     /// running the units step again.
+    ///
+    /// On such daemons the leaf files join the chain first: each one's diff against the state it
+    /// was applied on (the filesystem before the files, with their directories), all merged on
+    /// top; then every check
+    /// runs on that full filesystem and joins the image as the empty diff of its result against
+    /// itself, so it runs with the build and is cached with it. Elsewhere the checks become
+    /// definitions of their own ([`Lowered::checks`]) for the caller to solve.
     pub fn finish(mut self) -> Lowered {
         let mut image = self.current.clone();
-        if let Some(report) = self.report.clone() {
-            if self.options.has_cap("mergeop") && self.options.has_cap("diffop") {
-                let (at, suffix) = self.report_origin.clone().unzip();
-                let suffix = suffix.unwrap_or_default();
-                let empty = self.graph.diff(
-                    &report,
-                    &report,
-                    OpOptions::named(format!(
-                        "[sysfile] keep the verification report with the cache{suffix}"
-                    ))
-                    .at(at.clone()),
-                );
+        if let Some(before) = self.before_files.clone() {
+            if !self.leaves.is_empty() {
+                let mut layers = vec![image];
+                for (leaf, at) in std::mem::take(&mut self.leaves) {
+                    layers.push(self.graph.diff(
+                        &before,
+                        &leaf,
+                        OpOptions::named("[sysfile] a file no later step reads").at(Some(at)),
+                    ));
+                }
+                // The merge points at the first leaf file's entry.
+                let first = self
+                    .plan
+                    .leaves
+                    .first()
+                    .and_then(|&i| self.plan.steps.get(i));
+                let at = first.map(|step| location(self.sources, step.span));
                 image = self.graph.merge(
-                    &[image, empty],
-                    OpOptions::named(format!("[sysfile] image{suffix}")).at(at),
+                    &layers,
+                    OpOptions::named("[sysfile] join the files no later step reads").at(at),
+                );
+                self.history.append(&mut self.leaf_history);
+            }
+        }
+        let joins = self.options.joins();
+        let mut layers = vec![image.clone()];
+        let (at, suffix) = self.report_origin.clone().unzip();
+        let suffix = suffix.unwrap_or_default();
+        if let Some(report) = self.report.clone() {
+            if joins {
+                layers.push(
+                    self.graph.diff(
+                        &report,
+                        &report,
+                        OpOptions::named(format!(
+                            "[sysfile] keep the verification report with the cache{suffix}"
+                        ))
+                        .at(at.clone()),
+                    ),
                 );
             }
         }
-        self.finish_at(&image)
+        let mut checks = Vec::new();
+        for step in &self.plan.checks {
+            let StepKind::Exec(exec) = &step.kind else {
+                continue;
+            };
+            let name = step_name(step, self.sources);
+            let located = location(self.sources, step.span);
+            let op_options = OpOptions::named(name.clone())
+                .at(Some(located.clone()))
+                .ignore_cache(self.options.no_cache);
+            if joins {
+                let (result, _) = lower_exec(
+                    &mut self.graph,
+                    exec,
+                    &image,
+                    &self.contexts,
+                    op_options,
+                    self.options,
+                );
+                layers.push(self.graph.diff(
+                    &result,
+                    &result,
+                    OpOptions::named(format!("{name}: done")).at(Some(located)),
+                ));
+            } else {
+                let mut graph = self.graph.clone();
+                let (result, _) = lower_exec(
+                    &mut graph,
+                    exec,
+                    &image,
+                    &self.contexts,
+                    op_options,
+                    self.options,
+                );
+                checks.push(graph.finish(&result));
+            }
+        }
+        if layers.len() > 1 {
+            image = self.graph.merge(
+                &layers,
+                OpOptions::named(format!("[sysfile] image{suffix}")).at(at),
+            );
+        }
+        let mut lowered = self.finish_at(&image);
+        lowered.checks = checks;
+        lowered
     }
 
     /// Finishes the graph on `result` (for example an [`Lowering::inspect`] report).
@@ -330,6 +497,7 @@ impl<'a> Lowering<'a> {
         Lowered {
             definition: self.graph.finish(result),
             history: self.history,
+            checks: Vec::new(),
         }
     }
 }

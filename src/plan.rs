@@ -53,6 +53,15 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Index of the units step: the last step, which also writes the verification report.
     pub units_step: usize,
+    /// Index of the first `[[files]]` step (the state before it is where leaf files are applied).
+    pub files_start: usize,
+    /// Indexes of the *leaf* `[[files]]` steps, ascending (see [`leaf_files`]): on daemons with
+    /// merge and diff ops they are applied on the state before the files and joined on top of
+    /// the final filesystem, so changing one re-runs no later step.
+    pub leaves: Vec<usize>,
+    /// The `check = true` runs: each runs on the final filesystem, leaf files included, and its
+    /// changes are discarded. Not in `steps`.
+    pub checks: Vec<Step>,
     /// Context-relative paths the build reads (the include patterns of the context source).
     pub context_paths: Vec<String>,
     /// Paths read from named build contexts (or images) that `from` keys name.
@@ -77,6 +86,26 @@ pub struct Entrypoint {
 }
 
 impl Plan {
+    /// Where the leaf files land. On a dependency-shaped build the units step runs on a
+    /// filesystem without them, yet the image has them: whatever checks that a path exists
+    /// from the units step's view (such as an `ExecStart=` program) must count these too.
+    pub fn leaf_dests(&self) -> Vec<&str> {
+        self.leaves
+            .iter()
+            .filter_map(|&i| self.steps.get(i))
+            .filter_map(|step| match &step.kind {
+                StepKind::Files(files) => Some(files),
+                StepKind::Exec(_) => None,
+            })
+            .flatten()
+            .filter_map(|file| match file {
+                FileStep::CopyFromContext { dest, .. } => Some(dest.as_str()),
+                FileStep::Write { path, .. } => Some(path.as_str()),
+                FileStep::Remove { .. } => None,
+            })
+            .collect()
+    }
+
     /// The entrypoint of the image: `/sbin/init` as planned, unless the units step's report
     /// (`built`, `None` when there is none, as in `sysfile llb`) shows that `/sbin/init` exists
     /// and is another init system; then the systemd binary itself.
@@ -170,7 +199,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     for run in spec
         .runs
         .iter()
-        .filter(|r| r.phase == Phase::BeforePackages)
+        .filter(|r| r.phase == Phase::BeforePackages && !r.check)
     {
         steps.push(run_step(
             run,
@@ -237,7 +266,13 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         }
     }
 
-    for file in &spec.files {
+    let files_start = steps.len();
+    let leaf = leaf_files(spec, facts.family);
+    let mut leaves = Vec::new();
+    for (file, leaf) in spec.files.iter().zip(leaf) {
+        if leaf {
+            leaves.push(steps.len());
+        }
         let (name, action) = match &file.source.value {
             FileSource::Context(src) => {
                 match &file.from {
@@ -280,7 +315,11 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         });
     }
 
-    for run in spec.runs.iter().filter(|r| r.phase == Phase::AfterPackages) {
+    for run in spec
+        .runs
+        .iter()
+        .filter(|r| r.phase == Phase::AfterPackages && !r.check)
+    {
         steps.push(run_step(
             run,
             &build_args,
@@ -289,6 +328,25 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
             &mut named_paths,
         ));
     }
+
+    let checks = spec
+        .runs
+        .iter()
+        .filter(|r| r.check)
+        .map(|run| {
+            let mut step = run_step(
+                run,
+                &build_args,
+                &shown,
+                &mut context_paths,
+                &mut named_paths,
+            );
+            step.name = step
+                .name
+                .replacen("[sysfile] run: ", "[sysfile] check: ", 1);
+            step
+        })
+        .collect();
 
     let units = UnitPlan::new(spec, facts.family);
     steps.push(systemd_config_step(spec, facts.family));
@@ -321,6 +379,9 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         manager,
         steps,
         units_step,
+        files_start,
+        leaves,
+        checks,
         context_paths: context_paths.into_iter().collect(),
         named_context_paths: named_paths
             .into_iter()
@@ -333,6 +394,135 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         disabled_units: units.disable,
         masked_units: units.mask,
     }
+}
+
+/// Paths no leaf file may overlap: what the units step reads or changes (unit files and
+/// directories, SysV scripts, `/sbin/init`, SSH host keys), the identity files owners are
+/// resolved from, and what the image-hygiene and systemd-configuration steps write or remove
+/// (those are added by [`leaf_files`] from the steps themselves).
+const NOT_LEAF: &[&str] = &[
+    "/etc/systemd",
+    "/usr/lib/systemd",
+    "/lib/systemd",
+    "/usr/local/lib/systemd",
+    "/etc/xdg/systemd",
+    "/run",
+    // Symbolic links to /run on Debian-family and Fedora-family images.
+    "/var/run",
+    "/var/lock",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/machine-id",
+    "/var/lib/dbus/machine-id",
+    "/usr/sbin/policy-rc.d",
+    "/etc/fstab",
+    "/sbin/init",
+    "/usr/sbin/init",
+    "/etc/init.d",
+    "/etc/rc0.d",
+    "/etc/rc1.d",
+    "/etc/rc2.d",
+    "/etc/rc3.d",
+    "/etc/rc4.d",
+    "/etc/rc5.d",
+    "/etc/rc6.d",
+    "/etc/rcS.d",
+];
+
+/// Whether two absolute, normalised paths overlap: equal, or one is a directory holding the
+/// other (a prefix at a `/` boundary).
+pub fn paths_overlap(a: &str, b: &str) -> bool {
+    let holds = |dir: &str, path: &str| {
+        dir == "/"
+            || path
+                .strip_prefix(dir)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    holds(a, b) || holds(b, a)
+}
+
+/// Whether `dest` could be or hold an SSH host key (`/etc/ssh/ssh_host_*`, which the units
+/// step removes).
+fn holds_ssh_host_key(dest: &str) -> bool {
+    paths_overlap(dest, "/etc/ssh")
+        && (dest.len() <= "/etc/ssh".len() || dest.starts_with("/etc/ssh/ssh_host_"))
+}
+
+/// The directories above `path` other than `/` (`/a/b/c` → `/a`, `/a/b`).
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/')
+        .skip(1)
+        .map(move |(i, _)| &path[..i])
+}
+
+/// Which `[[files]]` entries are *leaves* (one flag per entry, in order).
+///
+/// A leaf is copied onto the filesystem as it is just before the first `[[files]]` entry and
+/// joined on top of the final filesystem through a diff and a merge, so no later step depends
+/// on it. That gives the filesystem of the linear build exactly when nothing after the entry
+/// reads or changes what it writes, and when the directories it creates come out the same:
+/// * its `dest` overlaps no path in [`NOT_LEAF`], nor a path the systemd-configuration and
+///   hygiene steps write or remove, nor an SSH host key;
+/// * no other `[[files]]` entry's `dest` overlaps it (a later one would be overridden by the
+///   merge; an earlier one could be a directory or symlink it goes through);
+/// * no earlier non-leaf entry may create a parent directory it shares with a different
+///   owner (in the linear build the first creator's owner wins, in the merge the leaf's);
+/// * with an owner, no earlier entry writes `/etc/passwd` or `/etc/group` (names resolve
+///   against the state the copy is applied on);
+/// * no later image-changing `[[run]]` reads it: a run without `reads` may read anything, a run
+///   with `reads` reads the paths it lists. Checks change nothing.
+pub fn leaf_files(spec: &Spec, family: Family) -> Vec<bool> {
+    let mut blocked: Vec<String> = NOT_LEAF.iter().map(|p| (*p).to_string()).collect();
+    for step in [systemd_config_step(spec, family), hygiene_step(spec)] {
+        if let StepKind::Files(files) = step.kind {
+            for file in files {
+                match file {
+                    FileStep::Write { path, .. } => blocked.push(path),
+                    FileStep::Remove { path, wildcard } => blocked.push(if wildcard {
+                        // `/run/*`: the directory the glob lists.
+                        path.rsplit_once('/')
+                            .map_or_else(|| path.clone(), |(dir, _)| dir.to_string())
+                    } else {
+                        path
+                    }),
+                    FileStep::CopyFromContext { dest, .. } => blocked.push(dest),
+                }
+            }
+        }
+    }
+    let later_runs: Vec<&model::RunStep> = spec
+        .runs
+        .iter()
+        .filter(|r| r.phase == Phase::AfterPackages && !r.check)
+        .collect();
+    let identity = ["/etc/passwd", "/etc/group"];
+    let mut leaf: Vec<bool> = Vec::with_capacity(spec.files.len());
+    for (i, file) in spec.files.iter().enumerate() {
+        let dest = file.dest.as_str();
+        let reserved = blocked.iter().any(|p| paths_overlap(dest, p)) || holds_ssh_host_key(dest);
+        let overlapped = spec
+            .files
+            .iter()
+            .enumerate()
+            .any(|(j, other)| j != i && paths_overlap(dest, &other.dest));
+        let shared_parent = spec.files[..i].iter().zip(&leaf).any(|(earlier, is_leaf)| {
+            !is_leaf
+                && earlier.owner != file.owner
+                && ancestors(dest).any(|dir| ancestors(&earlier.dest).any(|d| d == dir))
+        });
+        let renamed = file.owner.is_some()
+            && spec.files[..i]
+                .iter()
+                .any(|e| identity.iter().any(|p| paths_overlap(&e.dest, p)));
+        let read = later_runs.iter().any(|run| match &run.reads {
+            None => true,
+            Some(reads) => reads.iter().any(|r| paths_overlap(dest, r)),
+        });
+        leaf.push(!(reserved || overlapped || shared_parent || renamed || read));
+    }
+    leaf
 }
 
 fn run_step(
@@ -1259,6 +1449,158 @@ mod tests {
             entries[0]
                 .0
                 .starts_with("[sysfile] install packages: systemd")
+        );
+    }
+
+    fn leaves_of(body: &str) -> Vec<bool> {
+        let text = format!("[image]\nfrom = \"debian\"\n{body}");
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", &text),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded
+            .spec
+            .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+        leaf_files(&spec, Family::Debian)
+    }
+
+    fn file(dest: &str) -> String {
+        format!("[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\n")
+    }
+
+    #[test]
+    fn paths_overlap_at_slash_boundaries_only() {
+        assert!(paths_overlap("/etc/nginx", "/etc/nginx"));
+        assert!(paths_overlap("/etc/nginx", "/etc/nginx/nginx.conf"));
+        assert!(paths_overlap("/etc/nginx/nginx.conf", "/etc/nginx"));
+        assert!(paths_overlap("/", "/etc"));
+        assert!(!paths_overlap("/etc/nginx", "/etc/nginx2"));
+        assert!(!paths_overlap("/etc/a/b", "/etc/a/c"));
+        assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), ["/a", "/a/b"]);
+        assert!(holds_ssh_host_key("/etc/ssh/ssh_host_rsa_key"));
+        assert!(holds_ssh_host_key("/etc"));
+        assert!(!holds_ssh_host_key("/etc/ssh/sshd_config"));
+    }
+
+    #[test]
+    fn unit_identity_and_sysfile_paths_are_never_leaves() {
+        for dest in [
+            "/etc/systemd/system/app.service",
+            "/usr/lib/systemd/system/app.service",
+            "/usr/local/lib/systemd/system/app.service",
+            "/etc/passwd",
+            "/etc/fstab",
+            "/etc/machine-id",
+            "/var/lib/systemd/random-seed",
+            "/run/app.conf",
+            "/var/run/app.pid",
+            "/etc/ssh/ssh_host_ed25519_key",
+            "/etc/init.d/app",
+            "/sbin/init",
+            "/etc",
+        ] {
+            assert_eq!(leaves_of(&file(dest)), [false], "{dest}");
+        }
+        assert_eq!(leaves_of(&file("/etc/ssh/sshd_config")), [true]);
+        assert_eq!(leaves_of(&file("/etc/nginx/conf.d/app.conf")), [true]);
+    }
+
+    #[test]
+    fn overlapping_dests_are_not_leaves_either_way_round() {
+        let body = [file("/etc/app"), file("/etc/app/x.conf"), file("/srv/y")].concat();
+        assert_eq!(leaves_of(&body), [false, false, true]);
+        let body = [file("/etc/app/x.conf"), file("/etc/app/x.conf")].concat();
+        assert_eq!(leaves_of(&body), [false, false]);
+    }
+
+    #[test]
+    fn a_later_run_blocks_what_it_may_read() {
+        let run = "[[run]]\nsh = \"true\"\n";
+        let body = [file("/etc/a.conf"), run.to_string()].concat();
+        assert_eq!(
+            leaves_of(&body),
+            [false],
+            "an undeclared run may read anything"
+        );
+        let run = "[[run]]\nsh = \"true\"\nreads = [\"/etc/app/\"]\n";
+        let body = [
+            file("/etc/app/x.conf"),
+            file("/etc/b.conf"),
+            run.to_string(),
+        ]
+        .concat();
+        assert_eq!(leaves_of(&body), [false, true]);
+        // A check changes nothing; a run before the packages comes before every file.
+        for run in [
+            "[[run]]\nsh = \"true\"\ncheck = true\n",
+            "[[run]]\nsh = \"true\"\nphase = \"before-packages\"\n",
+        ] {
+            assert_eq!(
+                leaves_of(&[file("/etc/a.conf"), run.to_string()].concat()),
+                [true]
+            );
+        }
+    }
+
+    #[test]
+    fn owners_keep_the_linear_build_s_directories_and_names() {
+        let owned = |dest: &str, owner: &str| {
+            format!("[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\nowner = \"{owner}\"\n")
+        };
+        let read = "[[run]]\nsh = \"true\"\nreads = [\"/opt/app/first\"]\n";
+        // The first creator of /opt/app is not a leaf and has another owner: the second is
+        // not a leaf either (the merge would give /opt/app the second one's owner).
+        let body = [
+            owned("/opt/app/first", "www-data"),
+            file("/opt/app/second"),
+            read.to_string(),
+        ]
+        .concat();
+        assert_eq!(leaves_of(&body), [false, false]);
+        // The same owner creates the same directory.
+        let body = [
+            owned("/opt/app/first", "www-data"),
+            owned("/opt/app/second", "www-data"),
+            read.to_string(),
+        ]
+        .concat();
+        assert_eq!(leaves_of(&body), [false, true]);
+        // A leaf first: in both shapes it creates the directory.
+        let read = "[[run]]\nsh = \"true\"\nreads = [\"/opt/app/second\"]\n";
+        let body = [
+            owned("/opt/app/first", "www-data"),
+            file("/opt/app/second"),
+            read.to_string(),
+        ]
+        .concat();
+        assert_eq!(leaves_of(&body), [true, false]);
+        // An owner by name after a file that rewrites /etc/group resolves differently.
+        let body = [file("/etc/group"), owned("/srv/x", "app")].concat();
+        assert_eq!(leaves_of(&body), [false, false]);
+    }
+
+    #[test]
+    fn leaves_and_checks_are_planned_apart() {
+        let body = [
+            file("/etc/a.conf"),
+            "[[run]]\nargv = [\"nginx\", \"-t\"]\ncheck = true\nphase = \"before-packages\"\n"
+                .to_string(),
+        ]
+        .concat();
+        let text = format!("[image]\nfrom = \"debian\"\n{body}");
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", &text),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded.spec.expect("loads");
+        let plan = plan(&spec, &BaseFacts::assumed(Family::Debian));
+        assert_eq!(plan.leaves, [plan.files_start]);
+        assert_eq!(plan.leaf_dests(), ["/etc/a.conf"]);
+        assert_eq!(plan.checks.len(), 1);
+        assert!(plan.checks[0].name.starts_with("[sysfile] check: nginx -t"));
+        assert!(
+            plan.steps.iter().all(|s| !s.name.contains("nginx -t")),
+            "a check is not a step of the chain"
         );
     }
 

@@ -1578,3 +1578,61 @@ async fn health_start_period_sets_the_healthcheck_start_period() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn checks_are_in_the_image_with_merge_and_diff_and_solved_apart_without() -> TestResult {
+    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\ndest = \"/etc/app.conf\"\ncontent = \"x\"\n\n[[run]]\nname = \"app check\"\nargv = [\"/usr/bin/app\", \"--check\"]\ncheck = true\n";
+    let evaluated = |handle: &FakeHandle| -> Vec<String> {
+        handle
+            .solves()
+            .iter()
+            .filter(|s| s.evaluate)
+            .filter_map(|s| s.definition.as_ref())
+            .filter_map(|d| sysfile::llb::dump::render(d).ok())
+            .collect()
+    };
+    let image_dump = |handle: &FakeHandle| -> String {
+        let last = handle.solves().into_iter().rev().find(|s| {
+            s.definition
+                .as_ref()
+                .and_then(|d| sysfile::llb::dump::render(d).ok())
+                .is_some_and(|d| d.contains("[sysfile] image hygiene") && !s.evaluate)
+        });
+        last.and_then(|s| s.definition)
+            .and_then(|d| sysfile::llb::dump::render(&d).ok())
+            .unwrap_or_default()
+    };
+    // Merge and diff ops: the check joins the image, nothing is solved apart.
+    let new = run(fake("v0.13", spec), &[("filename", "Sysfile")]).await?;
+    returned_config(&new);
+    assert!(evaluated(&new).iter().all(|d| !d.contains("app check")));
+    let dump = image_dump(&new);
+    assert!(dump.contains("app check (Sysfile:8): done"), "{dump}");
+    assert!(
+        dump.contains("join the files no later step reads"),
+        "{dump}"
+    );
+    // v0.8, or the linear build argument: the check is solved (evaluated) on its own.
+    for (version, args) in [
+        ("v0.8", vec![("filename", "Sysfile")]),
+        (
+            "v0.13",
+            vec![
+                ("filename", "Sysfile"),
+                ("build-arg:BUILDKIT_SYSFILE_LINEAR", "1"),
+            ],
+        ),
+    ] {
+        let old = run(fake(version, spec), &args).await?;
+        returned_config(&old);
+        let checks: Vec<String> = evaluated(&old)
+            .into_iter()
+            .filter(|d| d.contains("app check"))
+            .collect();
+        assert_eq!(checks.len(), 1, "{version} {args:?}");
+        let dump = image_dump(&old);
+        assert!(!dump.contains("app check"), "{dump}");
+        assert!(!dump.contains("diff lower"), "{dump}");
+    }
+    Ok(())
+}

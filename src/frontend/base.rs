@@ -44,13 +44,19 @@ pub(super) async fn detect_base(
         .solve(graph.finish(&image), cache_imports.to_vec(), false)
         .await
         .map_err(|e| not_resolved(spec, sources, base.reference, &e))?;
-    let mut os_release = None;
-    for path in ["/etc/os-release", "/usr/lib/os-release"] {
-        if let Some(data) = bridge.read_file_opt(&reference, path).await? {
-            os_release = Some(String::from_utf8_lossy(&data).into_owned());
-            break;
-        }
+    // Every question about the base at once: one round trip instead of five.
+    let (etc, usr, lib, usr_lib, sbin_init) = tokio::join!(
+        bridge.read_file_opt(&reference, "/etc/os-release"),
+        bridge.read_file_opt(&reference, "/usr/lib/os-release"),
+        exists(bridge, &reference, "/lib/systemd/systemd"),
+        exists(bridge, &reference, "/usr/lib/systemd/systemd"),
+        exists(bridge, &reference, "/sbin/init"),
+    );
+    let os_release = match etc? {
+        Some(data) => Some(data),
+        None => usr?,
     }
+    .map(|data| String::from_utf8_lossy(&data).into_owned());
     let detected = os_release.as_deref().and_then(Family::from_os_release);
     let family = match (&spec.packages.manager, detected) {
         (Some(manager), _) => Family::of_manager(manager.value),
@@ -77,11 +83,6 @@ pub(super) async fn detect_base(
             });
         }
     };
-    let (lib, usr_lib, sbin_init) = tokio::join!(
-        exists(bridge, &reference, "/lib/systemd/systemd"),
-        exists(bridge, &reference, "/usr/lib/systemd/systemd"),
-        exists(bridge, &reference, "/sbin/init"),
-    );
     let has_systemd = lib? || usr_lib?;
     let has_sbin_init = sbin_init?;
     Ok(BaseFacts {

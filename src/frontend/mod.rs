@@ -83,6 +83,7 @@ impl BuildError {
 /// Pings, builds and returns exactly once. The exit code is 0 whenever `Return` went through.
 pub async fn serve(mut bridge: Bridge, options: &FrontendOptions) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
+    bridge.set_debug(crate::gateway::request::debug_requested(options));
     let pong = match bridge.ping().await {
         Ok(pong) => pong,
         Err(e) => {
@@ -116,7 +117,18 @@ pub async fn serve(mut bridge: Bridge, options: &FrontendOptions) -> anyhow::Res
         }
         Some(other) => Err(BuildError::Subrequest(other.to_string())),
     };
-    eprintln!("sysfile: answered in {} ms", started.elapsed().as_millis());
+    let elapsed = started.elapsed();
+    if bridge.debugging() {
+        let waited = bridge.waited();
+        eprintln!(
+            "sysfile: answered in {:.1} ms: {:.1} ms waiting for BuildKit, {:.1} ms of its own",
+            elapsed.as_secs_f64() * 1000.0,
+            waited.as_secs_f64() * 1000.0,
+            elapsed.saturating_sub(waited).as_secs_f64() * 1000.0
+        );
+    } else {
+        eprintln!("sysfile: answered in {} ms", elapsed.as_millis());
+    }
     let returned = match outcome {
         Ok(result) => bridge.return_result(result).await,
         Err(err) => {
@@ -140,11 +152,13 @@ pub(super) async fn warn(
     sources: &Sources,
     digest: &str,
 ) {
-    for diagnostic in diagnostics.iter().filter(|d| !d.is_error()) {
-        if let Err(e) = bridge
-            .warn(errors::warn_request(diagnostic, sources, digest))
-            .await
-        {
+    // Sent together, in order of the requests; each failure is logged.
+    let sent = diagnostics
+        .iter()
+        .filter(|d| !d.is_error())
+        .map(|diagnostic| bridge.warn(errors::warn_request(diagnostic, sources, digest)));
+    for result in futures_util::future::join_all(sent).await {
+        if let Err(e) = result {
             eprintln!("sysfile: warning not delivered: {e}");
         }
     }
@@ -166,64 +180,90 @@ async fn build(
     caps.require_llb("file.base", "file operations")
         .map_err(|e| BuildError::Other(e.to_string()))?;
     let (loaded, load_digest) = load_spec(bridge, options).await?;
-    warn(bridge, &loaded.diagnostics, &loaded.sources, &load_digest).await;
     let Some(spec) = loaded.spec.as_ref() else {
+        warn(bridge, &loaded.diagnostics, &loaded.sources, &load_digest).await;
         return Err(BuildError::Spec {
             diagnostics: loaded.diagnostics,
             sources: loaded.sources,
         });
     };
-    warn(
-        bridge,
-        &lint::check(spec, &loaded.sources),
-        &loaded.sources,
-        &load_digest,
-    )
-    .await;
+    let mut warnings = loaded.diagnostics.clone();
+    warnings.extend(lint::check(spec, &loaded.sources));
     if let Some(target) = options.target() {
-        let note = Diagnostic::warning(
+        warnings.push(Diagnostic::warning(
             Code::TargetIgnored,
             spec.image.span,
             format!("the build target `{target}` is ignored: a Sysfile has a single target"),
-        );
-        warn(bridge, &[note], &loaded.sources, &load_digest).await;
+        ));
     }
+    // The warnings go out beside the build: nothing waits for them.
+    let (_, built) = tokio::join!(
+        warn(bridge, &warnings, &loaded.sources, &load_digest),
+        build_spec(bridge, options, &caps, spec, &loaded.sources, &load_digest),
+    );
+    built
+}
 
-    let request = BuildRequest::new(options, spec, &caps).map_err(|e| match e {
+/// The build of a loaded spec: the request, the checks before it, every platform.
+async fn build_spec(
+    bridge: &Bridge,
+    options: &FrontendOptions,
+    caps: &Caps,
+    spec: &Spec,
+    sources: &Sources,
+    load_digest: &str,
+) -> Result<pb::gateway::Result, BuildError> {
+    let request = BuildRequest::new(options, spec, caps).map_err(|e| match e {
         RequestError::Spec(diagnostics) => BuildError::Spec {
             diagnostics,
-            sources: loaded.sources.clone(),
+            sources: sources.clone(),
         },
         RequestError::Option(message) => BuildError::Other(message),
     })?;
     // What does not depend on the platform is read and checked once.
-    let unsupported = unsupported_features(spec, &caps);
+    let unsupported = unsupported_features(spec, caps);
     if !unsupported.is_empty() {
         return Err(BuildError::Spec {
             diagnostics: unsupported,
-            sources: loaded.sources.clone(),
+            sources: sources.clone(),
         });
     }
-    let missing = missing_context_files(bridge, options, spec).await?;
-    if !missing.is_empty() {
-        return Err(BuildError::Spec {
-            diagnostics: missing,
-            sources: loaded.sources.clone(),
-        });
-    }
+    // The context files only a step reads are checked beside the first platform's base
+    // resolution; a missing one is the error.
+    let preflight = async {
+        let missing = missing_context_files(bridge, options, spec).await?;
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(BuildError::Spec {
+                diagnostics: missing,
+                sources: sources.clone(),
+            })
+        }
+    };
+    let mut preflight = Some(preflight);
+    let mut preflight = move || {
+        let first = preflight.take();
+        async move {
+            match first {
+                Some(check) => check.await,
+                None => Ok(()),
+            }
+        }
+    };
     let context = PlatformBuild {
         bridge,
         request: &request,
         spec,
-        sources: &loaded.sources,
-        load_digest: &load_digest,
+        sources,
+        load_digest,
         base_linted: Default::default(),
     };
     let platforms = &request.platforms;
     let multi = request.multi_platform;
     if !multi {
         let platform = platforms.first().cloned().unwrap_or_default();
-        let (result_ref, config, epoch) = context.build(&platform).await?;
+        let (result_ref, config, epoch) = context.build(&platform, preflight()).await?;
         let mut metadata = BTreeMap::from([("containerimage.config".to_string(), config)]);
         if let Some(epoch) = epoch {
             metadata.insert(
@@ -246,7 +286,7 @@ async fn build(
     let mut described = Vec::new();
     for platform in platforms {
         let id = platform.id();
-        let (result_ref, config, epoch) = context.build(platform).await?;
+        let (result_ref, config, epoch) = context.build(platform, preflight()).await?;
         refs.insert(
             id.clone(),
             pb::gateway::Ref {

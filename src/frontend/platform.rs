@@ -25,15 +25,23 @@ pub(super) struct PlatformBuild<'a> {
 }
 
 impl PlatformBuild<'_> {
+    /// Builds `platform`. `preflight` runs beside the base's resolution (the only request
+    /// that does not need it); its error wins over the build's.
     pub async fn build(
         &self,
         platform: &Platform,
+        preflight: impl std::future::Future<Output = Result<(), BuildError>>,
     ) -> Result<(String, Vec<u8>, Option<u64>), BuildError> {
         let (bridge, request, spec) = (self.bridge, self.request, self.spec);
         let caps = bridge.caps().clone();
         let platform = llb::to_pb_platform(platform);
         let cache_imports = &request.cache_imports;
-        let base = resolve_base(bridge, spec, request, &platform, self.sources).await?;
+        let (checked, base) = tokio::join!(
+            preflight,
+            resolve_base(bridge, spec, request, &platform, self.sources)
+        );
+        checked?;
+        let base = base?;
         if !self
             .base_linted
             .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -77,22 +85,36 @@ impl PlatformBuild<'_> {
             resolve_mode: request.resolve_mode.as_str().to_string(),
             llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
             epoch: request.epoch,
+            linear: request.linear,
         };
         let compiled = compile(spec, self.sources, &facts, &lower_options);
-        let verified = Verification {
+        let verification = Verification {
             bridge,
             spec,
             compiled: &compiled,
             sources: self.sources,
             options: &lower_options,
             cache_imports,
-        }
-        .run()
-        .await?;
-        warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
-        let result_ref = bridge
-            .solve(compiled.definition.clone(), cache_imports.clone(), false)
-            .await?;
+        };
+        // The image's solve is lazy (nothing runs until it is exported): sent beside the
+        // report's, it costs no round trip. Verification's error wins.
+        let (verified, result_ref) = tokio::join!(
+            verification.run(),
+            bridge.solve(compiled.definition.clone(), cache_imports.clone(), false),
+        );
+        let verified = verified?;
+        let result_ref = result_ref?;
+        // Checks outside the image (no merge and diff ops) are evaluated here, so they run and
+        // their failure fails the build.
+        let checks = compiled
+            .checks
+            .iter()
+            .map(|check| bridge.solve(check.clone(), cache_imports.clone(), true));
+        let (_, checked) = tokio::join!(
+            warn(bridge, &verified.warnings, self.sources, self.load_digest),
+            futures_util::future::try_join_all(checks),
+        );
+        checked?;
         let config = compiled.image_config(
             spec,
             Some(&verified.inventory),

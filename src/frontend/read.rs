@@ -146,12 +146,16 @@ pub(super) async fn missing_context_files(
     }
     let name = "[sysfile] check context files".to_string();
     let reference = solve_context_paths(bridge, options, &paths, name).await?;
-    let mut present = BTreeSet::new();
-    for path in &paths {
-        if exists(bridge, &reference, path).await? {
-            present.insert(path.as_str());
-        }
-    }
+    let found = futures_util::future::try_join_all(
+        paths.iter().map(|path| exists(bridge, &reference, path)),
+    )
+    .await?;
+    let present: BTreeSet<&str> = paths
+        .iter()
+        .zip(found)
+        .filter(|(_, found)| *found)
+        .map(|(path, _)| path.as_str())
+        .collect();
     Ok(spec.missing_context_files(|path| present.contains(path)))
 }
 

@@ -116,9 +116,13 @@ async fn read_texts<const N: usize>(
     reference: &str,
     names: [&str; N],
 ) -> Result<[String; N], BridgeError> {
+    // All at once: one round trip.
+    let read =
+        futures_util::future::try_join_all(names.map(|name| bridge.read_file(reference, name)))
+            .await?;
     let mut texts: [String; N] = std::array::from_fn(|_| String::new());
-    for (text, name) in texts.iter_mut().zip(names) {
-        *text = String::from_utf8_lossy(&bridge.read_file(reference, name).await?).into_owned();
+    for (text, data) in texts.iter_mut().zip(read) {
+        *text = String::from_utf8_lossy(&data).into_owned();
     }
     Ok(texts)
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -89,6 +90,18 @@ pub struct Pong {
 pub struct Bridge {
     client: LlbBridgeClient<Channel>,
     caps: Caps,
+    /// Log every request with its time on stderr (see [`Bridge::set_debug`]).
+    debug: bool,
+    /// While debugging: how long at least one request was in flight.
+    waiting: std::sync::Arc<std::sync::Mutex<Waiting>>,
+}
+
+/// Requests in flight and the time spent with at least one of them.
+#[derive(Debug, Default)]
+struct Waiting {
+    in_flight: usize,
+    since: Option<std::time::Instant>,
+    total: Duration,
 }
 
 impl Bridge {
@@ -97,7 +110,55 @@ impl Bridge {
         Bridge {
             client,
             caps: Caps::default(),
+            debug: false,
+            waiting: Default::default(),
         }
+    }
+
+    /// Whether requests are being logged.
+    pub fn debugging(&self) -> bool {
+        self.debug
+    }
+
+    /// While debugging, the time during which at least one request was waiting for BuildKit:
+    /// the frontend's own time is the rest.
+    pub fn waited(&self) -> Duration {
+        self.waiting.lock().map_or(Duration::ZERO, |w| w.total)
+    }
+
+    /// Logs every request from now on, with how long BuildKit took to answer, as
+    /// `sysfile: debug: <request> <what>: <ms> ms` on stderr (the daemon's log).
+    pub fn set_debug(&mut self, debug: bool) {
+        self.debug = debug;
+    }
+
+    /// Awaits `request`, logging its time when debugging.
+    async fn timed<T>(&self, what: impl FnOnce() -> String, request: impl Future<Output = T>) -> T {
+        if !self.debug {
+            return request.await;
+        }
+        let started = std::time::Instant::now();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            if waiting.in_flight == 0 {
+                waiting.since = Some(started);
+            }
+            waiting.in_flight += 1;
+        }
+        let out = request.await;
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.in_flight -= 1;
+            if waiting.in_flight == 0 {
+                if let Some(since) = waiting.since.take() {
+                    waiting.total += since.elapsed();
+                }
+            }
+        }
+        eprintln!(
+            "sysfile: debug: {}: {:.1} ms",
+            what(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        out
     }
 
     /// The caps learned by the last `ping`.
@@ -109,7 +170,11 @@ impl Bridge {
     pub async fn ping(&mut self) -> Result<Pong, BridgeError> {
         let mut client = self.client.clone();
         let call = client.ping(pb::gateway::PingRequest {});
-        let pong = tokio::time::timeout(PING_TIMEOUT, call)
+        let pong = self
+            .timed(
+                || "Ping".to_string(),
+                tokio::time::timeout(PING_TIMEOUT, call),
+            )
             .await
             .map_err(|_| {
                 BridgeError::Protocol(format!("Ping got no answer within {PING_TIMEOUT:?}"))
@@ -151,7 +216,15 @@ impl Bridge {
                 limit / 1_048_576
             )));
         }
-        let resp = self.client.clone().solve(req).await?.into_inner();
+        let ops = req.definition.as_ref().map_or(0, |d| d.def.len());
+        let mut client = self.client.clone();
+        let resp = self
+            .timed(
+                || format!("Solve {ops} ops, evaluate={evaluate}"),
+                client.solve(req),
+            )
+            .await?
+            .into_inner();
         single_ref(resp)
     }
 
@@ -162,7 +235,13 @@ impl Bridge {
             file_path: path.to_string(),
             range: None,
         };
-        Ok(self.client.clone().read_file(req).await?.into_inner().data)
+        let mut client = self.client.clone();
+        let read = client.read_file(req);
+        Ok(self
+            .timed(|| format!("ReadFile {path}"), read)
+            .await?
+            .into_inner()
+            .data)
     }
 
     /// Like [`Bridge::read_file`], but a missing file gives `None`.
@@ -188,9 +267,9 @@ impl Bridge {
             r#ref: reference.to_string(),
             path: path.to_string(),
         };
-        self.client
-            .clone()
-            .stat_file(req)
+        let mut client = self.client.clone();
+        let stat = client.stat_file(req);
+        self.timed(|| format!("StatFile {path}"), stat)
             .await?
             .into_inner()
             .stat
@@ -242,12 +321,10 @@ impl Bridge {
         &self,
         req: pb::gateway::ResolveImageConfigRequest,
     ) -> Result<(String, Vec<u8>), BridgeError> {
-        let resp = self
-            .client
-            .clone()
-            .resolve_image_config(req)
-            .await?
-            .into_inner();
+        let what = format!("ResolveImageConfig {}", req.r#ref);
+        let mut client = self.client.clone();
+        let resolve = client.resolve_image_config(req);
+        let resp = self.timed(|| what, resolve).await?.into_inner();
         Ok((resp.digest, resp.config))
     }
 
@@ -256,7 +333,9 @@ impl Bridge {
         if !self.caps.has_gateway("gateway.warnings") {
             return Ok(());
         }
-        self.client.clone().warn(req).await?;
+        let mut client = self.client.clone();
+        let warn = client.warn(req);
+        self.timed(|| "Warn".to_string(), warn).await?;
         Ok(())
     }
 

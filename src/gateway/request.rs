@@ -53,6 +53,23 @@ pub struct BuildRequest {
     /// The local holding the build context, and its session.
     pub context_name: String,
     pub context_session: String,
+    /// The build argument `BUILDKIT_SYSFILE_LINEAR` is `1` or `true`: lay the build out as a
+    /// line even on a daemon with merge and diff ops (same filesystem, for comparing shapes).
+    pub linear: bool,
+}
+
+/// Whether the build argument `BUILDKIT_SYSFILE_DEBUG` asks for a per-request log
+/// ([`crate::gateway::Bridge::set_debug`]).
+pub fn debug_requested(options: &FrontendOptions) -> bool {
+    build_arg_flag(options, "BUILDKIT_SYSFILE_DEBUG")
+}
+
+/// Whether the build argument `name` is set to `1` or `true`.
+pub fn build_arg_flag(options: &FrontendOptions, name: &str) -> bool {
+    options
+        .build_args()
+        .get(name)
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
 /// Why the options cannot build the spec.
@@ -106,6 +123,7 @@ impl BuildRequest {
             labels: options.labels(),
             context_session: options.local_session(&context_name).unwrap_or_default(),
             context_name,
+            linear: build_arg_flag(options, "BUILDKIT_SYSFILE_LINEAR"),
         })
     }
 }

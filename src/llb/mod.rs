@@ -586,6 +586,10 @@ impl Graph {
             })
             .collect();
         let input_count = inputs.len() as i64;
+        // A user or group name is looked up in the base input, never in a previous action's
+        // output (current BuildKit refuses that: "invalid input index"); the actions here never
+        // change /etc/passwd or /etc/group, so both give the same answer.
+        let owner_input = |input: i64| if base_index >= 0 { base_index } else { input };
         let mut caps = vec!["file.base"];
         let last = actions.len().saturating_sub(1);
         let pb_actions = actions
@@ -608,7 +612,7 @@ impl Graph {
                         path,
                         mode: mode as i32,
                         make_parents,
-                        owner: owner.map(|o| chown(o, input)),
+                        owner: owner.map(|o| chown(o, owner_input(input))),
                         timestamp: timestamp.unwrap_or(-1),
                     }),
                     FileAction::Mkfile {
@@ -621,7 +625,7 @@ impl Graph {
                         path,
                         mode: mode as i32,
                         data,
-                        owner: owner.map(|o| chown(o, input)),
+                        owner: owner.map(|o| chown(o, owner_input(input))),
                         timestamp: timestamp.unwrap_or(-1),
                     }),
                     FileAction::Copy {
@@ -632,7 +636,7 @@ impl Graph {
                     } => pb::file_action::Action::Copy(pb::FileActionCopy {
                         src,
                         dest,
-                        owner: o.owner.map(|c| chown(c, input)),
+                        owner: o.owner.map(|c| chown(c, owner_input(input))),
                         mode: o.mode.map_or(-1, |m| m as i32),
                         follow_symlink: o.follow_symlink,
                         dir_copy_contents: o.dir_copy_contents,
@@ -666,7 +670,7 @@ impl Graph {
                         pb::file_action::Action::Symlink(pb::FileActionSymlink {
                             oldpath: target,
                             newpath: link,
-                            owner: owner.map(|o| chown(o, input)),
+                            owner: owner.map(|o| chown(o, owner_input(input))),
                             timestamp: timestamp.unwrap_or(-1),
                         })
                     }

@@ -346,6 +346,17 @@ pub const SPEC: &[TableDef] = &[
                 "[]",
                 "Lint rules not reported for this step",
             ),
+            dft(
+                "check",
+                Type::Bool,
+                "false",
+                "A check (such as nginx -t): runs on the final filesystem whatever its phase; its changes are discarded",
+            ),
+            key(
+                "reads",
+                Type::List(Format::AbsolutePath),
+                "Paths of earlier [[files]] the step reads or changes; files outside them are not rebuilt before it (default: everything)",
+            ),
         ],
     },
     TableDef {

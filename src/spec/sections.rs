@@ -870,6 +870,17 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
             .get("mounts")
             .map(|v| mounts(ctx, v))
             .unwrap_or_default();
+        let check = table
+            .get("check")
+            .and_then(|v| ctx.bool("check", v))
+            .unwrap_or(false);
+        let reads = table.get("reads").map(|v| {
+            ctx.array("reads", v)
+                .into_iter()
+                .filter_map(|item| ctx.absolute_path("reads", item))
+                .map(|path| path.value)
+                .collect()
+        });
         if let Some(command) = command {
             out.push(RunStep {
                 name,
@@ -881,6 +892,8 @@ fn runs(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<RunStep> {
                 phase,
                 mounts,
                 lint_skip: lint_skip(ctx, table.get("lint_skip")),
+                check,
+                reads,
                 span: ctx.span(table.full_span()),
             });
         }

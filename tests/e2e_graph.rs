@@ -1,0 +1,319 @@
+//! The dependency-shaped build against the linear one on the newest standalone buildkitd (the
+//! matrix's `buildctl-registry` builder: Docker 26's builder has no merge and diff ops, so it
+//! always builds the line): the same spec built both ways (`BUILDKIT_SYSFILE_LINEAR=1` forces
+//! the line) must give the same root filesystem, compared file by file — paths, types, modes,
+//! owners, contents, link targets and extended attributes, not times. Also: a changed leaf file
+//! re-runs neither the units step nor any `[[run]]`, a `check = true` step sees the final
+//! filesystem and leaves nothing in it, and a failing check fails the build in both shapes and
+//! on Docker 26.
+//!
+//! Same rules as `tests/e2e_matrix.rs` (shared harness in `tests/e2e/`): without an engine each
+//! test prints `=== SKIPPED … ===` and passes, unless `SYSFILE_E2E=required`.
+//!
+//! Run: `SYSFILE_E2E=required cargo test --test e2e_graph -- --test-threads=1 --nocapture`.
+
+use sysfile_testkit::engines;
+use sysfile_testkit::harness;
+
+use engines::*;
+use harness::*;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const LINEAR: &[(&str, &str)] = &[("BUILDKIT_SYSFILE_LINEAR", "1")];
+/// The builder with merge and diff ops.
+const SHAPED: Builder = Builder::Buildctl(FrontendFrom::Registry);
+
+/// `builder` with base and frontend images ready, or `None` (skip).
+fn setup(test: &str, builder: Builder) -> Option<Builder> {
+    let engine = Engine::detect(test)?;
+    engine.require_base_image();
+    if !builder.detect(test) {
+        return None;
+    }
+    builder.prepare_frontend();
+    Some(builder)
+}
+
+/// A copy of `dir` whose Sysfile's `# syntax=` line names the frontend under test.
+fn copy_with_syntax(dir: &Path) -> tempfile::TempDir {
+    let ctx = tempdir();
+    copy_tree(dir, ctx.path());
+    let file = ctx.path().join("Sysfile");
+    let text = std::fs::read_to_string(&file).expect("a Sysfile");
+    let (first, rest) = text.split_once('\n').expect("a multi-line Sysfile");
+    assert!(first.starts_with("# syntax="), "{}", dir.display());
+    std::fs::write(&file, format!("# syntax={}\n{rest}", frontend_tag())).unwrap();
+    ctx
+}
+
+/// One entry of a root filesystem, without its times.
+#[derive(Debug, PartialEq, Eq)]
+struct Entry {
+    kind: String,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    /// Symlink or hard-link target.
+    link: Option<String>,
+    sha256: Option<String>,
+    xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+/// The root filesystem of `image`: `docker create` and `docker export`, read entry by entry.
+fn root_filesystem(image: &str) -> BTreeMap<String, Entry> {
+    let created = docker(&["create", image]);
+    assert!(created.ok(), "docker create {image}: {}", created.stderr);
+    let id = created.stdout.trim().to_string();
+    let export = Command::new(DOCKER)
+        .args(["export", &id])
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker export");
+    docker(&["rm", "-f", &id]);
+    assert!(export.status.success(), "docker export {image}");
+    let mut archive = tar::Archive::new(export.stdout.as_slice());
+    let mut entries = BTreeMap::new();
+    for entry in archive.entries().expect("a tar stream") {
+        let mut entry = entry.expect("a tar entry");
+        let header = entry.header().clone();
+        let path = entry.path().expect("a path").display().to_string();
+        let mut xattrs = BTreeMap::new();
+        if let Ok(Some(extensions)) = entry.pax_extensions() {
+            for extension in extensions.flatten() {
+                if let Some(name) = extension
+                    .key()
+                    .ok()
+                    .and_then(|k| k.strip_prefix("SCHILY.xattr."))
+                {
+                    xattrs.insert(name.to_string(), extension.value_bytes().to_vec());
+                }
+            }
+        }
+        let kind = format!("{:?}", header.entry_type());
+        let sha256 = header.entry_type().is_file().then(|| {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).expect("file data");
+            hex::encode(Sha256::digest(&data))
+        });
+        let link = entry
+            .link_name()
+            .ok()
+            .flatten()
+            .map(|l| l.display().to_string());
+        entries.insert(
+            path.trim_end_matches('/').to_string(),
+            Entry {
+                kind,
+                mode: header.mode().expect("a mode"),
+                uid: header.uid().expect("a uid"),
+                gid: header.gid().expect("a gid"),
+                link,
+                sha256,
+                xattrs,
+            },
+        );
+    }
+    entries
+}
+
+/// The `created_by` of the newest history entry of `image`.
+fn newest_history(image: &str) -> String {
+    let r = docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", image]);
+    assert!(r.ok(), "docker history {image}: {}", r.stderr);
+    r.stdout.lines().next().unwrap_or_default().to_string()
+}
+
+/// Every difference between two root filesystems, one line each.
+fn differences(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, entry) in a {
+        match b.get(path) {
+            None => out.push(format!("only in the dependency-shaped build: {path}")),
+            Some(other) if other != entry => {
+                out.push(format!("{path}: shaped {entry:?} / linear {other:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for path in b.keys().filter(|p| !a.contains_key(*p)) {
+        out.push(format!("only in the linear build: {path}"));
+    }
+    out
+}
+
+/// Builds `dir` both ways and compares the root filesystems; returns the shaped one.
+fn assert_same_filesystem(test: &str, dir: &Path) -> BTreeMap<String, Entry> {
+    let Some(builder) = setup(test, SHAPED) else {
+        return BTreeMap::new();
+    };
+    let ctx = copy_with_syntax(dir);
+    let file = ctx.path().join("Sysfile");
+    let shaped = builder.build(test, ctx.path(), &file, &[]);
+    shaped.assert_ok("the dependency-shaped build");
+    // The history follows the layers: the leaf files' come last when they are merged on top.
+    let newest = newest_history(shaped.tag());
+    assert!(
+        newest.starts_with("[sysfile] copy ") || newest.starts_with("[sysfile] write "),
+        "{test}: the build has leaf files, merged on top: {newest}"
+    );
+    let linear = builder.build(test, ctx.path(), &file, LINEAR);
+    linear.assert_ok("the linear build");
+    let newest = newest_history(linear.tag());
+    assert!(
+        newest.contains("default multi-user.target"),
+        "{test}: BUILDKIT_SYSFILE_LINEAR=1 lays the build out as a line: {newest}"
+    );
+    let (a, b) = (root_filesystem(shaped.tag()), root_filesystem(linear.tag()));
+    assert!(
+        a.len() > 1000,
+        "{test}: a whole root filesystem ({})",
+        a.len()
+    );
+    let diff = differences(&a, &b);
+    assert!(
+        diff.is_empty(),
+        "{test}: the two shapes differ in {} entries:\n{}",
+        diff.len(),
+        diff.join("\n")
+    );
+    a
+}
+
+#[test]
+fn webapp_is_the_same_file_by_file_in_both_shapes() {
+    assert_same_filesystem("graph-webapp", &repo_root().join("examples/webapp"));
+}
+
+#[test]
+fn webstack_is_the_same_file_by_file_in_both_shapes() {
+    assert_same_filesystem("graph-webstack", &repo_root().join("examples/webstack"));
+}
+
+#[test]
+fn the_fixture_built_to_break_the_rule_is_the_same_in_both_shapes() {
+    let fixture = repo_root().join("tests/fixtures/graph/ctx");
+    let root = assert_same_filesystem("graph-fixture", &fixture);
+    if root.is_empty() {
+        return;
+    }
+    // What the fixture is about, so a regression cannot pass by building something else.
+    let entry = |path: &str| {
+        root.get(path)
+            .unwrap_or_else(|| panic!("{path} is not in the image"))
+    };
+    assert_eq!(entry("opt/app/state").mode & 0o7777, 0o700);
+    assert_eq!(entry("srv/data").mode & 0o7777, 0o700);
+    assert_eq!(entry("srv/deep/new/dir/leaf.txt").uid, 1500);
+    assert_eq!(entry("srv/site/index.html").uid, 1500);
+    assert!(root.contains_key("srv/deep/new/beside.txt"));
+    assert!(
+        !root.contains_key("check-was-here"),
+        "a check's changes are discarded"
+    );
+}
+
+#[test]
+fn a_leaf_file_change_reruns_only_its_copy_and_the_joins() {
+    let test = "graph-leaf-change";
+    let Some(builder) = setup(test, SHAPED) else {
+        return;
+    };
+    let ctx = copy_with_syntax(&repo_root().join("examples/webapp"));
+    let file = ctx.path().join("Sysfile");
+    builder
+        .build(test, ctx.path(), &file, &[])
+        .assert_ok("first build");
+    let page = ctx.path().join("site/index.html");
+    let mut text = std::fs::read_to_string(&page).unwrap();
+    text.push_str(&format!("<!-- {} -->\n", unique_name(test)));
+    std::fs::write(&page, text).unwrap();
+    let changed = builder.build(test, ctx.path(), &file, &[]);
+    changed.assert_ok("the build after a leaf file changed");
+    let vertices = parse_plain_progress(&changed.output);
+    let executed: Vec<&str> = executed_steps(&vertices)
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    eprintln!(
+        "[e2e] leaf change on the newest buildkitd: {:.2}s, executed {executed:?}",
+        changed.elapsed.as_secs_f64()
+    );
+    assert!(
+        executed.iter().any(|n| n.contains("copy site/index.html")),
+        "the changed file is copied again: {executed:?}"
+    );
+    for step in [
+        "enable units",
+        "run: drop the default nginx site",
+        // Another leaf file: each is joined on its own.
+        "write /usr/local/bin/hello-report",
+    ] {
+        assert!(
+            !executed.iter().any(|n| n.contains(step)),
+            "`{step}` stays cached when a leaf file changes: {executed:?}"
+        );
+    }
+    assert!(
+        executed.iter().any(|n| n.contains("check: nginx -t")),
+        "the check runs again on the new filesystem: {executed:?}"
+    );
+}
+
+#[test]
+fn a_failing_check_fails_the_build_in_both_shapes() {
+    let test = "graph-failing-check";
+    let (Some(shaped), Some(docker)) = (setup(test, SHAPED), setup(test, Builder::Docker26)) else {
+        return;
+    };
+    let ctx = tempdir();
+    std::fs::write(
+        ctx.path().join("Sysfile"),
+        format!(
+            "# syntax={}\n[image]\nfrom = \"{BASE_IMAGE}\"\n[[files]]\ndest = \"/etc/app.conf\"\ncontent = \"broken\\n\"\n[[run]]\nname = \"app check\"\nsh = \"echo sysfile-check-ran-{}; grep -q good /etc/app.conf\"\ncheck = true\n",
+            frontend_tag(),
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let file = ctx.path().join("Sysfile");
+    let marker = format!("sysfile-check-ran-{}", std::process::id());
+    let shapes = [
+        ("dependency-shaped", shaped, &[][..]),
+        ("linear", shaped, LINEAR),
+        ("Docker 26 (no merge and diff ops)", docker, &[][..]),
+    ];
+    for (shape, builder, extra) in shapes {
+        let build = builder.build(test, ctx.path(), &file, extra);
+        build.assert_failed(&format!("{shape}: a failing check"));
+        assert!(
+            build.output.contains(&marker),
+            "{shape}: the check ran (its output is in the progress):\n{}",
+            tail(&build.output, 40)
+        );
+        assert!(
+            build.output.contains("app check"),
+            "{shape}: the error names the check:\n{}",
+            tail(&build.output, 20)
+        );
+    }
+    // A passing check: the build succeeds, and the check really ran on the final filesystem.
+    std::fs::write(
+        ctx.path().join("Sysfile"),
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("broken", "good"),
+    )
+    .unwrap();
+    for (shape, builder, extra) in shapes {
+        let build = builder.build(test, ctx.path(), &file, extra);
+        build.assert_ok(&format!("{shape}: a passing check"));
+        // The leaf file is merged on top only where the daemon has merge and diff ops and no
+        // line is asked for: Docker 26's builder has not (docs/spec.md says so).
+        let newest = newest_history(build.tag());
+        let merged = newest == "[sysfile] write /etc/app.conf";
+        assert_eq!(merged, shape == "dependency-shaped", "{shape}: {newest}");
+    }
+}
