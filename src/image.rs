@@ -141,8 +141,7 @@ pub fn image_config(
     if let Some(workdir) = &spec.config.workdir {
         config.insert("WorkingDir".into(), json!(workdir));
     }
-    let systemd_version = built.and_then(|b| b.systemd_version);
-    let labels: Map<String, Value> = labels(spec, plan, inputs, systemd_version, &config)
+    let labels: Map<String, Value> = labels(spec, plan, inputs, built, &config)
         .into_iter()
         .map(|(k, v)| (k, json!(v)))
         .collect();
@@ -234,9 +233,10 @@ fn labels(
     spec: &Spec,
     plan: &Plan,
     inputs: &ImageInputs<'_>,
-    systemd_version: Option<u32>,
+    built: Option<&Inventory>,
     config: &Map<String, Value>,
 ) -> BTreeMap<String, String> {
+    let systemd_version = built.and_then(|b| b.systemd_version);
     let mut labels: BTreeMap<String, String> = config
         .get("Labels")
         .and_then(Value::as_object)
@@ -274,7 +274,10 @@ fn labels(
     put(contract::BOOT_LABEL, "true".into());
     put(contract::TARGET_LABEL, plan.default_target.clone());
     put(contract::CONTAINER_LABEL, spec.systemd.container.clone());
-    put(contract::UNITS_ENABLED_LABEL, plan.enabled_units.join(","));
+    put(
+        contract::UNITS_ENABLED_LABEL,
+        plan.enabled_units_in(built).join(","),
+    );
     put(
         contract::UNITS_DISABLED_LABEL,
         plan.disabled_units.join(","),

@@ -77,6 +77,17 @@ pub struct Entrypoint {
 }
 
 impl Plan {
+    /// The units enabled in the image: as planned, but [`SSH_KEYGEN_UNIT`] only where the units
+    /// step's report (`built`; `None` when there is none, as in `sysfile llb`) found an SSH
+    /// server, as the units step writes and enables it only there.
+    pub fn enabled_units_in(&self, built: Option<&Inventory>) -> Vec<&str> {
+        self.enabled_units
+            .iter()
+            .map(String::as_str)
+            .filter(|u| *u != SSH_KEYGEN_UNIT || built.is_none_or(|b| b.ssh_server))
+            .collect()
+    }
+
     /// The entrypoint of the image: `/sbin/init` as planned, unless the units step's report
     /// (`built`, `None` when there is none, as in `sysfile llb`) shows that `/sbin/init` exists
     /// and is another init system; then the systemd binary itself.
@@ -286,7 +297,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     }
 
     let units = UnitPlan::new(spec, facts.family);
-    steps.push(systemd_config_step(spec, facts.family));
+    steps.push(systemd_config_step(spec));
     steps.push(hygiene_step(spec));
     let units_step = steps.len();
     let mut step = units.step(spec);
@@ -783,7 +794,7 @@ pub fn systemd_quote(assignment: &str) -> String {
     out
 }
 
-fn systemd_config_step(spec: &Spec, family: Family) -> Step {
+fn systemd_config_step(spec: &Spec) -> Step {
     let mut manager = String::from(
         "# Written by sysfile: the system manager's settings for this image.\n[Manager]\n",
     );
@@ -806,7 +817,7 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
     if spec.systemd.console_logs {
         journald.push_str("ForwardToConsole=yes\nTTYPath=/dev/console\nMaxLevelConsole=info\n");
     }
-    let mut files = vec![
+    let files = vec![
         FileStep::Write {
             path: SYSTEM_DROP_IN.to_string(),
             data: manager.into_bytes(),
@@ -826,14 +837,6 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
             owner: None,
         },
     ];
-    if !family.has_ssh_keygen_unit() {
-        files.push(FileStep::Write {
-            path: format!("/etc/systemd/system/{SSH_KEYGEN_UNIT}"),
-            data: SSH_KEYGEN_UNIT_TEXT.as_bytes().to_vec(),
-            mode: 0o644,
-            owner: None,
-        });
-    }
     Step {
         name: "[sysfile] systemd configuration".to_string(),
         span: finalize_span(spec),
@@ -842,7 +845,9 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
     }
 }
 
-const SSH_KEYGEN_UNIT_TEXT: &str =
+/// The text of [`SSH_KEYGEN_UNIT`], which the units step writes and enables only where an SSH
+/// server is installed.
+pub const SSH_KEYGEN_UNIT_TEXT: &str =
     "# Written by sysfile: every container gets its own SSH host keys.
 [Unit]
 Description=Generate SSH host keys
@@ -916,15 +921,27 @@ impl UnitPlan {
             "sysfile-units",
             ["--default".to_string(), spec.systemd.target.name.clone()],
         );
-        for (flag, units) in [
-            ("--enable", &self.enable),
-            ("--disable", &self.disable),
-            ("--mask", &self.mask),
-        ] {
+        let enable: Vec<String> = self
+            .enable
+            .iter()
+            .filter(|u| *u != SSH_KEYGEN_UNIT)
+            .cloned()
+            .collect();
+        let host_keys = self.enable.iter().any(|u| u == SSH_KEYGEN_UNIT);
+        for (flag, units) in [("--enable", &enable), ("--disable", &self.disable)] {
             if !units.is_empty() {
                 args.push(flag.to_string());
                 args.extend(units.iter().cloned());
             }
+        }
+        if host_keys {
+            args.extend(
+                ["--ssh-host-keys", SSH_KEYGEN_UNIT, SSH_KEYGEN_UNIT_TEXT].map(str::to_string),
+            );
+        }
+        if !self.mask.is_empty() {
+            args.push("--mask".to_string());
+            args.extend(self.mask.iter().cloned());
         }
         let mut summary = vec![format!("default {}", spec.systemd.target.name)];
         if !self.enable.is_empty() {

@@ -2,15 +2,17 @@
 //!
 //! The report itself (directory, scripts, files, parse) is [`crate::report`]'s; this module
 //! compares what it found with the spec and the plan: unit names that do not exist or are
-//! aliases (with the nearest name), unit states that did not take (`static` units), the default
-//! target and image hygiene.
+//! aliases (with the nearest name), unit states that did not take (`static` units), `systemctl`
+//! calls that failed, the default target, image hygiene, and the unit audit of every unit the
+//! units step collected ([`crate::audit`], driven by its measured table).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::diag::{Diagnostic, Span};
+use crate::audit::{self, UnitFile};
+use crate::diag::{Diagnostic, Severity, Span};
 use crate::model::{Spec, Unit};
-use crate::plan::Plan;
-use crate::report::{Inventory, Lookup};
+use crate::plan::{Plan, SSH_KEYGEN_UNIT};
+use crate::report::{Collected, CollectedKind, Failure, Inventory, Lookup};
 
 /// Checks that every unit the spec names exists (before the units step runs).
 pub fn check_inventory(spec: &Spec, inventory: &Inventory) -> Vec<Diagnostic> {
@@ -98,7 +100,12 @@ pub fn check_state(spec: &Spec, plan: &Plan, states: &str, facts: &str) -> Vec<D
     for unit in &plan.enabled_units {
         // `static` and `indirect` units have no [Install] section of their own: `systemctl
         // enable` succeeds and changes nothing, and the unit never starts at boot.
-        expect(unit, "enabled", &["enabled", "enabled-runtime"]);
+        if unit == SSH_KEYGEN_UNIT {
+            // Written and enabled only where an SSH server is installed.
+            expect(unit, "enabled", &["enabled", "no-ssh-server"]);
+        } else {
+            expect(unit, "enabled", &["enabled", "enabled-runtime"]);
+        }
     }
     for unit in &plan.disabled_units {
         expect(unit, "disabled", &["disabled", "static", "indirect"]);
@@ -130,6 +137,235 @@ pub fn check_state(spec: &Spec, plan: &Plan, states: &str, facts: &str) -> Vec<D
         }
     }
     diagnostics
+}
+
+/// The `systemctl` calls of the units step that failed, each at the entry that named its unit.
+pub fn check_failures(spec: &Spec, failures: &[Failure]) -> Vec<Diagnostic> {
+    failures
+        .iter()
+        .map(|f| {
+            let span = if f.verb == "set-default" {
+                crate::plan::finalize_span(spec)
+            } else {
+                entry_of_unit(spec, &f.unit)
+            };
+            let what = if f.unit == "*" {
+                format!("`systemctl {}` of the masked units failed", f.verb)
+            } else {
+                format!("`systemctl {} {}` failed", f.verb, f.unit)
+            };
+            let said = if f.message.is_empty() {
+                "it printed nothing".to_string()
+            } else {
+                format!("it said: {}", f.message)
+            };
+            Diagnostic::error(
+                "unit-change-failed",
+                span,
+                format!("the units step could not set the unit states: {what}; {said}"),
+            )
+            .with_label("the units step, the last step of the build, runs this")
+        })
+        .collect()
+}
+
+/// The entry of `[services]` (or `[systemd] target`) that names `unit`; else where the
+/// finalisation steps point.
+fn entry_of_unit(spec: &Spec, unit: &str) -> Span {
+    spec.services
+        .enable
+        .iter()
+        .chain(&spec.services.disable)
+        .chain(&spec.services.mask)
+        .chain([&spec.systemd.target])
+        .find(|u| u.name == unit && u.span.start != u.span.end)
+        .map_or(crate::plan::finalize_span(spec), |u| u.span)
+}
+
+/// The unit audit of what the units step collected: every unit file in `/etc/systemd/system`,
+/// every unit enabled there and their drop-ins.
+///
+/// A finding is located at the `[[files]]` entry that wrote the file it is in, else at the
+/// `[services] enable` entry naming the unit. It is an error when the audit says it fails on
+/// every host kind and the unit starts at boot (it is enabled, triggered by an enabled timer or
+/// socket, or pulled in by a starting unit); otherwise a warning, reported only for a unit that
+/// a spec entry installed or enabled (the stock units of packages are not the spec's to fix).
+pub fn check_units(
+    spec: &Spec,
+    plan: &Plan,
+    inventory: &Inventory,
+    collected: &Collected,
+) -> Vec<Diagnostic> {
+    // Each unit's main file (the first record naming it; one file is audited once) and drop-ins.
+    let mut mains: BTreeMap<&str, &crate::report::CollectedFile> = BTreeMap::new();
+    let mut seen_paths = BTreeSet::new();
+    let mut dropins: BTreeMap<&str, Vec<&crate::report::CollectedFile>> = BTreeMap::new();
+    let mut enabled: BTreeSet<&str> = BTreeSet::new();
+    for file in &collected.files {
+        match file.kind {
+            CollectedKind::DropIn => dropins.entry(&file.name).or_default().push(file),
+            CollectedKind::Unit | CollectedKind::Enabled => {
+                if file.kind == CollectedKind::Enabled {
+                    enabled.insert(&file.name);
+                }
+                if !mains.contains_key(file.name.as_str()) && seen_paths.insert(&file.path) {
+                    mains.insert(&file.name, file);
+                }
+            }
+        }
+    }
+    enabled.extend(plan.enabled_units.iter().map(String::as_str));
+    let starting = starting_units(&mains, &enabled);
+
+    let masked = |u: &str| {
+        plan.masked_units.iter().any(|m| m == u)
+            || inventory.units.get(u).is_some_and(|t| t == "/dev/null")
+    };
+    let unit_exists = |u: &str| {
+        inventory.units.contains_key(u)
+            || mains.contains_key(u)
+            || (u == SSH_KEYGEN_UNIT && inventory.ssh_server)
+    };
+    // A `[[files]]` destination may be written after the units step (so it is not known here).
+    let executable = |p: &str| {
+        if spec.files.iter().any(|f| under(p, &f.dest)) {
+            return None;
+        }
+        collected.executables.get(p).copied()
+    };
+    let facts = audit::Facts {
+        masked: &masked,
+        unit_exists: &unit_exists,
+        executable: &executable,
+    };
+
+    let mut diagnostics = Vec::new();
+    for (name, main) in &mains {
+        let mut files = vec![*main];
+        let template = instance_template(name);
+        for key in [Some(*name), template.as_deref()].into_iter().flatten() {
+            if let Some(more) = dropins.get(key) {
+                files.extend(more.iter().copied());
+            }
+        }
+        let unit_files: Vec<UnitFile> = files
+            .iter()
+            .map(|f| UnitFile {
+                path: &f.path,
+                text: &f.text,
+            })
+            .collect();
+        for finding in audit::audit_unit(name, &unit_files, &facts) {
+            let path = &files[finding.file].path;
+            let entry = spec
+                .files
+                .iter()
+                .rev()
+                .find(|f| under(path, &f.dest))
+                .map(|f| f.span)
+                .or_else(|| {
+                    spec.services
+                        .enable
+                        .iter()
+                        .find(|u| u.name == *name)
+                        .map(|u| u.span)
+                });
+            let certain = finding.severity == Severity::Error && starting.contains(*name);
+            let Some(span) = entry.or_else(|| certain.then(|| crate::plan::finalize_span(spec)))
+            else {
+                continue;
+            };
+            let code = finding.kind.code();
+            let message = format!("{} ({path}, line {})", finding.message, finding.line);
+            let diagnostic = if certain {
+                Diagnostic::error(code, span, message)
+            } else {
+                Diagnostic::warning(code, span, message)
+            };
+            diagnostics.push(
+                diagnostic
+                    .with_label(format!("{name} comes from here"))
+                    .with_help(audit_help(finding.kind, name)),
+            );
+        }
+    }
+    diagnostics
+}
+
+/// Whether `path` is `dest` or inside it.
+fn under(path: &str, dest: &str) -> bool {
+    path == dest
+        || path
+            .strip_prefix(dest.trim_end_matches('/'))
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// `foo@.service` for `foo@bar.service`.
+fn instance_template(name: &str) -> Option<String> {
+    let (prefix, rest) = name.split_once('@')?;
+    let (instance, suffix) = rest.rsplit_once('.')?;
+    (!instance.is_empty()).then(|| format!("{prefix}@.{suffix}"))
+}
+
+/// The units that start at boot, as far as the collected files tell: the enabled ones, the
+/// services their timers and sockets trigger, and what starting units require or want.
+fn starting_units<'a>(
+    mains: &BTreeMap<&'a str, &'a crate::report::CollectedFile>,
+    enabled: &BTreeSet<&'a str>,
+) -> BTreeSet<String> {
+    let mut starting: BTreeSet<String> = enabled.iter().map(|u| u.to_string()).collect();
+    let mut queue: Vec<String> = starting.iter().cloned().collect();
+    while let Some(unit) = queue.pop() {
+        let Some(file) = mains.get(unit.as_str()) else {
+            continue;
+        };
+        let directives = audit::parse_unit(&[UnitFile {
+            path: &file.path,
+            text: &file.text,
+        }]);
+        let mut pulled: Vec<String> = directives
+            .iter()
+            .filter(|d| {
+                (d.section == "Unit" && matches!(d.key.as_str(), "Requires" | "Wants" | "BindsTo"))
+                    || (d.section == "Timer" && d.key == "Unit")
+                    || (d.section == "Socket" && d.key == "Service")
+            })
+            .flat_map(|d| d.value.split_whitespace().map(str::to_string))
+            .collect();
+        for kind in [".timer", ".socket"] {
+            if let Some(stem) = unit.strip_suffix(kind) {
+                pulled.push(format!("{stem}.service"));
+            }
+        }
+        for next in pulled {
+            if starting.insert(next.clone()) {
+                queue.push(next);
+            }
+        }
+    }
+    starting
+}
+
+fn audit_help(kind: audit::FindingKind, unit: &str) -> String {
+    match kind {
+        audit::FindingKind::Setting { key } => format!(
+            "system containers run without the privileges this setting needs (docs/unit-audit.md \
+             lists what each setting does there); drop it, or override it with a drop-in: \
+             [[files]] dest = \"/etc/systemd/system/{unit}.d/container.conf\" with content \
+             \"[Service]\\n{key}=\\n\" (an empty value resets it)"
+        ),
+        audit::FindingKind::MaskedDependency => {
+            "keep the unit it needs with [systemd] keep, or drop the dependency".to_string()
+        }
+        audit::FindingKind::MissingProgram => {
+            "install the package that provides the program, or correct the path".to_string()
+        }
+        audit::FindingKind::MissingService => {
+            "add the service unit, or name an existing one with `Unit=` (timers) or `Service=` \
+             (sockets)"
+                .to_string()
+        }
+    }
 }
 
 #[cfg(test)]
