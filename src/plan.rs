@@ -802,13 +802,20 @@ fn systemd_config_step(spec: &Spec) -> Step {
         "DefaultTimeoutStopSec={}\n",
         duration_for_systemd(spec.systemd.stop_timeout)
     ));
-    if !spec.config.env.is_empty() {
-        let assignments: Vec<String> = spec
-            .config
+    // With console_logs the journal reaches the console: systemd's own status lines would say
+    // each thing a second time, and colour codes end up in `docker logs` (docs/boot-log.md).
+    let mut assignments: Vec<String> = Vec::new();
+    if spec.systemd.console_logs {
+        manager.push_str("ShowStatus=no\nLogColor=no\n");
+        assignments.push(systemd_quote("SYSTEMD_COLORS=0"));
+    }
+    assignments.extend(
+        spec.config
             .env
             .iter()
-            .map(|(k, v)| systemd_quote(&format!("{k}={v}")))
-            .collect();
+            .map(|(k, v)| systemd_quote(&format!("{k}={v}"))),
+    );
+    if !assignments.is_empty() {
         manager.push_str(&format!("DefaultEnvironment={}\n", assignments.join(" ")));
     }
     let mut journald = String::from(
@@ -1127,6 +1134,48 @@ mod tests {
             entries[0]
                 .0
                 .starts_with("[sysfile] install packages: systemd")
+        );
+    }
+
+    /// The manager drop-in of a spec, as the systemd configuration step writes it.
+    fn manager_drop_in(text: &str) -> String {
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", text),
+            &crate::spec::LoadOptions::default(),
+        );
+        let plan = plan(
+            &loaded.spec.expect("a valid spec"),
+            &BaseFacts::assumed(Family::Debian),
+        );
+        plan.steps
+            .iter()
+            .find_map(|s| match &s.kind {
+                StepKind::Files(files) => files.iter().find_map(|f| match f {
+                    FileStep::Write { path, data, .. } if path == SYSTEM_DROP_IN => {
+                        Some(String::from_utf8_lossy(data).into_owned())
+                    }
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .expect("the manager drop-in")
+    }
+
+    #[test]
+    fn console_logs_quiet_the_boot_log() {
+        let quiet = manager_drop_in(
+            "[image]\nfrom = \"debian\"\n[systemd]\nconsole_logs = true\n[config]\nenv = { SYSTEMD_COLORS = \"1\" }\n",
+        );
+        assert!(quiet.contains("\nShowStatus=no\nLogColor=no\n"), "{quiet}");
+        // sysfile's value first, so the spec's own wins.
+        assert!(
+            quiet.contains("DefaultEnvironment=\"SYSTEMD_COLORS=0\" \"SYSTEMD_COLORS=1\"\n"),
+            "{quiet}"
+        );
+        let plain = manager_drop_in("[image]\nfrom = \"debian\"\n");
+        assert!(
+            !plain.contains("ShowStatus") && !plain.contains("DefaultEnvironment"),
+            "{plain}"
         );
     }
 

@@ -4,8 +4,8 @@
 //! as a user on that host would.
 //!
 //! Where a combination boots: `running`, no failed unit, every enabled unit active, an SSH key
-//! login, the boot in `docker logs`, `healthy`, a second container with its own identity, and
-//! `docker stop` exiting 0. Where `sysfile run` refuses (a systemd without cgroup v1 support on a
+//! login, the boot in `docker logs` (each message once, no colour codes), `healthy`, a second
+//! container with its own identity, and `docker stop` exiting 0. Where `sysfile run` refuses (a systemd without cgroup v1 support on a
 //! v1 host), the test proves both the refusal and that the image really fails there. Each run
 //! prints the systemd version every suite brings, for `docs/contract.md`.
 
@@ -171,6 +171,7 @@ fn boot_matrix(host: Host, suite: &'static str) {
         "{test}: docker logs shows no boot:\n{}",
         tail(&boot.unwrap_err(), 30)
     );
+    assert_quiet_boot_log(&test, &c.logs());
     let healthy = poll_until(BOOT_BOUND, &|| c.health(), &|h| h == "healthy");
     assert!(healthy.is_ok(), "{test}: health {:?}", healthy.unwrap_err());
     assert_boots_to_running(&twin, BOOT_BOUND, &|| twin.logs_tail(60));
@@ -201,6 +202,46 @@ fn boot_matrix(host: Host, suite: &'static str) {
         "[hosts] {test}: systemd {}, running, docker stop {:.2}s",
         image.systemd_major,
         took.as_secs_f64()
+    );
+}
+
+/// The boot log of an image with `console_logs` (docs/boot-log.md): every message once (no
+/// status line repeating a journal line) and no colour codes. The one escape sequence allowed
+/// is the terminal reset systemd 257 writes to its console before its first line.
+fn assert_quiet_boot_log(test: &str, logs: &str) {
+    const TERMINAL_RESET: &str = "\x1b[!p\x1b]104\x07\x1b[?7h";
+    let escapes = logs.replacen(TERMINAL_RESET, "", 1).matches('\x1b').count();
+    assert_eq!(
+        escapes,
+        0,
+        "{test}: escape sequences in docker logs:\n{}",
+        tail(logs, 40)
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut repeated = Vec::new();
+    for line in logs.lines() {
+        let line = line.trim_end_matches('\r');
+        assert!(
+            !line.starts_with("[  OK  ]") && !line.starts_with("         Starting "),
+            "{test}: a status line in docker logs: {line:?}"
+        );
+        // Journal lines carry a monotonic timestamp (`[11601.456] `); the message is the rest.
+        let message = match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+            Some((stamp, rest)) if stamp.trim().parse::<f64>().is_ok() => rest,
+            _ => line,
+        };
+        if !message.trim().is_empty() && !seen.insert(message.to_string()) {
+            repeated.push(message.to_string());
+        }
+    }
+    assert!(
+        repeated.is_empty(),
+        "{test}: messages repeated in docker logs: {repeated:?}\n{}",
+        tail(logs, 40)
+    );
+    eprintln!(
+        "[hosts] {test}: docker logs has {} lines, none repeated, no colour codes",
+        logs.lines().count()
     );
 }
 

@@ -551,3 +551,55 @@ fn apache_configtest_in_a_build_step_finds_run_lock() {
         );
     }
 }
+
+/// A unit with `DynamicUser=yes`, added with `[[files]]` and enabled (issue #13): it passed every
+/// check and failed only at boot with `226/NAMESPACE`. Now the unit audit fails the build, at the
+/// `[[files]]` entry (line 5), naming the unit file's line; the units step's script never shows.
+const DYNAMIC_USER_SPEC: &str = r#"# syntax={frontend}
+[image]
+from = "local/debian:bookworm"
+
+[[files]]
+dest = "/etc/systemd/system/dyn.service"
+content = """
+[Service]
+DynamicUser=yes
+ExecStart=/usr/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+[services]
+enable = ["dyn"]
+"#;
+
+#[test]
+fn dynamic_user_from_files_fails_the_build() {
+    let test = "dynamic_user_from_files";
+    let Some(engine) = Engine::detect(test) else {
+        return;
+    };
+    let ctx = tempdir();
+    std::fs::write(
+        ctx.path().join("Sysfile"),
+        DYNAMIC_USER_SPEC.replace("{frontend}", &frontend_tag()),
+    )
+    .unwrap();
+    let build = build_context(&engine, ctx.path(), test);
+    build.assert_failed("an enabled DynamicUser=yes unit");
+    let output = &build.output;
+    assert!(
+        output.contains("`DynamicUser=yes` makes dyn.service fail")
+            && output.contains("226/NAMESPACE")
+            && output.contains("/etc/systemd/system/dyn.service, line 3"),
+        "{}",
+        tail(output, 40)
+    );
+    assert!(
+        error_lines(output, "Sysfile").contains(&5),
+        "the error is not located at the [[files]] entry:\n{}",
+        tail(output, 40)
+    );
+    assert!(!output.contains("set -eu"), "{}", tail(output, 40));
+}
