@@ -134,19 +134,19 @@ fi
 "#;
 
 /// What the unit audit reads, written to `$out/audit` after the changes: every unit file in
-/// `/etc/systemd/system` (where `[[files]]` puts units; masks skipped), every unit enabled there
-/// (the targets of the links in its `*.wants/` and `*.requires/` directories) and every drop-in
-/// there, each as a `file KIND NAME PATH LENGTH` line followed by its text and a newline (files
+/// `/etc/systemd/system` (where `[[files]]` puts units; links resolved, masks skipped), every
+/// unit enabled there (the targets of the links in its `*.wants/` and `*.requires/` directories)
+/// and every drop-in there, each as a `file KIND NAME PATH LENGTH` line followed by its text and a newline (files
 /// over 64 KiB skipped), then one `exec PATH yes|no` line per path an `ExecStart=` program may
 /// be. Values are only ever data: paths reach `test` and `cat` as arguments.
 const AUDIT: &str = r#"audit_file() {
-  [ -f "$4" ] || return 0
-  n=$(wc -c < "$4")
+  [ -f "$3" ] || return 0
+  n=$(wc -c < "$3")
   [ "$n" -le 65536 ] || return 0
   printf 'file\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$n"
-  cat -- "$4"
+  cat -- "$3"
   printf '\n'
-  sed -n 's/^[[:space:]]*ExecStart[[:space:]]*=[[:space:]]*[-@:+!|]*\([^[:space:]]*\).*/\1/p' "$4" >> "$out/programs"
+  sed -n 's/^[[:space:]]*ExecStart[[:space:]]*=[[:space:]]*[-@:+!|]*\([^[:space:]]*\).*/\1/p' "$3" >> "$out/programs"
 }
 audit_units() {
   : > "$out/programs"
@@ -156,19 +156,24 @@ audit_units() {
       *.service|*.socket|*.timer|*.path|*.mount|*.automount|*.swap|*.target) ;;
       *) continue ;;
     esac
-    if [ -L "$f" ] && [ "$(readlink "$f")" = /dev/null ]; then continue; fi
-    audit_file unit "${f##*/}" "$f" "$f"
+    if [ -L "$f" ]; then
+      t=$(readlink -f "$f") || continue
+      [ "$t" != /dev/null ] || continue
+    else
+      t=$f
+    fi
+    audit_file unit "${f##*/}" "$t"
   done
   for f in "$d"/*.wants/* "$d"/*.requires/*; do
     [ -L "$f" ] || continue
     t=$(readlink -f "$f") || continue
-    audit_file enabled "${f##*/}" "$t" "$t"
+    audit_file enabled "${f##*/}" "$t"
   done
   for f in "$d"/*.d/*.conf; do
     [ -f "$f" ] || continue
     u=${f%/*}
     u=${u##*/}
-    audit_file dropin "${u%.d}" "$f" "$f"
+    audit_file dropin "${u%.d}" "$f"
   done
   sort -u "$out/programs" | while IFS= read -r p; do
     case "$p" in

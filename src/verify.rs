@@ -214,13 +214,13 @@ pub fn check_units(
             }
         }
     }
-    enabled.extend(plan.enabled_units.iter().map(String::as_str));
-    let starting = starting_units(&mains, &enabled);
-
     let masked = |u: &str| {
         plan.masked_units.iter().any(|m| m == u)
             || inventory.units.get(u).is_some_and(|t| t == "/dev/null")
     };
+    enabled.extend(plan.enabled_units.iter().map(String::as_str));
+    enabled.retain(|u| !masked(u));
+    let starting = starting_units(&mains, &enabled, &masked);
     let unit_exists = |u: &str| {
         inventory.units.contains_key(u)
             || mains.contains_key(u)
@@ -240,7 +240,8 @@ pub fn check_units(
     };
 
     let mut diagnostics = Vec::new();
-    for (name, main) in &mains {
+    // A masked unit never starts, even with an enabling link left behind.
+    for (name, main) in mains.iter().filter(|(name, _)| !masked(name)) {
         let mut files = vec![*main];
         let template = instance_template(name);
         for key in [Some(*name), template.as_deref()].into_iter().flatten() {
@@ -312,6 +313,7 @@ fn instance_template(name: &str) -> Option<String> {
 fn starting_units<'a>(
     mains: &BTreeMap<&'a str, &'a crate::report::CollectedFile>,
     enabled: &BTreeSet<&'a str>,
+    masked: &dyn Fn(&str) -> bool,
 ) -> BTreeSet<String> {
     let mut starting: BTreeSet<String> = enabled.iter().map(|u| u.to_string()).collect();
     let mut queue: Vec<String> = starting.iter().cloned().collect();
@@ -337,7 +339,7 @@ fn starting_units<'a>(
                 pulled.push(format!("{stem}.service"));
             }
         }
-        for next in pulled {
+        for next in pulled.into_iter().filter(|u| !masked(u)) {
             if starting.insert(next.clone()) {
                 queue.push(next);
             }
@@ -384,6 +386,91 @@ mod tests {
             Some("nginx.service")
         );
         assert_eq!(nearest("postgresql.service", units.iter()), None);
+    }
+
+    fn collected(records: &[(&str, &str, &str, &str)], programs: &[(&str, bool)]) -> Collected {
+        let mut text = String::new();
+        for (kind, name, path, body) in records {
+            text.push_str(&format!(
+                "file\t{kind}\t{name}\t{path}\t{}\n{body}\n",
+                body.len()
+            ));
+        }
+        for (path, yes) in programs {
+            text.push_str(&format!(
+                "exec\t{path}\t{}\n",
+                if *yes { "yes" } else { "no" }
+            ));
+        }
+        Collected::parse(text.as_bytes())
+    }
+
+    #[test]
+    fn the_unit_audit_follows_timers_skips_masks_and_reads_drop_ins() {
+        let text = "[image]\nfrom = \"debian\"\n[[files]]\ndest = \"/etc/systemd/system/job.service\"\ncontent = \"[Service]\\nDynamicUser=yes\\nExecStart=/usr/bin/job\\n\"\n[[files]]\ndest = \"/etc/systemd/system/job.timer\"\ncontent = \"[Timer]\\nOnCalendar=daily\\n[Install]\\nWantedBy=timers.target\\n\"\n[[files]]\ndest = \"/usr/bin/job\"\ncontent = \"#!/bin/sh\\n\"\nmode = \"0755\"\n[services]\nenable = [\"job.timer\"]\n";
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", text),
+            &Default::default(),
+        );
+        let spec = loaded.spec.expect("loads");
+        let plan = crate::plan::plan(
+            &spec,
+            &crate::plan::BaseFacts::assumed(crate::distro::Family::Debian),
+        );
+        let inventory = Inventory::default();
+        let job = "[Service]\nDynamicUser=yes\nExecStart=/usr/bin/job\n";
+        let timer = "[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n";
+        let masked = "[Service]\nDynamicUser=yes\nExecStart=/usr/bin/gone\n";
+        let records = [
+            (
+                "unit",
+                "job.service",
+                "/etc/systemd/system/job.service",
+                job,
+            ),
+            ("unit", "job.timer", "/etc/systemd/system/job.timer", timer),
+            (
+                "enabled",
+                "job.timer",
+                "/etc/systemd/system/job.timer",
+                timer,
+            ),
+            // Masked by sysfile's Debian list, with its enabling link left behind.
+            (
+                "enabled",
+                "systemd-timesyncd.service",
+                "/lib/systemd/system/systemd-timesyncd.service",
+                masked,
+            ),
+        ];
+        // `/usr/bin/job` is a [[files]] destination: not reported, whatever the collector saw.
+        let report = collected(
+            &records,
+            &[("/usr/bin/job", false), ("/usr/bin/gone", false)],
+        );
+        let diagnostics = check_units(&spec, &plan, &inventory, &report);
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        let d = &diagnostics[0];
+        // The timer starts the service: an error, at the service's [[files]] entry (line 3).
+        assert!(d.is_error(), "{d:?}");
+        assert_eq!(d.code, "unit-setting-fails");
+        assert_eq!(&text[d.span.start..d.span.start + 9], "[[files]]");
+        assert!(
+            d.message
+                .contains("/etc/systemd/system/job.service, line 2"),
+            "{d:?}"
+        );
+
+        // A drop-in resetting the setting clears it.
+        let mut records = records.to_vec();
+        records.push((
+            "dropin",
+            "job.service",
+            "/etc/systemd/system/job.service.d/container.conf",
+            "[Service]\nDynamicUser=\n",
+        ));
+        let report = collected(&records, &[]);
+        assert!(check_units(&spec, &plan, &inventory, &report).is_empty());
     }
 
     #[test]
