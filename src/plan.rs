@@ -1180,6 +1180,32 @@ mod tests {
     }
 
     #[test]
+    fn the_ssh_host_key_unit_goes_to_the_units_step_apart() {
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", "[image]\nfrom = \"debian\"\n"),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded.spec.expect("a valid spec");
+        let args = |family| {
+            let plan = plan(&spec, &BaseFacts::assumed(family));
+            match &plan.steps[plan.units_step].kind {
+                StepKind::Exec(exec) => exec.args.clone(),
+                StepKind::Files(_) => panic!("the units step runs a script"),
+            }
+        };
+        let debian = args(Family::Debian);
+        let at = debian
+            .iter()
+            .position(|a| a == "--ssh-host-keys")
+            .expect("--ssh-host-keys");
+        assert_eq!(debian[at + 1], SSH_KEYGEN_UNIT);
+        assert_eq!(debian[at + 2], SSH_KEYGEN_UNIT_TEXT);
+        assert_eq!(debian.iter().filter(|a| *a == SSH_KEYGEN_UNIT).count(), 1);
+        // Fedora's openssh ships its own key units.
+        assert!(!args(Family::Fedora).iter().any(|a| a == "--ssh-host-keys"));
+    }
+
+    #[test]
     fn first_line_is_shortened() {
         assert_eq!(first_line("\n  echo hi\nmore"), "echo hi");
         assert_eq!(first_line(&"x".repeat(70)).chars().count(), 61);

@@ -167,6 +167,20 @@ fn run_wait_on_webapp_returns_running() {
     started.assert_running("examples/webapp");
     assert_healthy(&started, build.tag());
     report_numbers("webapp", &build, &started);
+    // No SSH server in this image: no host-key unit, neither enabled nor in the label (#13).
+    let enabled = image_label_list(build.tag(), "sysfile.systemd.units.enabled");
+    assert!(
+        !enabled.iter().any(|u| u == "sysfile-ssh-host-keys.service"),
+        "{enabled:?}"
+    );
+    let (code, state) =
+        started
+            .container
+            .exec(&["systemctl", "is-enabled", "sysfile-ssh-host-keys.service"]);
+    assert_ne!(
+        code, 0,
+        "the host-key unit is in an image without sshd: {state}"
+    );
 
     // Without --wait, the `wait:` hint works when pasted at once (the bus is not up yet).
     let plain = sysfile_run(build.tag(), test, &[], &[]);
