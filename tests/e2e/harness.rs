@@ -63,7 +63,15 @@ pub fn frontend_tag() -> String {
     std::env::var("SYSFILE_FRONTEND_IMAGE")
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_FRONTEND_IMAGE.to_string())
+        .unwrap_or_else(|| {
+            // Several checkouts share one daemon: each builds its own tag (passed to builds as
+            // BUILDKIT_SYNTAX), so one checkout's tests never run another's frontend.
+            let dir = repo_root();
+            match dir.file_name().and_then(|n| n.to_str()) {
+                Some(name) if name.starts_with("wt-") => format!("local/sysfile:{name}"),
+                _ => DEFAULT_FRONTEND_IMAGE.to_string(),
+            }
+        })
 }
 
 /// A name unique within this machine's test runs: `sysfile-e2e-<test>-<pid>-<n>`.
