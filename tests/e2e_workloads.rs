@@ -606,7 +606,7 @@ fn dynamic_user_from_files_fails_the_build() {
     assert!(
         output.contains("`DynamicUser=yes` makes dyn.service fail")
             && output.contains("226/NAMESPACE")
-            && output.contains("/etc/systemd/system/dyn.service, line 3"),
+            && output.contains("/etc/systemd/system/dyn.service, line 2"),
         "{}",
         tail(output, 40)
     );
