@@ -195,6 +195,11 @@ fn env(spec: &Spec, config: &Map<String, Value>) -> Vec<String> {
         );
     }
     set("container", &spec.systemd.container);
+    // systemd writes its first console lines before it reads its configuration: only its
+    // environment keeps them free of colour codes (docs/boot-log.md). `[config] env` may undo it.
+    if spec.systemd.console_logs {
+        set("SYSTEMD_COLORS", "0");
+    }
     for (k, v) in &spec.config.env {
         set(k, v);
     }
@@ -344,6 +349,25 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn console_logs_turn_systemd_colours_off_unless_the_spec_sets_them() {
+        let env_of = |text: &str| {
+            let loaded = crate::spec::load(
+                crate::diag::SourceFile::new("Sysfile", text),
+                &Default::default(),
+            );
+            env(&loaded.spec.expect("loads"), &Map::new())
+        };
+        let base = "[image]\nfrom = \"debian\"\n";
+        assert!(!env_of(base).iter().any(|e| e.starts_with("SYSTEMD_COLORS")));
+        let quiet = format!("{base}[systemd]\nconsole_logs = true\n");
+        assert!(env_of(&quiet).contains(&"SYSTEMD_COLORS=0".to_string()));
+        let own = format!("{quiet}[config]\nenv = {{ SYSTEMD_COLORS = \"1\" }}\n");
+        let own = env_of(&own);
+        assert!(own.contains(&"SYSTEMD_COLORS=1".to_string()), "{own:?}");
+        assert!(!own.contains(&"SYSTEMD_COLORS=0".to_string()), "{own:?}");
     }
 
     #[test]
