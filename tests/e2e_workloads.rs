@@ -617,3 +617,60 @@ fn dynamic_user_from_files_fails_the_build() {
     );
     assert!(!output.contains("set -eu"), "{}", tail(output, 40));
 }
+
+/// A `systemctl enable` that fails in the units step (here: an `Alias=` without a unit suffix,
+/// which systemctl refuses) names the step and the unit at the `enable` entry (line 17), with
+/// systemctl's own message. Before, the build failed with BuildKit's
+/// `process "/bin/sh -c set -eu …" did not complete successfully`, the whole internal script.
+const FAILED_ENABLE_SPEC: &str = r#"# syntax={frontend}
+[image]
+from = "local/debian:bookworm"
+
+[[files]]
+dest = "/etc/systemd/system/aliased.service"
+content = """
+[Service]
+ExecStart=/usr/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+Alias=aliased
+"""
+
+[services]
+enable = ["aliased"]
+"#;
+
+#[test]
+fn a_failed_enable_names_the_unit_not_the_script() {
+    let test = "failed_enable_names_the_unit";
+    let Some(engine) = Engine::detect(test) else {
+        return;
+    };
+    let ctx = tempdir();
+    std::fs::write(
+        ctx.path().join("Sysfile"),
+        FAILED_ENABLE_SPEC.replace("{frontend}", &frontend_tag()),
+    )
+    .unwrap();
+    let build = build_context(&engine, ctx.path(), test);
+    build.assert_failed("an enable systemctl refuses");
+    let output = &build.output;
+    assert!(
+        output.contains("the units step could not set the unit states")
+            && output.contains("`systemctl enable aliased.service` failed")
+            && output.contains("cannot alias aliased.service as aliased"),
+        "{}",
+        tail(output, 40)
+    );
+    assert!(
+        error_lines(output, "Sysfile").contains(&17),
+        "not located at the enable entry:\n{}",
+        tail(output, 40)
+    );
+    assert!(
+        !output.contains("set -eu") && !output.contains("did not complete successfully"),
+        "{}",
+        tail(output, 40)
+    );
+}
