@@ -244,7 +244,13 @@ fn assert_quiet_boot_log(test: &str, logs: &str) {
         tail(&rest, 40)
     );
     let logs = rest.as_str();
-    let mut seen = std::collections::BTreeSet::new();
+    // A message said twice by two paths (a status line and a journal line, or two forwarders):
+    // the same journal line (timestamp and text) twice, or an untimed line (systemd's own, or a
+    // status line) repeating a journal line's text. systemd may log one thing twice itself, at
+    // two times; that is not a repeat.
+    let mut journal = std::collections::BTreeSet::new();
+    let mut journal_texts = std::collections::BTreeSet::new();
+    let mut untimed = Vec::new();
     let mut repeated = Vec::new();
     for line in logs.lines() {
         let line = line.trim_end_matches('\r');
@@ -252,15 +258,20 @@ fn assert_quiet_boot_log(test: &str, logs: &str) {
             !line.starts_with("[  OK  ]") && !line.starts_with("         Starting "),
             "{test}: a status line in docker logs: {line:?}"
         );
-        // Journal lines carry a monotonic timestamp (`[11601.456] `); the message is the rest.
-        let message = match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
-            Some((stamp, rest)) if stamp.trim().parse::<f64>().is_ok() => rest,
-            _ => line,
-        };
-        if !message.trim().is_empty() && !seen.insert(message.to_string()) {
-            repeated.push(message.to_string());
+        match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+            // Journal lines: `[11601.456] systemd[1]: text`.
+            Some((stamp, message)) if stamp.trim().parse::<f64>().is_ok() => {
+                if !journal.insert((stamp.to_string(), message.to_string())) {
+                    repeated.push(message.to_string());
+                }
+                let text = message.split_once("]: ").map_or(message, |(_, t)| t);
+                journal_texts.insert(text.to_string());
+            }
+            _ if !line.trim().is_empty() => untimed.push(line.to_string()),
+            _ => {}
         }
     }
+    repeated.extend(untimed.into_iter().filter(|l| journal_texts.contains(l)));
     assert!(
         repeated.is_empty(),
         "{test}: messages repeated in docker logs: {repeated:?}\n{}",
