@@ -536,6 +536,8 @@ install = ["apache2"]
 [[run]]
 name = "configtest with /run/lock"
 sh = "test -d /run/lock && test -w /var/lock && apache2ctl configtest"
+# Unique per run, so this step and the units step after it run (and print) every time.
+env = { RUN = "{run}" }
 "#;
 
 #[test]
@@ -547,7 +549,9 @@ fn apache_configtest_in_a_build_step_finds_run_lock() {
     let ctx = tempdir();
     std::fs::write(
         ctx.path().join("Sysfile"),
-        CONFIGTEST_SPEC.replace("{frontend}", &frontend_tag()),
+        CONFIGTEST_SPEC
+            .replace("{frontend}", &frontend_tag())
+            .replace("{run}", &unique_name(test)),
     )
     .unwrap();
     let build = build_context(&engine, ctx.path(), test);
