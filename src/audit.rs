@@ -16,7 +16,7 @@
 //! at a value only as far as a check needs (a boolean, a sign, a program path, unit names).
 //! `docs/unit-audit.md` lists the table in prose; a test holds it to [`SETTINGS`].
 
-use crate::diag::Severity;
+use crate::diag::{Code, Severity};
 
 /// A host kind the suite boots system containers on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -630,12 +630,12 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// A stable identifier for diagnostics.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> Code {
         match self {
-            FindingKind::Setting { .. } => "unit-setting-fails",
-            FindingKind::MaskedDependency => "unit-depends-on-masked",
-            FindingKind::MissingProgram => "unit-program-missing",
-            FindingKind::MissingService => "unit-service-missing",
+            FindingKind::Setting { .. } => Code::UnitSettingFails,
+            FindingKind::MaskedDependency => Code::UnitDependsOnMasked,
+            FindingKind::MissingProgram => Code::UnitProgramMissing,
+            FindingKind::MissingService => Code::UnitServiceMissing,
         }
     }
 }
@@ -1112,7 +1112,7 @@ mod tests {
 
     fn brief(f: &[Finding]) -> Vec<(Severity, &'static str, usize, usize)> {
         f.iter()
-            .map(|f| (f.severity, f.kind.code(), f.file, f.line))
+            .map(|f| (f.severity, f.kind.code().as_str(), f.file, f.line))
             .collect()
     }
 

@@ -132,8 +132,7 @@ pub fn image_config(
     if let Some(workdir) = &spec.config.workdir {
         config.insert("WorkingDir".into(), json!(workdir.value));
     }
-    let systemd_version = built.and_then(|b| b.systemd_version);
-    let labels: Map<String, Value> = labels(spec, plan, inputs, systemd_version, &config)
+    let labels: Map<String, Value> = labels(spec, plan, inputs, built, &config)
         .into_iter()
         .map(|(k, v)| (k, json!(v)))
         .collect();
@@ -187,6 +186,11 @@ fn env(spec: &Spec, config: &Map<String, Value>) -> Vec<String> {
         );
     }
     set("container", &spec.systemd.container.value);
+    // systemd writes its first console lines before it reads its configuration: only its
+    // environment keeps them free of colour codes (docs/boot-log.md). `[config] env` may undo it.
+    if spec.systemd.console_logs.value {
+        set("SYSTEMD_COLORS", "0");
+    }
     for entry in &spec.config.env {
         set(&entry.name.value, &entry.value.value);
     }
@@ -225,9 +229,10 @@ fn labels(
     spec: &Spec,
     plan: &Plan,
     inputs: &ImageInputs<'_>,
-    systemd_version: Option<u32>,
+    built: Option<&Inventory>,
     config: &Map<String, Value>,
 ) -> BTreeMap<String, String> {
+    let systemd_version = built.and_then(|b| b.systemd_version);
     let mut labels: BTreeMap<String, String> = config
         .get("Labels")
         .and_then(Value::as_object)
@@ -268,7 +273,10 @@ fn labels(
         contract::CONTAINER_LABEL,
         spec.systemd.container.value.clone(),
     );
-    put(contract::UNITS_ENABLED_LABEL, plan.enabled_units.join(","));
+    put(
+        contract::UNITS_ENABLED_LABEL,
+        plan.enabled_units_in(built).join(","),
+    );
     put(
         contract::UNITS_DISABLED_LABEL,
         plan.disabled_units.join(","),
@@ -358,6 +366,25 @@ mod tests {
             engine_stop_timeout(spec.systemd.stop_timeout.value)
         );
         assert_eq!(contract::DEFAULT_ENGINE_STOP_TIMEOUT, 30);
+    }
+
+    #[test]
+    fn console_logs_turn_systemd_colours_off_unless_the_spec_sets_them() {
+        let env_of = |text: &str| {
+            let loaded = crate::spec::load(
+                crate::diag::SourceFile::new("Sysfile", text),
+                &Default::default(),
+            );
+            env(&loaded.spec.expect("loads"), &Map::new())
+        };
+        let base = "[image]\nfrom = \"debian\"\n";
+        assert!(!env_of(base).iter().any(|e| e.starts_with("SYSTEMD_COLORS")));
+        let quiet = format!("{base}[systemd]\nconsole_logs = true\n");
+        assert!(env_of(&quiet).contains(&"SYSTEMD_COLORS=0".to_string()));
+        let own = format!("{quiet}[config]\nenv = {{ SYSTEMD_COLORS = \"1\" }}\n");
+        let own = env_of(&own);
+        assert!(own.contains(&"SYSTEMD_COLORS=1".to_string()), "{own:?}");
+        assert!(!own.contains(&"SYSTEMD_COLORS=0".to_string()), "{own:?}");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Lowering: a build plan becomes an LLB definition with a source location on every op.
 //!
 //! The build-step rules of the systemd contract live here: every exec gets a
-//! tmpfs on `/run` and `/tmp` and `SYSTEMD_OFFLINE=1` in its environment (never
-//! in the image config), and the builder's forced network mode applies to
-//! every step that did not choose one.
+//! tmpfs on `/run`, `/run/lock` and `/tmp`, and `SYSTEMD_OFFLINE=1` and an empty
+//! `SYSTEMD_PROC_CMDLINE` in its environment (never in the image config), and the
+//! builder's forced network mode applies to every step that did not choose one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -348,7 +348,7 @@ impl<'a> Lowering<'a> {
         for entry in &self.options.base_env {
             env.push(entry.clone());
         }
-        env.push("SYSTEMD_OFFLINE=1".to_string());
+        env.extend(STEP_ENV.iter().map(|(k, v)| format!("{k}={v}")));
         let exec = llb::Exec {
             args,
             env,
@@ -365,6 +365,7 @@ impl<'a> Lowering<'a> {
                     },
                 },
                 Mount::tmpfs("/run"),
+                Mount::tmpfs("/run/lock"),
                 Mount::tmpfs("/tmp"),
                 report_mount(),
             ],
@@ -598,6 +599,16 @@ pub fn location(sources: &Sources, span: Span) -> llb::Location {
     }
 }
 
+/// The environment every build step gets last, so that nothing overrides it, and that never
+/// reaches the image config:
+///
+/// * `SYSTEMD_OFFLINE=1`: `systemctl` in build steps works on unit files, not on a manager;
+/// * `SYSTEMD_PROC_CMDLINE=` (empty): systemd's tools read the "kernel command line" of a
+///   container from its PID 1's argv, which in a build step is the step's own command; a word of
+///   it such as `-s` then reads as a boot option (`Note: found "-s" on the kernel
+///   commandline…`). Empty, they see no options.
+pub const STEP_ENV: [(&str, &str); 2] = [("SYSTEMD_OFFLINE", "1"), ("SYSTEMD_PROC_CMDLINE", "")];
+
 fn lower_exec(
     graph: &mut Graph,
     exec: &ExecStep,
@@ -628,11 +639,14 @@ fn lower_exec(
     for (k, v) in &exec.env {
         set_env(k, v);
     }
-    // Last, so nothing overrides it: systemctl in build steps works on files, not on a manager.
-    set_env("SYSTEMD_OFFLINE", "1");
+    // Last, so nothing overrides them.
+    for (key, value) in STEP_ENV {
+        set_env(key, value);
+    }
     let mut mounts = vec![
         Mount::root(root.clone()),
         Mount::tmpfs("/run"),
+        Mount::tmpfs("/run/lock"),
         Mount::tmpfs("/tmp"),
     ];
     if exec.needs_context {
@@ -647,7 +661,12 @@ fn lower_exec(
         });
     }
     for mount in &exec.mounts {
-        mounts.retain(|m| m.dest != mount.target);
+        // A mount of the step's own replaces ours at that path and below (its `/run` hides ours).
+        mounts.retain(|m| {
+            m.dest != mount.target
+                && !(m.dest.starts_with(&mount.target)
+                    && m.dest[mount.target.len()..].starts_with('/'))
+        });
         mounts.push(lower_mount(graph, mount, contexts, options));
     }
     if exec.report {

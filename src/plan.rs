@@ -86,6 +86,17 @@ pub struct Entrypoint {
 }
 
 impl Plan {
+    /// The units enabled in the image: as planned, but [`SSH_KEYGEN_UNIT`] only where the units
+    /// step's report (`built`; `None` when there is none, as in `sysfile llb`) found an SSH
+    /// server, as the units step writes and enables it only there.
+    pub fn enabled_units_in(&self, built: Option<&Inventory>) -> Vec<&str> {
+        self.enabled_units
+            .iter()
+            .map(String::as_str)
+            .filter(|u| *u != SSH_KEYGEN_UNIT || built.is_none_or(|b| b.ssh_server))
+            .collect()
+    }
+
     /// Where the leaf files land. On a dependency-shaped build the units step runs on a
     /// filesystem without them, yet the image has them: whatever checks that a path exists
     /// from the units step's view (such as an `ExecStart=` program) must count these too.
@@ -267,7 +278,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     }
 
     let files_start = steps.len();
-    let leaf = leaf_files(spec, facts.family);
+    let leaf = leaf_files(spec);
     let mut leaves = Vec::new();
     for (file, leaf) in spec.files.iter().zip(leaf) {
         if leaf {
@@ -349,7 +360,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .collect();
 
     let units = UnitPlan::new(spec, facts.family);
-    steps.push(systemd_config_step(spec, facts.family));
+    steps.push(systemd_config_step(spec));
     steps.push(hygiene_step(spec));
     let units_step = steps.len();
     let mut step = units.step(spec);
@@ -473,9 +484,9 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 ///   against the state the copy is applied on);
 /// * no later image-changing `[[run]]` reads it: a run without `reads` may read anything, a run
 ///   with `reads` reads the paths it lists. Checks change nothing.
-pub fn leaf_files(spec: &Spec, family: Family) -> Vec<bool> {
+pub fn leaf_files(spec: &Spec) -> Vec<bool> {
     let mut blocked: Vec<String> = NOT_LEAF.iter().map(|p| (*p).to_string()).collect();
-    for step in [systemd_config_step(spec, family), hygiene_step(spec)] {
+    for step in [systemd_config_step(spec), hygiene_step(spec)] {
         if let StepKind::Files(files) = step.kind {
             for file in files {
                 match file {
@@ -1016,7 +1027,7 @@ pub fn systemd_quote(assignment: &str) -> String {
     out
 }
 
-fn systemd_config_step(spec: &Spec, family: Family) -> Step {
+fn systemd_config_step(spec: &Spec) -> Step {
     let mut manager = String::from(
         "# Written by sysfile: the system manager's settings for this image.\n[Manager]\n",
     );
@@ -1024,13 +1035,20 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
         "DefaultTimeoutStopSec={}\n",
         duration_for_systemd(spec.systemd.stop_timeout.value)
     ));
-    if !spec.config.env.is_empty() {
-        let assignments: Vec<String> = spec
-            .config
+    // With console_logs the journal reaches the console: systemd's own status lines would say
+    // each thing a second time, and colour codes end up in `docker logs` (docs/boot-log.md).
+    let mut assignments: Vec<String> = Vec::new();
+    if spec.systemd.console_logs.value {
+        manager.push_str("ShowStatus=no\nLogColor=no\n");
+        assignments.push(systemd_quote("SYSTEMD_COLORS=0"));
+    }
+    assignments.extend(
+        spec.config
             .env
             .iter()
-            .map(|e| systemd_quote(&format!("{}={}", e.name.value, e.value.value)))
-            .collect();
+            .map(|e| systemd_quote(&format!("{}={}", e.name.value, e.value.value))),
+    );
+    if !assignments.is_empty() {
         manager.push_str(&format!("DefaultEnvironment={}\n", assignments.join(" ")));
     }
     let mut journald = String::from(
@@ -1039,7 +1057,7 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
     if spec.systemd.console_logs.value {
         journald.push_str("ForwardToConsole=yes\nTTYPath=/dev/console\nMaxLevelConsole=info\n");
     }
-    let mut files = vec![
+    let files = vec![
         FileStep::Write {
             path: SYSTEM_DROP_IN.to_string(),
             data: manager.into_bytes(),
@@ -1059,14 +1077,6 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
             owner: None,
         },
     ];
-    if !family.has_ssh_keygen_unit() {
-        files.push(FileStep::Write {
-            path: format!("/etc/systemd/system/{SSH_KEYGEN_UNIT}"),
-            data: SSH_KEYGEN_UNIT_TEXT.as_bytes().to_vec(),
-            mode: 0o644,
-            owner: None,
-        });
-    }
     Step {
         name: "[sysfile] systemd configuration".to_string(),
         span: finalize_span(spec),
@@ -1075,7 +1085,9 @@ fn systemd_config_step(spec: &Spec, family: Family) -> Step {
     }
 }
 
-const SSH_KEYGEN_UNIT_TEXT: &str =
+/// The text of [`SSH_KEYGEN_UNIT`], which the units step writes and enables only where an SSH
+/// server is installed.
+pub const SSH_KEYGEN_UNIT_TEXT: &str =
     "# Written by sysfile: every container gets its own SSH host keys.
 [Unit]
 Description=Generate SSH host keys
@@ -1149,15 +1161,27 @@ impl UnitPlan {
             "sysfile-units",
             ["--default".to_string(), spec.systemd.target.name.clone()],
         );
-        for (flag, units) in [
-            ("--enable", &self.enable),
-            ("--disable", &self.disable),
-            ("--mask", &self.mask),
-        ] {
+        let enable: Vec<String> = self
+            .enable
+            .iter()
+            .filter(|u| *u != SSH_KEYGEN_UNIT)
+            .cloned()
+            .collect();
+        let host_keys = self.enable.iter().any(|u| u == SSH_KEYGEN_UNIT);
+        for (flag, units) in [("--enable", &enable), ("--disable", &self.disable)] {
             if !units.is_empty() {
                 args.push(flag.to_string());
                 args.extend(units.iter().cloned());
             }
+        }
+        if host_keys {
+            args.extend(
+                ["--ssh-host-keys", SSH_KEYGEN_UNIT, SSH_KEYGEN_UNIT_TEXT].map(str::to_string),
+            );
+        }
+        if !self.mask.is_empty() {
+            args.push("--mask".to_string());
+            args.extend(self.mask.iter().cloned());
         }
         let mut summary = vec![format!("default {}", spec.systemd.target.name)];
         if !self.enable.is_empty() {
@@ -1461,7 +1485,7 @@ mod tests {
         let spec = loaded
             .spec
             .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
-        leaf_files(&spec, Family::Debian)
+        leaf_files(&spec)
     }
 
     fn file(dest: &str) -> String {
@@ -1602,6 +1626,74 @@ mod tests {
             plan.steps.iter().all(|s| !s.name.contains("nginx -t")),
             "a check is not a step of the chain"
         );
+    }
+
+    /// The manager drop-in of a spec, as the systemd configuration step writes it.
+    fn manager_drop_in(text: &str) -> String {
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", text),
+            &crate::spec::LoadOptions::default(),
+        );
+        let plan = plan(
+            &loaded.spec.expect("a valid spec"),
+            &BaseFacts::assumed(Family::Debian),
+        );
+        plan.steps
+            .iter()
+            .find_map(|s| match &s.kind {
+                StepKind::Files(files) => files.iter().find_map(|f| match f {
+                    FileStep::Write { path, data, .. } if path == SYSTEM_DROP_IN => {
+                        Some(String::from_utf8_lossy(data).into_owned())
+                    }
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .expect("the manager drop-in")
+    }
+
+    #[test]
+    fn console_logs_quiet_the_boot_log() {
+        let quiet = manager_drop_in(
+            "[image]\nfrom = \"debian\"\n[systemd]\nconsole_logs = true\n[config]\nenv = { SYSTEMD_COLORS = \"1\" }\n",
+        );
+        assert!(quiet.contains("\nShowStatus=no\nLogColor=no\n"), "{quiet}");
+        // sysfile's value first, so the spec's own wins.
+        assert!(
+            quiet.contains("DefaultEnvironment=\"SYSTEMD_COLORS=0\" \"SYSTEMD_COLORS=1\"\n"),
+            "{quiet}"
+        );
+        let plain = manager_drop_in("[image]\nfrom = \"debian\"\n");
+        assert!(
+            !plain.contains("ShowStatus") && !plain.contains("DefaultEnvironment"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn the_ssh_host_key_unit_goes_to_the_units_step_apart() {
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", "[image]\nfrom = \"debian\"\n"),
+            &crate::spec::LoadOptions::default(),
+        );
+        let spec = loaded.spec.expect("a valid spec");
+        let args = |family| {
+            let plan = plan(&spec, &BaseFacts::assumed(family));
+            match &plan.steps[plan.units_step].kind {
+                StepKind::Exec(exec) => exec.args.clone(),
+                StepKind::Files(_) => panic!("the units step runs a script"),
+            }
+        };
+        let debian = args(Family::Debian);
+        let at = debian
+            .iter()
+            .position(|a| a == "--ssh-host-keys")
+            .expect("--ssh-host-keys");
+        assert_eq!(debian[at + 1], SSH_KEYGEN_UNIT);
+        assert_eq!(debian[at + 2], SSH_KEYGEN_UNIT_TEXT);
+        assert_eq!(debian.iter().filter(|a| *a == SSH_KEYGEN_UNIT).count(), 1);
+        // Fedora's openssh ships its own key units.
+        assert!(!args(Family::Fedora).iter().any(|a| a == "--ssh-host-keys"));
     }
 
     #[test]

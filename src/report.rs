@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 /// Where the report is written: a scratch directory mounted in the units step.
 pub const REPORT_DIR: &str = "/run/sysfile-report";
 
-/// Lists unit files (with symlink targets), `Alias=` lines, the systemd version and `/sbin/init`
-/// into `$out`.
+/// Lists unit files (with symlink targets), `Alias=` lines, the systemd version, `/sbin/init`
+/// and whether an SSH server (`/usr/sbin/sshd`) is installed into `$out`.
 const INVENTORY: &str = r#"if command -v find >/dev/null 2>&1; then
   for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
     [ -d "$d" ] || continue
@@ -39,30 +39,54 @@ for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
 done > "$out/aliases"
 (systemctl --version 2>/dev/null || true) | head -n 1 > "$out/version"
 (readlink -f /sbin/init 2>/dev/null || true) > "$out/init"
+if [ -x /usr/sbin/sshd ]; then echo present; fi > "$out/sshd"
 "#;
 
-/// Sets the unit states. Arguments: `--default T [--enable U…] [--disable U…] [--mask U…]`, masks
-/// last so that the long list goes to one `systemctl mask` call. Records the state of every
-/// enabled and disabled unit before masking, then of every masked one.
+/// Sets the unit states. Arguments: `--default T [--enable U…] [--disable U…]
+/// [--ssh-host-keys UNIT TEXT] [--mask U…]`, masks last so that the long list goes to one
+/// `systemctl mask` call. A `systemctl` call that fails does not stop the step: its verb, unit
+/// and message go to `$out/failures`, and verification reports them at the spec entry that
+/// named the unit (a failed step would show this script, not the unit). `--ssh-host-keys`
+/// writes TEXT as `/etc/systemd/system/UNIT` and enables it only where an SSH server is
+/// installed. Records the state of every enabled and disabled unit before masking, then of
+/// every masked one.
 const CHANGES: &str = r#"# Host keys made by package scripts at build time would be shared by every container.
 rm -f /etc/ssh/ssh_host_*
-mode=
+: > "$out/failures"
+# systemctl VERB UNIT ARGS...: its output is shown; a failure is recorded on one line.
+change() {
+  verb=$1 unit=$2
+  shift 2
+  if msg=$(systemctl "$@" 2>&1); then
+    if [ -n "$msg" ]; then printf '%s\n' "$msg" >&2; fi
+  else
+    printf '%s\n' "$msg" >&2
+    printf '%s\t%s\t%s\n' "$verb" "$unit" "$(printf '%s' "$msg" | tr '\t\n' '  ')" >> "$out/failures"
+  fi
+}
+mode= keys_unit= keys_text=
 for arg do
   case "$arg" in
-    --default|--enable|--disable|--mask) mode=$arg ;;
+    --default|--enable|--disable|--mask|--ssh-host-keys) mode=$arg ;;
     *)
       case "$mode" in
-        --default) systemctl set-default -- "$arg" ;;
-        --enable) systemctl enable -- "$arg" ;;
-        --disable) systemctl disable -- "$arg" ;;
+        --default) change set-default "$arg" set-default -- "$arg" ;;
+        --enable) change enable "$arg" enable -- "$arg" ;;
+        --disable) change disable "$arg" disable -- "$arg" ;;
+        --ssh-host-keys) if [ -z "$keys_unit" ]; then keys_unit=$arg; else keys_text=$arg; fi ;;
       esac
       ;;
   esac
 done
+if [ -n "$keys_unit" ] && [ -s "$out/sshd" ]; then
+  printf '%s' "$keys_text" > "/etc/systemd/system/$keys_unit"
+  chmod 0644 "/etc/systemd/system/$keys_unit"
+  change enable "$keys_unit" enable -- "$keys_unit"
+fi
 : > "$out/states"
 for arg do
   case "$arg" in
-    --default|--enable|--disable|--mask) mode=$arg ;;
+    --default|--enable|--disable|--mask|--ssh-host-keys) mode=$arg ;;
     *)
       case "$mode" in
         --enable|--disable)
@@ -73,10 +97,18 @@ for arg do
       ;;
   esac
 done
+if [ -n "$keys_unit" ]; then
+  if [ -s "$out/sshd" ]; then
+    s=$(systemctl is-enabled -- "$keys_unit" 2>/dev/null) || true
+  else
+    s=no-ssh-server
+  fi
+  printf '%s\t%s\n' "$keys_unit" "${s:-not-found}" >> "$out/states"
+fi
 while [ "$#" -gt 0 ] && [ "$1" != --mask ]; do shift; done
 if [ "$#" -gt 1 ]; then
   shift
-  systemctl mask -- "$@"
+  change mask '*' mask -- "$@"
   # One is-enabled call prints one state per unit, in order; one call per unit if counts differ.
   systemctl is-enabled -- "$@" > "$out/raw" 2>/dev/null || true
   if [ "$(wc -l < "$out/raw")" -eq "$#" ]; then
@@ -101,10 +133,69 @@ fi
 } > "$out/facts"
 "#;
 
-/// The units step's script: inventory, changes, report. It fails (and the build with it) when a
-/// `systemctl` call fails.
+/// What the unit audit reads, written to `$out/audit` after the changes: every unit file in
+/// `/etc/systemd/system` (where `[[files]]` puts units; links resolved, masks skipped), every
+/// unit enabled there (the targets of the links in its `*.wants/` and `*.requires/` directories)
+/// and every drop-in there, each as a `file KIND NAME PATH LENGTH` line followed by its text and a newline (files
+/// over 64 KiB skipped), then one `exec PATH yes|no` line per path an `ExecStart=` program may
+/// be. Values are only ever data: paths reach `test` and `cat` as arguments.
+const AUDIT: &str = r#"audit_file() {
+  [ -f "$3" ] || return 0
+  n=$(wc -c < "$3")
+  [ "$n" -le 65536 ] || return 0
+  printf 'file\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$n"
+  cat -- "$3"
+  printf '\n'
+  sed -n 's/^[[:space:]]*ExecStart[[:space:]]*=[[:space:]]*[-@:+!|]*\([^[:space:]]*\).*/\1/p' "$3" >> "$out/programs"
+}
+audit_units() {
+  : > "$out/programs"
+  d=/etc/systemd/system
+  for f in "$d"/*; do
+    case "${f##*/}" in
+      *.service|*.socket|*.timer|*.path|*.mount|*.automount|*.swap|*.target) ;;
+      *) continue ;;
+    esac
+    if [ -L "$f" ]; then
+      t=$(readlink -f "$f") || continue
+      [ "$t" != /dev/null ] || continue
+    else
+      t=$f
+    fi
+    audit_file unit "${f##*/}" "$t"
+  done
+  for f in "$d"/*.wants/* "$d"/*.requires/*; do
+    [ -L "$f" ] || continue
+    t=$(readlink -f "$f") || continue
+    audit_file enabled "${f##*/}" "$t"
+  done
+  for f in "$d"/*.d/*.conf; do
+    [ -f "$f" ] || continue
+    u=${f%/*}
+    u=${u##*/}
+    audit_file dropin "${u%.d}" "$f"
+  done
+  sort -u "$out/programs" | while IFS= read -r p; do
+    case "$p" in
+      ''|*[%\$\\\"\']*) continue ;;
+      /*) set -- "$p" ;;
+      */*) continue ;;
+      *) set -- "/usr/local/sbin/$p" "/usr/local/bin/$p" "/usr/sbin/$p" "/usr/bin/$p" "/sbin/$p" "/bin/$p" ;;
+    esac
+    for c do
+      if [ -f "$c" ] && [ -x "$c" ]; then r=yes; else r=no; fi
+      printf 'exec\t%s\t%s\n' "$c" "$r"
+    done
+  done
+  rm -f "$out/programs"
+}
+audit_units > "$out/audit" || true
+"#;
+
+/// The units step's script: inventory, changes, report, what the unit audit reads. A failed
+/// `systemctl` call is recorded in the report, not a failure of the step.
 pub fn units_script() -> String {
-    format!("set -eu\nout={REPORT_DIR}\n{INVENTORY}{CHANGES}")
+    format!("set -eu\nout={REPORT_DIR}\n{INVENTORY}{CHANGES}{AUDIT}")
 }
 
 /// The inventory alone, for a report-only step on the filesystem before the units step; the
@@ -113,8 +204,10 @@ pub fn inventory_script() -> String {
     format!("set -u\nout=$1\n{INVENTORY}exit 0\n")
 }
 
-/// The files of a units-step report.
-pub const REPORT_FILES: [&str; 6] = ["units", "aliases", "version", "init", "states", "facts"];
+/// The files of a units-step report; the first five are the inventory's.
+pub const REPORT_FILES: [&str; 9] = [
+    "units", "aliases", "version", "init", "sshd", "states", "facts", "failures", "audit",
+];
 
 /// What the inventory found in the filesystem before the units were set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,10 +220,12 @@ pub struct Inventory {
     pub systemd_version: Option<u32>,
     /// Where `/sbin/init` resolves to (empty when it does not exist).
     pub init: String,
+    /// An SSH server (`/usr/sbin/sshd`) is installed.
+    pub ssh_server: bool,
 }
 
 impl Inventory {
-    pub fn parse(units: &str, aliases: &str, version: &str, init: &str) -> Inventory {
+    pub fn parse(units: &str, aliases: &str, version: &str, init: &str, sshd: &str) -> Inventory {
         let units = units
             .lines()
             .filter_map(|l| {
@@ -159,6 +254,7 @@ impl Inventory {
             aliases,
             systemd_version,
             init: init.trim().to_string(),
+            ssh_server: sshd.trim() == "present",
         }
     }
 
@@ -205,6 +301,112 @@ pub enum Lookup {
     Missing,
 }
 
+/// A `systemctl` call of the units step that failed (`$out/failures`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// `set-default`, `enable`, `disable` or `mask`.
+    pub verb: String,
+    /// The unit named (`*` for the one `mask` call of every masked unit).
+    pub unit: String,
+    /// What systemctl said, on one line.
+    pub message: String,
+}
+
+impl Failure {
+    pub fn parse_all(text: &str) -> Vec<Failure> {
+        text.lines()
+            .filter_map(|l| {
+                let mut fields = l.splitn(3, '\t');
+                let (verb, unit) = (fields.next()?, fields.next()?);
+                Some(Failure {
+                    verb: verb.to_string(),
+                    unit: unit.to_string(),
+                    message: fields.next().unwrap_or("").trim().to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Where a file the units step collected for the unit audit comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollectedKind {
+    /// A unit file in `/etc/systemd/system`.
+    Unit,
+    /// The file of a unit enabled in `/etc/systemd/system` (a link in a `.wants`/`.requires`
+    /// directory, resolved); its name is the link's (an instance keeps its own name).
+    Enabled,
+    /// A drop-in `/etc/systemd/system/NAME.d/*.conf`; its name is the unit's.
+    DropIn,
+}
+
+/// One file of `$out/audit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectedFile {
+    pub kind: CollectedKind,
+    pub name: String,
+    pub path: String,
+    pub text: String,
+}
+
+/// What the units step collected for the unit audit (`$out/audit`): unit files and whether
+/// each path an `ExecStart=` program may be is an executable file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub files: Vec<CollectedFile>,
+    pub executables: BTreeMap<String, bool>,
+}
+
+impl Collected {
+    /// At most this many files are read from one report.
+    pub const MAX_FILES: usize = 4096;
+
+    /// Parses `file KIND NAME PATH LENGTH` records (the header line, then LENGTH bytes and a
+    /// newline) and `exec PATH yes|no` lines. Anything else, a record cut short or a length
+    /// that does not fit, ends the parse with what was read so far.
+    pub fn parse(bytes: &[u8]) -> Collected {
+        let mut collected = Collected::default();
+        let mut rest = bytes;
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            let header = String::from_utf8_lossy(&rest[..newline]).into_owned();
+            rest = &rest[newline + 1..];
+            let fields: Vec<&str> = header.split('\t').collect();
+            match fields.as_slice() {
+                ["exec", path, answer] => {
+                    collected
+                        .executables
+                        .insert((*path).to_string(), *answer == "yes");
+                }
+                ["file", kind, name, path, length] => {
+                    let kind = match *kind {
+                        "unit" => CollectedKind::Unit,
+                        "enabled" => CollectedKind::Enabled,
+                        "dropin" => CollectedKind::DropIn,
+                        _ => break,
+                    };
+                    let Some(length) = length.parse::<usize>().ok().filter(|n| *n <= rest.len())
+                    else {
+                        break;
+                    };
+                    if collected.files.len() < Collected::MAX_FILES {
+                        collected.files.push(CollectedFile {
+                            kind,
+                            name: (*name).to_string(),
+                            path: (*path).to_string(),
+                            text: String::from_utf8_lossy(&rest[..length]).into_owned(),
+                        });
+                    }
+                    rest = &rest[length..];
+                    rest = rest.strip_prefix(b"\n").unwrap_or(rest);
+                }
+                [""] => {}
+                _ => break,
+            }
+        }
+        collected
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,7 +418,9 @@ mod tests {
             "/lib/systemd/system/ssh.service:Alias=sshd.service\n",
             "systemd 252 (252.39-1~deb12u2)\n",
             "/usr/lib/systemd/systemd\n",
+            "present\n",
         );
+        assert!(inv.ssh_server);
         assert_eq!(inv.systemd_version, Some(252));
         assert!(inv.init_is_systemd());
         assert_eq!(inv.lookup("getty@tty1.service"), Lookup::Unit);
@@ -239,11 +443,51 @@ mod tests {
         }
         assert!(script.contains(&format!("out={REPORT_DIR}")));
         let inventory = inventory_script();
-        for file in &REPORT_FILES[..4] {
+        for file in &REPORT_FILES[..5] {
             assert!(
                 inventory.contains(&format!("\"$out/{file}\"")),
                 "{file} is never written"
             );
         }
+    }
+
+    #[test]
+    fn parses_collected_unit_files_and_programs() {
+        let text = "a\tb\n[Service]\nExecStart=/x\n";
+        let mut report = format!(
+            "file\tunit\tweb.service\t/etc/systemd/system/web.service\t{}\n{text}\n",
+            text.len()
+        )
+        .into_bytes();
+        report.extend_from_slice(
+            b"file\tdropin\tweb.service\t/etc/systemd/system/web.service.d/a.conf\t3\n\xff\n\n\n",
+        );
+        report.extend_from_slice(b"exec\t/x\tno\nexec\t/usr/bin/y\tyes\n");
+        let collected = Collected::parse(&report);
+        assert_eq!(collected.files.len(), 2);
+        assert_eq!(collected.files[0].text, text);
+        assert_eq!(collected.files[0].kind, CollectedKind::Unit);
+        assert_eq!(collected.files[1].kind, CollectedKind::DropIn);
+        assert_eq!(collected.files[1].text, "\u{fffd}\n\n");
+        assert_eq!(collected.executables.get("/x"), Some(&false));
+        assert_eq!(collected.executables.get("/usr/bin/y"), Some(&true));
+        // A length past the end, or garbage, stops the parse without a panic.
+        for bad in [
+            &b"file\tunit\ta\t/a\t999\nxx"[..],
+            b"file\tunit\ta\t/a\t-1\n",
+            b"\xff\t\n",
+        ] {
+            assert!(Collected::parse(bad).files.is_empty());
+        }
+    }
+
+    #[test]
+    fn parses_failures() {
+        let failures =
+            Failure::parse_all("enable\tx.service\tFailed to enable unit: nope\nmask\t*\t\n");
+        assert_eq!(failures.len(), 2);
+        assert_eq!(failures[0].unit, "x.service");
+        assert_eq!(failures[0].message, "Failed to enable unit: nope");
+        assert_eq!(failures[1].verb, "mask");
     }
 }

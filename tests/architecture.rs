@@ -34,7 +34,7 @@ const MODULES: &[(&str, u32, &[&str])] = &[
         &["diag", "llb", "model", "pb", "plan", "reference", "report"],
     ),
     ("image", 4, &["contract", "model", "plan", "report"]),
-    ("verify", 4, &["diag", "model", "plan", "report"]),
+    ("verify", 4, &["audit", "diag", "model", "plan", "report"]),
     (
         "compile",
         5,

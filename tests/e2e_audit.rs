@@ -120,7 +120,29 @@ fn trap_units() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The Sysfile: the probe, marker files, one unit per setting and trap, all enabled.
+/// Where the measurement units live: a unit directory systemd reads that the build's unit audit
+/// does not collect from (it reads `/etc/systemd/system`), so the build lets these deliberately
+/// failing units through. A `[[run]]` step links each into the `.wants` directory of the target
+/// its `[Install]` section names, in the same directory: at boot that is exactly what
+/// `systemctl enable` would do.
+const UNIT_DIR: &str = "/usr/local/lib/systemd/system";
+
+/// Links every unit in [`UNIT_DIR`] where `WantedBy=` would (timers, sockets, services).
+const ENABLE_SCRIPT: &str = r#"set -eu
+d=/usr/local/lib/systemd/system
+for u in "$d"/*; do
+  [ -f "$u" ] || continue
+  case "$u" in
+    *.timer) w=timers.target ;;
+    *.socket) w=sockets.target ;;
+    *) w=multi-user.target ;;
+  esac
+  mkdir -p "$d/$w.wants"
+  ln -s "../${u##*/}" "$d/$w.wants/${u##*/}"
+done
+"#;
+
+/// The Sysfile: the probe, marker files, one unit per setting and trap, all started at boot.
 fn sysfile(suite: &str) -> String {
     let mut s = format!(
         "# syntax=local/sysfile:dev\n[image]\nfrom = \"local/debian:{suite}\"\n\n\
@@ -138,19 +160,22 @@ fn sysfile(suite: &str) -> String {
         let name = setting.unit_name();
         let _ = write!(
             s,
-            "[[files]]\ndest = \"/etc/systemd/system/{name}\"\ncontent = '''\n{text}'''\n\n"
+            "[[files]]\ndest = \"{UNIT_DIR}/{name}\"\ncontent = '''\n{text}'''\n\n"
         );
         names.push(name);
     }
     for (name, text) in trap_units() {
         let _ = write!(
             s,
-            "[[files]]\ndest = \"/etc/systemd/system/{name}\"\ncontent = '''\n{text}'''\n\n"
+            "[[files]]\ndest = \"{UNIT_DIR}/{name}\"\ncontent = '''\n{text}'''\n\n"
         );
         names.push(name.to_string());
     }
-    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
-    let _ = write!(s, "[services]\nenable = [{}]\n", quoted.join(", "));
+    let _ = write!(
+        s,
+        "[[run]]\nname = \"start the {} measurement units at boot\"\nsh = '''\n{ENABLE_SCRIPT}'''\n",
+        names.len()
+    );
     s
 }
 
@@ -347,10 +372,17 @@ fn audit_matrix(host: Host, suite: &str) {
         docker(&["image", "inspect", &base]).ok(),
         "{base} is missing; run scripts/setup-matrix bases"
     );
-    engine.frontend_image();
+    // The frontend under test, not the one the spec's `# syntax=` line names.
+    let frontend = engine.frontend_image();
+    let syntax = format!("BUILDKIT_SYNTAX={frontend}");
+    let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
+        vec![]
+    } else {
+        vec!["--build-arg", syntax.as_str()]
+    };
     let ctx = tempdir();
     std::fs::write(ctx.path().join("Sysfile"), sysfile(suite)).unwrap();
-    let build = engine.build(&test, ctx.path(), &ctx.path().join("Sysfile"), &[]);
+    let build = engine.build(&test, ctx.path(), &ctx.path().join("Sysfile"), &extra);
     build.assert_ok(&format!("the audit image on {base}"));
     let tag = build.tag();
     let daemon = host.daemon();

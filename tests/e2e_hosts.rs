@@ -4,8 +4,8 @@
 //! as a user on that host would.
 //!
 //! Where a combination boots: `running`, no failed unit, every enabled unit active, an SSH key
-//! login, the boot in `docker logs`, `healthy`, a second container with its own identity, and
-//! `docker stop` exiting 0. Where `sysfile run` refuses (a systemd without cgroup v1 support on a
+//! login, the boot in `docker logs` (each message once, no colour codes), `healthy`, a second
+//! container with its own identity, and `docker stop` exiting 0. Where `sysfile run` refuses (a systemd without cgroup v1 support on a
 //! v1 host), the test proves both the refusal and that the image really fails there. Each run
 //! prints the systemd version every suite brings, for `docs/contract.md`.
 
@@ -71,7 +71,14 @@ fn suite_image(suite: &'static str) -> &'static SuiteImage {
         docker(&["image", "inspect", &base]).ok(),
         "{base} is missing; run scripts/setup-matrix bases"
     );
-    engine.frontend_image();
+    // The frontend under test, not the one the example's `# syntax=` line names.
+    let frontend = engine.frontend_image();
+    let syntax = format!("BUILDKIT_SYNTAX={frontend}");
+    let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
+        vec![]
+    } else {
+        vec!["--build-arg", syntax.as_str()]
+    };
     let ctx = tempdir();
     copy_tree(&repo_root().join("examples/sshd"), ctx.path());
     let spec = std::fs::read_to_string(ctx.path().join("Sysfile"))
@@ -85,7 +92,7 @@ fn suite_image(suite: &'static str) -> &'static SuiteImage {
         &format!("hosts-{suite}"),
         ctx.path(),
         &ctx.path().join("Sysfile"),
-        &[],
+        &extra,
     );
     build.assert_ok(&format!("the sshd example on {base}"));
     let version = inspect_image(build.tag())["Config"]["Labels"]["sysfile.systemd.version"]
@@ -156,10 +163,13 @@ fn boot_matrix(host: Host, suite: &'static str) {
     assert_boots_to_running(&c, BOOT_BOUND, &|| c.logs_tail(60));
     assert_no_failed_units(&c);
     assert_pid1_is_systemd(&c);
-    assert_enabled_units_active(
-        &c,
-        &daemon.image_label_list(tag, "sysfile.systemd.units.enabled"),
+    let enabled = daemon.image_label_list(tag, "sysfile.systemd.units.enabled");
+    // The sshd example has an SSH server: the host-key unit is enabled and in the label.
+    assert!(
+        enabled.iter().any(|u| u == "sysfile-ssh-host-keys.service"),
+        "{test}: {enabled:?}"
     );
+    assert_enabled_units_active(&c, &enabled);
     host.ssh_login(&c.ip(), "admin", &image.key);
     let boot = poll_until(BOOT_BOUND, &|| c.logs(), &|l| {
         has_line_with(l, &["Reached target", "Multi-User System"])
@@ -169,6 +179,7 @@ fn boot_matrix(host: Host, suite: &'static str) {
         "{test}: docker logs shows no boot:\n{}",
         tail(&boot.unwrap_err(), 30)
     );
+    assert_quiet_boot_log(&test, &c.logs());
     let healthy = poll_until(BOOT_BOUND, &|| c.health(), &|h| h == "healthy");
     assert!(healthy.is_ok(), "{test}: health {:?}", healthy.unwrap_err());
     assert_boots_to_running(&twin, BOOT_BOUND, &|| twin.logs_tail(60));
@@ -199,6 +210,74 @@ fn boot_matrix(host: Host, suite: &'static str) {
         "[hosts] {test}: systemd {}, running, docker stop {:.2}s",
         image.systemd_major,
         took.as_secs_f64()
+    );
+}
+
+/// The boot log of an image with `console_logs` (docs/boot-log.md): every message once (no
+/// status line repeating a journal line) and no colour codes. The only escape sequences allowed
+/// are the terminal setup systemd writes before its first line (257: a reset; 262: a size query
+/// and a reset) and 262's OSC 3008 context markers, none of which a terminal shows.
+fn assert_quiet_boot_log(test: &str, logs: &str) {
+    let mut rest = String::with_capacity(logs.len());
+    for line in logs.lines() {
+        let line = match line.find("systemd ") {
+            Some(at) if line.contains(" running in system mode") => &line[at..],
+            _ => line,
+        };
+        let mut line = line.to_string();
+        while let Some(start) = line.find("\x1b]3008;") {
+            let end = line[start..]
+                .find("\x1b\\")
+                .map_or(line.len(), |e| start + e + 2);
+            line.replace_range(start..end, "");
+        }
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let escapes = rest.matches('\x1b').count();
+    assert_eq!(
+        escapes,
+        0,
+        "{test}: escape sequences in docker logs:\n{}",
+        tail(&rest, 40)
+    );
+    let logs = rest.as_str();
+    // A message said twice by two paths (a status line and a journal line, or two forwarders):
+    // the same journal line (timestamp and text) twice, or an untimed line (systemd's own, or a
+    // status line) repeating a journal line's text. systemd may log one thing twice itself, at
+    // two times; that is not a repeat.
+    let mut journal = std::collections::BTreeSet::new();
+    let mut journal_texts = std::collections::BTreeSet::new();
+    let mut untimed = Vec::new();
+    let mut repeated = Vec::new();
+    for line in logs.lines() {
+        let line = line.trim_end_matches('\r');
+        assert!(
+            !line.starts_with("[  OK  ]") && !line.starts_with("         Starting "),
+            "{test}: a status line in docker logs: {line:?}"
+        );
+        match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+            // Journal lines: `[11601.456] systemd[1]: text`.
+            Some((stamp, message)) if stamp.trim().parse::<f64>().is_ok() => {
+                if !journal.insert((stamp.to_string(), message.to_string())) {
+                    repeated.push(message.to_string());
+                }
+                let text = message.split_once("]: ").map_or(message, |(_, t)| t);
+                journal_texts.insert(text.to_string());
+            }
+            _ if !line.trim().is_empty() => untimed.push(line.to_string()),
+            _ => {}
+        }
+    }
+    repeated.extend(untimed.into_iter().filter(|l| journal_texts.contains(l)));
+    assert!(
+        repeated.is_empty(),
+        "{test}: messages repeated in docker logs: {repeated:?}\n{}",
+        tail(logs, 40)
+    );
+    eprintln!(
+        "[hosts] {test}: docker logs has {} lines, none repeated, no colour codes",
+        logs.lines().count()
     );
 }
 

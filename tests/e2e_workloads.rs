@@ -166,6 +166,20 @@ fn run_wait_on_webapp_returns_running() {
     started.assert_running("examples/webapp");
     assert_healthy(&started, build.tag());
     report_numbers("webapp", &build, &started);
+    // No SSH server in this image: no host-key unit, neither enabled nor in the label (#13).
+    let enabled = image_label_list(build.tag(), "sysfile.systemd.units.enabled");
+    assert!(
+        !enabled.iter().any(|u| u == "sysfile-ssh-host-keys.service"),
+        "{enabled:?}"
+    );
+    let (code, state) =
+        started
+            .container
+            .exec(&["systemctl", "is-enabled", "sysfile-ssh-host-keys.service"]);
+    assert_ne!(
+        code, 0,
+        "the host-key unit is in an image without sshd: {state}"
+    );
 
     // Without --wait, the `wait:` hint works when pasted at once (the bus is not up yet).
     let plain = sysfile_run(build.tag(), test, &[], &[]);
@@ -504,10 +518,13 @@ fn workload_mailrelay() {
     );
 }
 
-/// The limitation `examples/webstack` works around (its README says so): build steps get an
-/// empty tmpfs `/run`, so `/var/lock` (a symlink to `/run/lock`) dangles and `apache2ctl
-/// configtest` fails until the step creates `/run/lock`. When this test fails, the limitation is
-/// gone: drop the `mkdir -p /run/lock` from the example and its README.
+/// Build steps see a sane `/run` (issue #13): `/var/lock` is a symlink to `/run/lock`, and
+/// `apache2ctl configtest` makes a directory there. Before build steps got a tmpfs at
+/// `/run/lock`, this step failed with `mktemp: failed to create directory via template
+/// '/var/lock/apache2.XXXXXXXXXX'` (and `examples/webstack` ran `mkdir -p /run/lock` first).
+/// The same build shows that systemd's tools in a build step no longer read the step's own
+/// command line as a kernel command line (`Note: found "-s" on the kernel commandline`, from
+/// the `-s` of the units step's script).
 const CONFIGTEST_SPEC: &str = r#"# syntax={frontend}
 [image]
 from = "local/debian:bookworm"
@@ -516,29 +533,147 @@ from = "local/debian:bookworm"
 install = ["apache2"]
 
 [[run]]
-name = "configtest without /run/lock"
-sh = "ls -ld /run /var/lock; apache2ctl configtest"
+name = "configtest with /run/lock"
+sh = "test -d /run/lock && test -w /var/lock && apache2ctl configtest"
+# Unique per run, so this step and the units step after it run (and print) every time.
+env = { RUN = "{run}" }
 "#;
 
 #[test]
-fn apache_configtest_in_a_build_step_needs_run_lock() {
-    let test = "apache_configtest_needs_run_lock";
+fn apache_configtest_in_a_build_step_finds_run_lock() {
+    let test = "apache_configtest_finds_run_lock";
     let Some(engine) = Engine::detect(test) else {
         return;
     };
     let ctx = tempdir();
     std::fs::write(
         ctx.path().join("Sysfile"),
-        CONFIGTEST_SPEC.replace("{frontend}", &frontend_tag()),
+        CONFIGTEST_SPEC
+            .replace("{frontend}", &frontend_tag())
+            .replace("{run}", &unique_name(test)),
     )
     .unwrap();
     let build = build_context(&engine, ctx.path(), test);
-    build.assert_failed("apache2ctl configtest without /run/lock");
+    build.assert_ok("apache2ctl configtest in a build step");
     assert!(
-        build
-            .output
-            .contains("mktemp: failed to create directory via template '/var/lock/apache2."),
+        build.output.contains("Syntax OK"),
         "{}",
         tail(&build.output, 40)
+    );
+    for leak in ["on the kernel commandline", "on the kernel command line"] {
+        assert!(
+            !build.output.contains(leak),
+            "a build step's systemd tool read a kernel command line:\n{}",
+            tail(&build.output, 60)
+        );
+    }
+}
+
+/// A unit with `DynamicUser=yes`, added with `[[files]]` and enabled (issue #13): it passed every
+/// check and failed only at boot with `226/NAMESPACE`. Now the unit audit fails the build, at the
+/// `[[files]]` entry (line 5), naming the unit file's line; the units step's script never shows.
+const DYNAMIC_USER_SPEC: &str = r#"# syntax={frontend}
+[image]
+from = "local/debian:bookworm"
+
+[[files]]
+dest = "/etc/systemd/system/dyn.service"
+content = """
+[Service]
+DynamicUser=yes
+ExecStart=/usr/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+[services]
+enable = ["dyn"]
+"#;
+
+#[test]
+fn dynamic_user_from_files_fails_the_build() {
+    let test = "dynamic_user_from_files";
+    let Some(engine) = Engine::detect(test) else {
+        return;
+    };
+    let ctx = tempdir();
+    std::fs::write(
+        ctx.path().join("Sysfile"),
+        DYNAMIC_USER_SPEC.replace("{frontend}", &frontend_tag()),
+    )
+    .unwrap();
+    let build = build_context(&engine, ctx.path(), test);
+    build.assert_failed("an enabled DynamicUser=yes unit");
+    let output = &build.output;
+    assert!(
+        output.contains("`DynamicUser=yes` makes dyn.service fail")
+            && output.contains("226/NAMESPACE")
+            && output.contains("/etc/systemd/system/dyn.service, line 2"),
+        "{}",
+        tail(output, 40)
+    );
+    assert!(
+        error_lines(output, "Sysfile").contains(&5),
+        "the error is not located at the [[files]] entry:\n{}",
+        tail(output, 40)
+    );
+    assert!(!output.contains("set -eu"), "{}", tail(output, 40));
+}
+
+/// A `systemctl enable` that fails in the units step (here: an `Alias=` without a unit suffix,
+/// which systemctl refuses) names the step and the unit at the `enable` entry (line 17), with
+/// systemctl's own message. Before, the build failed with BuildKit's
+/// `process "/bin/sh -c set -eu …" did not complete successfully`, the whole internal script.
+const FAILED_ENABLE_SPEC: &str = r#"# syntax={frontend}
+[image]
+from = "local/debian:bookworm"
+
+[[files]]
+dest = "/etc/systemd/system/aliased.service"
+content = """
+[Service]
+ExecStart=/usr/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+Alias=aliased
+"""
+
+[services]
+enable = ["aliased"]
+"#;
+
+#[test]
+fn a_failed_enable_names_the_unit_not_the_script() {
+    let test = "failed_enable_names_the_unit";
+    let Some(engine) = Engine::detect(test) else {
+        return;
+    };
+    let ctx = tempdir();
+    std::fs::write(
+        ctx.path().join("Sysfile"),
+        FAILED_ENABLE_SPEC.replace("{frontend}", &frontend_tag()),
+    )
+    .unwrap();
+    let build = build_context(&engine, ctx.path(), test);
+    build.assert_failed("an enable systemctl refuses");
+    let output = &build.output;
+    assert!(
+        output.contains("the units step could not set the unit states")
+            && output.contains("`systemctl enable aliased.service` failed")
+            && output.contains("cannot alias aliased.service as aliased"),
+        "{}",
+        tail(output, 40)
+    );
+    assert!(
+        error_lines(output, "Sysfile").contains(&17),
+        "not located at the enable entry:\n{}",
+        tail(output, 40)
+    );
+    assert!(
+        !output.contains("set -eu") && !output.contains("did not complete successfully"),
+        "{}",
+        tail(output, 40)
     );
 }

@@ -81,7 +81,12 @@ fn final_state(spec: &str) -> Vec<(&'static str, String)> {
         states.push_str(&format!("{unit}\tmasked\n"));
     }
     let facts = format!("default\t{}\nmachine-id\tempty\n", plan.default_target);
-    vec![("states", states), ("facts", facts)]
+    vec![
+        ("states", states),
+        ("facts", facts),
+        ("failures", String::new()),
+        ("audit", String::new()),
+    ]
 }
 
 /// What the inventory step reports for a Debian image with openssh-server.
@@ -97,6 +102,7 @@ fn inventory() -> Vec<(&'static str, &'static str)> {
         ),
         ("version", "systemd 252 (252.39-1~deb12u2)\n"),
         ("init", "/usr/lib/systemd/systemd\n"),
+        ("sshd", "present\n"),
     ]
 }
 
@@ -444,6 +450,8 @@ async fn a_unit_in_the_wrong_state_fails_the_build() -> TestResult {
         "facts",
         "default\tmulti-user.target\nmachine-id\tnot-empty\n".to_string(),
     ));
+    report.push(("failures", String::new()));
+    report.push(("audit", String::new()));
     let fake = fake("v0.32", SSHD).with_exec_output("sysfile-units", report);
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
     let status = handle.returned().and_then(|r| r.error).expect("an error");
@@ -1460,6 +1468,17 @@ fn warning_lines(handle: &FakeHandle) -> Vec<String> {
         .collect()
 }
 
+/// `units_report(spec)` with some files replaced.
+fn report_with(spec: &str, replace: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    units_report(spec)
+        .into_iter()
+        .map(|(k, v)| match replace.iter().find(|(name, _)| *name == k) {
+            Some((_, text)) => (k, text.to_string()),
+            None => (k, v),
+        })
+        .collect()
+}
+
 /// The rule names of a `frontend.lint` answer.
 async fn lint_rules(fake: FakeBuildkit) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let lint = run(
@@ -1634,5 +1653,228 @@ async fn checks_are_in_the_image_with_merge_and_diff_and_solved_apart_without() 
         assert!(!dump.contains("app check"), "{dump}");
         assert!(!dump.contains("diff lower"), "{dump}");
     }
+    Ok(())
+}
+
+/// A `systemctl` call that fails in the units step is an error at the entry that named the unit,
+/// naming the step and the unit; the step's internal script never appears (issue #13).
+#[tokio::test]
+async fn a_failed_systemctl_call_names_the_unit_at_its_entry_not_the_script() -> TestResult {
+    let report = report_with(
+        SSHD,
+        &[(
+            "failures",
+            "enable\tssh.service\tFailed to enable unit: Unit file /etc/systemd/system/ssh.service is masked.\n",
+        )],
+    );
+    let handle = run(
+        fake("v0.32", SSHD).with_exec_output("sysfile-units", report),
+        &[("filename", "Sysfile")],
+    )
+    .await?;
+    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let message = &status.message;
+    assert!(message.starts_with("Sysfile:13:"), "{message}");
+    assert!(
+        message.contains("the units step")
+            && message.contains("`systemctl enable ssh.service` failed")
+            && message.contains("is masked"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("set -eu") && !message.contains("$out"),
+        "{message}"
+    );
+    Ok(())
+}
+
+const DYNAMIC_USER: &str = r#"[image]
+from = "local/debian:bookworm"
+
+[[files]]
+dest = "/etc/systemd/system/app.service"
+content = """
+[Service]
+DynamicUser=yes
+ExecStart=/usr/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+[[files]]
+dest = "/etc/systemd/system/idle.service"
+content = """
+[Service]
+DynamicUser=yes
+ExecStart=/usr/bin/sleep infinity
+"""
+
+[services]
+enable = ["app"]
+"#;
+
+/// A record of `$out/audit` for a unit file.
+fn collected(kind: &str, name: &str, path: &str, text: &str) -> String {
+    format!("file\t{kind}\t{name}\t{path}\t{}\n{text}\n", text.len())
+}
+
+/// The unit audit runs on what the units step collected: `DynamicUser=yes` in an enabled unit
+/// from `[[files]]` fails the build at that entry (it fails with 226/NAMESPACE at boot, which
+/// nothing caught before); in a unit that nothing starts it is a warning at its entry.
+#[tokio::test]
+async fn the_unit_audit_locates_a_failing_setting_at_its_files_entry() -> TestResult {
+    let app = "\n[Service]\nDynamicUser=yes\nExecStart=/usr/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n";
+    let idle = "\n[Service]\nDynamicUser=yes\nExecStart=/usr/bin/sleep infinity\n";
+    let audit = [
+        collected(
+            "unit",
+            "app.service",
+            "/etc/systemd/system/app.service",
+            app,
+        ),
+        collected(
+            "unit",
+            "idle.service",
+            "/etc/systemd/system/idle.service",
+            idle,
+        ),
+        collected(
+            "enabled",
+            "app.service",
+            "/etc/systemd/system/app.service",
+            app,
+        ),
+        "exec\t/usr/bin/sleep\tyes\n".to_string(),
+    ]
+    .concat();
+    let mut inventory = inventory();
+    inventory[0].1 = "app.service\t\nidle.service\t\nmulti-user.target\t\n";
+    let mut report: Vec<(&'static str, String)> = inventory
+        .clone()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+    report.extend(final_state(DYNAMIC_USER));
+    let report = report
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "audit" {
+                (k, audit.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect::<Vec<_>>();
+    let handle = run(
+        fake("v0.32", DYNAMIC_USER).with_exec_output("sysfile-units", report),
+        &[("filename", "Sysfile")],
+    )
+    .await?;
+    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let message = &status.message;
+    assert!(message.starts_with("Sysfile:4:"), "{message}");
+    assert!(
+        message.contains("`DynamicUser=yes` makes app.service fail")
+            && message.contains("226/NAMESPACE")
+            && message.contains("/etc/systemd/system/app.service, line 3"),
+        "{message}"
+    );
+
+    // Nothing enables app.service: both units are only warned about, each at its own entry.
+    let spec = DYNAMIC_USER.replace("enable = [\"app\"]", "");
+    let audit = [
+        collected(
+            "unit",
+            "app.service",
+            "/etc/systemd/system/app.service",
+            app,
+        ),
+        collected(
+            "unit",
+            "idle.service",
+            "/etc/systemd/system/idle.service",
+            idle,
+        ),
+        "exec\t/usr/bin/sleep\tyes\n".to_string(),
+    ]
+    .concat();
+    let mut report: Vec<(&'static str, String)> = inventory
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+    report.extend(final_state(&spec));
+    let report = report
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "audit" {
+                (k, audit.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect::<Vec<_>>();
+    let handle = run(
+        fake("v0.32", &spec).with_exec_output("sysfile-units", report),
+        &[("filename", "Sysfile")],
+    )
+    .await?;
+    returned_config(&handle);
+    let warnings: Vec<(String, i32)> = handle
+        .warnings()
+        .iter()
+        .map(|w| {
+            (
+                String::from_utf8_lossy(&w.short).into_owned(),
+                w.ranges
+                    .first()
+                    .and_then(|r| r.start.as_ref())
+                    .map_or(0, |p| p.line),
+            )
+        })
+        .collect();
+    for (unit, line) in [("app.service", 4), ("idle.service", 15)] {
+        assert!(
+            warnings
+                .iter()
+                .any(|(w, l)| w.contains(&format!("makes {unit} fail")) && *l == line),
+            "{unit} at line {line}: {warnings:?}"
+        );
+    }
+    Ok(())
+}
+
+/// `sysfile-ssh-host-keys.service` is written and enabled by the units step only where an SSH
+/// server is installed: the script gets it as `--ssh-host-keys`, never as a plain `--enable`,
+/// and the image's enabled-units label lists it only when the report found `sshd`.
+#[tokio::test]
+async fn the_ssh_host_key_unit_is_only_where_an_ssh_server_is() -> TestResult {
+    let label = |handle: &FakeHandle| {
+        returned_config(handle)["config"]["Labels"]["sysfile.systemd.units.enabled"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let with_ssh = run(fake("v0.32", SSHD), &[("filename", "Sysfile")]).await?;
+    assert_eq!(
+        label(&with_ssh),
+        "ssh.service,sysfile-ssh-host-keys.service"
+    );
+    let mut states: String = final_state(SSHD)
+        .into_iter()
+        .find(|(k, _)| *k == "states")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    states = states.replace(
+        "sysfile-ssh-host-keys.service\tenabled",
+        "sysfile-ssh-host-keys.service\tno-ssh-server",
+    );
+    let report = report_with(SSHD, &[("sshd", ""), ("states", &states)]);
+    let without = run(
+        fake("v0.32", SSHD).with_exec_output("sysfile-units", report),
+        &[("filename", "Sysfile")],
+    )
+    .await?;
+    assert_eq!(label(&without), "ssh.service");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Verification through BuildKit: solve the units step's report, read it, and check it (unit
-//! names, unit states, image hygiene). When the units step itself fails, inspect the filesystem
-//! before it to say which unit name was wrong; anything else BuildKit reports passes through
-//! unchanged. The checks themselves are [`crate::verify`]'s, the report's shape
+//! names, unit states, failed `systemctl` calls, image hygiene, the unit audit). When the units
+//! step itself fails, inspect the filesystem before it to say which unit name was wrong;
+//! anything else BuildKit reports passes through unchanged. The checks themselves are [`crate::verify`]'s, the report's shape
 //! [`crate::report`]'s.
 
 use super::BuildError;
@@ -38,18 +38,43 @@ impl Verification<'_> {
             .report
             .clone()
             .ok_or_else(|| BuildError::Other("the plan has no units step".to_string()))?;
-        let texts = match read_report(self.bridge, report, self.cache_imports).await {
-            Ok(texts) => texts,
+        let files = match read_report(self.bridge, report, self.cache_imports).await {
+            Ok(files) => files,
             Err(failure) => return Err(self.explain_units_failure(failure).await),
         };
-        let [units, aliases, version, init, states, facts] = texts;
-        let inventory = Inventory::parse(&units, &aliases, &version, &init);
+        let [
+            units,
+            aliases,
+            version,
+            init,
+            sshd,
+            states,
+            facts,
+            failures,
+            _,
+        ] = files
+            .each_ref()
+            .map(|f| String::from_utf8_lossy(f).into_owned());
+        let inventory = Inventory::parse(&units, &aliases, &version, &init, &sshd);
         let mut diagnostics = verify::check_inventory(self.spec, &inventory);
-        diagnostics.extend(verify::check_state(
+        let failures = report::Failure::parse_all(&failures);
+        // A unit name the inventory does not know explains the failure of its systemctl call.
+        if !diagnostics.iter().any(Diagnostic::is_error) {
+            diagnostics.extend(verify::check_failures(self.spec, &failures));
+        }
+        if failures.is_empty() {
+            diagnostics.extend(verify::check_state(
+                self.spec,
+                &self.compiled.plan,
+                &states,
+                &facts,
+            ));
+        }
+        diagnostics.extend(verify::check_units(
             self.spec,
             &self.compiled.plan,
-            &states,
-            &facts,
+            &inventory,
+            &report::Collected::parse(&files[8]),
         ));
         let (errors, warnings): (Vec<_>, Vec<_>) =
             diagnostics.into_iter().partition(Diagnostic::is_error);
@@ -71,12 +96,17 @@ impl Verification<'_> {
                 .bridge
                 .solve(inspection, self.cache_imports.to_vec(), false)
                 .await?;
-            let [units, aliases, version, init, ..] = report::REPORT_FILES;
-            read_texts(self.bridge, &reference, [units, aliases, version, init]).await
+            let [units, aliases, version, init, sshd, ..] = report::REPORT_FILES;
+            read_texts(
+                self.bridge,
+                &reference,
+                [units, aliases, version, init, sshd],
+            )
+            .await
         };
         match inspected.await {
-            Ok([units, aliases, version, init]) => {
-                let inventory = Inventory::parse(&units, &aliases, &version, &init);
+            Ok([units, aliases, version, init, sshd]) => {
+                let inventory = Inventory::parse(&units, &aliases, &version, &init, &sshd);
                 let errors: Vec<Diagnostic> = verify::check_inventory(self.spec, &inventory)
                     .into_iter()
                     .filter(Diagnostic::is_error)
@@ -105,9 +135,26 @@ async fn read_report(
     bridge: &Bridge,
     report: pb::llb::Definition,
     cache_imports: &[pb::gateway::CacheOptionsEntry],
-) -> Result<[String; 6], BridgeError> {
+) -> Result<[Vec<u8>; report::REPORT_FILES.len()], BridgeError> {
     let reference = bridge.solve(report, cache_imports.to_vec(), false).await?;
-    read_texts(bridge, &reference, report::REPORT_FILES).await
+    read_files(bridge, &reference, report::REPORT_FILES).await
+}
+
+/// Reads `names` from a solved ref.
+async fn read_files<const N: usize>(
+    bridge: &Bridge,
+    reference: &str,
+    names: [&str; N],
+) -> Result<[Vec<u8>; N], BridgeError> {
+    // All at once: one round trip.
+    let read =
+        futures_util::future::try_join_all(names.map(|name| bridge.read_file(reference, name)))
+            .await?;
+    let mut files: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
+    for (file, data) in files.iter_mut().zip(read) {
+        *file = data;
+    }
+    Ok(files)
 }
 
 /// Reads `names` from a solved ref, as text.
@@ -116,13 +163,6 @@ async fn read_texts<const N: usize>(
     reference: &str,
     names: [&str; N],
 ) -> Result<[String; N], BridgeError> {
-    // All at once: one round trip.
-    let read =
-        futures_util::future::try_join_all(names.map(|name| bridge.read_file(reference, name)))
-            .await?;
-    let mut texts: [String; N] = std::array::from_fn(|_| String::new());
-    for (text, data) in texts.iter_mut().zip(read) {
-        *text = String::from_utf8_lossy(&data).into_owned();
-    }
-    Ok(texts)
+    let files = read_files(bridge, reference, names).await?;
+    Ok(files.map(|f| String::from_utf8_lossy(&f).into_owned()))
 }
