@@ -215,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn a_leaf_file_change_leaves_the_units_step_alone_only_with_joins() {
+    fn a_leaf_file_change_leaves_the_units_step_alone_in_both_shapes() {
         let spec = |content: &str| {
             format!(
                 "[image]\nfrom = \"debian\"\n[[files]]\ndest = \"/etc/app/app.conf\"\ncontent = \"{content}\"\n[[run]]\nsh = \"nginx -t\"\ncheck = true\n"
@@ -255,10 +255,18 @@ mod tests {
             let check = crate::llb::dump::render(&other.checks[0]).expect("dump");
             assert!(check.contains("check: nginx -t"), "{check}");
         }
-        assert_ne!(
+        // In a line the leaf is applied at its end, after the units step, which it never feeds.
+        assert_eq!(
             units_step(&with_options(&a, true, None)),
             units_step(&with_options(&b, true, None)),
-            "in a line, the units step comes after the file"
+            "in a line, the leaf file comes after the units step"
+        );
+        assert_eq!(
+            with_options(&a, true, None)
+                .history
+                .last()
+                .map(|h| h.0.as_str()),
+            Some("[sysfile] write /etc/app/app.conf")
         );
     }
 }

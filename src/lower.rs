@@ -130,6 +130,10 @@ pub struct Lowering<'a> {
     /// (dependency-shaped builds only, see [`LowerOptions::joins`]).
     before_files: Option<Output>,
     leaves: Vec<(Output, llb::Location)>,
+    /// On a linear build, the plan indexes of the leaf files, applied at the end of the chain
+    /// (after the units step) by [`Lowering::finish`], so that changing one re-runs its copy
+    /// alone there too.
+    deferred_leaves: Vec<usize>,
     /// The history lines of the leaf files: their layers come after the chain's.
     leaf_history: Vec<(String, bool)>,
     contexts: Contexts,
@@ -220,6 +224,7 @@ impl<'a> Lowering<'a> {
             current,
             before_files: None,
             leaves: Vec::new(),
+            deferred_leaves: Vec::new(),
             leaf_history: Vec::new(),
             contexts: Contexts {
                 main: context,
@@ -235,13 +240,22 @@ impl<'a> Lowering<'a> {
 
     /// Applies the plan's steps before index `end` (every step: the plan's length). On a
     /// dependency-shaped build the leaf files go on the filesystem as it was before the first
-    /// `[[files]]` step, apart from the chain; [`Lowering::finish`] joins them on top.
+    /// `[[files]]` step, apart from the chain; [`Lowering::finish`] joins them on top. On a
+    /// linear build [`Lowering::finish`] applies them at the end of the chain instead. Either
+    /// way their directories are made in the chain, where the first `[[files]]` step is.
     pub fn steps(&mut self, end: usize) {
         let plan = self.plan;
+        let joins = self.options.joins();
         for (i, step) in plan.steps.iter().enumerate().take(end) {
-            if i == plan.files_start && self.options.joins() && !plan.leaves.is_empty() {
+            if i == plan.files_start && !plan.leaves.is_empty() {
                 self.leaf_directories();
-                self.before_files = Some(self.current.clone());
+                if joins {
+                    self.before_files = Some(self.current.clone());
+                }
+            }
+            if !joins && plan.leaves.binary_search(&i).is_ok() {
+                self.deferred_leaves.push(i);
+                continue;
             }
             match &self.before_files {
                 Some(before) if plan.leaves.binary_search(&i).is_ok() => {
@@ -399,9 +413,16 @@ impl<'a> Lowering<'a> {
     /// was applied on (the filesystem before the files, with their directories), all merged on
     /// top; then every check
     /// runs on that full filesystem and joins the image as the empty diff of its result against
-    /// itself, so it runs with the build and is cached with it. Elsewhere the checks become
-    /// definitions of their own ([`Lowered::checks`]) for the caller to solve.
+    /// itself, so it runs with the build and is cached with it. Elsewhere (a linear build) the
+    /// leaf files are applied at the end of the chain, after the units step, and the checks
+    /// become definitions of their own ([`Lowered::checks`]) for the caller to solve.
     pub fn finish(mut self) -> Lowered {
+        for i in std::mem::take(&mut self.deferred_leaves) {
+            if let Some(step) = self.plan.steps.get(i) {
+                self.current = self.apply(step, &self.current.clone());
+                self.history.push((step.name.clone(), false));
+            }
+        }
         let mut image = self.current.clone();
         if let Some(before) = self.before_files.clone() {
             if !self.leaves.is_empty() {

@@ -1,13 +1,13 @@
 //! The dependency-shaped build against the linear one on the newest standalone buildkitd (the
 //! matrix's `buildctl-registry` builder: Docker 26's builder has no merge and diff ops, so it
-//! always builds the line): the same spec built both ways (`BUILDKIT_SYSFILE_LINEAR=1` forces
+//! always builds the line, leaf files at its end): the same spec built both ways (`BUILDKIT_SYSFILE_LINEAR=1` forces
 //! the line) must give the same root filesystem, compared file by file — paths, types, modes,
 //! owners, contents, link targets and extended attributes, not times. Also: a changed leaf file
 //! re-runs neither the units step nor any `[[run]]`, a `check = true` step sees the final
 //! filesystem and leaves nothing in it, and a failing check fails the build in both shapes and
 //! on Docker 26.
 //!
-//! Same rules as `tests/e2e_matrix.rs` (shared harness in `tests/e2e/`): without an engine each
+//! Same rules as `tests/e2e_matrix.rs` (shared harness in `testkit/`): without an engine each
 //! test prints `=== SKIPPED … ===` and passes, unless `SYSFILE_E2E=required`.
 //!
 //! Run: `SYSFILE_E2E=required cargo test --test e2e_graph -- --test-threads=1 --nocapture`.
@@ -215,51 +215,63 @@ fn the_fixture_built_to_break_the_rule_is_the_same_in_both_shapes() {
     );
 }
 
+/// A leaf file changed: its copy and the checks run again, never the units step or a
+/// `[[run]]`, in every shape: joined by merge and diff on the newest buildkitd, and as a line
+/// with the leaves at its end (forced there, and on Docker 26, whose builder has no merge and
+/// diff ops). Joined, the other leaf stays cached too; at the end of the line a later leaf's
+/// copy runs again (it is applied on the changed one).
 #[test]
 fn a_leaf_file_change_reruns_only_its_copy_and_the_joins() {
     let test = "graph-leaf-change";
-    let Some(builder) = setup(test, SHAPED) else {
+    let (Some(shaped), Some(docker)) = (setup(test, SHAPED), setup(test, Builder::Docker26)) else {
         return;
     };
-    let ctx = copy_with_syntax(&repo_root().join("examples/webapp"));
-    let file = ctx.path().join("Sysfile");
-    builder
-        .build(test, ctx.path(), &file, &[])
-        .assert_ok("first build");
-    let page = ctx.path().join("site/index.html");
-    let mut text = std::fs::read_to_string(&page).unwrap();
-    text.push_str(&format!("<!-- {} -->\n", unique_name(test)));
-    std::fs::write(&page, text).unwrap();
-    let changed = builder.build(test, ctx.path(), &file, &[]);
-    changed.assert_ok("the build after a leaf file changed");
-    let vertices = parse_plain_progress(&changed.output);
-    let executed: Vec<&str> = executed_steps(&vertices)
-        .iter()
-        .map(|v| v.name.as_str())
-        .collect();
-    eprintln!(
-        "[e2e] leaf change on the newest buildkitd: {:.2}s, executed {executed:?}",
-        changed.elapsed.as_secs_f64()
-    );
-    assert!(
-        executed.iter().any(|n| n.contains("copy site/index.html")),
-        "the changed file is copied again: {executed:?}"
-    );
-    for step in [
-        "enable units",
-        "run: drop the default nginx site",
-        // Another leaf file: each is joined on its own.
-        "write /usr/local/bin/hello-report",
-    ] {
+    let shapes = [
+        ("dependency-shaped", shaped, &[][..], true),
+        ("linear", shaped, LINEAR, false),
+        ("Docker 26 (no merge and diff ops)", docker, &[][..], false),
+    ];
+    for (shape, builder, extra, other_leaf_cached) in shapes {
+        let ctx = copy_with_syntax(&repo_root().join("examples/webapp"));
+        let file = ctx.path().join("Sysfile");
+        builder
+            .build(test, ctx.path(), &file, extra)
+            .assert_ok(&format!("{shape}: first build"));
+        let page = ctx.path().join("site/index.html");
+        let mut text = std::fs::read_to_string(&page).unwrap();
+        text.push_str(&format!("<!-- {} -->\n", unique_name(test)));
+        std::fs::write(&page, text).unwrap();
+        let changed = builder.build(test, ctx.path(), &file, extra);
+        changed.assert_ok(&format!("{shape}: the build after a leaf file changed"));
+        let vertices = parse_plain_progress(&changed.output);
+        let executed: Vec<&str> = executed_steps(&vertices)
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        eprintln!(
+            "[e2e] leaf change, {shape}: {:.2}s, executed {executed:?}",
+            changed.elapsed.as_secs_f64()
+        );
         assert!(
-            !executed.iter().any(|n| n.contains(step)),
-            "`{step}` stays cached when a leaf file changes: {executed:?}"
+            executed.iter().any(|n| n.contains("copy site/index.html")),
+            "{shape}: the changed file is copied again: {executed:?}"
+        );
+        let mut cached = vec!["enable units", "run: drop the default nginx site"];
+        if other_leaf_cached {
+            // Another leaf file: each is joined on its own.
+            cached.push("write /usr/local/bin/hello-report");
+        }
+        for step in cached {
+            assert!(
+                !executed.iter().any(|n| n.contains(step)),
+                "{shape}: `{step}` stays cached when a leaf file changes: {executed:?}"
+            );
+        }
+        assert!(
+            executed.iter().any(|n| n.contains("check: nginx -t")),
+            "{shape}: the check runs again on the new filesystem: {executed:?}"
         );
     }
-    assert!(
-        executed.iter().any(|n| n.contains("check: nginx -t")),
-        "the check runs again on the new filesystem: {executed:?}"
-    );
 }
 
 #[test]
