@@ -328,25 +328,33 @@ fn took_effect(c: &Container, setting: &Setting, o: &Observed, base: &Baseline) 
 fn verdict_of(c: &Container, setting: &Setting, o: &Observed, base: &Baseline) -> String {
     if o.active == "failed" {
         let status: u8 = o.status.parse().unwrap_or(0);
-        // systemd names the status in its log line: `status=226/NAMESPACE`. The unit's state can
-        // change before journald has written that line: wait for it.
+        // systemd names the status in its log: `status=226/NAMESPACE` when the main process
+        // exits, `Failed at step NAMESPACE spawning …` when it never started. The unit's state
+        // can change before journald has written either line: wait for one.
         let marker = format!("status={status}/");
         let unit = setting.unit_name();
+        let named = |text: &str| -> Option<String> {
+            let word = |rest: &str| {
+                rest.split(|ch: char| !ch.is_ascii_alphanumeric() && ch != '_')
+                    .next()
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+            };
+            text.split(&marker)
+                .nth(1)
+                .and_then(word)
+                .or_else(|| text.split("Failed at step ").nth(1).and_then(word))
+        };
         let journal = poll_until(
             Duration::from_secs(15),
             &|| {
                 c.exec(&["journalctl", "-u", &unit, "-o", "cat", "--no-pager"])
                     .1
             },
-            &|text| text.contains(&marker),
+            &|text| named(text).is_some(),
         )
         .unwrap_or_else(|text| text);
-        let name = journal
-            .split(&marker)
-            .nth(1)
-            .map(|rest| rest.split(|ch: char| !ch.is_ascii_alphanumeric() && ch != '_'))
-            .and_then(|mut words| words.next())
-            .unwrap_or("?");
+        let name = named(&journal).unwrap_or_else(|| "?".to_string());
         return format!("fails {status}/{name}");
     }
     assert!(
