@@ -154,8 +154,12 @@ fn boot_and_check(builder: Builder, image: &str, test: &str, check: impl Fn(&Con
     assert_boots_to_running(&c, BOOT_BOUND, &|| c.logs_tail(60));
     assert_no_failed_units(&c);
     assert_pid1_is_systemd(&c);
+    // An image may enable nothing of its own (the multi-platform one): then `running` with no
+    // failed unit is the whole check.
     let enabled = daemon.image_label_list(image, "sysfile.systemd.units.enabled");
-    assert_enabled_units_active(&c, &enabled);
+    if !enabled.is_empty() {
+        assert_enabled_units_active(&c, &enabled);
+    }
     check(&c);
     let (took, exit) = c.stop();
     assert_eq!(exit, 0, "{}: exit code after docker stop", builder.name());
@@ -358,8 +362,8 @@ fn lint_warnings(builder: Builder, test: &str, sshd_output: &str) -> bool {
     let dir = spec_dir("[image]\nfrom = \"local/debian:bookworm\"\n[systemd]\nhealth = \"none\"\n");
     let b = build_in(builder, test, dir.path(), &[]);
     b.assert_ok("a spec with a lint finding");
-    let warned = b.output.contains("WARN: health-none");
-    let unpinned = sshd_output.contains("WARN: unpinned-base-image");
+    let warned = shows_warning(&b.output, "health-none");
+    let unpinned = shows_warning(sshd_output, "unpinned-base-image");
     if builder == Builder::Docker20 {
         assert!(
             !warned && !unpinned,
@@ -382,6 +386,13 @@ fn lint_warnings(builder: Builder, test: &str, sshd_output: &str) -> bool {
         );
     }
     warned
+}
+
+/// Whether a build's output shows the lint `rule` as a warning: inline (`WARN: rule: …`, as
+/// `buildctl` and Docker print a warning that arrives while its step runs) or in the client's
+/// closing summary (` - rule: …`, Docker 26's client for one that arrives after).
+fn shows_warning(output: &str, rule: &str) -> bool {
+    output.contains(&format!("WARN: {rule}")) || output.contains(&format!(" - {rule}: "))
 }
 
 /// Registry cache export and import. The docker-driver engines refuse with their message; the
