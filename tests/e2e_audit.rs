@@ -354,7 +354,18 @@ fn verdict_of(c: &Container, setting: &Setting, o: &Observed, base: &Baseline) -
             &|text| named(text).is_some(),
         )
         .unwrap_or_else(|text| text);
-        let name = named(&journal).unwrap_or_else(|| "?".to_string());
+        // journald may drop both lines (seen on bookworm): then the status number, which
+        // systemd measured, is named by systemd's own fixed table (systemd.exec(5)).
+        let name = named(&journal).unwrap_or_else(|| {
+            match status {
+                203 => "EXEC",
+                214 => "SETSCHEDULER",
+                217 => "USER",
+                226 => "NAMESPACE",
+                _ => "?",
+            }
+            .to_string()
+        });
         return format!("fails {status}/{name}");
     }
     assert!(
