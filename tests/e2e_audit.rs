@@ -380,17 +380,9 @@ fn audit_matrix(host: Host, suite: &str) {
         docker(&["image", "inspect", &base]).ok(),
         "{base} is missing; run scripts/setup-matrix bases"
     );
-    // The frontend under test, not the one the spec's `# syntax=` line names.
-    let frontend = engine.frontend_image();
-    let syntax = format!("BUILDKIT_SYNTAX={frontend}");
-    let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
-        vec![]
-    } else {
-        vec!["--build-arg", syntax.as_str()]
-    };
     let ctx = tempdir();
     std::fs::write(ctx.path().join("Sysfile"), sysfile(suite)).unwrap();
-    let build = engine.build(&test, ctx.path(), &ctx.path().join("Sysfile"), &extra);
+    let build = engine.build_under_test(&test, ctx.path(), &ctx.path().join("Sysfile"));
     build.assert_ok(&format!("the audit image on {base}"));
     let tag = build.tag();
     let daemon = host.daemon();

@@ -71,14 +71,6 @@ fn suite_image(suite: &'static str) -> &'static SuiteImage {
         docker(&["image", "inspect", &base]).ok(),
         "{base} is missing; run scripts/setup-matrix bases"
     );
-    // The frontend under test, not the one the example's `# syntax=` line names.
-    let frontend = engine.frontend_image();
-    let syntax = format!("BUILDKIT_SYNTAX={frontend}");
-    let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
-        vec![]
-    } else {
-        vec!["--build-arg", syntax.as_str()]
-    };
     let ctx = tempdir();
     copy_tree(&repo_root().join("examples/sshd"), ctx.path());
     let spec = std::fs::read_to_string(ctx.path().join("Sysfile"))
@@ -88,11 +80,10 @@ fn suite_image(suite: &'static str) -> &'static SuiteImage {
     let (key, public) = keypair(ctx.path());
     std::fs::create_dir_all(ctx.path().join("keys")).unwrap();
     std::fs::write(ctx.path().join("keys/admin.pub"), public).unwrap();
-    let build = engine.build(
+    let build = engine.build_under_test(
         &format!("hosts-{suite}"),
         ctx.path(),
         &ctx.path().join("Sysfile"),
-        &extra,
     );
     build.assert_ok(&format!("the sshd example on {base}"));
     let version = inspect_image(build.tag())["Config"]["Labels"]["sysfile.systemd.version"]

@@ -42,14 +42,7 @@ fn build_example(engine: &Engine, name: &str, test: &str) -> (Build, tempfile::T
 /// Builds the Sysfile in `ctx` with the frontend under test.
 fn build_context(engine: &Engine, ctx: &Path, test: &str) -> Build {
     engine.require_base_image();
-    let frontend = engine.frontend_image();
-    let syntax = format!("BUILDKIT_SYNTAX={frontend}");
-    let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
-        vec![]
-    } else {
-        vec!["--build-arg", syntax.as_str()]
-    };
-    engine.build(test, ctx, &ctx.join("Sysfile"), &extra)
+    engine.build_under_test(test, ctx, &ctx.join("Sysfile"))
 }
 
 /// What `sysfile run` did.
