@@ -441,17 +441,16 @@ async fn an_alias_or_a_typo_in_services_is_a_located_error_with_a_suggestion() -
 
 #[tokio::test]
 async fn a_unit_in_the_wrong_state_fails_the_build() -> TestResult {
-    let mut report: Vec<(&'static str, String)> = inventory()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
-        .collect();
-    report.push(("states", "ssh.service\tdisabled\n".to_string()));
-    report.push((
-        "facts",
-        "default\tmulti-user.target\nmachine-id\tnot-empty\n".to_string(),
-    ));
-    report.push(("failures", String::new()));
-    report.push(("audit", String::new()));
+    let report = report_with(
+        SSHD,
+        &[
+            ("states", "ssh.service\tdisabled\n"),
+            (
+                "facts",
+                "default\tmulti-user.target\nmachine-id\tnot-empty\n",
+            ),
+        ],
+    );
     let fake = fake("v0.32", SSHD).with_exec_output("sysfile-units", report);
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
     let status = handle.returned().and_then(|r| r.error).expect("an error");
@@ -1726,46 +1725,35 @@ fn collected(kind: &str, name: &str, path: &str, text: &str) -> String {
 async fn the_unit_audit_locates_a_failing_setting_at_its_files_entry() -> TestResult {
     let app = "\n[Service]\nDynamicUser=yes\nExecStart=/usr/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n";
     let idle = "\n[Service]\nDynamicUser=yes\nExecStart=/usr/bin/sleep infinity\n";
-    let audit = [
-        collected(
-            "unit",
-            "app.service",
-            "/etc/systemd/system/app.service",
-            app,
-        ),
-        collected(
-            "unit",
-            "idle.service",
-            "/etc/systemd/system/idle.service",
-            idle,
-        ),
-        collected(
-            "enabled",
-            "app.service",
-            "/etc/systemd/system/app.service",
-            app,
-        ),
-        "exec\t/usr/bin/sleep\tyes\n".to_string(),
-    ]
-    .concat();
-    let mut inventory = inventory();
-    inventory[0].1 = "app.service\t\nidle.service\t\nmulti-user.target\t\n";
-    let mut report: Vec<(&'static str, String)> = inventory
-        .clone()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
-        .collect();
-    report.extend(final_state(DYNAMIC_USER));
-    let report = report
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "audit" {
-                (k, audit.clone())
-            } else {
-                (k, v)
-            }
-        })
-        .collect::<Vec<_>>();
+    // `$out/audit` for both units, with app.service also as an enabled unit when `enabled`.
+    let audit = |enabled: bool| {
+        let mut records = vec![
+            collected(
+                "unit",
+                "app.service",
+                "/etc/systemd/system/app.service",
+                app,
+            ),
+            collected(
+                "unit",
+                "idle.service",
+                "/etc/systemd/system/idle.service",
+                idle,
+            ),
+        ];
+        if enabled {
+            records.push(collected(
+                "enabled",
+                "app.service",
+                "/etc/systemd/system/app.service",
+                app,
+            ));
+        }
+        records.push("exec\t/usr/bin/sleep\tyes\n".to_string());
+        records.concat()
+    };
+    let units = "app.service\t\nidle.service\t\nmulti-user.target\t\n";
+    let report = report_with(DYNAMIC_USER, &[("units", units), ("audit", &audit(true))]);
     let handle = run(
         fake("v0.32", DYNAMIC_USER).with_exec_output("sysfile-units", report),
         &[("filename", "Sysfile")],
@@ -1783,37 +1771,7 @@ async fn the_unit_audit_locates_a_failing_setting_at_its_files_entry() -> TestRe
 
     // Nothing enables app.service: both units are only warned about, each at its own entry.
     let spec = DYNAMIC_USER.replace("enable = [\"app\"]", "");
-    let audit = [
-        collected(
-            "unit",
-            "app.service",
-            "/etc/systemd/system/app.service",
-            app,
-        ),
-        collected(
-            "unit",
-            "idle.service",
-            "/etc/systemd/system/idle.service",
-            idle,
-        ),
-        "exec\t/usr/bin/sleep\tyes\n".to_string(),
-    ]
-    .concat();
-    let mut report: Vec<(&'static str, String)> = inventory
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
-        .collect();
-    report.extend(final_state(&spec));
-    let report = report
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "audit" {
-                (k, audit.clone())
-            } else {
-                (k, v)
-            }
-        })
-        .collect::<Vec<_>>();
+    let report = report_with(&spec, &[("units", units), ("audit", &audit(false))]);
     let handle = run(
         fake("v0.32", &spec).with_exec_output("sysfile-units", report),
         &[("filename", "Sysfile")],
