@@ -66,11 +66,7 @@ fn suite_image(suite: &'static str) -> &'static SuiteImage {
         return image;
     }
     let engine = Engine::detect_quietly().expect("engine");
-    let base = format!("local/debian:{suite}");
-    assert!(
-        docker(&["image", "inspect", &base]).ok(),
-        "{base} is missing; run scripts/setup-matrix bases"
-    );
+    let base = suite_base(suite);
     let ctx = tempdir();
     copy_tree(&repo_root().join("examples/sshd"), ctx.path());
     let spec = std::fs::read_to_string(ctx.path().join("Sysfile"))
@@ -114,13 +110,7 @@ fn boot_matrix(host: Host, suite: &'static str) {
     let image = suite_image(suite);
     let tag = image.build.tag();
     let daemon = host.daemon();
-    let _copy = (daemon != Daemon::main()).then(|| {
-        copy_image(tag, &Daemon::main(), &daemon).unwrap_or_else(|e| panic!("{e}"));
-        ImageGuard {
-            tag: tag.to_string(),
-            daemon: daemon.clone(),
-        }
-    });
+    let _copy = host.load_image(tag);
     // systemd 258 dropped cgroup v1: refused there, booted everywhere else.
     if host == Host::CgroupV1 && image.systemd_major >= 258 {
         refused_and_really_fails(host, tag, &test, image.systemd_major);
