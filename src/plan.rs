@@ -1560,33 +1560,24 @@ mod tests {
         let owned = |dest: &str, owner: &str| {
             format!("[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\nowner = \"{owner}\"\n")
         };
-        let read = "[[run]]\nsh = \"true\"\nreads = [\"/opt/app/first\"]\n";
-        // The first creator of /opt/app is not a leaf and has another owner: the second is
-        // not a leaf either (the merge would give /opt/app the second one's owner).
-        let body = [
-            owned("/opt/app/first", "www-data"),
-            file("/opt/app/second"),
-            read.to_string(),
-        ]
-        .concat();
-        assert_eq!(leaves_of(&body), [false, false]);
-        // The same owner creates the same directory.
-        let body = [
-            owned("/opt/app/first", "www-data"),
-            owned("/opt/app/second", "www-data"),
-            read.to_string(),
-        ]
-        .concat();
-        assert_eq!(leaves_of(&body), [false, true]);
-        // A leaf first: in both shapes it creates the directory.
-        let read = "[[run]]\nsh = \"true\"\nreads = [\"/opt/app/second\"]\n";
-        let body = [
-            owned("/opt/app/first", "www-data"),
-            file("/opt/app/second"),
-            read.to_string(),
-        ]
-        .concat();
-        assert_eq!(leaves_of(&body), [true, false]);
+        let first = owned("/opt/app/first", "www-data");
+        for (second, read, leaves) in [
+            // The first creator of /opt/app is not a leaf and has another owner: the second is
+            // not a leaf either (the merge would give /opt/app the second one's owner).
+            (file("/opt/app/second"), "/opt/app/first", [false, false]),
+            // The same owner creates the same directory.
+            (
+                owned("/opt/app/second", "www-data"),
+                "/opt/app/first",
+                [false, true],
+            ),
+            // A leaf first: in both shapes it creates the directory.
+            (file("/opt/app/second"), "/opt/app/second", [true, false]),
+        ] {
+            let read = format!("[[run]]\nsh = \"true\"\nreads = [\"{read}\"]\n");
+            let body = [first.clone(), second, read].concat();
+            assert_eq!(leaves_of(&body), leaves, "{body}");
+        }
         // An owner by name after a file that rewrites /etc/group resolves differently.
         let body = [file("/etc/group"), owned("/srv/x", "app")].concat();
         assert_eq!(leaves_of(&body), [false, false]);

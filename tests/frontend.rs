@@ -451,8 +451,7 @@ async fn a_unit_in_the_wrong_state_fails_the_build() -> TestResult {
             ),
         ],
     );
-    let fake = fake("v0.32", SSHD).with_exec_output("sysfile-units", report);
-    let handle = run(fake, &[("filename", "Sysfile")]).await?;
+    let handle = build_reporting(SSHD, report).await?;
     let status = handle.returned().and_then(|r| r.error).expect("an error");
     assert!(
         status.message.contains("`ssh.service` should be enabled"),
@@ -1438,11 +1437,7 @@ async fn an_sbin_init_that_is_not_systemd_gives_the_systemd_binary_as_entrypoint
             _ => (k, v),
         })
         .collect();
-    let handle = run(
-        fake("v0.32", SSHD).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
+    let handle = build_reporting(SSHD, report).await?;
     let config = returned_config(&handle);
     assert_eq!(
         config["config"]["Entrypoint"],
@@ -1476,6 +1471,18 @@ fn report_with(spec: &str, replace: &[(&'static str, &str)]) -> Vec<(&'static st
             None => (k, v),
         })
         .collect()
+}
+
+/// Builds `spec` (on v0.32) with `report` as the units step's report.
+async fn build_reporting(
+    spec: &str,
+    report: Vec<(&'static str, String)>,
+) -> Result<FakeHandle, Box<dyn std::error::Error>> {
+    run(
+        fake("v0.32", spec).with_exec_output("sysfile-units", report),
+        &[("filename", "Sysfile")],
+    )
+    .await
 }
 
 /// The rule names of a `frontend.lint` answer.
@@ -1666,11 +1673,7 @@ async fn a_failed_systemctl_call_names_the_unit_at_its_entry_not_the_script() ->
             "enable\tssh.service\tFailed to enable unit: Unit file /etc/systemd/system/ssh.service is masked.\n",
         )],
     );
-    let handle = run(
-        fake("v0.32", SSHD).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
+    let handle = build_reporting(SSHD, report).await?;
     let status = handle.returned().and_then(|r| r.error).expect("an error");
     let message = &status.message;
     assert!(message.starts_with("Sysfile:13:"), "{message}");
@@ -1754,11 +1757,7 @@ async fn the_unit_audit_locates_a_failing_setting_at_its_files_entry() -> TestRe
     };
     let units = "app.service\t\nidle.service\t\nmulti-user.target\t\n";
     let report = report_with(DYNAMIC_USER, &[("units", units), ("audit", &audit(true))]);
-    let handle = run(
-        fake("v0.32", DYNAMIC_USER).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
+    let handle = build_reporting(DYNAMIC_USER, report).await?;
     let status = handle.returned().and_then(|r| r.error).expect("an error");
     let message = &status.message;
     assert!(message.starts_with("Sysfile:4:"), "{message}");
@@ -1772,11 +1771,7 @@ async fn the_unit_audit_locates_a_failing_setting_at_its_files_entry() -> TestRe
     // Nothing enables app.service: both units are only warned about, each at its own entry.
     let spec = DYNAMIC_USER.replace("enable = [\"app\"]", "");
     let report = report_with(&spec, &[("units", units), ("audit", &audit(false))]);
-    let handle = run(
-        fake("v0.32", &spec).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
+    let handle = build_reporting(&spec, report).await?;
     returned_config(&handle);
     let warnings: Vec<(String, i32)> = handle
         .warnings()
@@ -1828,11 +1823,7 @@ async fn the_ssh_host_key_unit_is_only_where_an_ssh_server_is() -> TestResult {
         "sysfile-ssh-host-keys.service\tno-ssh-server",
     );
     let report = report_with(SSHD, &[("sshd", ""), ("states", &states)]);
-    let without = run(
-        fake("v0.32", SSHD).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
+    let without = build_reporting(SSHD, report).await?;
     assert_eq!(label(&without), "ssh.service");
     Ok(())
 }
