@@ -294,12 +294,7 @@ async fn spec_errors_return_a_source_located_status() -> TestResult {
         .expect("an error status");
     assert_eq!(status.code, errors::CODE_UNKNOWN);
     assert!(status.message.contains("Sysfile:3"), "{}", status.message);
-    let detail = status
-        .details
-        .iter()
-        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
-        .expect("a Source detail");
-    let json: serde_json::Value = serde_json::from_slice(&detail.value)?;
+    let json = source_detail(&status)?;
     assert_eq!(json["info"]["filename"], "Sysfile");
     assert_eq!(json["ranges"][0]["start"]["line"], 3);
     assert!(
@@ -707,12 +702,7 @@ async fn includes_are_read_from_the_context_and_errors_name_the_fragment() -> Te
         "{}",
         status.message
     );
-    let detail = status
-        .details
-        .iter()
-        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
-        .expect("a Source detail");
-    let json: serde_json::Value = serde_json::from_slice(&detail.value)?;
+    let json = source_detail(&status)?;
     assert_eq!(json["info"]["filename"], "common.toml");
     Ok(())
 }
@@ -1473,6 +1463,16 @@ fn report_with(spec: &str, replace: &[(&'static str, &str)]) -> Vec<(&'static st
         .collect()
 }
 
+/// The `errdefs.Source` detail of an error status, as JSON.
+fn source_detail(status: &pb::rpc::Status) -> Result<serde_json::Value, serde_json::Error> {
+    let detail = status
+        .details
+        .iter()
+        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
+        .expect("a Source detail");
+    serde_json::from_slice(&detail.value)
+}
+
 /// Builds `spec` (on v0.32) with `report` as the units step's report.
 async fn build_reporting(
     spec: &str,
@@ -1576,12 +1576,7 @@ async fn a_base_that_cannot_be_resolved_is_an_error_at_from() -> TestResult {
         "{}",
         status.message
     );
-    let detail = status
-        .details
-        .iter()
-        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
-        .expect("a Source detail");
-    let json: serde_json::Value = serde_json::from_slice(&detail.value)?;
+    let json = source_detail(&status)?;
     assert_eq!(json["ranges"][0]["start"]["line"], 3, "the `from` line");
     Ok(())
 }
