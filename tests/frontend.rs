@@ -130,6 +130,14 @@ async fn run_with_env(
     Ok(handle)
 }
 
+/// The error status the frontend returned; panics when it returned none.
+fn returned_error(handle: &FakeHandle) -> pb::rpc::Status {
+    handle
+        .returned()
+        .and_then(|r| r.error)
+        .expect("an error status")
+}
+
 fn returned_config(handle: &FakeHandle) -> serde_json::Value {
     let returned = handle.returned().expect("Return was called");
     assert!(
@@ -288,10 +296,7 @@ async fn force_network_mode_reaches_every_default_network_step() -> TestResult {
 async fn spec_errors_return_a_source_located_status() -> TestResult {
     let spec = "[image]\nfrom = \"local/debian:bookworm\"\ncolour = \"blue\"\n";
     let handle = run(fake("v0.8", spec), &[("filename", "Sysfile")]).await?;
-    let status = handle
-        .returned()
-        .and_then(|r| r.error)
-        .expect("an error status");
+    let status = returned_error(&handle);
     assert_eq!(status.code, errors::CODE_UNKNOWN);
     assert!(status.message.contains("Sysfile:3"), "{}", status.message);
     let json = source_detail(&status)?;
@@ -349,7 +354,7 @@ async fn unknown_distribution_points_at_the_base_image() -> TestResult {
         .with_image_config("alpine:3", DIGEST, base_config())
         .with_image_rootfs("alpine:3", [("/etc/os-release", b"ID=alpine\n".to_vec())]);
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.contains("Sysfile:2") && status.message.contains("manager"),
         "{}",
@@ -384,7 +389,7 @@ async fn describe_subrequest_lists_what_is_answered() -> TestResult {
     );
     assert!(handle.solves().is_empty(), "a subrequest solves nothing");
     let unknown = run(fake("v0.32", SSHD), &[("requestid", "frontend.nonsense")]).await?;
-    let status = unknown.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&unknown);
     assert!(
         status
             .details
@@ -423,7 +428,7 @@ async fn an_alias_or_a_typo_in_services_is_a_located_error_with_a_suggestion() -
             "[image]\nfrom = \"local/debian:bookworm\"\n\n[services]\nenable = [\"{unit}\"]\n"
         );
         let handle = run(fake("v0.32", &spec), &[("filename", "Sysfile")]).await?;
-        let status = handle.returned().and_then(|r| r.error).expect("an error");
+        let status = returned_error(&handle);
         assert!(
             status.message.starts_with("Sysfile:5:"),
             "{}",
@@ -447,7 +452,7 @@ async fn a_unit_in_the_wrong_state_fails_the_build() -> TestResult {
         ],
     );
     let handle = build_reporting(SSHD, report).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.contains("`ssh.service` should be enabled"),
         "{}",
@@ -572,7 +577,7 @@ async fn a_platform_no_worker_can_run_is_a_clear_error() -> TestResult {
         &[("BUILDKIT_WORKERS", WORKERS_AMD64_386)],
     )
     .await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status
             .message
@@ -696,7 +701,7 @@ async fn includes_are_read_from_the_context_and_errors_name_the_fragment() -> Te
             [("common.toml", b"[config]\n\nbogus = 1\n".to_vec())],
         );
     let handle = run(with_debian(bad, main), &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("common.toml:3:"),
         "{}",
@@ -717,7 +722,7 @@ async fn a_non_utf8_include_is_a_located_error_as_in_the_cli() -> TestResult {
             [("common.toml", b"[config]\nworkdir = \"/\xff\"\n".to_vec())],
         );
     let handle = run(with_debian(bad, main), &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     // Not decoded with replacement characters: refused where it is included.
     assert!(
         status.message.starts_with(
@@ -803,7 +808,7 @@ async fn named_build_contexts_feed_files_bind_mounts_and_the_base() -> TestResul
 async fn a_file_from_an_unknown_build_context_is_a_located_error() -> TestResult {
     let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\nfrom = \"extra\"\nsrc = \"motd\"\ndest = \"/etc/motd\"\n";
     let handle = run(fake("v0.32", spec), &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("Sysfile:4:"),
         "{}",
@@ -1161,7 +1166,7 @@ async fn an_oci_layout_context_on_a_daemon_without_it_is_a_located_error() -> Te
         ],
     )
     .await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("Sysfile:4:"),
         "{}",
@@ -1192,7 +1197,7 @@ async fn a_used_context_sysfile_cannot_read_is_an_error_at_the_entry_that_uses_i
             &[("filename", "Sysfile"), ("context:tools", value)],
         )
         .await?;
-        let status = handle.returned().and_then(|r| r.error).expect("an error");
+        let status = returned_error(&handle);
         assert!(
             status.message.starts_with("Sysfile:6:"),
             "{value}: {}",
@@ -1337,7 +1342,7 @@ async fn a_base_context_that_is_no_image_is_an_error_at_from() -> TestResult {
             &[("filename", "Sysfile"), ("context:base", value)],
         )
         .await?;
-        let status = handle.returned().and_then(|r| r.error).expect("an error");
+        let status = returned_error(&handle);
         assert!(
             status.message.starts_with("Sysfile:2:"),
             "{value}: {}",
@@ -1368,7 +1373,7 @@ async fn a_missing_authorized_keys_file_is_a_located_error() -> TestResult {
             )],
         );
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("Sysfile:10:"),
         "{}",
@@ -1406,7 +1411,7 @@ async fn a_non_utf8_sysfile_is_a_located_error() -> TestResult {
     bytes.extend([0xe9, b'\n']);
     let fake = FakeBuildkit::new(caps("v0.32")).with_local("dockerfile", [("Sysfile", bytes)]);
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("Sysfile:3:"),
         "{}",
@@ -1564,10 +1569,7 @@ async fn lint_skips_are_honoured_by_builds_and_frontend_lint() -> TestResult {
 async fn a_base_that_cannot_be_resolved_is_an_error_at_from() -> TestResult {
     let spec = SSHD.replace("local/debian:bookworm", "local/nosuch:bookworm");
     let handle = run(fake("v0.32", &spec), &[("filename", "Sysfile")]).await?;
-    let status = handle
-        .returned()
-        .and_then(|r| r.error)
-        .expect("an error status");
+    let status = returned_error(&handle);
     assert!(
         status
             .message
@@ -1669,7 +1671,7 @@ async fn a_failed_systemctl_call_names_the_unit_at_its_entry_not_the_script() ->
         )],
     );
     let handle = build_reporting(SSHD, report).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     let message = &status.message;
     assert!(message.starts_with("Sysfile:13:"), "{message}");
     assert!(
@@ -1753,7 +1755,7 @@ async fn the_unit_audit_locates_a_failing_setting_at_its_files_entry() -> TestRe
     let units = "app.service\t\nidle.service\t\nmulti-user.target\t\n";
     let report = report_with(DYNAMIC_USER, &[("units", units), ("audit", &audit(true))]);
     let handle = build_reporting(DYNAMIC_USER, report).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     let message = &status.message;
     assert!(message.starts_with("Sysfile:4:"), "{message}");
     assert!(
