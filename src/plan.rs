@@ -1316,15 +1316,10 @@ mod tests {
 
     #[test]
     fn names_show_the_reference_not_the_value() {
-        let loaded = crate::spec::load(
-            crate::diag::SourceFile::new(
-                "Sysfile",
-                "[image]\nfrom = \"debian\"\n[args]\nA = \"x\"\nAB = \"secret\"\nE = \"\"\n[[run]]\nargv = [\"/bin/echo\", \"${AB}${A}${E}\", \"$${A}\"]\n[[run]]\nargv = [\"/bin/x\"]\n",
-            ),
-            &crate::spec::LoadOptions::default(),
+        let plan = plan_of(
+            "[image]\nfrom = \"debian\"\n[args]\nA = \"x\"\nAB = \"secret\"\nE = \"\"\n[[run]]\nargv = [\"/bin/echo\", \"${AB}${A}${E}\", \"$${A}\"]\n[[run]]\nargv = [\"/bin/x\"]\n",
+            Family::Debian,
         );
-        let spec = loaded.spec.expect("a valid spec");
-        let plan = plan(&spec, &BaseFacts::assumed(Family::Debian));
         let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         // The longer value is shown whole; the empty one cannot be told apart and is left.
         assert!(
@@ -1341,13 +1336,19 @@ mod tests {
         );
     }
 
-    fn plan_of(text: &str, family: Family) -> Plan {
+    /// The spec `text` loads to; panics with the diagnostics when it does not load.
+    fn spec_of(text: &str) -> Spec {
         let loaded = crate::spec::load(
             crate::diag::SourceFile::new("Sysfile", text),
             &crate::spec::LoadOptions::default(),
         );
-        let spec = loaded.spec.expect("a valid spec");
-        plan(&spec, &BaseFacts::assumed(family))
+        loaded
+            .spec
+            .unwrap_or_else(|| panic!("not a valid spec: {:?}", loaded.diagnostics))
+    }
+
+    fn plan_of(text: &str, family: Family) -> Plan {
+        plan(&spec_of(text), &BaseFacts::assumed(family))
     }
 
     /// The script of the first package install step.
@@ -1449,11 +1450,7 @@ mod tests {
 
     #[test]
     fn steps_sysfile_adds_on_its_own_are_not_entries() {
-        let loaded = crate::spec::load(
-            crate::diag::SourceFile::new("Sysfile", "[image]\nfrom = \"debian\"\n"),
-            &crate::spec::LoadOptions::default(),
-        );
-        let spec = loaded.spec.expect("a valid spec");
+        let spec = spec_of("[image]\nfrom = \"debian\"\n");
         let bare = BaseFacts {
             family: Family::Debian,
             has_systemd: false,
@@ -1477,15 +1474,7 @@ mod tests {
     }
 
     fn leaves_of(body: &str) -> Vec<bool> {
-        let text = format!("[image]\nfrom = \"debian\"\n{body}");
-        let loaded = crate::spec::load(
-            crate::diag::SourceFile::new("Sysfile", &text),
-            &crate::spec::LoadOptions::default(),
-        );
-        let spec = loaded
-            .spec
-            .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
-        leaf_files(&spec)
+        leaf_files(&spec_of(&format!("[image]\nfrom = \"debian\"\n{body}")))
     }
 
     fn file(dest: &str) -> String {
@@ -1571,33 +1560,24 @@ mod tests {
         let owned = |dest: &str, owner: &str| {
             format!("[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\nowner = \"{owner}\"\n")
         };
-        let read = "[[run]]\nsh = \"true\"\nreads = [\"/opt/app/first\"]\n";
-        // The first creator of /opt/app is not a leaf and has another owner: the second is
-        // not a leaf either (the merge would give /opt/app the second one's owner).
-        let body = [
-            owned("/opt/app/first", "www-data"),
-            file("/opt/app/second"),
-            read.to_string(),
-        ]
-        .concat();
-        assert_eq!(leaves_of(&body), [false, false]);
-        // The same owner creates the same directory.
-        let body = [
-            owned("/opt/app/first", "www-data"),
-            owned("/opt/app/second", "www-data"),
-            read.to_string(),
-        ]
-        .concat();
-        assert_eq!(leaves_of(&body), [false, true]);
-        // A leaf first: in both shapes it creates the directory.
-        let read = "[[run]]\nsh = \"true\"\nreads = [\"/opt/app/second\"]\n";
-        let body = [
-            owned("/opt/app/first", "www-data"),
-            file("/opt/app/second"),
-            read.to_string(),
-        ]
-        .concat();
-        assert_eq!(leaves_of(&body), [true, false]);
+        let first = owned("/opt/app/first", "www-data");
+        for (second, read, leaves) in [
+            // The first creator of /opt/app is not a leaf and has another owner: the second is
+            // not a leaf either (the merge would give /opt/app the second one's owner).
+            (file("/opt/app/second"), "/opt/app/first", [false, false]),
+            // The same owner creates the same directory.
+            (
+                owned("/opt/app/second", "www-data"),
+                "/opt/app/first",
+                [false, true],
+            ),
+            // A leaf first: in both shapes it creates the directory.
+            (file("/opt/app/second"), "/opt/app/second", [true, false]),
+        ] {
+            let read = format!("[[run]]\nsh = \"true\"\nreads = [\"{read}\"]\n");
+            let body = [first.clone(), second, read].concat();
+            assert_eq!(leaves_of(&body), leaves, "{body}");
+        }
         // An owner by name after a file that rewrites /etc/group resolves differently.
         let body = [file("/etc/group"), owned("/srv/x", "app")].concat();
         assert_eq!(leaves_of(&body), [false, false]);
@@ -1611,13 +1591,10 @@ mod tests {
                 .to_string(),
         ]
         .concat();
-        let text = format!("[image]\nfrom = \"debian\"\n{body}");
-        let loaded = crate::spec::load(
-            crate::diag::SourceFile::new("Sysfile", &text),
-            &crate::spec::LoadOptions::default(),
+        let plan = plan_of(
+            &format!("[image]\nfrom = \"debian\"\n{body}"),
+            Family::Debian,
         );
-        let spec = loaded.spec.expect("loads");
-        let plan = plan(&spec, &BaseFacts::assumed(Family::Debian));
         assert_eq!(plan.leaves, [plan.files_start]);
         assert_eq!(plan.leaf_dests(), ["/etc/a.conf"]);
         assert_eq!(plan.checks.len(), 1);
@@ -1630,15 +1607,8 @@ mod tests {
 
     /// The manager drop-in of a spec, as the systemd configuration step writes it.
     fn manager_drop_in(text: &str) -> String {
-        let loaded = crate::spec::load(
-            crate::diag::SourceFile::new("Sysfile", text),
-            &crate::spec::LoadOptions::default(),
-        );
-        let plan = plan(
-            &loaded.spec.expect("a valid spec"),
-            &BaseFacts::assumed(Family::Debian),
-        );
-        plan.steps
+        plan_of(text, Family::Debian)
+            .steps
             .iter()
             .find_map(|s| match &s.kind {
                 StepKind::Files(files) => files.iter().find_map(|f| match f {
@@ -1672,11 +1642,7 @@ mod tests {
 
     #[test]
     fn the_ssh_host_key_unit_goes_to_the_units_step_apart() {
-        let loaded = crate::spec::load(
-            crate::diag::SourceFile::new("Sysfile", "[image]\nfrom = \"debian\"\n"),
-            &crate::spec::LoadOptions::default(),
-        );
-        let spec = loaded.spec.expect("a valid spec");
+        let spec = spec_of("[image]\nfrom = \"debian\"\n");
         let args = |family| {
             let plan = plan(&spec, &BaseFacts::assumed(family));
             match &plan.steps[plan.units_step].kind {

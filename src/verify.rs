@@ -388,6 +388,17 @@ mod tests {
         assert_eq!(nearest("postgresql.service", units.iter()), None);
     }
 
+    /// The spec `text` loads to and its plan on a base of `family`.
+    fn planned(text: &str, family: crate::distro::Family) -> (Spec, Plan) {
+        let loaded = crate::spec::load(
+            crate::diag::SourceFile::new("Sysfile", text),
+            &Default::default(),
+        );
+        let spec = loaded.spec.expect("loads");
+        let plan = crate::plan::plan(&spec, &crate::plan::BaseFacts::assumed(family));
+        (spec, plan)
+    }
+
     fn collected(records: &[(&str, &str, &str, &str)], programs: &[(&str, bool)]) -> Collected {
         let mut text = String::new();
         for (kind, name, path, body) in records {
@@ -408,15 +419,7 @@ mod tests {
     #[test]
     fn the_unit_audit_follows_timers_skips_masks_and_reads_drop_ins() {
         let text = "[image]\nfrom = \"debian\"\n[[files]]\ndest = \"/etc/systemd/system/job.service\"\ncontent = \"[Service]\\nDynamicUser=yes\\nExecStart=/usr/bin/job\\n\"\n[[files]]\ndest = \"/etc/systemd/system/job.timer\"\ncontent = \"[Timer]\\nOnCalendar=daily\\n[Install]\\nWantedBy=timers.target\\n\"\n[[files]]\ndest = \"/usr/bin/job\"\ncontent = \"#!/bin/sh\\n\"\nmode = \"0755\"\n[services]\nenable = [\"job.timer\"]\n";
-        let loaded = crate::spec::load(
-            crate::diag::SourceFile::new("Sysfile", text),
-            &Default::default(),
-        );
-        let spec = loaded.spec.expect("loads");
-        let plan = crate::plan::plan(
-            &spec,
-            &crate::plan::BaseFacts::assumed(crate::distro::Family::Debian),
-        );
+        let (spec, plan) = planned(text, crate::distro::Family::Debian);
         let inventory = Inventory::default();
         let job = "[Service]\nDynamicUser=yes\nExecStart=/usr/bin/job\n";
         let timer = "[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n";
@@ -476,15 +479,7 @@ mod tests {
     #[test]
     fn a_static_unit_is_not_enabled() {
         let text = "[image]\nfrom = \"debian\"\n[services]\nenable = [\"oneshot\"]\n";
-        let loaded = crate::spec::load(
-            crate::diag::SourceFile::new("Sysfile", text),
-            &Default::default(),
-        );
-        let spec = loaded.spec.expect("loads");
-        let plan = crate::plan::plan(
-            &spec,
-            &crate::plan::BaseFacts::assumed(crate::distro::Family::Fedora),
-        );
+        let (spec, plan) = planned(text, crate::distro::Family::Fedora);
         let mut states: String = plan
             .masked_units
             .iter()

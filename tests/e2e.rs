@@ -274,7 +274,6 @@ const BOOT_BOUND: Duration = Duration::from_secs(60);
 /// `keys/admin.pub`, freshly generated). Returns the build and the copy (keep it alive).
 fn build_example(engine: &Engine, name: &str, test: &str) -> (Build, tempfile::TempDir) {
     engine.require_base_image();
-    let frontend = engine.frontend_image();
     let example = repo_root().join("examples").join(name);
     assert!(
         example.join("Sysfile").is_file(),
@@ -291,13 +290,7 @@ fn build_example(engine: &Engine, name: &str, test: &str) -> (Build, tempfile::T
             std::fs::remove_file(ctx.path().join(key)).unwrap();
         }
     }
-    let syntax = format!("BUILDKIT_SYNTAX={frontend}");
-    let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
-        vec![]
-    } else {
-        vec!["--build-arg", syntax.as_str()]
-    };
-    let build = engine.build(test, ctx.path(), &ctx.path().join("Sysfile"), &extra);
+    let build = engine.build_under_test(test, ctx.path(), &ctx.path().join("Sysfile"));
     build.assert_ok(&format!("examples/{name}"));
     (build, ctx)
 }

@@ -386,32 +386,13 @@ fn audit_matrix(host: Host, suite: &str) {
         return;
     }
     let engine = Engine::detect_quietly().expect("engine");
-    let base = format!("local/debian:{suite}");
-    assert!(
-        docker(&["image", "inspect", &base]).ok(),
-        "{base} is missing; run scripts/setup-matrix bases"
-    );
-    // The frontend under test, not the one the spec's `# syntax=` line names.
-    let frontend = engine.frontend_image();
-    let syntax = format!("BUILDKIT_SYNTAX={frontend}");
-    let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
-        vec![]
-    } else {
-        vec!["--build-arg", syntax.as_str()]
-    };
+    let base = suite_base(suite);
     let ctx = tempdir();
     std::fs::write(ctx.path().join("Sysfile"), sysfile(suite)).unwrap();
-    let build = engine.build(&test, ctx.path(), &ctx.path().join("Sysfile"), &extra);
+    let build = engine.build_under_test(&test, ctx.path(), &ctx.path().join("Sysfile"));
     build.assert_ok(&format!("the audit image on {base}"));
     let tag = build.tag();
-    let daemon = host.daemon();
-    let _copy = (daemon != Daemon::main()).then(|| {
-        copy_image(tag, &Daemon::main(), &daemon).unwrap_or_else(|e| panic!("{e}"));
-        ImageGuard {
-            tag: tag.to_string(),
-            daemon: daemon.clone(),
-        }
-    });
+    let _copy = host.load_image(tag);
     let c = host.start(tag, &unique_name(&test));
     let state = wait_system_running(&c, BOOT_BOUND).unwrap_or_else(|e| panic!("{test}: {e}"));
     // Units that fail make the system degraded; that is what this image is for.

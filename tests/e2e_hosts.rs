@@ -66,19 +66,7 @@ fn suite_image(suite: &'static str) -> &'static SuiteImage {
         return image;
     }
     let engine = Engine::detect_quietly().expect("engine");
-    let base = format!("local/debian:{suite}");
-    assert!(
-        docker(&["image", "inspect", &base]).ok(),
-        "{base} is missing; run scripts/setup-matrix bases"
-    );
-    // The frontend under test, not the one the example's `# syntax=` line names.
-    let frontend = engine.frontend_image();
-    let syntax = format!("BUILDKIT_SYNTAX={frontend}");
-    let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
-        vec![]
-    } else {
-        vec!["--build-arg", syntax.as_str()]
-    };
+    let base = suite_base(suite);
     let ctx = tempdir();
     copy_tree(&repo_root().join("examples/sshd"), ctx.path());
     let spec = std::fs::read_to_string(ctx.path().join("Sysfile"))
@@ -88,11 +76,10 @@ fn suite_image(suite: &'static str) -> &'static SuiteImage {
     let (key, public) = keypair(ctx.path());
     std::fs::create_dir_all(ctx.path().join("keys")).unwrap();
     std::fs::write(ctx.path().join("keys/admin.pub"), public).unwrap();
-    let build = engine.build(
+    let build = engine.build_under_test(
         &format!("hosts-{suite}"),
         ctx.path(),
         &ctx.path().join("Sysfile"),
-        &extra,
     );
     build.assert_ok(&format!("the sshd example on {base}"));
     let version = inspect_image(build.tag())["Config"]["Labels"]["sysfile.systemd.version"]
@@ -123,13 +110,7 @@ fn boot_matrix(host: Host, suite: &'static str) {
     let image = suite_image(suite);
     let tag = image.build.tag();
     let daemon = host.daemon();
-    let _copy = (daemon != Daemon::main()).then(|| {
-        copy_image(tag, &Daemon::main(), &daemon).unwrap_or_else(|e| panic!("{e}"));
-        ImageGuard {
-            tag: tag.to_string(),
-            daemon: daemon.clone(),
-        }
-    });
+    let _copy = host.load_image(tag);
     // systemd 258 dropped cgroup v1: refused there, booted everywhere else.
     if host == Host::CgroupV1 && image.systemd_major >= 258 {
         refused_and_really_fails(host, tag, &test, image.systemd_major);

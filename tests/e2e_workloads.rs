@@ -39,17 +39,23 @@ fn build_example(engine: &Engine, name: &str, test: &str) -> (Build, tempfile::T
     (build, ctx)
 }
 
+/// Builds `spec` (its `{frontend}` replaced by the frontend tag) from a context of its own.
+/// Returns the build and the context (keep it alive).
+fn build_spec(engine: &Engine, spec: &str, test: &str) -> (Build, tempfile::TempDir) {
+    let ctx = tempdir();
+    std::fs::write(
+        ctx.path().join("Sysfile"),
+        spec.replace("{frontend}", &frontend_tag()),
+    )
+    .unwrap();
+    let build = build_context(engine, ctx.path(), test);
+    (build, ctx)
+}
+
 /// Builds the Sysfile in `ctx` with the frontend under test.
 fn build_context(engine: &Engine, ctx: &Path, test: &str) -> Build {
     engine.require_base_image();
-    let frontend = engine.frontend_image();
-    let syntax = format!("BUILDKIT_SYNTAX={frontend}");
-    let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
-        vec![]
-    } else {
-        vec!["--build-arg", syntax.as_str()]
-    };
-    engine.build(test, ctx, &ctx.join("Sysfile"), &extra)
+    engine.build_under_test(test, ctx, &ctx.join("Sysfile"))
 }
 
 /// What `sysfile run` did.
@@ -231,13 +237,7 @@ fn run_wait_reports_a_failing_unit() {
     let Some(engine) = Engine::detect(test) else {
         return;
     };
-    let ctx = tempdir();
-    std::fs::write(
-        ctx.path().join("Sysfile"),
-        FAILING_SPEC.replace("{frontend}", &frontend_tag()),
-    )
-    .unwrap();
-    let build = build_context(&engine, ctx.path(), test);
+    let (build, _ctx) = build_spec(&engine, FAILING_SPEC, test);
     build.assert_ok("the failing-unit spec");
 
     // DOCKER_HOST reaches the engine CLI (the main daemon's socket, named explicitly).
@@ -308,13 +308,7 @@ fn run_wait_times_out_with_the_queued_jobs() {
     let Some(engine) = Engine::detect(test) else {
         return;
     };
-    let ctx = tempdir();
-    std::fs::write(
-        ctx.path().join("Sysfile"),
-        SLOW_SPEC.replace("{frontend}", &frontend_tag()),
-    )
-    .unwrap();
-    let build = build_context(&engine, ctx.path(), test);
+    let (build, _ctx) = build_spec(&engine, SLOW_SPEC, test);
     build.assert_ok("the slow-unit spec");
     let started = sysfile_run(build.tag(), test, &["--wait=5"], &[]);
     let err = &started.stderr;
@@ -545,15 +539,8 @@ fn apache_configtest_in_a_build_step_finds_run_lock() {
     let Some(engine) = Engine::detect(test) else {
         return;
     };
-    let ctx = tempdir();
-    std::fs::write(
-        ctx.path().join("Sysfile"),
-        CONFIGTEST_SPEC
-            .replace("{frontend}", &frontend_tag())
-            .replace("{run}", &unique_name(test)),
-    )
-    .unwrap();
-    let build = build_context(&engine, ctx.path(), test);
+    let spec = CONFIGTEST_SPEC.replace("{run}", &unique_name(test));
+    let (build, _ctx) = build_spec(&engine, &spec, test);
     build.assert_ok("apache2ctl configtest in a build step");
     assert!(
         build.output.contains("Syntax OK"),
@@ -597,13 +584,7 @@ fn dynamic_user_from_files_fails_the_build() {
     let Some(engine) = Engine::detect(test) else {
         return;
     };
-    let ctx = tempdir();
-    std::fs::write(
-        ctx.path().join("Sysfile"),
-        DYNAMIC_USER_SPEC.replace("{frontend}", &frontend_tag()),
-    )
-    .unwrap();
-    let build = build_context(&engine, ctx.path(), test);
+    let (build, _ctx) = build_spec(&engine, DYNAMIC_USER_SPEC, test);
     build.assert_failed("an enabled DynamicUser=yes unit");
     let output = &build.output;
     assert!(
@@ -650,13 +631,7 @@ fn a_failed_enable_names_the_unit_not_the_script() {
     let Some(engine) = Engine::detect(test) else {
         return;
     };
-    let ctx = tempdir();
-    std::fs::write(
-        ctx.path().join("Sysfile"),
-        FAILED_ENABLE_SPEC.replace("{frontend}", &frontend_tag()),
-    )
-    .unwrap();
-    let build = build_context(&engine, ctx.path(), test);
+    let (build, _ctx) = build_spec(&engine, FAILED_ENABLE_SPEC, test);
     build.assert_failed("an enable systemctl refuses");
     let output = &build.output;
     assert!(

@@ -130,6 +130,14 @@ async fn run_with_env(
     Ok(handle)
 }
 
+/// The error status the frontend returned; panics when it returned none.
+fn returned_error(handle: &FakeHandle) -> pb::rpc::Status {
+    handle
+        .returned()
+        .and_then(|r| r.error)
+        .expect("an error status")
+}
+
 fn returned_config(handle: &FakeHandle) -> serde_json::Value {
     let returned = handle.returned().expect("Return was called");
     assert!(
@@ -288,18 +296,10 @@ async fn force_network_mode_reaches_every_default_network_step() -> TestResult {
 async fn spec_errors_return_a_source_located_status() -> TestResult {
     let spec = "[image]\nfrom = \"local/debian:bookworm\"\ncolour = \"blue\"\n";
     let handle = run(fake("v0.8", spec), &[("filename", "Sysfile")]).await?;
-    let status = handle
-        .returned()
-        .and_then(|r| r.error)
-        .expect("an error status");
+    let status = returned_error(&handle);
     assert_eq!(status.code, errors::CODE_UNKNOWN);
     assert!(status.message.contains("Sysfile:3"), "{}", status.message);
-    let detail = status
-        .details
-        .iter()
-        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
-        .expect("a Source detail");
-    let json: serde_json::Value = serde_json::from_slice(&detail.value)?;
+    let json = source_detail(&status)?;
     assert_eq!(json["info"]["filename"], "Sysfile");
     assert_eq!(json["ranges"][0]["start"]["line"], 3);
     assert!(
@@ -354,7 +354,7 @@ async fn unknown_distribution_points_at_the_base_image() -> TestResult {
         .with_image_config("alpine:3", DIGEST, base_config())
         .with_image_rootfs("alpine:3", [("/etc/os-release", b"ID=alpine\n".to_vec())]);
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.contains("Sysfile:2") && status.message.contains("manager"),
         "{}",
@@ -389,7 +389,7 @@ async fn describe_subrequest_lists_what_is_answered() -> TestResult {
     );
     assert!(handle.solves().is_empty(), "a subrequest solves nothing");
     let unknown = run(fake("v0.32", SSHD), &[("requestid", "frontend.nonsense")]).await?;
-    let status = unknown.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&unknown);
     assert!(
         status
             .details
@@ -428,7 +428,7 @@ async fn an_alias_or_a_typo_in_services_is_a_located_error_with_a_suggestion() -
             "[image]\nfrom = \"local/debian:bookworm\"\n\n[services]\nenable = [\"{unit}\"]\n"
         );
         let handle = run(fake("v0.32", &spec), &[("filename", "Sysfile")]).await?;
-        let status = handle.returned().and_then(|r| r.error).expect("an error");
+        let status = returned_error(&handle);
         assert!(
             status.message.starts_with("Sysfile:5:"),
             "{}",
@@ -441,20 +441,18 @@ async fn an_alias_or_a_typo_in_services_is_a_located_error_with_a_suggestion() -
 
 #[tokio::test]
 async fn a_unit_in_the_wrong_state_fails_the_build() -> TestResult {
-    let mut report: Vec<(&'static str, String)> = inventory()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
-        .collect();
-    report.push(("states", "ssh.service\tdisabled\n".to_string()));
-    report.push((
-        "facts",
-        "default\tmulti-user.target\nmachine-id\tnot-empty\n".to_string(),
-    ));
-    report.push(("failures", String::new()));
-    report.push(("audit", String::new()));
-    let fake = fake("v0.32", SSHD).with_exec_output("sysfile-units", report);
-    let handle = run(fake, &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let report = report_with(
+        SSHD,
+        &[
+            ("states", "ssh.service\tdisabled\n"),
+            (
+                "facts",
+                "default\tmulti-user.target\nmachine-id\tnot-empty\n",
+            ),
+        ],
+    );
+    let handle = build_reporting(SSHD, report).await?;
+    let status = returned_error(&handle);
     assert!(
         status.message.contains("`ssh.service` should be enabled"),
         "{}",
@@ -579,7 +577,7 @@ async fn a_platform_no_worker_can_run_is_a_clear_error() -> TestResult {
         &[("BUILDKIT_WORKERS", WORKERS_AMD64_386)],
     )
     .await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status
             .message
@@ -703,18 +701,13 @@ async fn includes_are_read_from_the_context_and_errors_name_the_fragment() -> Te
             [("common.toml", b"[config]\n\nbogus = 1\n".to_vec())],
         );
     let handle = run(with_debian(bad, main), &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("common.toml:3:"),
         "{}",
         status.message
     );
-    let detail = status
-        .details
-        .iter()
-        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
-        .expect("a Source detail");
-    let json: serde_json::Value = serde_json::from_slice(&detail.value)?;
+    let json = source_detail(&status)?;
     assert_eq!(json["info"]["filename"], "common.toml");
     Ok(())
 }
@@ -729,7 +722,7 @@ async fn a_non_utf8_include_is_a_located_error_as_in_the_cli() -> TestResult {
             [("common.toml", b"[config]\nworkdir = \"/\xff\"\n".to_vec())],
         );
     let handle = run(with_debian(bad, main), &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     // Not decoded with replacement characters: refused where it is included.
     assert!(
         status.message.starts_with(
@@ -815,7 +808,7 @@ async fn named_build_contexts_feed_files_bind_mounts_and_the_base() -> TestResul
 async fn a_file_from_an_unknown_build_context_is_a_located_error() -> TestResult {
     let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\nfrom = \"extra\"\nsrc = \"motd\"\ndest = \"/etc/motd\"\n";
     let handle = run(fake("v0.32", spec), &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("Sysfile:4:"),
         "{}",
@@ -1173,7 +1166,7 @@ async fn an_oci_layout_context_on_a_daemon_without_it_is_a_located_error() -> Te
         ],
     )
     .await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("Sysfile:4:"),
         "{}",
@@ -1204,7 +1197,7 @@ async fn a_used_context_sysfile_cannot_read_is_an_error_at_the_entry_that_uses_i
             &[("filename", "Sysfile"), ("context:tools", value)],
         )
         .await?;
-        let status = handle.returned().and_then(|r| r.error).expect("an error");
+        let status = returned_error(&handle);
         assert!(
             status.message.starts_with("Sysfile:6:"),
             "{value}: {}",
@@ -1349,7 +1342,7 @@ async fn a_base_context_that_is_no_image_is_an_error_at_from() -> TestResult {
             &[("filename", "Sysfile"), ("context:base", value)],
         )
         .await?;
-        let status = handle.returned().and_then(|r| r.error).expect("an error");
+        let status = returned_error(&handle);
         assert!(
             status.message.starts_with("Sysfile:2:"),
             "{value}: {}",
@@ -1380,7 +1373,7 @@ async fn a_missing_authorized_keys_file_is_a_located_error() -> TestResult {
             )],
         );
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("Sysfile:10:"),
         "{}",
@@ -1418,7 +1411,7 @@ async fn a_non_utf8_sysfile_is_a_located_error() -> TestResult {
     bytes.extend([0xe9, b'\n']);
     let fake = FakeBuildkit::new(caps("v0.32")).with_local("dockerfile", [("Sysfile", bytes)]);
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let status = returned_error(&handle);
     assert!(
         status.message.starts_with("Sysfile:3:"),
         "{}",
@@ -1439,11 +1432,7 @@ async fn an_sbin_init_that_is_not_systemd_gives_the_systemd_binary_as_entrypoint
             _ => (k, v),
         })
         .collect();
-    let handle = run(
-        fake("v0.32", SSHD).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
+    let handle = build_reporting(SSHD, report).await?;
     let config = returned_config(&handle);
     assert_eq!(
         config["config"]["Entrypoint"],
@@ -1477,6 +1466,28 @@ fn report_with(spec: &str, replace: &[(&'static str, &str)]) -> Vec<(&'static st
             None => (k, v),
         })
         .collect()
+}
+
+/// The `errdefs.Source` detail of an error status, as JSON.
+fn source_detail(status: &pb::rpc::Status) -> Result<serde_json::Value, serde_json::Error> {
+    let detail = status
+        .details
+        .iter()
+        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
+        .expect("a Source detail");
+    serde_json::from_slice(&detail.value)
+}
+
+/// Builds `spec` (on v0.32) with `report` as the units step's report.
+async fn build_reporting(
+    spec: &str,
+    report: Vec<(&'static str, String)>,
+) -> Result<FakeHandle, Box<dyn std::error::Error>> {
+    run(
+        fake("v0.32", spec).with_exec_output("sysfile-units", report),
+        &[("filename", "Sysfile")],
+    )
+    .await
 }
 
 /// The rule names of a `frontend.lint` answer.
@@ -1558,10 +1569,7 @@ async fn lint_skips_are_honoured_by_builds_and_frontend_lint() -> TestResult {
 async fn a_base_that_cannot_be_resolved_is_an_error_at_from() -> TestResult {
     let spec = SSHD.replace("local/debian:bookworm", "local/nosuch:bookworm");
     let handle = run(fake("v0.32", &spec), &[("filename", "Sysfile")]).await?;
-    let status = handle
-        .returned()
-        .and_then(|r| r.error)
-        .expect("an error status");
+    let status = returned_error(&handle);
     assert!(
         status
             .message
@@ -1570,12 +1578,7 @@ async fn a_base_that_cannot_be_resolved_is_an_error_at_from() -> TestResult {
         "{}",
         status.message
     );
-    let detail = status
-        .details
-        .iter()
-        .find(|d| d.type_url == errors::SOURCE_TYPE_URL)
-        .expect("a Source detail");
-    let json: serde_json::Value = serde_json::from_slice(&detail.value)?;
+    let json = source_detail(&status)?;
     assert_eq!(json["ranges"][0]["start"]["line"], 3, "the `from` line");
     Ok(())
 }
@@ -1667,12 +1670,8 @@ async fn a_failed_systemctl_call_names_the_unit_at_its_entry_not_the_script() ->
             "enable\tssh.service\tFailed to enable unit: Unit file /etc/systemd/system/ssh.service is masked.\n",
         )],
     );
-    let handle = run(
-        fake("v0.32", SSHD).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    let handle = build_reporting(SSHD, report).await?;
+    let status = returned_error(&handle);
     let message = &status.message;
     assert!(message.starts_with("Sysfile:13:"), "{message}");
     assert!(
@@ -1726,52 +1725,37 @@ fn collected(kind: &str, name: &str, path: &str, text: &str) -> String {
 async fn the_unit_audit_locates_a_failing_setting_at_its_files_entry() -> TestResult {
     let app = "\n[Service]\nDynamicUser=yes\nExecStart=/usr/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n";
     let idle = "\n[Service]\nDynamicUser=yes\nExecStart=/usr/bin/sleep infinity\n";
-    let audit = [
-        collected(
-            "unit",
-            "app.service",
-            "/etc/systemd/system/app.service",
-            app,
-        ),
-        collected(
-            "unit",
-            "idle.service",
-            "/etc/systemd/system/idle.service",
-            idle,
-        ),
-        collected(
-            "enabled",
-            "app.service",
-            "/etc/systemd/system/app.service",
-            app,
-        ),
-        "exec\t/usr/bin/sleep\tyes\n".to_string(),
-    ]
-    .concat();
-    let mut inventory = inventory();
-    inventory[0].1 = "app.service\t\nidle.service\t\nmulti-user.target\t\n";
-    let mut report: Vec<(&'static str, String)> = inventory
-        .clone()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
-        .collect();
-    report.extend(final_state(DYNAMIC_USER));
-    let report = report
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "audit" {
-                (k, audit.clone())
-            } else {
-                (k, v)
-            }
-        })
-        .collect::<Vec<_>>();
-    let handle = run(
-        fake("v0.32", DYNAMIC_USER).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
-    let status = handle.returned().and_then(|r| r.error).expect("an error");
+    // `$out/audit` for both units, with app.service also as an enabled unit when `enabled`.
+    let audit = |enabled: bool| {
+        let mut records = vec![
+            collected(
+                "unit",
+                "app.service",
+                "/etc/systemd/system/app.service",
+                app,
+            ),
+            collected(
+                "unit",
+                "idle.service",
+                "/etc/systemd/system/idle.service",
+                idle,
+            ),
+        ];
+        if enabled {
+            records.push(collected(
+                "enabled",
+                "app.service",
+                "/etc/systemd/system/app.service",
+                app,
+            ));
+        }
+        records.push("exec\t/usr/bin/sleep\tyes\n".to_string());
+        records.concat()
+    };
+    let units = "app.service\t\nidle.service\t\nmulti-user.target\t\n";
+    let report = report_with(DYNAMIC_USER, &[("units", units), ("audit", &audit(true))]);
+    let handle = build_reporting(DYNAMIC_USER, report).await?;
+    let status = returned_error(&handle);
     let message = &status.message;
     assert!(message.starts_with("Sysfile:4:"), "{message}");
     assert!(
@@ -1783,42 +1767,8 @@ async fn the_unit_audit_locates_a_failing_setting_at_its_files_entry() -> TestRe
 
     // Nothing enables app.service: both units are only warned about, each at its own entry.
     let spec = DYNAMIC_USER.replace("enable = [\"app\"]", "");
-    let audit = [
-        collected(
-            "unit",
-            "app.service",
-            "/etc/systemd/system/app.service",
-            app,
-        ),
-        collected(
-            "unit",
-            "idle.service",
-            "/etc/systemd/system/idle.service",
-            idle,
-        ),
-        "exec\t/usr/bin/sleep\tyes\n".to_string(),
-    ]
-    .concat();
-    let mut report: Vec<(&'static str, String)> = inventory
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
-        .collect();
-    report.extend(final_state(&spec));
-    let report = report
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "audit" {
-                (k, audit.clone())
-            } else {
-                (k, v)
-            }
-        })
-        .collect::<Vec<_>>();
-    let handle = run(
-        fake("v0.32", &spec).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
+    let report = report_with(&spec, &[("units", units), ("audit", &audit(false))]);
+    let handle = build_reporting(&spec, report).await?;
     returned_config(&handle);
     let warnings: Vec<(String, i32)> = handle
         .warnings()
@@ -1870,11 +1820,7 @@ async fn the_ssh_host_key_unit_is_only_where_an_ssh_server_is() -> TestResult {
         "sysfile-ssh-host-keys.service\tno-ssh-server",
     );
     let report = report_with(SSHD, &[("sshd", ""), ("states", &states)]);
-    let without = run(
-        fake("v0.32", SSHD).with_exec_output("sysfile-units", report),
-        &[("filename", "Sysfile")],
-    )
-    .await?;
+    let without = build_reporting(SSHD, report).await?;
     assert_eq!(label(&without), "ssh.service");
     Ok(())
 }

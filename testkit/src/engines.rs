@@ -588,6 +588,17 @@ pub const CGROUP2: Daemon = Daemon {
 };
 const CGROUP2_PIDFILE: &str = "/run/sysfile-cg2/docker.pid";
 
+/// `local/debian:SUITE` (`scripts/setup-matrix bases` makes it); panics when the main daemon
+/// does not have it.
+pub fn suite_base(suite: &str) -> String {
+    let base = format!("local/debian:{suite}");
+    assert!(
+        docker(&["image", "inspect", &base]).ok(),
+        "{base} is missing; run scripts/setup-matrix bases"
+    );
+    base
+}
+
 /// A host kind a system container boots on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Host {
@@ -610,6 +621,20 @@ impl Host {
             Host::CgroupV1 => Daemon::main(),
             Host::CgroupV2 => CGROUP2,
         }
+    }
+
+    /// Makes `tag`, built on the main daemon, available to this host's daemon: `None` on this
+    /// machine (the main daemon), otherwise a copy whose guard removes it from that daemon.
+    /// Panics when the copy fails.
+    pub fn load_image(self, tag: &str) -> Option<ImageGuard> {
+        let daemon = self.daemon();
+        (daemon != Daemon::main()).then(|| {
+            copy_image(tag, &Daemon::main(), &daemon).unwrap_or_else(|e| panic!("{e}"));
+            ImageGuard {
+                tag: tag.to_string(),
+                daemon,
+            }
+        })
     }
 
     /// True when the host is up; otherwise a loud skip (or a failure when required).

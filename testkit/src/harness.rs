@@ -278,6 +278,21 @@ impl Engine {
         self.build_with(&["build"], test, context, file, extra)
     }
 
+    /// [`Engine::build`] of the Sysfile `file` in `context` with the frontend under test, not the
+    /// one the spec's `# syntax=` line names: `--build-arg BUILDKIT_SYNTAX=<tag>` unless the tag
+    /// is the default one the `# syntax=` lines already name. Builds the frontend image first
+    /// ([`Engine::frontend_image`]).
+    pub fn build_under_test(&self, test: &str, context: &Path, file: &Path) -> Build {
+        let frontend = self.frontend_image();
+        let syntax = format!("BUILDKIT_SYNTAX={frontend}");
+        let extra: Vec<&str> = if frontend == DEFAULT_FRONTEND_IMAGE {
+            vec![]
+        } else {
+            vec!["--build-arg", syntax.as_str()]
+        };
+        self.build(test, context, file, &extra)
+    }
+
     /// [`Engine::build`] with another docker subcommand, e.g. `["buildx", "build"]`.
     pub fn build_with(
         &self,
