@@ -503,37 +503,101 @@ pub fn leaf_files(spec: &Spec) -> Vec<bool> {
             }
         }
     }
+    let blocked = PathIndex::new(blocked.iter().map(String::as_str));
     let later_runs: Vec<&model::RunStep> = spec
         .runs
         .iter()
         .filter(|r| r.phase == Phase::AfterPackages && !r.check)
         .collect();
-    let identity = ["/etc/passwd", "/etc/group"];
-    let mut leaf: Vec<bool> = Vec::with_capacity(spec.files.len());
-    for (i, file) in spec.files.iter().enumerate() {
-        let dest = file.dest.as_str();
-        let reserved = blocked.iter().any(|p| paths_overlap(dest, p)) || holds_ssh_host_key(dest);
-        let overlapped = spec
-            .files
+    // A later run without `reads` may read anything: then no file is a leaf.
+    let reads_anything = later_runs.iter().any(|run| run.reads.is_none());
+    let read = PathIndex::new(
+        later_runs
             .iter()
-            .enumerate()
-            .any(|(j, other)| j != i && paths_overlap(dest, &other.dest));
-        let shared_parent = spec.files[..i].iter().zip(&leaf).any(|(earlier, is_leaf)| {
-            !is_leaf
-                && earlier.owner != file.owner
-                && ancestors(dest).any(|dir| ancestors(&earlier.dest).any(|d| d == dir))
+            .filter_map(|run| run.reads.as_ref())
+            .flatten()
+            .map(String::as_str),
+    );
+    let dests = PathIndex::new(spec.files.iter().map(|f| f.dest.as_str()));
+    let identity = ["/etc/passwd", "/etc/group"];
+    let mut identity_written = false;
+    // The owners of the earlier non-leaf entries below each directory (two distinct ones are
+    // enough to tell whether one differs from a given owner).
+    let mut owners_below: BTreeMap<&str, Vec<Option<&model::Owner>>> = BTreeMap::new();
+    let mut leaf: Vec<bool> = Vec::with_capacity(spec.files.len());
+    for file in &spec.files {
+        let dest = file.dest.as_str();
+        let owner = file.owner.as_ref();
+        let reserved = blocked.overlaps(dest, 0) || holds_ssh_host_key(dest);
+        let overlapped = dests.overlaps(dest, 1);
+        let shared_parent = ancestors(dest).any(|dir| {
+            owners_below
+                .get(dir)
+                .is_some_and(|owners| owners.iter().any(|o| *o != owner))
         });
-        let renamed = file.owner.is_some()
-            && spec.files[..i]
-                .iter()
-                .any(|e| identity.iter().any(|p| paths_overlap(&e.dest, p)));
-        let read = later_runs.iter().any(|run| match &run.reads {
-            None => true,
-            Some(reads) => reads.iter().any(|r| paths_overlap(dest, r)),
-        });
-        leaf.push(!(reserved || overlapped || shared_parent || renamed || read));
+        let renamed = owner.is_some() && identity_written;
+        let is_leaf = !(reserved
+            || overlapped
+            || shared_parent
+            || renamed
+            || reads_anything
+            || read.overlaps(dest, 0));
+        if !is_leaf {
+            for dir in ancestors(dest) {
+                let owners = owners_below.entry(dir).or_default();
+                if owners.len() < 2 && !owners.contains(&owner) {
+                    owners.push(owner);
+                }
+            }
+        }
+        identity_written |= identity.iter().any(|p| paths_overlap(dest, p));
+        leaf.push(is_leaf);
     }
     leaf
+}
+
+/// Absolute, normalised paths, indexed so that "does this path overlap one of them" (equal, or
+/// one holds the other at a `/` boundary, as [`paths_overlap`] says) costs a few ordered-map
+/// lookups rather than a pass over all of them: a spec may have thousands of `[[files]]`, and
+/// planning stays linear in its size.
+struct PathIndex<'a> {
+    count: BTreeMap<&'a str, usize>,
+    total: usize,
+}
+
+impl<'a> PathIndex<'a> {
+    fn new(paths: impl IntoIterator<Item = &'a str>) -> PathIndex<'a> {
+        let mut count = BTreeMap::new();
+        let mut total = 0;
+        for path in paths {
+            *count.entry(path).or_insert(0) += 1;
+            total += 1;
+        }
+        PathIndex { count, total }
+    }
+
+    /// Whether a path of the index overlaps `path`, not counting `own` copies of `path` itself
+    /// (1 when `path` is one of the indexed entries and only the others matter).
+    fn overlaps(&self, path: &str, own: usize) -> bool {
+        if path == "/" {
+            return self.total > own;
+        }
+        if self.count.get(path).copied().unwrap_or(0) > own || self.count.contains_key("/") {
+            return true;
+        }
+        if ancestors(path).any(|dir| self.count.contains_key(dir)) {
+            return true;
+        }
+        // Entries below `path`: those between `path/` and `path0` (`0` follows `/`).
+        let (below, after) = (format!("{path}/"), format!("{path}0"));
+        self.count
+            .range::<str, _>((
+                std::ops::Bound::Included(below.as_str()),
+                std::ops::Bound::Excluded(after.as_str()),
+            ))
+            .next()
+            .is_some()
+    }
 }
 
 fn run_step(
@@ -1479,6 +1543,33 @@ mod tests {
 
     fn file(dest: &str) -> String {
         format!("[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\n")
+    }
+
+    #[test]
+    fn the_path_index_answers_as_paths_overlap_does() {
+        let paths = [
+            "/",
+            "/etc",
+            "/etc/nginx",
+            "/etc/nginx/conf.d/a.conf",
+            "/etc/nginx2",
+            "/srv/x",
+            "/srv/x/y",
+            "/srv/xy",
+            "/var/lib/app",
+        ];
+        for set in [&paths[..], &paths[1..], &paths[3..], &[][..]] {
+            let index = PathIndex::new(set.iter().copied());
+            for probe in paths.iter().chain(&["/etc/nginx/conf.d", "/srv", "/opt/z"]) {
+                let own = usize::from(set.contains(probe));
+                let expected = set
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !(own == 1 && *p == probe))
+                    .any(|(_, p)| paths_overlap(probe, p));
+                assert_eq!(index.overlaps(probe, own), expected, "{probe} in {set:?}");
+            }
+        }
     }
 
     #[test]
