@@ -792,27 +792,30 @@ enum PackageAction {
     Remove,
 }
 
+/// apt's install script, the same text whatever `recommends` says but for its flag.
+macro_rules! apt_install {
+    ($recommends:literal) => {
+        concat!(
+            "set -eu\n",
+            "export DEBIAN_FRONTEND=noninteractive\n",
+            "# Official Debian/Ubuntu images delete downloaded .debs after every install; the cache\n",
+            "# lives in a cache mount, never in a layer, so keep it.\n",
+            "rm -f /etc/apt/apt.conf.d/docker-clean\n",
+            "apt-get update -o APT::Update::Error-Mode=any\n",
+            "apt-get install -y ",
+            $recommends,
+            " -o Binary::apt::APT::Keep-Downloaded-Packages=true -- \"$@\"\n",
+        )
+    };
+}
+
 /// Fixed scripts; package names arrive as `"$@"` (validated not to start with `-`).
 fn package_script(manager: PackageManager, action: PackageAction) -> &'static str {
     match (manager, action) {
-        (PackageManager::Apt, PackageAction::Install) => concat!(
-            "set -eu\n",
-            "export DEBIAN_FRONTEND=noninteractive\n",
-            "# Official Debian/Ubuntu images delete downloaded .debs after every install; the cache\n",
-            "# lives in a cache mount, never in a layer, so keep it.\n",
-            "rm -f /etc/apt/apt.conf.d/docker-clean\n",
-            "apt-get update -o APT::Update::Error-Mode=any\n",
-            "apt-get install -y --no-install-recommends -o Binary::apt::APT::Keep-Downloaded-Packages=true -- \"$@\"\n",
-        ),
-        (PackageManager::Apt, PackageAction::InstallWithRecommends) => concat!(
-            "set -eu\n",
-            "export DEBIAN_FRONTEND=noninteractive\n",
-            "# Official Debian/Ubuntu images delete downloaded .debs after every install; the cache\n",
-            "# lives in a cache mount, never in a layer, so keep it.\n",
-            "rm -f /etc/apt/apt.conf.d/docker-clean\n",
-            "apt-get update -o APT::Update::Error-Mode=any\n",
-            "apt-get install -y --install-recommends -o Binary::apt::APT::Keep-Downloaded-Packages=true -- \"$@\"\n",
-        ),
+        (PackageManager::Apt, PackageAction::Install) => apt_install!("--no-install-recommends"),
+        (PackageManager::Apt, PackageAction::InstallWithRecommends) => {
+            apt_install!("--install-recommends")
+        }
         (PackageManager::Apt, PackageAction::Remove) => {
             "set -eu\nexport DEBIAN_FRONTEND=noninteractive\napt-get purge -y --auto-remove -- \"$@\"\n"
         }
