@@ -196,12 +196,11 @@ async fn build(
             format!("the build target `{target}` is ignored: a Sysfile has a single target"),
         ));
     }
-    // The warnings go out beside the build: nothing waits for them.
-    let (_, built) = tokio::join!(
-        warn(bridge, &warnings, &loaded.sources, &load_digest),
-        build_spec(bridge, options, &caps, spec, &loaded.sources, &load_digest),
-    );
-    built
+    // The warnings go out before the build starts: sent beside it, clients sometimes never
+    // showed them (buildctl dropped every warning of a cached build while other builds ran on
+    // the daemon; Docker 26 moved them from the step to its closing summary).
+    warn(bridge, &warnings, &loaded.sources, &load_digest).await;
+    build_spec(bridge, options, &caps, spec, &loaded.sources, &load_digest).await
 }
 
 /// The build of a loaded spec: the request, the checks before it, every platform.
