@@ -277,8 +277,10 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         }
     }
 
+    // sysfile's own file steps after the runs: built once, for the leaf rule and the plan.
+    let finishing = [systemd_config_step(spec), hygiene_step(spec)];
     let files_start = steps.len();
-    let leaf = leaf_files(spec);
+    let leaf = leaf_files(spec, &finishing);
     let mut leaves = Vec::new();
     for (file, leaf) in spec.files.iter().zip(leaf) {
         if leaf {
@@ -360,8 +362,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .collect();
 
     let units = UnitPlan::new(spec, facts.family);
-    steps.push(systemd_config_step(spec));
-    steps.push(hygiene_step(spec));
+    steps.extend(finishing);
     let units_step = steps.len();
     let mut step = units.step(spec);
     let unit_spans: Vec<Span> = spec
@@ -474,8 +475,8 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 /// joined on top of the final filesystem through a diff and a merge, so no later step depends
 /// on it. That gives the filesystem of the linear build exactly when nothing after the entry
 /// reads or changes what it writes, and when the directories it creates come out the same:
-/// * its `dest` overlaps no path in [`NOT_LEAF`], nor a path the systemd-configuration and
-///   hygiene steps write or remove, nor an SSH host key;
+/// * its `dest` overlaps no path in [`NOT_LEAF`], nor a path the `finishing` steps (systemd
+///   configuration and hygiene, which come after the runs) write or remove, nor an SSH host key;
 /// * no other `[[files]]` entry's `dest` overlaps it (a later one would be overridden by the
 ///   merge; an earlier one could be a directory or symlink it goes through);
 /// * no earlier non-leaf entry may create a parent directory it shares with a different
@@ -484,26 +485,25 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 ///   against the state the copy is applied on);
 /// * no later image-changing `[[run]]` reads it: a run without `reads` may read anything, a run
 ///   with `reads` reads the paths it lists. Checks change nothing.
-pub fn leaf_files(spec: &Spec) -> Vec<bool> {
-    let mut blocked: Vec<String> = NOT_LEAF.iter().map(|p| (*p).to_string()).collect();
-    for step in [systemd_config_step(spec), hygiene_step(spec)] {
-        if let StepKind::Files(files) = step.kind {
-            for file in files {
-                match file {
-                    FileStep::Write { path, .. } => blocked.push(path),
-                    FileStep::Remove { path, wildcard } => blocked.push(if wildcard {
-                        // `/run/*`: the directory the glob lists.
-                        path.rsplit_once('/')
-                            .map_or_else(|| path.clone(), |(dir, _)| dir.to_string())
-                    } else {
-                        path
-                    }),
-                    FileStep::CopyFromContext { dest, .. } => blocked.push(dest),
-                }
-            }
-        }
-    }
-    let blocked = PathIndex::new(blocked.iter().map(String::as_str));
+pub fn leaf_files(spec: &Spec, finishing: &[Step]) -> Vec<bool> {
+    let written = finishing
+        .iter()
+        .filter_map(|step| match &step.kind {
+            StepKind::Files(files) => Some(files),
+            StepKind::Exec(_) => None,
+        })
+        .flatten()
+        .map(|file| match file {
+            FileStep::Write { path, .. } => path.as_str(),
+            // `/run/*`: the directory the glob lists.
+            FileStep::Remove {
+                path,
+                wildcard: true,
+            } => path.rsplit_once('/').map_or(path.as_str(), |(dir, _)| dir),
+            FileStep::Remove { path, .. } => path.as_str(),
+            FileStep::CopyFromContext { dest, .. } => dest.as_str(),
+        });
+    let blocked = PathIndex::new(NOT_LEAF.iter().copied().chain(written));
     let later_runs: Vec<&model::RunStep> = spec
         .runs
         .iter()
@@ -1541,7 +1541,8 @@ mod tests {
     }
 
     fn leaves_of(body: &str) -> Vec<bool> {
-        leaf_files(&spec_of(&format!("[image]\nfrom = \"debian\"\n{body}")))
+        let spec = spec_of(&format!("[image]\nfrom = \"debian\"\n{body}"));
+        leaf_files(&spec, &[systemd_config_step(&spec), hygiene_step(&spec)])
     }
 
     fn file(dest: &str) -> String {
