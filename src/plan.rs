@@ -97,26 +97,6 @@ impl Plan {
             .collect()
     }
 
-    /// Where the leaf files land. On a dependency-shaped build the units step runs on a
-    /// filesystem without them, yet the image has them: whatever checks that a path exists
-    /// from the units step's view (such as an `ExecStart=` program) must count these too.
-    pub fn leaf_dests(&self) -> Vec<&str> {
-        self.leaves
-            .iter()
-            .filter_map(|&i| self.steps.get(i))
-            .filter_map(|step| match &step.kind {
-                StepKind::Files(files) => Some(files),
-                StepKind::Exec(_) => None,
-            })
-            .flatten()
-            .filter_map(|file| match file {
-                FileStep::CopyFromContext { dest, .. } => Some(dest.as_str()),
-                FileStep::Write { path, .. } => Some(path.as_str()),
-                FileStep::Remove { .. } => None,
-            })
-            .collect()
-    }
-
     /// The entrypoint of the image: `/sbin/init` as planned, unless the units step's report
     /// (`built`, `None` when there is none, as in `sysfile llb`) shows that `/sbin/init` exists
     /// and is another init system; then the systemd binary itself.
@@ -1691,7 +1671,10 @@ mod tests {
             Family::Debian,
         );
         assert_eq!(plan.leaves, [plan.files_start]);
-        assert_eq!(plan.leaf_dests(), ["/etc/a.conf"]);
+        assert_eq!(
+            plan.steps[plan.files_start].name,
+            "[sysfile] write /etc/a.conf"
+        );
         assert_eq!(plan.checks.len(), 1);
         assert!(plan.checks[0].name.starts_with("[sysfile] check: nginx -t"));
         assert!(
