@@ -130,10 +130,6 @@ pub struct Lowering<'a> {
     /// (dependency-shaped builds only, see [`LowerOptions::joins`]).
     before_files: Option<Output>,
     leaves: Vec<(Output, llb::Location)>,
-    /// On a linear build, the plan indexes of the leaf files, applied at the end of the chain
-    /// (after the units step) by [`Lowering::finish`], so that changing one re-runs its copy
-    /// alone there too.
-    deferred_leaves: Vec<usize>,
     /// The history lines of the leaf files: their layers come after the chain's.
     leaf_history: Vec<(String, bool)>,
     contexts: Contexts,
@@ -224,7 +220,6 @@ impl<'a> Lowering<'a> {
             current,
             before_files: None,
             leaves: Vec::new(),
-            deferred_leaves: Vec::new(),
             leaf_history: Vec::new(),
             contexts: Contexts {
                 main: context,
@@ -253,12 +248,12 @@ impl<'a> Lowering<'a> {
                     self.before_files = Some(self.current.clone());
                 }
             }
-            if !joins && plan.leaves.binary_search(&i).is_ok() {
-                self.deferred_leaves.push(i);
-                continue;
-            }
+            let leaf = plan.leaves.binary_search(&i).is_ok();
             match &self.before_files {
-                Some(before) if plan.leaves.binary_search(&i).is_ok() => {
+                // A line: `finish` applies the leaf files at its end, after the units step, so
+                // that changing one re-runs its copy alone there too.
+                _ if leaf && !joins => {}
+                Some(before) if leaf => {
                     // Each on its own: leaves never overlap, and their directories exist.
                     let applied = self.apply(step, &before.clone());
                     self.leaves
@@ -417,8 +412,9 @@ impl<'a> Lowering<'a> {
     /// leaf files are applied at the end of the chain, after the units step, and the checks
     /// become definitions of their own ([`Lowered::checks`]) for the caller to solve.
     pub fn finish(mut self) -> Lowered {
-        for i in std::mem::take(&mut self.deferred_leaves) {
-            if let Some(step) = self.plan.steps.get(i) {
+        let plan = self.plan;
+        if !self.options.joins() {
+            for step in plan.leaves.iter().filter_map(|&i| plan.steps.get(i)) {
                 self.current = self.apply(step, &self.current.clone());
                 self.history.push((step.name.clone(), false));
             }
