@@ -29,6 +29,9 @@ pub const BUILDKIT_B: &str = "unix:///run/sysfile-buildkit-b/buildkitd.sock";
 
 /// The longest a client call of the matrix may take (`timeout` exits 124 after it).
 pub const BUILD_TIMEOUT: &str = "600";
+/// The longest a build the engine must refuse may take: the refusal comes in seconds, and Docker
+/// 20.10's client has been seen to hang after its daemon refused (see `Builder::build_refused`).
+pub const REFUSAL_TIMEOUT: &str = "90";
 /// `timeout`'s exit code when the command ran out of time.
 pub const TIMED_OUT: i32 = 124;
 
@@ -83,9 +86,14 @@ pub fn buildctl_bin() -> Option<PathBuf> {
 
 /// `buildctl --addr ADDR ARGS…`, stderr merged into stdout.
 pub fn buildctl(addr: &str, args: &[&str]) -> (i32, String) {
+    buildctl_within(BUILD_TIMEOUT, addr, args)
+}
+
+/// [`buildctl`], cut after `timeout` seconds.
+fn buildctl_within(timeout: &str, addr: &str, args: &[&str]) -> (i32, String) {
     let bin = buildctl_bin().expect("buildctl");
     let out = Command::new("sh")
-        .args(["-c", "exec timeout -k 10 \"$0\" \"$@\" 2>&1", BUILD_TIMEOUT])
+        .args(["-c", "exec timeout -k 10 \"$0\" \"$@\" 2>&1", timeout])
         .arg(&bin)
         .args(["--addr", addr])
         .args(args)
@@ -221,13 +229,31 @@ impl Builder {
         for a in &build_args {
             flags.extend([flag, a.as_str()]);
         }
-        self.build_full(BUILDKIT_A, test, context, file, &flags, None)
+        self.build_full(Submit::to(BUILDKIT_A), test, context, file, &flags)
     }
 
     /// Builds `<dir>/Sysfile` with extra client flags, given in the client's own syntax
     /// (`--secret`, `--ssh`, `--platform`, `--cache-to`, `--export-cache`, …).
     pub fn build_with_flags(self, test: &str, dir: &Path, flags: &[&str]) -> Build {
-        self.build_full(BUILDKIT_A, test, dir, &dir.join("Sysfile"), flags, None)
+        self.build_full(
+            Submit::to(BUILDKIT_A),
+            test,
+            dir,
+            &dir.join("Sysfile"),
+            flags,
+        )
+    }
+
+    /// [`Builder::build_with_flags`] for a build the engine must refuse, cut after
+    /// [`REFUSAL_TIMEOUT`]: a refusal comes in seconds, while Docker 20.10's client has been seen
+    /// to hang for good on one its daemon had already answered (exit [`TIMED_OUT`] then; the
+    /// caller tries again).
+    pub fn build_refused(self, test: &str, dir: &Path, flags: &[&str]) -> Build {
+        let submit = Submit {
+            timeout: REFUSAL_TIMEOUT,
+            ..Submit::to(BUILDKIT_A)
+        };
+        self.build_full(submit, test, dir, &dir.join("Sysfile"), flags)
     }
 
     /// [`Builder::build_with_flags`] on another standalone daemon (buildctl builders only).
@@ -236,21 +262,18 @@ impl Builder {
             matches!(self, Builder::Buildctl(_)),
             "build_on needs buildctl"
         );
-        self.build_full(addr, test, dir, &dir.join("Sysfile"), flags, None)
+        self.build_full(Submit::to(addr), test, dir, &dir.join("Sysfile"), flags)
     }
 
     /// Builds `<dir>/Sysfile` on the standalone daemon and pushes it to `reference` in the
     /// registry. Panics when the build fails; returns the output.
     pub fn push(self, test: &str, dir: &Path, reference: &str) -> String {
         assert!(matches!(self, Builder::Buildctl(_)), "push needs buildctl");
-        let b = self.build_full(
-            BUILDKIT_A,
-            test,
-            dir,
-            &dir.join("Sysfile"),
-            &[],
-            Some(reference),
-        );
+        let submit = Submit {
+            push: Some(reference),
+            ..Submit::to(BUILDKIT_A)
+        };
+        let b = self.build_full(submit, test, dir, &dir.join("Sysfile"), &[]);
         b.assert_ok(&format!("{}: build and push {reference}", self.name()));
         b.output.clone()
     }
@@ -308,13 +331,17 @@ impl Builder {
 
     fn build_full(
         self,
-        addr: &str,
+        submit: Submit,
         test: &str,
         context: &Path,
         file: &Path,
         flags: &[&str],
-        push: Option<&str>,
     ) -> Build {
+        let Submit {
+            addr,
+            push,
+            timeout,
+        } = submit;
         let frontend = self.frontend();
         let daemon = self.boot_daemon();
         let image = ImageGuard {
@@ -346,7 +373,7 @@ impl Builder {
                 cmd.extend_from_slice(flags);
                 cmd.push(ctx);
                 // Docker 20.10's client needs DOCKER_BUILDKIT=1; Docker 26's ignores it.
-                with_env(&daemon, &[("DOCKER_BUILDKIT", "1")], &cmd)
+                with_env(timeout, &daemon, &[("DOCKER_BUILDKIT", "1")], &cmd)
             }
             Builder::Buildctl(_) => {
                 let dir = file.parent().expect("spec directory");
@@ -381,7 +408,7 @@ impl Builder {
                 opts.extend(frontend.layout_opts());
                 opts.extend(flags.iter().map(|f| f.to_string()));
                 let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
-                let (code, mut output) = buildctl(addr, &opts);
+                let (code, mut output) = buildctl_within(timeout, addr, &opts);
                 if code == 0 && push.is_none() {
                     let dest = dest.to_str().expect("utf-8 path");
                     let (load, text) = daemon.combined(&["load", "-i", dest]);
@@ -397,6 +424,26 @@ impl Builder {
             output,
             elapsed: started.elapsed(),
             image,
+        }
+    }
+}
+
+/// Where a build goes and how long its client may take.
+struct Submit<'a> {
+    /// The standalone daemon (buildctl builders; the docker ones use their own daemon).
+    addr: &'a str,
+    /// Push the image to this registry reference instead of loading it (buildctl builders).
+    push: Option<&'a str>,
+    /// Seconds before the client is cut (`timeout` exits [`TIMED_OUT`]).
+    timeout: &'a str,
+}
+
+impl<'a> Submit<'a> {
+    fn to(addr: &'a str) -> Self {
+        Submit {
+            addr,
+            push: None,
+            timeout: BUILD_TIMEOUT,
         }
     }
 }
@@ -432,8 +479,9 @@ impl Frontend {
     }
 }
 
-/// Runs the daemon's client with extra environment, stderr merged: (code, output).
-fn with_env(daemon: &Daemon, env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+/// Runs the daemon's client with extra environment, stderr merged, cut after `timeout` seconds:
+/// (code, output).
+fn with_env(timeout: &str, daemon: &Daemon, env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
     let mut full: Vec<&str> = Vec::new();
     if let Some(host) = daemon.host {
         full.extend(["-H", host]);
@@ -444,7 +492,7 @@ fn with_env(daemon: &Daemon, env: &[(&str, &str)], args: &[&str]) -> (i32, Strin
         .args([
             "-c",
             "exec timeout -k 10 \"$0\" \"$@\" 2>&1",
-            BUILD_TIMEOUT,
+            timeout,
             daemon.client,
         ])
         .args(&full)
