@@ -43,17 +43,21 @@ if [ -x /usr/sbin/sshd ]; then echo present; fi > "$out/sshd"
 "#;
 
 /// Sets the unit states. Arguments: `--default T [--enable U…] [--disable U…]
-/// [--ssh-host-keys UNIT TEXT] [--mask U…]`, masks last so that the long list goes to one
-/// `systemctl mask` call. A `systemctl` call that fails does not stop the step: its verb, unit
-/// and message go to `$out/failures`, and verification reports them at the spec entry that
-/// named the unit (a failed step would show this script, not the unit). `--ssh-host-keys`
-/// writes TEXT as `/etc/systemd/system/UNIT` and enables it only where an SSH server is
-/// installed. Records the state of every enabled and disabled unit before masking, then of
-/// every masked one.
+/// [--ssh-host-keys UNIT TEXT] [--mask U…]`, in that order. The enabled units go to one
+/// `systemctl enable` call and the disabled ones to one `systemctl disable` call; when such a
+/// call fails, it is made again unit by unit, so that a failure names its unit: its verb, unit
+/// and message go to `$out/failures`, and verification reports them at the spec entry that named
+/// the unit (a failed step would show this script, not the unit). The masks go to one
+/// `systemctl mask` call, whose failure is recorded for `*`. A failed `systemctl` call does not
+/// stop the step. `--ssh-host-keys` writes TEXT as `/etc/systemd/system/UNIT` and enables it
+/// only where an SSH server is installed. Records the state of every enabled and disabled unit
+/// after those calls, then of every masked one after the mask, each group with one
+/// `systemctl is-enabled` call.
 const CHANGES: &str = r#"# Host keys made by package scripts at build time would be shared by every container.
 rm -f /etc/ssh/ssh_host_*
 : > "$out/failures"
-# systemctl VERB UNIT ARGS...: its output is shown; a failure is recorded on one line.
+: > "$out/states"
+# change VERB UNIT ARGS...: systemctl ARGS; its output is shown; a failure is recorded on one line.
 change() {
   verb=$1 unit=$2
   shift 2
@@ -64,52 +68,8 @@ change() {
     printf '%s\t%s\t%s\n' "$verb" "$unit" "$(printf '%s' "$msg" | tr '\t\n' '  ')" >> "$out/failures"
   fi
 }
-mode= keys_unit= keys_text=
-for arg do
-  case "$arg" in
-    --default|--enable|--disable|--mask|--ssh-host-keys) mode=$arg ;;
-    *)
-      case "$mode" in
-        --default) change set-default "$arg" set-default -- "$arg" ;;
-        --enable) change enable "$arg" enable -- "$arg" ;;
-        --disable) change disable "$arg" disable -- "$arg" ;;
-        --ssh-host-keys) if [ -z "$keys_unit" ]; then keys_unit=$arg; else keys_text=$arg; fi ;;
-      esac
-      ;;
-  esac
-done
-if [ -n "$keys_unit" ] && [ -s "$out/sshd" ]; then
-  printf '%s' "$keys_text" > "/etc/systemd/system/$keys_unit"
-  chmod 0644 "/etc/systemd/system/$keys_unit"
-  change enable "$keys_unit" enable -- "$keys_unit"
-fi
-: > "$out/states"
-for arg do
-  case "$arg" in
-    --default|--enable|--disable|--mask|--ssh-host-keys) mode=$arg ;;
-    *)
-      case "$mode" in
-        --enable|--disable)
-          s=$(systemctl is-enabled -- "$arg" 2>/dev/null) || true
-          printf '%s\t%s\n' "$arg" "${s:-not-found}" >> "$out/states"
-          ;;
-      esac
-      ;;
-  esac
-done
-if [ -n "$keys_unit" ]; then
-  if [ -s "$out/sshd" ]; then
-    s=$(systemctl is-enabled -- "$keys_unit" 2>/dev/null) || true
-  else
-    s=no-ssh-server
-  fi
-  printf '%s\t%s\n' "$keys_unit" "${s:-not-found}" >> "$out/states"
-fi
-while [ "$#" -gt 0 ] && [ "$1" != --mask ]; do shift; done
-if [ "$#" -gt 1 ]; then
-  shift
-  change mask '*' mask -- "$@"
-  # One is-enabled call prints one state per unit, in order; one call per unit if counts differ.
+# record UNIT...: their states, from one is-enabled call when it prints one line per unit.
+record() {
   systemctl is-enabled -- "$@" > "$out/raw" 2>/dev/null || true
   if [ "$(wc -l < "$out/raw")" -eq "$#" ]; then
     for u do
@@ -123,6 +83,54 @@ if [ "$#" -gt 1 ]; then
     done >> "$out/states"
   fi
   rm -f "$out/raw"
+}
+# group VERB UNIT... [--OPTION ...]: systemctl VERB on the units before the next option, in one
+# call (one call per unit when that fails), then their states. Sets $n to how many it took.
+group() {
+  verb=$1
+  shift
+  n=0 all=$#
+  for a do
+    case "$a" in --*) break ;; esac
+    set -- "$@" "$a"
+    n=$((n + 1))
+  done
+  shift "$all"
+  if [ "$n" -eq 0 ]; then return 0; fi
+  if msg=$(systemctl "$verb" -- "$@" 2>&1); then
+    if [ -n "$msg" ]; then printf '%s\n' "$msg" >&2; fi
+  else
+    for u do change "$verb" "$u" "$verb" -- "$u"; done
+  fi
+  record "$@"
+}
+if [ "${1-}" = --default ]; then
+  change set-default "$2" set-default -- "$2"
+  shift 2
+fi
+for verb in enable disable; do
+  if [ "${1-}" = "--$verb" ]; then
+    shift
+    group "$verb" "$@"
+    shift "$n"
+  fi
+done
+if [ "${1-}" = --ssh-host-keys ]; then
+  if [ -s "$out/sshd" ]; then
+    printf '%s' "$3" > "/etc/systemd/system/$2"
+    chmod 0644 "/etc/systemd/system/$2"
+    change enable "$2" enable -- "$2"
+    s=$(systemctl is-enabled -- "$2" 2>/dev/null) || true
+  else
+    s=no-ssh-server
+  fi
+  printf '%s\t%s\n' "$2" "${s:-not-found}" >> "$out/states"
+  shift 3
+fi
+if [ "${1-}" = --mask ] && [ "$#" -gt 1 ]; then
+  shift
+  change mask '*' mask -- "$@"
+  record "$@"
 fi
 {
   printf 'default\t%s\n' "$(systemctl get-default 2>/dev/null || true)"
@@ -136,45 +144,69 @@ fi
 /// What the unit audit reads, written to `$out/audit` after the changes: every unit file in
 /// `/etc/systemd/system` (where `[[files]]` puts units; links resolved, masks skipped), every
 /// unit enabled there (the targets of the links in its `*.wants/` and `*.requires/` directories)
-/// and every drop-in there, each as a `file KIND NAME PATH LENGTH` line followed by its text and a newline (files
-/// over 64 KiB skipped), then one `exec PATH yes|no` line per path an `ExecStart=` program may
-/// be. Values are only ever data: paths reach `test` and `cat` as arguments.
-const AUDIT: &str = r#"audit_file() {
-  [ -f "$3" ] || return 0
-  n=$(wc -c < "$3")
-  [ "$n" -le 65536 ] || return 0
-  printf 'file\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$n"
-  cat -- "$3"
-  printf '\n'
-  sed -n 's/^[[:space:]]*ExecStart[[:space:]]*=[[:space:]]*[-@:+!|]*\([^[:space:]]*\).*/\1/p' "$3" >> "$out/programs"
-}
-audit_units() {
-  : > "$out/programs"
+/// and every drop-in there, each as a `file KIND NAME PATH LENGTH` line followed by its text and
+/// a newline (files over 64 KiB skipped; a last line without a newline gets one), then one
+/// `exec PATH yes|no` line per path an `ExecStart=` program may be. A fixed number of programs
+/// run whatever the number of files (one `readlink` for every link, one `awk` reading every
+/// file), so the audit costs the step little. Values are only ever data: paths reach `test`,
+/// `readlink` and awk's `getline` as arguments or variables, never as code. Without `awk` there
+/// is nothing to audit.
+const AUDIT: &str = r#"audit_units() {
+  command -v awk >/dev/null 2>&1 || return 0
   d=/etc/systemd/system
-  for f in "$d"/*; do
-    case "${f##*/}" in
-      *.service|*.socket|*.timer|*.path|*.mount|*.automount|*.swap|*.target) ;;
-      *) continue ;;
-    esac
-    if [ -L "$f" ]; then
-      t=$(readlink -f "$f") || continue
-      [ "$t" != /dev/null ] || continue
-    else
-      t=$f
-    fi
-    audit_file unit "${f##*/}" "$t"
-  done
-  for f in "$d"/*.wants/* "$d"/*.requires/*; do
-    [ -L "$f" ] || continue
-    t=$(readlink -f "$f") || continue
-    audit_file enabled "${f##*/}" "$t"
-  done
-  for f in "$d"/*.d/*.conf; do
-    [ -f "$f" ] || continue
-    u=${f%/*}
-    u=${u##*/}
-    audit_file dropin "${u%.d}" "$f"
-  done
+  {
+    for f in "$d"/*; do
+      case "${f##*/}" in
+        *.service|*.socket|*.timer|*.path|*.mount|*.automount|*.swap|*.target) ;;
+        *) continue ;;
+      esac
+      # Masks (links to /dev/null) and dangling links are not regular files.
+      [ -f "$f" ] || continue
+      printf 'unit\t%s\t%s\n' "${f##*/}" "$f"
+    done
+    for f in "$d"/*.wants/* "$d"/*.requires/*; do
+      [ -L "$f" ] && [ -f "$f" ] || continue
+      printf 'enabled\t%s\t%s\n' "${f##*/}" "$f"
+    done
+    for f in "$d"/*.d/*.conf; do
+      [ -f "$f" ] || continue
+      u=${f%/*}
+      u=${u##*/}
+      printf 'dropin\t%s\t%s\n' "${u%.d}" "$f"
+    done
+  } > "$out/found"
+  set --
+  while IFS='	' read -r kind name path; do set -- "$@" "$path"; done < "$out/found"
+  [ "$#" -gt 0 ] || return 0
+  # Where each one is, links resolved: one line per file, or no audit.
+  readlink -f -- "$@" > "$out/resolved" || return 0
+  [ "$(wc -l < "$out/resolved")" -eq "$#" ] || return 0
+  LC_ALL=C awk -v found="$out/found" -v resolved="$out/resolved" -v programs="$out/programs" '
+BEGIN {
+  printf "" > programs
+  while ((getline entry < found) > 0 && (getline path < resolved) > 0) {
+    split(entry, f, "\t")
+    if (f[1] == "dropin") path = f[3]
+    text = ""
+    execs = ""
+    big = 0
+    while ((getline line < path) > 0) {
+      text = text line "\n"
+      if (length(text) > 65536) { big = 1; break }
+      if (line ~ /^[ \t]*ExecStart[ \t]*=/) {
+        p = line
+        sub(/^[ \t]*ExecStart[ \t]*=[ \t]*/, "", p)
+        sub(/^[-@:+!|]+/, "", p)
+        sub(/[ \t].*$/, "", p)
+        execs = execs p "\n"
+      }
+    }
+    close(path)
+    if (big) continue
+    printf "file\t%s\t%s\t%s\t%d\n%s\n", f[1], f[2], path, length(text), text
+    printf "%s", execs > programs
+  }
+}'
   sort -u "$out/programs" | while IFS= read -r p; do
     case "$p" in
       ''|*[%\$\\\"\']*) continue ;;
@@ -187,9 +219,9 @@ audit_units() {
       printf 'exec\t%s\t%s\n' "$c" "$r"
     done
   done
-  rm -f "$out/programs"
 }
 audit_units > "$out/audit" || true
+rm -f "$out/found" "$out/resolved" "$out/programs"
 "#;
 
 /// The units step's script: inventory, changes, report, what the unit audit reads. A failed
