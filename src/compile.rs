@@ -198,6 +198,28 @@ mod tests {
         op.inputs[0].digest.clone()
     }
 
+    /// The digests of the ops a definition's result depends on (its terminal op's inputs, and
+    /// theirs, and so on).
+    fn reachable(definition: &pb::Definition) -> std::collections::BTreeSet<String> {
+        let ops: std::collections::BTreeMap<String, pb::Op> = definition
+            .def
+            .iter()
+            .map(|bytes| {
+                let op = <pb::Op as prost::Message>::decode(bytes.as_slice()).expect("an op");
+                (crate::llb::digest(bytes), op)
+            })
+            .collect();
+        let terminal = definition.def.last().expect("a terminal op");
+        let mut todo = vec![crate::llb::digest(terminal)];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(digest) = todo.pop() {
+            if seen.insert(digest.clone()) {
+                todo.extend(ops[&digest].inputs.iter().map(|i| i.digest.clone()));
+            }
+        }
+        seen
+    }
+
     fn with_options(text: &str, linear: bool, caps: Option<&[&str]>) -> Compiled {
         let loaded = crate::spec::load(SourceFile::new("Sysfile", text), &Default::default());
         let spec = loaded.spec.expect("loads");
@@ -224,7 +246,11 @@ mod tests {
         let (a, b) = (spec("a"), spec("b"));
         let joined = |text: &str| with_options(text, false, None);
         assert_eq!(units_step(&joined(&a)), units_step(&joined(&b)));
-        assert!(joined(&a).checks.is_empty(), "the check is in the image");
+        assert_eq!(
+            joined(&a).checks.len(),
+            1,
+            "the check is in the image, and solved beside verification"
+        );
         let dump = crate::llb::dump::render(&joined(&a).definition).expect("dump");
         assert!(
             dump.contains("join the files no later step reads"),
@@ -254,6 +280,15 @@ mod tests {
             assert!(!dump.contains("check: nginx -t"), "{dump}");
             let check = crate::llb::dump::render(&other.checks[0]).expect("dump");
             assert!(check.contains("check: nginx -t"), "{check}");
+        }
+        // The check runs on what the spec's steps make: it never waits for the units step, in
+        // either shape, and it sees the leaf file.
+        for compiled in [joined(&a), with_options(&a, true, None)] {
+            let check = &compiled.checks[0];
+            let reached = reachable(check);
+            assert!(!reached.contains(&units_step(&compiled)), "{reached:?}");
+            let dump = crate::llb::dump::render(check).expect("dump");
+            assert!(dump.contains("/etc/app/app.conf"), "{dump}");
         }
         // In a line the leaf is applied at its end, after the units step, which it never feeds.
         assert_eq!(

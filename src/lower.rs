@@ -100,8 +100,9 @@ pub struct Lowered {
     pub definition: pb::Definition,
     /// `(created_by, empty_layer)` per step, in the order of the image's layers.
     pub history: Vec<(String, bool)>,
-    /// The checks the caller must solve itself, one definition each: on a daemon without merge
-    /// and diff ops (or a `linear` build) they are not part of `definition`. Empty otherwise.
+    /// The checks, one definition each, which the caller solves beside verification: on a
+    /// daemon with merge and diff ops they are also part of `definition` (so they are cached and
+    /// exported with it); elsewhere (or in a `linear` build) only here.
     pub checks: Vec<pb::Definition>,
 }
 
@@ -129,6 +130,8 @@ pub struct Lowering<'a> {
     /// once reached, and each leaf file applied on it alone, with its step's location
     /// (dependency-shaped builds only, see [`LowerOptions::joins`]).
     before_files: Option<Output>,
+    /// The filesystem before sysfile's finishing steps, once reached: what the checks run on.
+    before_finishing: Option<Output>,
     leaves: Vec<(Output, llb::Location)>,
     /// The history lines of the leaf files: their layers come after the chain's.
     leaf_history: Vec<(String, bool)>,
@@ -219,6 +222,7 @@ impl<'a> Lowering<'a> {
             graph,
             current,
             before_files: None,
+            before_finishing: None,
             leaves: Vec::new(),
             leaf_history: Vec::new(),
             contexts: Contexts {
@@ -242,8 +246,11 @@ impl<'a> Lowering<'a> {
         let plan = self.plan;
         let joins = self.options.joins();
         for (i, step) in plan.steps.iter().enumerate().take(end) {
-            if i == plan.files_start && !plan.leaves.is_empty() {
-                self.leaf_directories();
+            if i == plan.finishing_start {
+                self.before_finishing = Some(self.current.clone());
+            }
+            if i == plan.files_start && !plan.early_dirs.is_empty() {
+                self.early_directories();
                 if joins {
                     self.before_files = Some(self.current.clone());
                 }
@@ -268,16 +275,16 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// Creates the parent directories of every leaf file in the chain, in order, the way each
-    /// leaf's own copy would (0755, the leaf's owner): the chain's directories are then those
-    /// of the linear build, so a later step may write beside a leaf file, and changing a leaf's
-    /// content or mode does not touch the chain.
-    fn leaf_directories(&mut self) {
+    /// Creates the parent directories of every leaf file and every file placed after the runs in
+    /// the chain, in the spec's order, the way each one's own copy would (0755, its owner): the
+    /// chain's directories are then those of the linear build, so a `[[run]]` may write beside
+    /// such a file, and changing a leaf's content or mode does not touch the chain.
+    fn early_directories(&mut self) {
         let plan = self.plan;
         let timestamp = self.timestamp();
         let mut actions = Vec::new();
         let mut first = None;
-        for step in plan.leaves.iter().filter_map(|&i| plan.steps.get(i)) {
+        for step in plan.early_dirs.iter().filter_map(|&i| plan.steps.get(i)) {
             first.get_or_insert(step.span);
             let StepKind::Files(files) = &step.kind else {
                 continue;
@@ -295,7 +302,7 @@ impl<'a> Lowering<'a> {
         if actions.is_empty() {
             return;
         }
-        let name = "[sysfile] directories of the files no later step reads";
+        let name = "[sysfile] directories of the files copied later";
         let options = OpOptions::named(name)
             .at(first.map(|span| location(self.sources, span)))
             .ignore_cache(self.options.no_cache);
@@ -406,45 +413,72 @@ impl<'a> Lowering<'a> {
     ///
     /// On such daemons the leaf files join the chain first: each one's diff against the state it
     /// was applied on (the filesystem before the files, with their directories), all merged on
-    /// top; then every check
-    /// runs on that full filesystem and joins the image as the empty diff of its result against
-    /// itself, so it runs with the build and is cached with it. Elsewhere (a linear build) the
-    /// leaf files are applied at the end of the chain, after the units step, and the checks
-    /// become definitions of their own ([`Lowered::checks`]) for the caller to solve.
+    /// top. Elsewhere (a linear build) the leaf files are applied at the end of the chain, after
+    /// the units step.
+    ///
+    /// Every check runs on what the spec's own steps make: the chain before sysfile's finishing
+    /// steps (systemd configuration, hygiene, units) with the leaf files on it — their diffs
+    /// merged on it, or, in a linear build, their copies applied again in a graph of the check's
+    /// own. So a check never waits for the units step, and a unit file change that re-runs the
+    /// units step does not re-run a check that reads none of it. Each check is a definition of
+    /// its own ([`Lowered::checks`]) that the caller solves beside verification; on daemons with
+    /// merge and diff ops it also joins the image as the empty diff of its result against
+    /// itself, so it is cached and exported with the build.
     pub fn finish(mut self) -> Lowered {
         let plan = self.plan;
-        if !self.options.joins() {
-            for step in plan.leaves.iter().filter_map(|&i| plan.steps.get(i)) {
+        let joins = self.options.joins();
+        let before_finishing = self
+            .before_finishing
+            .clone()
+            .unwrap_or_else(|| self.current.clone());
+        let leaf_steps = || plan.leaves.iter().filter_map(|&i| plan.steps.get(i));
+        // The graph and filesystem the checks of a linear build run on.
+        let mut linear_checks = None;
+        if !joins {
+            if !plan.checks.is_empty() {
+                let image_graph = self.graph.clone();
+                let mut root = before_finishing.clone();
+                for step in leaf_steps() {
+                    root = self.apply(step, &root);
+                }
+                let check_graph = std::mem::replace(&mut self.graph, image_graph);
+                linear_checks = Some((check_graph, root));
+            }
+            for step in leaf_steps() {
                 self.current = self.apply(step, &self.current.clone());
                 self.history.push((step.name.clone(), false));
             }
         }
         let mut image = self.current.clone();
+        let mut check_root = before_finishing.clone();
         if let Some(before) = self.before_files.clone() {
             if !self.leaves.is_empty() {
-                let mut layers = vec![image];
+                let mut diffs = Vec::new();
                 for (leaf, at) in std::mem::take(&mut self.leaves) {
-                    layers.push(self.graph.diff(
+                    diffs.push(self.graph.diff(
                         &before,
                         &leaf,
                         OpOptions::named("[sysfile] a file no later step reads").at(Some(at)),
                     ));
                 }
-                // The merge points at the first leaf file's entry.
-                let first = self
-                    .plan
-                    .leaves
-                    .first()
-                    .and_then(|&i| self.plan.steps.get(i));
-                let at = first.map(|step| location(self.sources, step.span));
+                // The merges point at the first leaf file's entry.
+                let at = leaf_steps()
+                    .next()
+                    .map(|step| location(self.sources, step.span));
+                let joined = |base: &Output| [std::slice::from_ref(base), &diffs].concat();
                 image = self.graph.merge(
-                    &layers,
-                    OpOptions::named("[sysfile] join the files no later step reads").at(at),
+                    &joined(&image),
+                    OpOptions::named("[sysfile] join the files no later step reads").at(at.clone()),
                 );
+                if !plan.checks.is_empty() {
+                    check_root = self.graph.merge(
+                        &joined(&before_finishing),
+                        OpOptions::named("[sysfile] the files the checks see").at(at),
+                    );
+                }
                 self.history.append(&mut self.leaf_history);
             }
         }
-        let joins = self.options.joins();
         let mut layers = vec![image.clone()];
         let (at, suffix) = self.report_origin.clone().unzip();
         let suffix = suffix.unwrap_or_default();
@@ -472,31 +506,35 @@ impl<'a> Lowering<'a> {
             let op_options = OpOptions::named(name.clone())
                 .at(Some(located.clone()))
                 .ignore_cache(self.options.no_cache);
-            if joins {
-                let (result, _) = lower_exec(
-                    &mut self.graph,
-                    exec,
-                    &image,
-                    &self.contexts,
-                    op_options,
-                    self.options,
-                );
-                layers.push(self.graph.diff(
-                    &result,
-                    &result,
-                    OpOptions::named(format!("{name}: done")).at(Some(located)),
-                ));
-            } else {
-                let mut graph = self.graph.clone();
-                let (result, _) = lower_exec(
-                    &mut graph,
-                    exec,
-                    &image,
-                    &self.contexts,
-                    op_options,
-                    self.options,
-                );
-                checks.push(graph.finish(&result));
+            match &linear_checks {
+                None => {
+                    let (result, _) = lower_exec(
+                        &mut self.graph,
+                        exec,
+                        &check_root,
+                        &self.contexts,
+                        op_options,
+                        self.options,
+                    );
+                    layers.push(self.graph.diff(
+                        &result,
+                        &result,
+                        OpOptions::named(format!("{name}: done")).at(Some(located)),
+                    ));
+                    checks.push(self.graph.clone().finish(&result));
+                }
+                Some((check_graph, root)) => {
+                    let mut graph = check_graph.clone();
+                    let (result, _) = lower_exec(
+                        &mut graph,
+                        exec,
+                        root,
+                        &self.contexts,
+                        op_options,
+                        self.options,
+                    );
+                    checks.push(graph.finish(&result));
+                }
             }
         }
         if layers.len() > 1 {

@@ -55,10 +55,20 @@ pub struct Plan {
     pub units_step: usize,
     /// Index of the first `[[files]]` step (the state before it is where leaf files are applied).
     pub files_start: usize,
-    /// Indexes of the *leaf* `[[files]]` steps, ascending (see [`leaf_files`]): on daemons with
+    /// Indexes of the *leaf* `[[files]]` steps, ascending (see [`place_files`]): on daemons with
     /// merge and diff ops they are applied on the state before the files and joined on top of
     /// the final filesystem, so changing one re-runs no later step.
     pub leaves: Vec<usize>,
+    /// Indexes of the `[[files]]` steps placed after the `[[run]]` steps that follow the
+    /// packages, because no such run reads them (see [`FilePlace::AfterRuns`]), ascending.
+    pub after_runs: Vec<usize>,
+    /// The steps whose parent directories are made where the first `[[files]]` step is, as
+    /// their copies would make them there: the leaves and the files placed after the runs, in
+    /// the spec's order.
+    pub early_dirs: Vec<usize>,
+    /// Index of the first of sysfile's own finishing steps (systemd configuration, hygiene,
+    /// units): the state before it is every step the spec asked for, which the checks see.
+    pub finishing_start: usize,
     /// The `check = true` runs: each runs on the final filesystem, leaf files included, and its
     /// changes are discarded. Not in `steps`.
     pub checks: Vec<Step>,
@@ -260,11 +270,16 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     // sysfile's own file steps after the runs: built once, for the leaf rule and the plan.
     let finishing = [systemd_config_step(spec), hygiene_step(spec)];
     let files_start = steps.len();
-    let leaf = leaf_files(spec, &finishing);
+    let places = place_files(spec, &finishing);
     let mut leaves = Vec::new();
-    for (file, leaf) in spec.files.iter().zip(leaf) {
-        if leaf {
+    // The steps placed after the runs, with their places among the spec's files.
+    let mut held_back = Vec::new();
+    // Each leaf's or held-back step's position in the spec's files, to order their directories.
+    let mut early_positions: Vec<(usize, usize)> = Vec::new();
+    for (position, (file, place)) in spec.files.iter().zip(places).enumerate() {
+        if place == FilePlace::Leaf {
             leaves.push(steps.len());
+            early_positions.push((position, steps.len()));
         }
         let (name, action) = match &file.source.value {
             FileSource::Context(src) => {
@@ -300,12 +315,17 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
                 },
             ),
         };
-        steps.push(Step {
+        let step = Step {
             name: shown.show(&name, &[file.span]),
             span: file.span,
             entry: true,
             kind: StepKind::Files(vec![action]),
-        });
+        };
+        if place == FilePlace::AfterRuns {
+            held_back.push((position, step));
+        } else {
+            steps.push(step);
+        }
     }
 
     for run in spec
@@ -321,6 +341,14 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
             &mut named_paths,
         ));
     }
+    let mut after_runs = Vec::new();
+    for (position, step) in held_back {
+        after_runs.push(steps.len());
+        early_positions.push((position, steps.len()));
+        steps.push(step);
+    }
+    early_positions.sort_unstable();
+    let early_dirs = early_positions.into_iter().map(|(_, i)| i).collect();
 
     let checks = spec
         .runs
@@ -342,6 +370,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         .collect();
 
     let units = UnitPlan::new(spec, facts.family);
+    let finishing_start = steps.len();
     steps.extend(finishing);
     let units_step = steps.len();
     let mut step = units.step(spec);
@@ -373,6 +402,9 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         units_step,
         files_start,
         leaves,
+        after_runs,
+        early_dirs,
+        finishing_start,
         checks,
         context_paths: context_paths.into_iter().collect(),
         named_context_paths: named_paths
@@ -391,7 +423,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
 /// Paths no leaf file may overlap: what the units step reads or changes (unit files and
 /// directories, SysV scripts, `/sbin/init`, SSH host keys), the identity files owners are
 /// resolved from, and what the image-hygiene and systemd-configuration steps write or remove
-/// (those are added by [`leaf_files`] from the steps themselves).
+/// (those are added by [`place_files`] from the steps themselves).
 const NOT_LEAF: &[&str] = &[
     "/etc/systemd",
     "/usr/lib/systemd",
@@ -449,9 +481,41 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
         .map(move |(i, _)| &path[..i])
 }
 
-/// Which `[[files]]` entries are *leaves* (one flag per entry, in order).
+/// Where a `[[files]]` entry goes in the build graph (see [`place_files`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilePlace {
+    /// In the chain, in the spec's order.
+    Chain,
+    /// In the chain, after the `[[run]]` steps that follow the packages and before sysfile's
+    /// finishing steps: no such run reads or changes it, but the units step (or another
+    /// finishing step) does. Changing it then re-runs no `[[run]]`.
+    AfterRuns,
+    /// Beside the chain, joined on top of the final filesystem (or, without merge and diff
+    /// ops, at the chain's end): nothing after it reads or changes it.
+    Leaf,
+}
+
+/// Paths a file placed after the runs may not overlap, though no run declares it reads them:
+/// the identity files (a run's `user` and every owner name resolve through them) and `/run`
+/// with its links (a run gets a fresh tmpfs there).
+const NOT_AFTER_RUNS: &[&str] = &[
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/run",
+    "/var/run",
+    "/var/lock",
+];
+
+/// Directories every image has before its first `[[files]]` step, so no entry creates them and
+/// their owner is no entry's: systemd is installed by then (the base has it, or the packages
+/// step installs it), and its package ships them.
+const ALWAYS_THERE: &[&str] = &["/etc", "/etc/systemd", "/etc/systemd/system"];
+
+/// Where each `[[files]]` entry goes (one place per entry, in order).
 ///
-/// A leaf is copied onto the filesystem as it is just before the first `[[files]]` entry and
+/// A *leaf* is copied onto the filesystem as it is just before the first `[[files]]` entry and
 /// joined on top of the final filesystem through a diff and a merge, so no later step depends
 /// on it. That gives the filesystem of the linear build exactly when nothing after the entry
 /// reads or changes what it writes, and when the directories it creates come out the same:
@@ -460,12 +524,19 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 /// * no other `[[files]]` entry's `dest` overlaps it (a later one would be overridden by the
 ///   merge; an earlier one could be a directory or symlink it goes through);
 /// * no earlier non-leaf entry may create a parent directory it shares with a different
-///   owner (in the linear build the first creator's owner wins, in the merge the leaf's);
+///   owner (in the linear build the first creator's owner wins, in the merge the leaf's;
+///   [`ALWAYS_THERE`] directories exist already);
 /// * with an owner, no earlier entry writes `/etc/passwd` or `/etc/group` (names resolve
 ///   against the state the copy is applied on);
 /// * no later image-changing `[[run]]` reads it: a run without `reads` may read anything, a run
 ///   with `reads` reads the paths it lists. Checks change nothing.
-pub fn leaf_files(spec: &Spec, finishing: &[Step]) -> Vec<bool> {
+///
+/// An entry that meets every rule but the first (the units step or a finishing step reads it:
+/// a unit file, a drop-in) is placed *after the runs* instead, unless its `dest` overlaps
+/// [`NOT_AFTER_RUNS`] or it names its owner (a name resolves against the state the copy is
+/// applied on, which a run may change). Moving it past runs that neither read nor change it
+/// changes nothing they see; its directories are made where the first file is, as for a leaf.
+pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
     let written = finishing
         .iter()
         .filter_map(|step| match &step.kind {
@@ -484,12 +555,13 @@ pub fn leaf_files(spec: &Spec, finishing: &[Step]) -> Vec<bool> {
             FileStep::CopyFromContext { dest, .. } => dest.as_str(),
         });
     let blocked = PathIndex::new(NOT_LEAF.iter().copied().chain(written));
+    let not_after_runs = PathIndex::new(NOT_AFTER_RUNS.iter().copied());
     let later_runs: Vec<&model::RunStep> = spec
         .runs
         .iter()
         .filter(|r| r.phase == Phase::AfterPackages && !r.check)
         .collect();
-    // A later run without `reads` may read anything: then no file is a leaf.
+    // A later run without `reads` may read anything: then every file stays in the chain.
     let reads_anything = later_runs.iter().any(|run| run.reads.is_none());
     let read = PathIndex::new(
         later_runs
@@ -504,25 +576,33 @@ pub fn leaf_files(spec: &Spec, finishing: &[Step]) -> Vec<bool> {
     // The owners of the earlier non-leaf entries below each directory (two distinct ones are
     // enough to tell whether one differs from a given owner).
     let mut owners_below: BTreeMap<&str, Vec<Option<&model::Owner>>> = BTreeMap::new();
-    let mut leaf: Vec<bool> = Vec::with_capacity(spec.files.len());
+    let mut places: Vec<FilePlace> = Vec::with_capacity(spec.files.len());
     for file in &spec.files {
         let dest = file.dest.as_str();
         let owner = file.owner.as_ref();
         let reserved = blocked.overlaps(dest, 0) || holds_ssh_host_key(dest);
         let overlapped = dests.overlaps(dest, 1);
         let shared_parent = ancestors(dest).any(|dir| {
-            owners_below
-                .get(dir)
-                .is_some_and(|owners| owners.iter().any(|o| *o != owner))
+            !ALWAYS_THERE.contains(&dir)
+                && owners_below
+                    .get(dir)
+                    .is_some_and(|owners| owners.iter().any(|o| *o != owner))
         });
         let renamed = owner.is_some() && identity_written;
-        let is_leaf = !(reserved
-            || overlapped
-            || shared_parent
-            || renamed
-            || reads_anything
-            || read.overlaps(dest, 0));
-        if !is_leaf {
+        let movable =
+            !(overlapped || shared_parent || renamed || reads_anything || read.overlaps(dest, 0));
+        let place = if movable && !reserved {
+            FilePlace::Leaf
+        } else if movable
+            && !later_runs.is_empty()
+            && !not_after_runs.overlaps(dest, 0)
+            && !owner.is_some_and(names_owner)
+        {
+            FilePlace::AfterRuns
+        } else {
+            FilePlace::Chain
+        };
+        if place != FilePlace::Leaf {
             for dir in ancestors(dest) {
                 let owners = owners_below.entry(dir).or_default();
                 if owners.len() < 2 && !owners.contains(&owner) {
@@ -531,9 +611,15 @@ pub fn leaf_files(spec: &Spec, finishing: &[Step]) -> Vec<bool> {
             }
         }
         identity_written |= identity.iter().any(|p| paths_overlap(dest, p));
-        leaf.push(is_leaf);
+        places.push(place);
     }
-    leaf
+    places
+}
+
+/// Whether an owner is given by a user or group name (rather than by numbers only).
+fn names_owner(owner: &model::Owner) -> bool {
+    matches!(owner.user, model::OwnerId::Name(_))
+        || matches!(owner.group, Some(model::OwnerId::Name(_)))
 }
 
 /// Absolute, normalised paths, indexed so that "does this path overlap one of them" (equal, or
@@ -1520,9 +1606,16 @@ mod tests {
         );
     }
 
-    fn leaves_of(body: &str) -> Vec<bool> {
+    fn places_of(body: &str) -> Vec<FilePlace> {
         let spec = spec_of(&format!("[image]\nfrom = \"debian\"\n{body}"));
-        leaf_files(&spec, &[systemd_config_step(&spec), hygiene_step(&spec)])
+        place_files(&spec, &[systemd_config_step(&spec), hygiene_step(&spec)])
+    }
+
+    fn leaves_of(body: &str) -> Vec<bool> {
+        places_of(body)
+            .into_iter()
+            .map(|place| place == FilePlace::Leaf)
+            .collect()
     }
 
     fn file(dest: &str) -> String {
@@ -1656,6 +1749,67 @@ mod tests {
         // An owner by name after a file that rewrites /etc/group resolves differently.
         let body = [file("/etc/group"), owned("/srv/x", "app")].concat();
         assert_eq!(leaves_of(&body), [false, false]);
+    }
+
+    #[test]
+    fn files_only_the_units_step_reads_go_after_the_runs_that_do_not_read_them() {
+        use FilePlace::{AfterRuns, Chain, Leaf};
+        let unit = file("/etc/systemd/system/app.service");
+        let run = |reads: &str| format!("[[run]]\nsh = \"true\"\n{reads}\n");
+        let declared = run("reads = [\"/etc/nginx\"]");
+        for (body, places) in [
+            (
+                [unit.clone(), file("/srv/page"), declared.clone()].concat(),
+                vec![AfterRuns, Leaf],
+            ),
+            // A run that may read anything, or reads the unit, keeps it in place.
+            ([unit.clone(), run("")].concat(), vec![Chain]),
+            (
+                [unit.clone(), run("reads = [\"/etc/systemd\"]")].concat(),
+                vec![Chain],
+            ),
+            // With no run after the files there is nothing to move past.
+            (unit.clone(), vec![Chain]),
+            // What a run resolves its user and owners through, and /run, stay in place.
+            (
+                [file("/etc/passwd"), file("/run/x"), declared.clone()].concat(),
+                vec![Chain, Chain],
+            ),
+            // An owner name resolves against the state the copy is applied on; numbers do not.
+            (
+                [
+                    "[[files]]\ndest = \"/etc/systemd/system/a.service\"\ncontent = \"x\"\nowner = \"app\"\n",
+                    "[[files]]\ndest = \"/usr/local/lib/systemd/system/b.service\"\ncontent = \"x\"\nowner = \"0:0\"\n",
+                    &declared,
+                ]
+                .concat(),
+                vec![Chain, AfterRuns],
+            ),
+        ] {
+            assert_eq!(places_of(&body), places, "{body}");
+        }
+        let plan = plan_of(
+            &format!(
+                "[image]\nfrom = \"debian\"\n{}",
+                [unit, file("/srv/page"), declared].concat()
+            ),
+            Family::Debian,
+        );
+        let position = |name: &str| {
+            plan.steps
+                .iter()
+                .position(|s| s.name.starts_with(name))
+                .expect(name)
+        };
+        let (unit_step, run_step) = (
+            position("[sysfile] write /etc/systemd/system/app.service"),
+            position("[sysfile] run: true"),
+        );
+        assert!(run_step < unit_step && unit_step < plan.finishing_start);
+        assert_eq!(plan.after_runs, [unit_step]);
+        assert_eq!(plan.leaves, [position("[sysfile] write /srv/page")]);
+        // Both get their directories where the first file is, in the spec's order.
+        assert_eq!(plan.early_dirs, [unit_step, plan.leaves[0]]);
     }
 
     #[test]

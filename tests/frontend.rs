@@ -1602,7 +1602,8 @@ async fn health_start_period_sets_the_healthcheck_start_period() -> TestResult {
 }
 
 #[tokio::test]
-async fn checks_are_in_the_image_with_merge_and_diff_and_solved_apart_without() -> TestResult {
+async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_merge_and_diff()
+-> TestResult {
     let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\ndest = \"/etc/app.conf\"\ncontent = \"x\"\n\n[[run]]\nname = \"app check\"\nargv = [\"/usr/bin/app\", \"--check\"]\ncheck = true\n";
     let evaluated = |handle: &FakeHandle| -> Vec<String> {
         handle
@@ -1624,17 +1625,22 @@ async fn checks_are_in_the_image_with_merge_and_diff_and_solved_apart_without() 
             .and_then(|d| sysfile::llb::dump::render(&d).ok())
             .unwrap_or_default()
     };
-    // Merge and diff ops: the check joins the image, nothing is solved apart.
+    // Merge and diff ops: the check is evaluated beside verification and joins the image.
     let new = run(fake("v0.13", spec), &[("filename", "Sysfile")]).await?;
     returned_config(&new);
-    assert!(evaluated(&new).iter().all(|d| !d.contains("app check")));
+    let checks = evaluated(&new);
+    assert_eq!(
+        checks.iter().filter(|d| d.contains("app check")).count(),
+        1,
+        "{checks:?}"
+    );
     let dump = image_dump(&new);
     assert!(dump.contains("app check (Sysfile:8): done"), "{dump}");
     assert!(
         dump.contains("join the files no later step reads"),
         "{dump}"
     );
-    // v0.8, or the linear build argument: the check is solved (evaluated) on its own.
+    // v0.8, or the linear build argument: the check is solved (evaluated) on its own only.
     for (version, args) in [
         ("v0.8", vec![("filename", "Sysfile")]),
         (

@@ -97,24 +97,23 @@ impl PlatformBuild<'_> {
             cache_imports,
         };
         // The image's solve is lazy (nothing runs until it is exported): sent beside the
-        // report's, it costs no round trip. Verification's error wins.
-        let (verified, result_ref) = tokio::join!(
-            verification.run(),
-            bridge.solve(compiled.definition.clone(), cache_imports.clone(), false),
-        );
-        let verified = verified?;
-        let result_ref = result_ref?;
-        // Checks outside the image (no merge and diff ops) are evaluated here, so they run and
-        // their failure fails the build.
+        // report's, it costs no round trip. The checks run on what the spec's steps make, not on
+        // the units step's result, so they are evaluated beside verification (on daemons with
+        // merge and diff ops they are in the image too, and then found in the cache).
+        // Verification's error wins, then a check's.
         let checks = compiled
             .checks
             .iter()
             .map(|check| bridge.solve(check.clone(), cache_imports.clone(), true));
-        let (_, checked) = tokio::join!(
-            warn(bridge, &verified.warnings, self.sources, self.load_digest),
+        let (verified, result_ref, checked) = tokio::join!(
+            verification.run(),
+            bridge.solve(compiled.definition.clone(), cache_imports.clone(), false),
             futures_util::future::try_join_all(checks),
         );
+        let verified = verified?;
         checked?;
+        let result_ref = result_ref?;
+        warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
         let config = compiled.image_config(
             spec,
             Some(&verified.inventory),
