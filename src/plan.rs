@@ -59,9 +59,10 @@ pub struct Plan {
     /// merge and diff ops they are applied on the state before the files and joined on top of
     /// the final filesystem, so changing one re-runs no later step.
     pub leaves: Vec<usize>,
-    /// Indexes of the `[[files]]` steps placed after the `[[run]]` steps that follow the
-    /// packages, because no such run reads them (see [`FilePlace::AfterRuns`]), ascending.
-    pub after_runs: Vec<usize>,
+    /// Index of the one step that holds the `[[files]]` entries placed after the `[[run]]`
+    /// steps that follow the packages, because no such run reads them (see
+    /// [`FilePlace::AfterRuns`]), if there are any.
+    pub after_runs: Option<usize>,
     /// The steps whose parent directories are made where the first `[[files]]` step is, as
     /// their copies would make them there: the leaves and the files placed after the runs, in
     /// the spec's order.
@@ -341,9 +342,28 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
             &mut named_paths,
         ));
     }
-    let mut after_runs = Vec::new();
-    for (position, step) in held_back {
-        after_runs.push(steps.len());
+    // The files placed after the runs go into one step (one file op): what changes one of them
+    // re-runs the units step anyway, and one op costs the daemon less than one per file.
+    let mut after_runs = None;
+    if let Some(&(position, ref first)) = held_back.first() {
+        let mut step = first.clone();
+        if held_back.len() > 1 {
+            let names: Vec<&str> = held_back
+                .iter()
+                .map(|(_, s)| s.name.strip_prefix("[sysfile] ").unwrap_or(&s.name))
+                .collect();
+            step.name = format!("[sysfile] {}", names.join("; "));
+            step.kind = StepKind::Files(
+                held_back
+                    .iter()
+                    .flat_map(|(_, s)| match &s.kind {
+                        StepKind::Files(files) => files.clone(),
+                        StepKind::Exec(_) => Vec::new(),
+                    })
+                    .collect(),
+            );
+        }
+        after_runs = Some(steps.len());
         early_positions.push((position, steps.len()));
         steps.push(step);
     }
@@ -1791,7 +1811,13 @@ mod tests {
         let plan = plan_of(
             &format!(
                 "[image]\nfrom = \"debian\"\n{}",
-                [unit, file("/srv/page"), declared].concat()
+                [
+                    unit,
+                    file("/srv/page"),
+                    file("/etc/systemd/system/app.service.d/x.conf"),
+                    declared
+                ]
+                .concat()
             ),
             Family::Debian,
         );
@@ -1806,7 +1832,20 @@ mod tests {
             position("[sysfile] run: true"),
         );
         assert!(run_step < unit_step && unit_step < plan.finishing_start);
-        assert_eq!(plan.after_runs, [unit_step]);
+        assert_eq!(plan.after_runs, Some(unit_step));
+        // Both files after the runs are one step, one file op.
+        assert!(
+            matches!(&plan.steps[unit_step].kind, StepKind::Files(files) if files.len() == 2),
+            "{:?}",
+            plan.steps[unit_step]
+        );
+        assert!(
+            plan.steps[unit_step]
+                .name
+                .ends_with("; write /etc/systemd/system/app.service.d/x.conf"),
+            "{}",
+            plan.steps[unit_step].name
+        );
         assert_eq!(plan.leaves, [position("[sysfile] write /srv/page")]);
         // Both get their directories where the first file is, in the spec's order.
         assert_eq!(plan.early_dirs, [unit_step, plan.leaves[0]]);
