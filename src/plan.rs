@@ -70,8 +70,8 @@ pub struct Plan {
     /// Index of the first of sysfile's own finishing steps (systemd configuration, hygiene,
     /// units): the state before it is every step the spec asked for, which the checks see.
     pub finishing_start: usize,
-    /// The `check = true` runs: each runs on the final filesystem, leaf files included, and its
-    /// changes are discarded. Not in `steps`.
+    /// The `check = true` runs: each runs on the state before `finishing_start`, leaf files
+    /// included, and its changes are discarded. Not in `steps`.
     pub checks: Vec<Step>,
     /// Context-relative paths the build reads (the include patterns of the context source).
     pub context_paths: Vec<String>,

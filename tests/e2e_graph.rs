@@ -3,7 +3,7 @@
 //! always builds the line, leaf files at its end): the same spec built both ways (`BUILDKIT_SYSFILE_LINEAR=1` forces
 //! the line) must give the same root filesystem, compared file by file — paths, types, modes,
 //! owners, contents, link targets and extended attributes, not times. Also: a changed leaf file
-//! re-runs neither the units step nor any `[[run]]`, a `check = true` step sees the final
+//! re-runs neither the units step nor any `[[run]]`, a `check = true` step sees the spec's
 //! filesystem and leaves nothing in it, and a failing check fails the build in both shapes and
 //! on Docker 26.
 //!
@@ -226,7 +226,7 @@ fn the_fixture_built_to_break_the_rule_is_the_same_in_both_shapes() {
 /// diff ops). Joined, the other leaf stays cached too; at the end of the line a later leaf's
 /// copy runs again (it is applied on the changed one).
 #[test]
-fn a_leaf_file_change_reruns_only_its_copy_and_the_joins() {
+fn a_leaf_or_unit_file_change_reruns_only_what_reads_it() {
     let test = "graph-leaf-change";
     let (Some(shaped), Some(docker)) = (setup(test, SHAPED), setup(test, Builder::Docker26)) else {
         return;
@@ -276,6 +276,41 @@ fn a_leaf_file_change_reruns_only_its_copy_and_the_joins() {
             executed.iter().any(|n| n.contains("check: nginx -t")),
             "{shape}: the check runs again on the new filesystem: {executed:?}"
         );
+
+        // A unit file changed: it is copied after the `[[run]]` (which does not read it), so
+        // the units step runs again and the run does not.
+        let spec = std::fs::read_to_string(&file).unwrap();
+        let marked = format!(
+            "Environment=PYTHONUNBUFFERED=1 SYSFILE_MARK={}\n",
+            unique_name(test).replace('-', "_")
+        );
+        let changed_spec = spec.replace("Environment=PYTHONUNBUFFERED=1\n", &marked);
+        assert_ne!(
+            spec, changed_spec,
+            "examples/webapp's app unit sets PYTHONUNBUFFERED"
+        );
+        std::fs::write(&file, changed_spec).unwrap();
+        let changed = builder.build(test, ctx.path(), &file, extra);
+        changed.assert_ok(&format!("{shape}: the build after a unit file changed"));
+        let vertices = parse_plain_progress(&changed.output);
+        let executed: Vec<&str> = executed_steps(&vertices)
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        eprintln!(
+            "[e2e] unit change, {shape}: {:.2}s, executed {executed:?}",
+            changed.elapsed.as_secs_f64()
+        );
+        assert!(
+            executed.iter().any(|n| n.contains("enable units")),
+            "{shape}: the units step runs again: {executed:?}"
+        );
+        assert!(
+            !executed
+                .iter()
+                .any(|n| n.contains("run: drop the default nginx site")),
+            "{shape}: the run that does not read the unit stays cached: {executed:?}"
+        );
     }
 }
 
@@ -316,7 +351,7 @@ fn a_failing_check_fails_the_build_in_both_shapes() {
             tail(&build.output, 20)
         );
     }
-    // A passing check: the build succeeds, and the check really ran on the final filesystem.
+    // A passing check: the build succeeds, and the check really ran on the spec's files.
     std::fs::write(
         ctx.path().join("Sysfile"),
         std::fs::read_to_string(&file)
