@@ -21,7 +21,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
 /// The longest `--wait=TIMEOUT` accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How often `systemctl is-system-running --wait` is retried while the bus is not up.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(300);
+pub const RETRY_INTERVAL: Duration = Duration::from_millis(50);
 /// The exit code of `sysfile run --wait` when systemd did not reach `running` in time (1 is a host
 /// that cannot boot the image, 2 an engine or image problem).
 pub const EXIT_NOT_RUNNING: i32 = 3;
