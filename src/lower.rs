@@ -435,16 +435,20 @@ impl<'a> Lowering<'a> {
         // The graph and filesystem the checks of a linear build run on.
         let mut linear_checks = None;
         if !joins {
+            // In a line the leaves come one after the other, so changing one re-runs the later
+            // ones too: one file op for all of them costs the daemon less.
+            let leaves: Vec<&Step> = leaf_steps().collect();
+            let leaves = crate::plan::one_file_step(&leaves);
             if !plan.checks.is_empty() {
                 let image_graph = self.graph.clone();
-                let mut root = before_finishing.clone();
-                for step in leaf_steps() {
-                    root = self.apply(step, &root);
-                }
+                let root = match &leaves {
+                    Some(step) => self.apply(step, &before_finishing),
+                    None => before_finishing.clone(),
+                };
                 let check_graph = std::mem::replace(&mut self.graph, image_graph);
                 linear_checks = Some((check_graph, root));
             }
-            for step in leaf_steps() {
+            if let Some(step) = &leaves {
                 self.current = self.apply(step, &self.current.clone());
                 self.history.push((step.name.clone(), false));
             }

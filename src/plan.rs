@@ -345,24 +345,8 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     // The files placed after the runs go into one step (one file op): what changes one of them
     // re-runs the units step anyway, and one op costs the daemon less than one per file.
     let mut after_runs = None;
-    if let Some(&(position, ref first)) = held_back.first() {
-        let mut step = first.clone();
-        if held_back.len() > 1 {
-            let names: Vec<&str> = held_back
-                .iter()
-                .map(|(_, s)| s.name.strip_prefix("[sysfile] ").unwrap_or(&s.name))
-                .collect();
-            step.name = format!("[sysfile] {}", names.join("; "));
-            step.kind = StepKind::Files(
-                held_back
-                    .iter()
-                    .flat_map(|(_, s)| match &s.kind {
-                        StepKind::Files(files) => files.clone(),
-                        StepKind::Exec(_) => Vec::new(),
-                    })
-                    .collect(),
-            );
-        }
+    let held: Vec<&Step> = held_back.iter().map(|(_, step)| step).collect();
+    if let (Some(&(position, _)), Some(step)) = (held_back.first(), one_file_step(&held)) {
         after_runs = Some(steps.len());
         early_positions.push((position, steps.len()));
         steps.push(step);
@@ -438,6 +422,31 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
         disabled_units: units.disable,
         masked_units: units.mask,
     }
+}
+
+/// File steps as one step (one file op, its actions in order), named after all of them and
+/// located at the first; a single step unchanged; `None` for none. For files whose change
+/// re-runs the same later steps whichever of them changed: one op costs the daemon less than
+/// one per file.
+pub fn one_file_step(steps: &[&Step]) -> Option<Step> {
+    let mut step = (*steps.first()?).clone();
+    if steps.len() > 1 {
+        let names: Vec<&str> = steps
+            .iter()
+            .map(|s| s.name.strip_prefix("[sysfile] ").unwrap_or(&s.name))
+            .collect();
+        step.name = format!("[sysfile] {}", names.join("; "));
+        step.kind = StepKind::Files(
+            steps
+                .iter()
+                .flat_map(|s| match &s.kind {
+                    StepKind::Files(files) => files.clone(),
+                    StepKind::Exec(_) => Vec::new(),
+                })
+                .collect(),
+        );
+    }
+    Some(step)
 }
 
 /// Paths no leaf file may overlap: what the units step reads or changes (unit files and
