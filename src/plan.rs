@@ -375,7 +375,9 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
 
     let units = UnitPlan::new(spec, facts.family);
     let finishing_start = steps.len();
-    steps.extend(finishing);
+    // sysfile's two file steps as one op: they always re-run together.
+    let [config, hygiene] = &finishing;
+    steps.extend(one_file_step(&[config, hygiene]));
     let units_step = steps.len();
     let mut step = units.step(spec);
     let unit_spans: Vec<Span> = spec

@@ -1319,8 +1319,7 @@ async fn every_step_name_carries_its_spec_line() -> TestResult {
         "[sysfile] user admin (Sysfile:8)",
         "[sysfile] authorized keys for admin (Sysfile:8)",
         "[sysfile] enable units: ssh, default multi-user.target, mask 49 (Sysfile:13)",
-        "[sysfile] systemd configuration",
-        "[sysfile] image hygiene",
+        "[sysfile] systemd configuration; image hygiene",
     ] {
         assert!(names.contains(expected), "{expected} in {names:?}");
     }
@@ -1619,7 +1618,7 @@ async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_m
             s.definition
                 .as_ref()
                 .and_then(|d| sysfile::llb::dump::render(d).ok())
-                .is_some_and(|d| d.contains("[sysfile] image hygiene") && !s.evaluate)
+                .is_some_and(|d| d.contains("image hygiene") && !s.evaluate)
         });
         last.and_then(|s| s.definition)
             .and_then(|d| sysfile::llb::dump::render(&d).ok())

@@ -139,7 +139,7 @@ fn step_names_carry_the_line_of_their_location() {
                 .get(digest)
                 .and_then(|m| m.description.get("llb.customname"))
                 .expect("a located op has a name");
-            if name == "[sysfile] systemd configuration" || name == "[sysfile] image hygiene" {
+            if name == "[sysfile] systemd configuration; image hygiene" {
                 continue;
             }
             let location = &locations.locations[0];
