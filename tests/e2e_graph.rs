@@ -225,6 +225,29 @@ fn the_fixture_built_to_break_the_rule_is_the_same_in_both_shapes() {
 /// with the leaves at its end (forced there, and on Docker 26, whose builder has no merge and
 /// diff ops). Joined, the other leaf stays cached too; at the end of the line a later leaf's
 /// copy runs again (it is applied on the changed one).
+/// Builds `<ctx>/Sysfile` again after a change (`what`, for the messages): the names of the steps
+/// that ran.
+fn rebuild(
+    builder: Builder,
+    test: &str,
+    ctx: &Path,
+    extra: &[(&str, &str)],
+    what: &str,
+) -> Vec<String> {
+    let changed = builder.build(test, ctx, &ctx.join("Sysfile"), extra);
+    changed.assert_ok(&format!("{what}: the build after the change"));
+    let vertices = parse_plain_progress(&changed.output);
+    let executed: Vec<String> = executed_steps(&vertices)
+        .iter()
+        .map(|v| v.name.clone())
+        .collect();
+    eprintln!(
+        "[e2e] {what}: {:.2}s, executed {executed:?}",
+        changed.elapsed.as_secs_f64()
+    );
+    executed
+}
+
 #[test]
 fn a_leaf_or_unit_file_change_reruns_only_what_reads_it() {
     let test = "graph-leaf-change";
@@ -246,16 +269,12 @@ fn a_leaf_or_unit_file_change_reruns_only_what_reads_it() {
         let mut text = std::fs::read_to_string(&page).unwrap();
         text.push_str(&format!("<!-- {} -->\n", unique_name(test)));
         std::fs::write(&page, text).unwrap();
-        let changed = builder.build(test, ctx.path(), &file, extra);
-        changed.assert_ok(&format!("{shape}: the build after a leaf file changed"));
-        let vertices = parse_plain_progress(&changed.output);
-        let executed: Vec<&str> = executed_steps(&vertices)
-            .iter()
-            .map(|v| v.name.as_str())
-            .collect();
-        eprintln!(
-            "[e2e] leaf change, {shape}: {:.2}s, executed {executed:?}",
-            changed.elapsed.as_secs_f64()
+        let executed = rebuild(
+            builder,
+            test,
+            ctx.path(),
+            extra,
+            &format!("leaf change, {shape}"),
         );
         assert!(
             executed.iter().any(|n| n.contains("copy site/index.html")),
@@ -290,16 +309,12 @@ fn a_leaf_or_unit_file_change_reruns_only_what_reads_it() {
             "examples/webapp's app unit sets PYTHONUNBUFFERED"
         );
         std::fs::write(&file, changed_spec).unwrap();
-        let changed = builder.build(test, ctx.path(), &file, extra);
-        changed.assert_ok(&format!("{shape}: the build after a unit file changed"));
-        let vertices = parse_plain_progress(&changed.output);
-        let executed: Vec<&str> = executed_steps(&vertices)
-            .iter()
-            .map(|v| v.name.as_str())
-            .collect();
-        eprintln!(
-            "[e2e] unit change, {shape}: {:.2}s, executed {executed:?}",
-            changed.elapsed.as_secs_f64()
+        let executed = rebuild(
+            builder,
+            test,
+            ctx.path(),
+            extra,
+            &format!("unit change, {shape}"),
         );
         assert!(
             executed.iter().any(|n| n.contains("enable units")),
