@@ -284,20 +284,9 @@ impl<'a> Lowering<'a> {
         let timestamp = self.timestamp();
         let mut actions = Vec::new();
         let mut first = None;
-        for step in plan.early_dirs.iter().filter_map(|&i| plan.steps.get(i)) {
-            first.get_or_insert(step.span);
-            let StepKind::Files(files) = &step.kind else {
-                continue;
-            };
-            for file in files {
-                if let FileStep::CopyFromContext { dest, owner, .. }
-                | FileStep::Write {
-                    path: dest, owner, ..
-                } = file
-                {
-                    push_parent_dirs(&mut actions, dest, owner.as_ref(), timestamp);
-                }
-            }
+        for early in &plan.early_dirs {
+            first.get_or_insert(early.span);
+            push_parent_dirs(&mut actions, &early.dest, early.owner.as_ref(), timestamp);
         }
         if actions.is_empty() {
             return;
@@ -419,8 +408,8 @@ impl<'a> Lowering<'a> {
     /// Every check runs on what the spec's own steps make: the chain before sysfile's finishing
     /// steps (systemd configuration, hygiene, units) with the leaf files on it — their diffs
     /// merged on it, or, in a linear build, their copies applied again in a graph of the check's
-    /// own. So a check never waits for the units step, and a unit file change that re-runs the
-    /// units step does not re-run a check that reads none of it. Each check is a definition of
+    /// own. So a check never waits for the units step: a unit file change re-runs the checks
+    /// (they see the unit files) beside the units step, not after it. Each check is a definition of
     /// its own ([`Lowered::checks`]) that the caller solves beside verification; on daemons with
     /// merge and diff ops it also joins the image as the empty diff of its result against
     /// itself, so it is cached and exported with the build.

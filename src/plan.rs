@@ -63,10 +63,10 @@ pub struct Plan {
     /// steps that follow the packages, because no such run reads them (see
     /// [`FilePlace::AfterRuns`]), if there are any.
     pub after_runs: Option<usize>,
-    /// The steps whose parent directories are made where the first `[[files]]` step is, as
+    /// The files whose parent directories are made where the first `[[files]]` step is, as
     /// their copies would make them there: the leaves and the files placed after the runs, in
-    /// the spec's order.
-    pub early_dirs: Vec<usize>,
+    /// the spec's order, file by file.
+    pub early_dirs: Vec<EarlyDir>,
     /// Index of the first of sysfile's own finishing steps (systemd configuration, hygiene,
     /// units): the state before it is every step the spec asked for, which the checks see.
     pub finishing_start: usize,
@@ -84,6 +84,15 @@ pub struct Plan {
     pub enabled_units: Vec<String>,
     pub disabled_units: Vec<String>,
     pub masked_units: Vec<String>,
+}
+
+/// A file whose parent directories are made early (see [`Plan::early_dirs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EarlyDir {
+    pub dest: String,
+    pub owner: Option<model::Owner>,
+    /// The `[[files]]` entry.
+    pub span: Span,
 }
 
 /// The image's PID 1: `/sbin/init` when the base has one (or the plan installs the package that
@@ -273,14 +282,19 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     let files_start = steps.len();
     let places = place_files(spec, &finishing);
     let mut leaves = Vec::new();
-    // The steps placed after the runs, with their places among the spec's files.
+    // The steps placed after the runs.
     let mut held_back = Vec::new();
-    // Each leaf's or held-back step's position in the spec's files, to order their directories.
-    let mut early_positions: Vec<(usize, usize)> = Vec::new();
-    for (position, (file, place)) in spec.files.iter().zip(places).enumerate() {
+    let mut early_dirs = Vec::new();
+    for (file, place) in spec.files.iter().zip(places) {
         if place == FilePlace::Leaf {
             leaves.push(steps.len());
-            early_positions.push((position, steps.len()));
+        }
+        if place != FilePlace::Chain {
+            early_dirs.push(EarlyDir {
+                dest: file.dest.clone(),
+                owner: file.owner.clone(),
+                span: file.span,
+            });
         }
         let (name, action) = match &file.source.value {
             FileSource::Context(src) => {
@@ -323,7 +337,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
             kind: StepKind::Files(vec![action]),
         };
         if place == FilePlace::AfterRuns {
-            held_back.push((position, step));
+            held_back.push(step);
         } else {
             steps.push(step);
         }
@@ -345,14 +359,10 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     // The files placed after the runs go into one step (one file op): what changes one of them
     // re-runs the units step anyway, and one op costs the daemon less than one per file.
     let mut after_runs = None;
-    let held: Vec<&Step> = held_back.iter().map(|(_, step)| step).collect();
-    if let (Some(&(position, _)), Some(step)) = (held_back.first(), one_file_step(&held)) {
+    if let Some(step) = one_file_step(&held_back.iter().collect::<Vec<_>>()) {
         after_runs = Some(steps.len());
-        early_positions.push((position, steps.len()));
         steps.push(step);
     }
-    early_positions.sort_unstable();
-    let early_dirs = early_positions.into_iter().map(|(_, i)| i).collect();
 
     let checks = spec
         .runs
@@ -526,18 +536,10 @@ pub enum FilePlace {
     Leaf,
 }
 
-/// Paths a file placed after the runs may not overlap, though no run declares it reads them:
-/// the identity files (a run's `user` and every owner name resolve through them) and `/run`
-/// with its links (a run gets a fresh tmpfs there).
-const NOT_AFTER_RUNS: &[&str] = &[
-    "/etc/passwd",
-    "/etc/group",
-    "/etc/shadow",
-    "/etc/gshadow",
-    "/run",
-    "/var/run",
-    "/var/lock",
-];
+/// Where the files that may be placed after the runs are: inside the directory where `[[files]]`
+/// puts unit files and drop-ins, which only the units step reads (no alias of it exists, unlike
+/// `/lib` and `/usr/lib` on a merged-`/usr` image, so a textual overlap test is exact there).
+const AFTER_RUNS_DIR: &str = "/etc/systemd/system/";
 
 /// Directories every image has before its first `[[files]]` step, so no entry creates them and
 /// their owner is no entry's: systemd is installed by then (the base has it, or the packages
@@ -562,11 +564,12 @@ const ALWAYS_THERE: &[&str] = &["/etc", "/etc/systemd", "/etc/systemd/system"];
 /// * no later image-changing `[[run]]` reads it: a run without `reads` may read anything, a run
 ///   with `reads` reads the paths it lists. Checks change nothing.
 ///
-/// An entry that meets every rule but the first (the units step or a finishing step reads it:
-/// a unit file, a drop-in) is placed *after the runs* instead, unless its `dest` overlaps
-/// [`NOT_AFTER_RUNS`] or it names its owner (a name resolves against the state the copy is
-/// applied on, which a run may change). Moving it past runs that neither read nor change it
-/// changes nothing they see; its directories are made where the first file is, as for a leaf.
+/// An entry that meets every rule but the first because it is inside [`AFTER_RUNS_DIR`] (a
+/// unit file, a drop-in: the units step reads it) is placed *after the runs* instead, when
+/// there is a run to move past, no finishing step writes it, and it does not name its owner (a
+/// name resolves against the state the copy is applied on, which a run may change). Moving it
+/// past runs that neither read nor change it changes nothing they see; its directories are
+/// made where the first file is, as for a leaf.
 pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
     let written = finishing
         .iter()
@@ -585,8 +588,9 @@ pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
             FileStep::Remove { path, .. } => path.as_str(),
             FileStep::CopyFromContext { dest, .. } => dest.as_str(),
         });
-    let blocked = PathIndex::new(NOT_LEAF.iter().copied().chain(written));
-    let not_after_runs = PathIndex::new(NOT_AFTER_RUNS.iter().copied());
+    let written: Vec<&str> = written.collect();
+    let blocked = PathIndex::new(NOT_LEAF.iter().copied().chain(written.iter().copied()));
+    let finishing_writes = PathIndex::new(written.iter().copied());
     let later_runs: Vec<&model::RunStep> = spec
         .runs
         .iter()
@@ -626,7 +630,8 @@ pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
             FilePlace::Leaf
         } else if movable
             && !later_runs.is_empty()
-            && !not_after_runs.overlaps(dest, 0)
+            && dest.starts_with(AFTER_RUNS_DIR)
+            && !finishing_writes.overlaps(dest, 0)
             && !owner.is_some_and(names_owner)
         {
             FilePlace::AfterRuns
@@ -1801,16 +1806,27 @@ mod tests {
             ),
             // With no run after the files there is nothing to move past.
             (unit.clone(), vec![Chain]),
-            // What a run resolves its user and owners through, and /run, stay in place.
+            // Only what is inside /etc/systemd/system moves: not the identity files, /run,
+            // other systemd paths (a merged /usr makes /lib and /usr/lib one), nor a directory
+            // holding the units, nor what a package's scripts read (policy-rc.d).
             (
-                [file("/etc/passwd"), file("/run/x"), declared.clone()].concat(),
-                vec![Chain, Chain],
+                [
+                    file("/etc/passwd"),
+                    file("/run/x"),
+                    file("/lib/systemd/system/b.service"),
+                    file("/usr/lib/systemd/system/c.service"),
+                    file("/etc/systemd/system"),
+                    file("/usr/sbin/policy-rc.d"),
+                    declared.clone(),
+                ]
+                .concat(),
+                vec![Chain; 6],
             ),
             // An owner name resolves against the state the copy is applied on; numbers do not.
             (
                 [
                     "[[files]]\ndest = \"/etc/systemd/system/a.service\"\ncontent = \"x\"\nowner = \"app\"\n",
-                    "[[files]]\ndest = \"/usr/local/lib/systemd/system/b.service\"\ncontent = \"x\"\nowner = \"0:0\"\n",
+                    "[[files]]\ndest = \"/etc/systemd/system/b.service\"\ncontent = \"x\"\nowner = \"0:0\"\n",
                     &declared,
                 ]
                 .concat(),
@@ -1858,8 +1874,16 @@ mod tests {
             plan.steps[unit_step].name
         );
         assert_eq!(plan.leaves, [position("[sysfile] write /srv/page")]);
-        // Both get their directories where the first file is, in the spec's order.
-        assert_eq!(plan.early_dirs, [unit_step, plan.leaves[0]]);
+        // All three get their directories where the first file is, in the spec's order.
+        let early: Vec<&str> = plan.early_dirs.iter().map(|d| d.dest.as_str()).collect();
+        assert_eq!(
+            early,
+            [
+                "/etc/systemd/system/app.service",
+                "/srv/page",
+                "/etc/systemd/system/app.service.d/x.conf"
+            ]
+        );
     }
 
     #[test]

@@ -51,8 +51,8 @@ if [ -x /usr/sbin/sshd ]; then echo present; fi > "$out/sshd"
 /// `systemctl mask` call, whose failure is recorded for `*`. A failed `systemctl` call does not
 /// stop the step. `--ssh-host-keys` writes TEXT as `/etc/systemd/system/UNIT` and enables it
 /// only where an SSH server is installed. Records the state of every enabled and disabled unit
-/// after those calls, then of every masked one after the mask, each group with one
-/// `systemctl is-enabled` call.
+/// after both calls (a `disable` also disables the units its `Also=` names), then of every
+/// masked one after the mask, each group with one `systemctl is-enabled` call.
 const CHANGES: &str = r#"# Host keys made by package scripts at build time would be shared by every container.
 rm -f /etc/ssh/ssh_host_*
 : > "$out/failures"
@@ -84,11 +84,12 @@ record() {
   fi
   rm -f "$out/raw"
 }
-# group VERB UNIT... [--OPTION ...]: systemctl VERB on the units before the next option, in one
-# call (one call per unit when that fails), then their states. Sets $n to how many it took.
+# group MODE VERB UNIT... [--OPTION ...]: for the units before the next option, MODE `change`
+# makes one `systemctl VERB` call (one call per unit when it fails), MODE `record` records their
+# states. Sets $n to how many units there were.
 group() {
-  verb=$1
-  shift
+  mode=$1 gverb=$2
+  shift 2
   n=0 all=$#
   for a do
     case "$a" in --*) break ;; esac
@@ -97,24 +98,37 @@ group() {
   done
   shift "$all"
   if [ "$n" -eq 0 ]; then return 0; fi
-  if msg=$(systemctl "$verb" -- "$@" 2>&1); then
+  if [ "$mode" = record ]; then
+    record "$@"
+  elif msg=$(systemctl "$gverb" -- "$@" 2>&1); then
     if [ -n "$msg" ]; then printf '%s\n' "$msg" >&2; fi
   else
-    for u do change "$verb" "$u" "$verb" -- "$u"; done
+    for u do change "$gverb" "$u" "$gverb" -- "$u"; done
   fi
-  record "$@"
+}
+# groups MODE ARGS...: `group MODE` for the enable group, then the disable group, at the start
+# of ARGS. Sets $taken to how many arguments those were.
+groups() {
+  mode=$1
+  shift
+  taken=0
+  for verb in enable disable; do
+    if [ "${1-}" = "--$verb" ]; then
+      shift
+      group "$mode" "$verb" "$@"
+      shift "$n"
+      taken=$((taken + n + 1))
+    fi
+  done
 }
 if [ "${1-}" = --default ]; then
   change set-default "$2" set-default -- "$2"
   shift 2
 fi
-for verb in enable disable; do
-  if [ "${1-}" = "--$verb" ]; then
-    shift
-    group "$verb" "$@"
-    shift "$n"
-  fi
-done
+# Every state after every call: a `disable` also disables the units in its `Also=`.
+groups change "$@"
+groups record "$@"
+shift "$taken"
 if [ "${1-}" = --ssh-host-keys ]; then
   if [ -s "$out/sshd" ]; then
     printf '%s' "$3" > "/etc/systemd/system/$2"
@@ -197,7 +211,7 @@ BEGIN {
         p = line
         sub(/^[ \t]*ExecStart[ \t]*=[ \t]*/, "", p)
         sub(/^[-@:+!|]+/, "", p)
-        sub(/[ \t].*$/, "", p)
+        sub(/[ \t\r].*$/, "", p)
         execs = execs p "\n"
       }
     }

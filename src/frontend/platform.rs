@@ -111,9 +111,10 @@ impl PlatformBuild<'_> {
             futures_util::future::try_join_all(checks),
         );
         let verified = verified?;
+        // The warnings of a verified build go out even when a check failed.
+        warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
         checked?;
         let result_ref = result_ref?;
-        warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
         let config = compiled.image_config(
             spec,
             Some(&verified.inventory),
