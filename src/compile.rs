@@ -42,7 +42,7 @@ pub fn compile(
     facts: &BaseFacts,
     options: &LowerOptions,
 ) -> Compiled {
-    let plan = plan::plan(spec, facts);
+    let plan = plan::plan(spec, facts, options.order);
     let (image, report) = lower::lower(&plan, sources, options);
     Compiled {
         report,

@@ -147,7 +147,11 @@ fn compile_once(loaded: &Loaded, family: Family) -> Option<(Vec<u8>, String)> {
     if let Err(e) = crate::reference::Reference::parse(&spec.image.from.value) {
         panic!("check accepted `from` but llb refuses it: {e}");
     }
-    let plan = crate::plan::plan(spec, &crate::plan::BaseFacts::assumed(family));
+    let plan = crate::plan::plan(
+        spec,
+        &crate::plan::BaseFacts::assumed(family),
+        crate::plan::Order::Graph,
+    );
     // sysfile's own systemd drop-ins never hold a raw line break other than `\n`, nor NUL.
     for step in &plan.steps {
         if let crate::plan::StepKind::Files(files) = &step.kind {

@@ -50,6 +50,9 @@ pub struct LowerOptions {
     /// `BUILDKIT_SYSFILE_LINEAR` build argument): leaf files stay in the chain and the checks
     /// are solved apart. The filesystem is the same either way.
     pub linear: bool,
+    /// Where the plan places the files (`BUILDKIT_SYSFILE_LINEAR=declared`: every step where
+    /// the spec declares it, with `linear`).
+    pub order: crate::plan::Order,
 }
 
 impl LowerOptions {
@@ -987,6 +990,7 @@ mod tests {
             let plan = crate::plan::plan(
                 &spec,
                 &crate::plan::BaseFacts::assumed(crate::distro::Family::Debian),
+                crate::plan::Order::Graph,
             );
             let (lowered, _) = lower(&plan, &loaded.sources, &LowerOptions::default());
             let dump = crate::llb::dump::render(&lowered.definition).expect("dump");

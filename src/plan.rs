@@ -191,7 +191,18 @@ pub enum FileStep {
 }
 
 /// Plans the build of `spec` on a base described by `facts`.
-pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
+/// How the plan places the `[[files]]` entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Leaves and files after the runs where [`place_files`] allows it.
+    #[default]
+    Graph,
+    /// Every step where the spec declares it, no early directories: the plain line the graph
+    /// must equal (the `BUILDKIT_SYSFILE_LINEAR=declared` build argument, to compare them).
+    Declared,
+}
+
+pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
     let manager = spec
         .packages
         .manager
@@ -280,7 +291,10 @@ pub fn plan(spec: &Spec, facts: &BaseFacts) -> Plan {
     // sysfile's own file steps after the runs: built once, for the leaf rule and the plan.
     let finishing = [systemd_config_step(spec), hygiene_step(spec)];
     let files_start = steps.len();
-    let places = place_files(spec, &finishing);
+    let places = match order {
+        Order::Graph => place_files(spec, &finishing),
+        Order::Declared => vec![FilePlace::Chain; spec.files.len()],
+    };
     let mut leaves = Vec::new();
     // The steps placed after the runs.
     let mut held_back = Vec::new();
@@ -1517,7 +1531,7 @@ mod tests {
     }
 
     fn plan_of(text: &str, family: Family) -> Plan {
-        plan(&spec_of(text), &BaseFacts::assumed(family))
+        plan(&spec_of(text), &BaseFacts::assumed(family), Order::Graph)
     }
 
     /// The script of the first package install step.
@@ -1625,7 +1639,7 @@ mod tests {
             has_systemd: false,
             has_sbin_init: false,
         };
-        let plan = plan(&spec, &bare);
+        let plan = plan(&spec, &bare, Order::Graph);
         let entries: Vec<(&str, bool)> = plan
             .steps
             .iter()
@@ -1887,6 +1901,37 @@ mod tests {
     }
 
     #[test]
+    fn the_declared_order_moves_no_file() {
+        let text = format!(
+            "[image]\nfrom = \"debian\"\n{}",
+            [
+                file("/etc/systemd/system/app.service"),
+                file("/srv/page"),
+                "[[run]]\nsh = \"true\"\nreads = [\"/etc/nginx\"]\n".to_string(),
+            ]
+            .concat()
+        );
+        let spec = spec_of(&text);
+        let graph = plan(&spec, &BaseFacts::assumed(Family::Debian), Order::Graph);
+        assert!(graph.after_runs.is_some() && !graph.leaves.is_empty());
+        let declared = plan(&spec, &BaseFacts::assumed(Family::Debian), Order::Declared);
+        assert!(declared.leaves.is_empty() && declared.after_runs.is_none());
+        assert!(declared.early_dirs.is_empty());
+        let names: Vec<&str> = declared.steps[declared.files_start..declared.finishing_start]
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "[sysfile] write /etc/systemd/system/app.service",
+                "[sysfile] write /srv/page",
+                "[sysfile] run: true"
+            ]
+        );
+    }
+
+    #[test]
     fn leaves_and_checks_are_planned_apart() {
         let body = [
             file("/etc/a.conf"),
@@ -1950,7 +1995,7 @@ mod tests {
     fn the_ssh_host_key_unit_goes_to_the_units_step_apart() {
         let spec = spec_of("[image]\nfrom = \"debian\"\n");
         let args = |family| {
-            let plan = plan(&spec, &BaseFacts::assumed(family));
+            let plan = plan(&spec, &BaseFacts::assumed(family), Order::Graph);
             match &plan.steps[plan.units_step].kind {
                 StepKind::Exec(exec) => exec.args.clone(),
                 StepKind::Files(_) => panic!("the units step runs a script"),

@@ -395,7 +395,11 @@ mod tests {
             &Default::default(),
         );
         let spec = loaded.spec.expect("loads");
-        let plan = crate::plan::plan(&spec, &crate::plan::BaseFacts::assumed(family));
+        let plan = crate::plan::plan(
+            &spec,
+            &crate::plan::BaseFacts::assumed(family),
+            crate::plan::Order::Graph,
+        );
         (spec, plan)
     }
 

@@ -1,7 +1,8 @@
 //! The dependency-shaped build against the linear one on the newest standalone buildkitd (the
 //! matrix's `buildctl-registry` builder: Docker 26's builder has no merge and diff ops, so it
 //! always builds the line, leaf files at its end): the same spec built both ways (`BUILDKIT_SYSFILE_LINEAR=1` forces
-//! the line) must give the same root filesystem, compared file by file — paths, types, modes,
+//! the line), and as the plain line of the declared order (`BUILDKIT_SYSFILE_LINEAR=declared`:
+//! no file moved), must give the same root filesystem, compared file by file — paths, types, modes,
 //! owners, contents, link targets and extended attributes, not times. Also: a changed leaf file
 //! re-runs neither the units step nor any `[[run]]`, a `check = true` step sees the spec's
 //! filesystem and leaves nothing in it, and a failing check fails the build in both shapes and
@@ -23,6 +24,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 const LINEAR: &[(&str, &str)] = &[("BUILDKIT_SYSFILE_LINEAR", "1")];
+/// The plain line: every step where the spec declares it.
+const DECLARED: &[(&str, &str)] = &[("BUILDKIT_SYSFILE_LINEAR", "declared")];
+/// The progress name of the op that makes the moved files' directories early.
+const EARLY_DIRECTORIES: &str = "[sysfile] directories of the files copied later";
 /// The progress name of the merge that joins the leaf files (dependency-shaped builds only).
 const JOIN: &str = "[sysfile] join the files no later step reads";
 /// The builder with merge and diff ops.
@@ -171,19 +176,28 @@ fn assert_same_filesystem(test: &str, dir: &Path) -> BTreeMap<String, Entry> {
             "{test}, {shape}: a merge of the leaf files only where asked for"
         );
     }
-    let (a, b) = (root_filesystem(shaped.tag()), root_filesystem(linear.tag()));
+    // And the plain line, every step where the spec declares it: what both must equal.
+    let declared = builder.build(test, ctx.path(), &file, DECLARED);
+    declared.assert_ok("the build in the declared order");
+    assert!(
+        !declared.output.contains(EARLY_DIRECTORIES),
+        "{test}: the declared order moves no file"
+    );
+    let a = root_filesystem(shaped.tag());
     assert!(
         a.len() > 1000,
         "{test}: a whole root filesystem ({})",
         a.len()
     );
-    let diff = differences(&a, &b);
-    assert!(
-        diff.is_empty(),
-        "{test}: the two shapes differ in {} entries:\n{}",
-        diff.len(),
-        diff.join("\n")
-    );
+    for (shape, other) in [("linear", &linear), ("declared-order", &declared)] {
+        let diff = differences(&a, &root_filesystem(other.tag()));
+        assert!(
+            diff.is_empty(),
+            "{test}: the dependency-shaped and the {shape} build differ in {} entries:\n{}",
+            diff.len(),
+            diff.join("\n")
+        );
+    }
     a
 }
 

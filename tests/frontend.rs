@@ -69,6 +69,7 @@ fn final_state(spec: &str) -> Vec<(&'static str, String)> {
     let plan = sysfile::plan::plan(
         &spec,
         &sysfile::plan::BaseFacts::assumed(sysfile::distro::Family::Debian),
+        sysfile::plan::Order::Graph,
     );
     let mut states = String::new();
     for unit in &plan.enabled_units {
@@ -1640,16 +1641,14 @@ async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_m
         "{dump}"
     );
     // v0.8, or the linear build argument: the check is solved (evaluated) on its own only.
-    for (version, args) in [
-        ("v0.8", vec![("filename", "Sysfile")]),
-        (
-            "v0.13",
-            vec![
-                ("filename", "Sysfile"),
-                ("build-arg:BUILDKIT_SYSFILE_LINEAR", "1"),
-            ],
-        ),
+    // `declared`: the same, and the leaf file stays where the spec declares it.
+    for (version, linear, moves) in [
+        ("v0.8", None, true),
+        ("v0.13", Some("1"), true),
+        ("v0.13", Some("declared"), false),
     ] {
+        let mut args = vec![("filename", "Sysfile")];
+        args.extend(linear.map(|v| ("build-arg:BUILDKIT_SYSFILE_LINEAR", v)));
         let old = run(fake(version, spec), &args).await?;
         returned_config(&old);
         let checks: Vec<String> = evaluated(&old)
@@ -1660,6 +1659,11 @@ async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_m
         let dump = image_dump(&old);
         assert!(!dump.contains("app check"), "{dump}");
         assert!(!dump.contains("diff lower"), "{dump}");
+        assert_eq!(
+            dump.contains("directories of the files copied later"),
+            moves,
+            "{version} {args:?}: {dump}"
+        );
     }
     Ok(())
 }

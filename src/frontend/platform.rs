@@ -86,6 +86,11 @@ impl PlatformBuild<'_> {
             llb_caps: Some(caps.llb_caps().map(str::to_string).collect()),
             epoch: request.epoch,
             linear: request.linear,
+            order: if request.declared_order {
+                crate::plan::Order::Declared
+            } else {
+                crate::plan::Order::Graph
+            },
         };
         let compiled = compile(spec, self.sources, &facts, &lower_options);
         let verification = Verification {

@@ -53,9 +53,13 @@ pub struct BuildRequest {
     /// The local holding the build context, and its session.
     pub context_name: String,
     pub context_session: String,
-    /// The build argument `BUILDKIT_SYSFILE_LINEAR` is `1` or `true`: lay the build out as a
-    /// line even on a daemon with merge and diff ops (same filesystem, for comparing shapes).
+    /// The build argument `BUILDKIT_SYSFILE_LINEAR` is `1`, `true` or `declared`: lay the build
+    /// out as a line even on a daemon with merge and diff ops (same filesystem, for comparing
+    /// shapes).
     pub linear: bool,
+    /// `BUILDKIT_SYSFILE_LINEAR=declared`: moreover every step where the spec declares it (no
+    /// leaf or unit file moved), the plain line the other shapes must equal.
+    pub declared_order: bool,
 }
 
 /// Whether the build argument `BUILDKIT_SYSFILE_DEBUG` asks for a per-request log
@@ -110,6 +114,10 @@ impl BuildRequest {
                 .map_err(|e| RequestError::Option(e.to_string()))?;
         }
         let context_name = options.context_key();
+        let declared_order = options
+            .build_args()
+            .get("BUILDKIT_SYSFILE_LINEAR")
+            .is_some_and(|v| v.eq_ignore_ascii_case("declared"));
         Ok(BuildRequest {
             platforms,
             multi_platform,
@@ -123,7 +131,8 @@ impl BuildRequest {
             labels: options.labels(),
             context_session: options.local_session(&context_name).unwrap_or_default(),
             context_name,
-            linear: build_arg_flag(options, "BUILDKIT_SYSFILE_LINEAR"),
+            linear: build_arg_flag(options, "BUILDKIT_SYSFILE_LINEAR") || declared_order,
+            declared_order,
         })
     }
 }
