@@ -59,10 +59,6 @@ pub struct Plan {
     /// merge and diff ops they are applied on the state before the files and joined on top of
     /// the final filesystem, so changing one re-runs no later step.
     pub leaves: Vec<usize>,
-    /// Index of the one step that holds the `[[files]]` entries placed after the `[[run]]`
-    /// steps that follow the packages, because no such run reads them (see
-    /// [`FilePlace::AfterRuns`]), if there are any.
-    pub after_runs: Option<usize>,
     /// The files whose parent directories are made where the first `[[files]]` step is, as
     /// their copies would make them there: the leaves and the files placed after the runs, in
     /// the spec's order, file by file.
@@ -372,11 +368,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
     }
     // The files placed after the runs go into one step (one file op): what changes one of them
     // re-runs the units step anyway, and one op costs the daemon less than one per file.
-    let mut after_runs = None;
-    if let Some(step) = one_file_step(&held_back.iter().collect::<Vec<_>>()) {
-        after_runs = Some(steps.len());
-        steps.push(step);
-    }
+    steps.extend(one_file_step(&held_back.iter().collect::<Vec<_>>()));
 
     let checks = spec
         .runs
@@ -432,7 +424,6 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         units_step,
         files_start,
         leaves,
-        after_runs,
         early_dirs,
         finishing_start,
         checks,
@@ -1873,7 +1864,6 @@ mod tests {
             position("[sysfile] run: true"),
         );
         assert!(run_step < unit_step && unit_step < plan.finishing_start);
-        assert_eq!(plan.after_runs, Some(unit_step));
         // Both files after the runs are one step, one file op.
         assert!(
             matches!(&plan.steps[unit_step].kind, StepKind::Files(files) if files.len() == 2),
@@ -1913,9 +1903,9 @@ mod tests {
         );
         let spec = spec_of(&text);
         let graph = plan(&spec, &BaseFacts::assumed(Family::Debian), Order::Graph);
-        assert!(graph.after_runs.is_some() && !graph.leaves.is_empty());
+        assert!(!graph.early_dirs.is_empty() && !graph.leaves.is_empty());
         let declared = plan(&spec, &BaseFacts::assumed(Family::Debian), Order::Declared);
-        assert!(declared.leaves.is_empty() && declared.after_runs.is_none());
+        assert!(declared.leaves.is_empty());
         assert!(declared.early_dirs.is_empty());
         let names: Vec<&str> = declared.steps[declared.files_start..declared.finishing_start]
             .iter()
