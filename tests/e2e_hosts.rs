@@ -15,7 +15,7 @@ use sysfile_testkit::harness;
 use engines::*;
 use harness::*;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 const BOOT_BOUND: Duration = Duration::from_secs(90);
@@ -50,7 +50,8 @@ fn boot_sid_on_cgroup_v2() {
     boot_matrix(Host::CgroupV2, "sid");
 }
 
-/// The sshd example on `local/debian:SUITE`, built once per suite on the main daemon.
+/// The sshd example on `local/debian:SUITE`, built on the main daemon once for the tests of a suite
+/// that run at the same time, and removed when the last of them ends.
 struct SuiteImage {
     build: Build,
     key: PathBuf,
@@ -58,11 +59,16 @@ struct SuiteImage {
     _ctx: tempfile::TempDir,
 }
 
-fn suite_image(suite: &'static str) -> &'static SuiteImage {
-    static IMAGES: OnceLock<Mutex<Vec<(&'static str, &'static SuiteImage)>>> = OnceLock::new();
-    let images = IMAGES.get_or_init(|| Mutex::new(Vec::new()));
-    let mut images = images.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, image)) = images.iter().find(|(s, _)| *s == suite) {
+fn suite_image(suite: &'static str) -> Arc<SuiteImage> {
+    // Weak: a `static` is never dropped, so a strong reference here would leave the image behind.
+    static IMAGES: Mutex<Vec<(&'static str, Weak<SuiteImage>)>> = Mutex::new(Vec::new());
+    let mut images = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
+    images.retain(|(_, image)| image.strong_count() > 0);
+    if let Some(image) = images
+        .iter()
+        .find(|(s, _)| *s == suite)
+        .and_then(|(_, image)| image.upgrade())
+    {
         return image;
     }
     let engine = Engine::detect_quietly().expect("engine");
@@ -92,13 +98,13 @@ fn suite_image(suite: &'static str) -> &'static SuiteImage {
         .and_then(|m| m.parse().ok())
         .unwrap_or_else(|| panic!("{base}: no systemd version label ({version:?})"));
     eprintln!("[hosts] {base}: systemd {version}");
-    let image: &'static SuiteImage = Box::leak(Box::new(SuiteImage {
+    let image = Arc::new(SuiteImage {
         build,
         key,
         systemd_major,
         _ctx: ctx,
-    }));
-    images.push((suite, image));
+    });
+    images.push((suite, Arc::downgrade(&image)));
     image
 }
 

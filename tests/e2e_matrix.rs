@@ -655,10 +655,7 @@ fn remote_builder_builds_a_sysfile() {
         dir.path().join("Sysfile").to_str().unwrap(),
         dir.path().to_str().unwrap(),
     ]);
-    let _guard = ImageGuard {
-        tag: tag.clone(),
-        daemon: Daemon::main(),
-    };
+    let _guard = ImageGuard::new(tag.clone(), Daemon::main());
     assert_eq!(
         code,
         0,

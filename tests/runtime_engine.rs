@@ -63,10 +63,7 @@ fn build_image(test: &str, systemd_version: u32) -> ImageGuard {
     )
     .unwrap();
     let tag = format!("{}:test", unique_name(test));
-    let image = ImageGuard {
-        tag: tag.clone(),
-        daemon: Daemon::main(),
-    };
+    let image = ImageGuard::new(tag.clone(), Daemon::main());
     let context = dir.path().display().to_string();
     let out = run(
         "env",

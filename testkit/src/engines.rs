@@ -344,13 +344,13 @@ impl Builder {
         } = submit;
         let frontend = self.frontend();
         let daemon = self.boot_daemon();
-        let image = ImageGuard {
-            tag: format!(
+        let image = ImageGuard::new(
+            format!(
                 "{}:latest",
                 unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
             ),
-            daemon: daemon.clone(),
-        };
+            daemon.clone(),
+        );
         let ctx = context.to_str().expect("utf-8 path");
         let file_str = file.to_str().expect("utf-8 path");
         let _permit = BuildPermit::acquire();
@@ -677,11 +677,9 @@ impl Host {
     pub fn load_image(self, tag: &str) -> Option<ImageGuard> {
         let daemon = self.daemon();
         (daemon != Daemon::main()).then(|| {
-            copy_image(tag, &Daemon::main(), &daemon).unwrap_or_else(|e| panic!("{e}"));
-            ImageGuard {
-                tag: tag.to_string(),
-                daemon,
-            }
+            let guard = ImageGuard::new(tag, daemon);
+            copy_image(tag, &Daemon::main(), &guard.daemon).unwrap_or_else(|e| panic!("{e}"));
+            guard
         })
     }
 

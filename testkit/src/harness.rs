@@ -34,12 +34,87 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A fresh temporary directory `sysfile-e2e-*`, removed on drop.
+/// A fresh temporary directory `sysfile-e2e-<pid>-*`, removed on drop. The first call in a
+/// process removes the directories of test processes that are gone (a killed run, or a directory
+/// held by a `static`, which is never dropped).
 pub fn tempdir() -> tempfile::TempDir {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(|| sweep_stale_tempdirs(&std::env::temp_dir()));
     tempfile::Builder::new()
-        .prefix("sysfile-e2e-")
+        .prefix(&format!("sysfile-e2e-{}-", std::process::id()))
         .tempdir()
         .unwrap()
+}
+
+/// Whether the process `pid` is gone.
+fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The pid of the test process that made a [`tempdir`] named `name` (`sysfile-e2e-<pid>-…`).
+fn tempdir_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("sysfile-e2e-")?;
+    rest.split_once('-')?.0.parse().ok()
+}
+
+/// The pid of the test process that made the image `tag` from a [`unique_name`]
+/// (`[REGISTRY/]sysfile-e2e/<test>-<pid>-<n>[:TAG]`, or `sysfile-e2e-<test>-<pid>-<n>[:TAG]`).
+fn test_image_owner(tag: &str) -> Option<u32> {
+    let at = tag.find("sysfile-e2e")?;
+    if at > 0 && !tag[..at].ends_with('/') {
+        return None;
+    }
+    let rest = &tag[at + "sysfile-e2e".len()..];
+    let name = rest.strip_prefix('/').or_else(|| rest.strip_prefix('-'))?;
+    let name = name.split(':').next().unwrap_or(name);
+    let (owner, n) = name.rsplit_once('-')?;
+    n.parse::<u32>().ok()?;
+    owner.rsplit('-').next()?.parse().ok()
+}
+
+/// Removes `DIR/sysfile-e2e-<pid>-*` directories whose process is gone.
+fn sweep_stale_tempdirs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_str()
+            .and_then(tempdir_owner)
+            .is_some_and(gone);
+        if stale && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Removes the test images ([`test_image_owner`]) that a test process which is gone left on
+/// `daemon`: a killed run never drops its guards. Once per
+/// daemon and process, before the first image is tagged there ([`ImageGuard::new`]).
+fn sweep_stale_images(daemon: &Daemon) {
+    static SWEPT: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if swept.contains(&daemon.name) {
+            return;
+        }
+        swept.push(daemon.name);
+    }
+    let listed = daemon.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    if !listed.ok() {
+        return;
+    }
+    let stale: Vec<&str> = listed
+        .stdout
+        .lines()
+        .filter(|tag| test_image_owner(tag).is_some_and(gone))
+        .collect();
+    if !stale.is_empty() {
+        let mut args = vec!["rmi", "-f"];
+        args.extend(&stale);
+        let _ = daemon.docker(&args);
+    }
 }
 
 /// Whether CI demands the real engines (`SYSFILE_E2E=required`): then a missing piece fails.
@@ -302,13 +377,13 @@ impl Engine {
         file: &Path,
         extra: &[&str],
     ) -> Build {
-        let image = ImageGuard {
-            tag: format!(
+        let image = ImageGuard::new(
+            format!(
                 "{}:latest",
                 unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
             ),
-            daemon: Daemon::main(),
-        };
+            Daemon::main(),
+        );
         let mut args: Vec<&str> = command.to_vec();
         args.extend(["--progress=plain", "--network=host"]);
         let file = file.to_str().expect("utf-8 path");
@@ -392,12 +467,26 @@ impl Drop for BuildPermit {
 // ---------------------------------------------------------------------------------------------
 // Builds and images
 
-/// Removes an image tag on drop (`docker rmi -f`; a missing tag is fine).
+/// Removes an image tag on drop (`docker rmi -f`; a missing tag is fine). Made with
+/// [`ImageGuard::new`] before the tag exists.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ImageGuard {
     pub tag: String,
     /// The daemon whose image store holds the tag.
     pub daemon: Daemon,
+}
+
+impl ImageGuard {
+    /// A guard for `tag` on `daemon`. The first guard for a daemon in a process removes the test
+    /// images that gone test processes left there.
+    pub fn new(tag: impl Into<String>, daemon: Daemon) -> ImageGuard {
+        sweep_stale_images(&daemon);
+        ImageGuard {
+            tag: tag.into(),
+            daemon,
+        }
+    }
 }
 
 impl Drop for ImageGuard {
@@ -1448,5 +1537,58 @@ impl Drop for PodmanContainer {
         if std::env::var_os("SYSFILE_E2E_KEEP").is_none() {
             let _ = podman(&["rm", "-f", "-v", &self.name]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_image_owner_reads_the_pid_of_every_test_image_name() {
+        let pid = 30957;
+        for tag in [
+            "sysfile-e2e/hosts-trixie-30957-8:latest",
+            "sysfile-e2e-restart-policy-30957-0:test",
+            "127.0.0.1:5055/sysfile-e2e/matrix-buildctl-registry-30957-20:1",
+            "sysfile-e2e/a-30957-3",
+        ] {
+            assert_eq!(test_image_owner(tag), Some(pid), "{tag}");
+        }
+        for tag in [
+            "local/sysfile:dev",
+            "127.0.0.1:5055/local/debian:bookworm",
+            "my-sysfile-e2e/x-1-2:latest",
+            "sysfile-e2e/no-counter:latest",
+            "sysfile-e2e/remote-x:latest",
+            "sysfile-e2e-frontend-image.lock",
+        ] {
+            assert_eq!(test_image_owner(tag), None, "{tag}");
+        }
+    }
+
+    #[test]
+    fn tempdir_owner_reads_the_pid_and_only_from_test_directories() {
+        assert_eq!(tempdir_owner("sysfile-e2e-4242-Ab3xYz"), Some(4242));
+        assert_eq!(tempdir_owner("sysfile-e2e-Ab3xYz"), None);
+        assert_eq!(tempdir_owner("sysfile-e2e-frontend-image.lock"), None);
+        assert_eq!(tempdir_owner("other-4242-Ab3xYz"), None);
+    }
+
+    #[test]
+    fn a_stale_tempdir_is_removed_and_a_live_or_foreign_one_kept() {
+        let parent = tempfile::tempdir().unwrap();
+        // pid_max is at most 2^22: this pid never runs.
+        let stale = parent.path().join("sysfile-e2e-4194305-abcdef");
+        let live = parent
+            .path()
+            .join(format!("sysfile-e2e-{}-abcdef", std::process::id()));
+        let foreign = parent.path().join("sysfile-e2e-abcdef");
+        for dir in [&stale, &live, &foreign] {
+            std::fs::create_dir_all(dir.join("inner")).unwrap();
+        }
+        sweep_stale_tempdirs(parent.path());
+        assert!(!stale.exists());
+        assert!(live.exists() && foreign.exists());
     }
 }
