@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shared helpers for sysfile's scripts (sourced by scripts/demo, scripts/frontend-image,
-# scripts/bench and scripts/setup-matrix; not run directly): logging and the Docker client to use.
+# Shared helpers for sysfile's scripts (sourced by the others; not run directly): logging, the
+# Docker client to use, and the build-cache caps.
 # The flags that boot a sysfile image are spelled in one place only, the binary: scripts that
 # start a container call `sysfile run` (or read `sysfile run --print`).
 
@@ -10,3 +10,19 @@ DOCKER=/usr/bin/docker
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-sysfile}" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "${LOG_TAG:-sysfile}" "$*" >&2; exit 1; }
+
+# Build-cache caps. Every daemon the scripts start has its builder's garbage collection capped
+# (BuildKit's default is a share of the disk: 10 % on Docker 26, 60 % on the newest buildkitd, so
+# caches of tens of GB on a large shared disk), and scripts/reclaim-disk prunes each one to its cap
+# before and after the tests, which also bounds a daemon started earlier without the cap.
+# SYSFILE_BUILD_CACHE_CAP_GB: the main Docker's and the buildkitds' (default 6); the other
+# daemons hold less (2).
+BUILD_CACHE_CAP_GB=${SYSFILE_BUILD_CACHE_CAP_GB:-6}
+SMALL_BUILD_CACHE_CAP_GB=2
+BUILD_CACHE_CAP="${BUILD_CACHE_CAP_GB}GB"
+SMALL_BUILD_CACHE_CAP="${SMALL_BUILD_CACHE_CAP_GB}GB"
+
+# docker_daemon_config CAP: a dockerd configuration file whose builder cache is capped at CAP.
+docker_daemon_config() {
+  printf '{\n  "builder": {"gc": {"enabled": true, "defaultKeepStorage": "%s"}}\n}\n' "$1"
+}

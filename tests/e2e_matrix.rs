@@ -730,3 +730,115 @@ fn compatibility_table(readme: &str) -> Vec<Vec<String>> {
     assert!(rows.len() > 1, "README's compatibility table is empty");
     rows
 }
+
+/// Every engine the scripts start keeps its build cache under the cap `scripts/lib.sh` sets: its
+/// garbage collection is capped (BuildKit's default is a share of the disk, tens of GB on these
+/// machines, which filled the disk across test runs). Read from the engine itself: `docker buildx
+/// inspect` for a dockerd, `buildctl debug workers -v` for buildkitd. The main Docker counts only
+/// when `scripts/setup-engine` started it (a daemon of the user's own is left alone); elsewhere it
+/// is a loud skip.
+#[test]
+fn every_engine_caps_its_build_cache() {
+    let test = "every_engine_caps_its_build_cache";
+    let lib = std::fs::read_to_string(repo_root().join("scripts/lib.sh")).unwrap();
+    let cap_gb = |var: &str| -> f64 {
+        lib.lines()
+            .find_map(|l| l.strip_prefix(&format!("{var}=")))
+            .and_then(|v| {
+                v.trim_start_matches("${SYSFILE_BUILD_CACHE_CAP_GB:-")
+                    .split('}')
+                    .next()
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("scripts/lib.sh sets no {var}"))
+    };
+    let (cap, small_cap) = (
+        cap_gb("BUILD_CACHE_CAP_GB"),
+        cap_gb("SMALL_BUILD_CACHE_CAP_GB"),
+    );
+    let mut engines: Vec<(String, f64, Option<f64>)> = Vec::new();
+    let dockerd_cap = |daemon: &Daemon| -> Option<f64> {
+        let mut args = vec![];
+        let host;
+        if let Some(h) = daemon.host {
+            host = format!("DOCKER_HOST={h}");
+            args.push(host.as_str());
+        }
+        args.extend([DOCKER, "buildx", "inspect"]);
+        let r = run("env", &args);
+        assert!(
+            r.ok(),
+            "{test}: docker buildx inspect on {}: {}",
+            daemon.name,
+            r.stderr
+        );
+        largest_gc_size(&r.stdout, "Keep Bytes:")
+    };
+    if Builder::Docker26.detect(test) {
+        let started_by_script = run(
+            "pgrep",
+            &["-f", "dockerd --config-file /etc/sysfile/docker26.json"],
+        )
+        .ok();
+        if started_by_script || e2e_required() {
+            engines.push(("docker-26".into(), cap, dockerd_cap(&Daemon::main())));
+        } else {
+            skip_or_fail(
+                test,
+                "the main dockerd was not started by scripts/setup-engine: its cache is the user's",
+            );
+        }
+    }
+    if Builder::Docker20.detect(test) {
+        engines.push(("docker-20.10".into(), small_cap, dockerd_cap(&DOCKER20)));
+    }
+    if Host::CgroupV2.detect(test) {
+        engines.push(("cgroup-v2 docker".into(), small_cap, dockerd_cap(&CGROUP2)));
+    }
+    if Builder::Buildctl(FrontendFrom::Registry).detect(test) {
+        for addr in [BUILDKIT_A, BUILDKIT_B] {
+            let (code, out) = buildctl(addr, &["debug", "workers", "-v"]);
+            assert_eq!(code, 0, "{test}: buildctl debug workers on {addr}: {out}");
+            engines.push((
+                addr.into(),
+                cap,
+                largest_gc_size(&out, "Maximum used space:"),
+            ));
+        }
+    }
+    for (engine, cap_gb, largest) in &engines {
+        let largest = largest.unwrap_or_else(|| {
+            panic!("{test}: {engine} reports no capped garbage-collection rule")
+        });
+        // The daemons count a GB as 2^30 bytes (Docker) or 10^9 (BuildKit's own parser); both fit.
+        assert!(
+            largest <= cap_gb * 1.074e9 && largest >= cap_gb * 0.9e9,
+            "{test}: {engine} keeps up to {largest:.0} bytes of build cache; scripts/lib.sh caps it at {cap_gb} GB"
+        );
+    }
+}
+
+/// The largest size among the garbage-collection rules an engine prints (`LABEL  6GiB` or
+/// `LABEL\t6.442450944GB`), in bytes; `None` when no rule has one.
+fn largest_gc_size(report: &str, label: &str) -> Option<f64> {
+    report
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(label))
+        .filter_map(|v| {
+            let v = v.trim();
+            let digits = v.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+            let (number, unit) = v.split_at(digits);
+            let scale = match unit {
+                "B" => 1.0,
+                "kB" | "KB" => 1e3,
+                "MB" => 1e6,
+                "GB" => 1e9,
+                "KiB" => 1024.0,
+                "MiB" => 1024.0 * 1024.0,
+                "GiB" => 1024.0 * 1024.0 * 1024.0,
+                _ => return None,
+            };
+            Some(number.parse::<f64>().ok()? * scale)
+        })
+        .reduce(f64::max)
+}
