@@ -13,7 +13,7 @@ die() { printf '[%s] error: %s\n' "${LOG_TAG:-sysfile}" "$*" >&2; exit 1; }
 
 # Build-cache caps. Every daemon the scripts start has its builder's garbage collection capped
 # (BuildKit's default is a share of the disk: 10 % on Docker 26, 60 % on the newest buildkitd, so
-# caches of tens of GB on a large shared disk), and scripts/reclaim-disk prunes each one to its cap
+# caches of tens of GB on a large shared disk), and `scripts/setup-matrix reclaim` prunes each to its cap
 # before and after the tests, which also bounds a daemon started earlier without the cap.
 # SYSFILE_BUILD_CACHE_CAP_GB: the main Docker's and the buildkitds' (default 6); the other
 # daemons hold less (2).
