@@ -12,9 +12,10 @@ log() { printf '[%s] %s\n' "${LOG_TAG:-sysfile}" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "${LOG_TAG:-sysfile}" "$*" >&2; exit 1; }
 
 # Build-cache caps. Every daemon the scripts start has its builder's garbage collection capped
-# (BuildKit's default is a share of the disk: 10 % on Docker 26, 60 % on the newest buildkitd, so
-# caches of tens of GB on a large shared disk), and `scripts/setup-matrix reclaim` prunes each to its cap
-# before and after the tests, which also bounds a daemon started earlier without the cap.
+# (BuildKit's default caps grow with the disk's size: on these large shared disks, left alone, the
+# caches reached 19 GB in Docker 26 and 24 GB in buildkitd and the disk filled), and
+# `scripts/setup-matrix reclaim` prunes each to its cap before and after the tests, which also
+# bounds a daemon started earlier without the cap.
 # SYSFILE_BUILD_CACHE_CAP_GB: the main Docker's and the buildkitds' (default 6); the other
 # daemons hold less (2).
 BUILD_CACHE_CAP_GB=${SYSFILE_BUILD_CACHE_CAP_GB:-6}
