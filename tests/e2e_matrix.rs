@@ -492,10 +492,7 @@ fn multi_platform_push(from: FrontendFrom, test: &str) {
         "[image]\nfrom = \"local/debian-multi:bookworm\"\nplatforms = [{list}]\n\n\
          [[files]]\ndest = \"/etc/motd\"\ncontent = \"multi-platform\\n\"\n",
     ));
-    let reference = format!(
-        "{REGISTRY}/{}:1",
-        unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
-    );
+    let reference = format!("{REGISTRY}/{}:1", unique_image(test));
     let out = builder.push(test, dir.path(), &reference);
     let index = registry_manifest(&reference);
     let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
@@ -601,10 +598,7 @@ fn cache_round_trip(from: FrontendFrom, test: &str) {
     let dir = spec_dir(
         "[image]\nfrom = \"local/debian:bookworm\"\n\n[[run]]\nname = \"slow step\"\nsh = \"echo built > /built\"\n",
     );
-    let reference = format!(
-        "{REGISTRY}/{}:cache",
-        unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
-    );
+    let reference = format!("{REGISTRY}/{}:cache", unique_image(test));
     let export = format!("type=registry,ref={reference},mode=max,registry.insecure=true");
     let import = format!("type=registry,ref={reference},registry.insecure=true");
     let first = builder.build_with_flags(test, dir.path(), &["--export-cache", &export]);
@@ -658,7 +652,7 @@ fn remote_builder_builds_a_sysfile() {
         assert!(r.ok(), "docker buildx create --driver remote: {}", r.stderr);
     }
     let dir = spec_dir("[image]\nfrom = \"local/debian:bookworm\"\n\n[services]\nenable = []\n");
-    let tag = unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1);
+    let tag = unique_image(test);
     let (code, out) = docker_combined(&[
         "buildx",
         "build",
@@ -778,14 +772,13 @@ fn every_engine_caps_its_build_cache() {
     let small_cap = cap_gb("SMALL_BUILD_CACHE_CAP_GB");
     let mut engines: Vec<(String, f64, Option<f64>)> = Vec::new();
     let dockerd_cap = |daemon: &Daemon| -> Option<f64> {
-        let mut args = vec![];
-        let host;
-        if let Some(h) = daemon.host {
-            host = format!("DOCKER_HOST={h}");
-            args.push(host.as_str());
-        }
-        args.extend([DOCKER, "buildx", "inspect"]);
-        let r = run("env", &args);
+        let r: Run = std::process::Command::new(DOCKER)
+            .args(["buildx", "inspect"])
+            .envs(daemon.env())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run docker buildx inspect")
+            .into();
         assert!(
             r.ok(),
             "{test}: docker buildx inspect on {}: {}",

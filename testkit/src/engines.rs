@@ -344,13 +344,7 @@ impl Builder {
         } = submit;
         let frontend = self.frontend();
         let daemon = self.boot_daemon();
-        let image = ImageGuard::new(
-            format!(
-                "{}:latest",
-                unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
-            ),
-            daemon.clone(),
-        );
+        let image = ImageGuard::new(format!("{}:latest", unique_image(test)), daemon.clone());
         let ctx = context.to_str().expect("utf-8 path");
         let file_str = file.to_str().expect("utf-8 path");
         let _permit = BuildPermit::acquire();

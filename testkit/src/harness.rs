@@ -151,6 +151,12 @@ pub fn frontend_tag() -> String {
         })
 }
 
+/// An image repository unique within this machine's test runs, `sysfile-e2e/<test>-<pid>-<n>`:
+/// [`unique_name`] under the `sysfile-e2e/` namespace that [`test_image_owner`] reads.
+pub fn unique_image(test: &str) -> String {
+    unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
+}
+
 /// A name unique within this machine's test runs: `sysfile-e2e-<test>-<pid>-<n>`.
 pub fn unique_name(test: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -377,13 +383,7 @@ impl Engine {
         file: &Path,
         extra: &[&str],
     ) -> Build {
-        let image = ImageGuard::new(
-            format!(
-                "{}:latest",
-                unique_name(test).replacen("sysfile-e2e-", "sysfile-e2e/", 1)
-            ),
-            Daemon::main(),
-        );
+        let image = ImageGuard::new(format!("{}:latest", unique_image(test)), Daemon::main());
         let mut args: Vec<&str> = command.to_vec();
         args.extend(["--progress=plain", "--network=host"]);
         let file = file.to_str().expect("utf-8 path");
