@@ -33,11 +33,19 @@ else
     done
   done > "$out/units"
 fi
-for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
-  [ -d "$d" ] || continue
-  grep -s -H '^Alias=' "$d"/* || true
-done > "$out/aliases"
-(systemctl --version 2>/dev/null || true) | head -n 1 > "$out/version"
+# Every unit file of every directory to one grep (a function: its own arguments).
+aliases() {
+  set --
+  for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+    [ -d "$d" ] || continue
+    set -- "$@" "$d"/*
+  done
+  [ "$#" -eq 0 ] || grep -s -H '^Alias=' "$@" || true
+}
+aliases > "$out/aliases"
+v=$(systemctl --version 2>/dev/null) || v=
+printf '%s\n' "${v%%
+*}" > "$out/version"
 (readlink -f /sbin/init 2>/dev/null || true) > "$out/init"
 if [ -x /usr/sbin/sshd ]; then echo present; fi > "$out/sshd"
 "#;
@@ -55,6 +63,11 @@ if [ -x /usr/sbin/sshd ]; then echo present; fi > "$out/sshd"
 /// masked one after the mask, each group with one `systemctl is-enabled` call.
 const CHANGES: &str = r#"# Host keys made by package scripts at build time would be shared by every container.
 rm -f /etc/ssh/ssh_host_*
+# count_lines FILE: sets $count to its number of lines (as `wc -l`, without a program).
+count_lines() {
+  count=0
+  while IFS= read -r line; do count=$((count + 1)); done < "$1"
+}
 : > "$out/failures"
 : > "$out/states"
 # change VERB UNIT ARGS...: systemctl ARGS; its output is shown; a failure is recorded on one line.
@@ -71,7 +84,8 @@ change() {
 # record UNIT...: their states, from one is-enabled call when it prints one line per unit.
 record() {
   systemctl is-enabled -- "$@" > "$out/raw" 2>/dev/null || true
-  if [ "$(wc -l < "$out/raw")" -eq "$#" ]; then
+  count_lines "$out/raw"
+  if [ "$count" -eq "$#" ]; then
     for u do
       IFS= read -r s || s=
       printf '%s\t%s\n' "$u" "${s:-not-found}"
@@ -194,7 +208,8 @@ const AUDIT: &str = r#"audit_units() {
   [ "$#" -gt 0 ] || return 0
   # Where each one is, links resolved: one line per file, or no audit.
   readlink -f -- "$@" > "$out/resolved" || return 0
-  [ "$(wc -l < "$out/resolved")" -eq "$#" ] || return 0
+  count_lines "$out/resolved"
+  [ "$count" -eq "$#" ] || return 0
   LC_ALL=C awk -v found="$out/found" -v resolved="$out/resolved" -v programs="$out/programs" '
 BEGIN {
   printf "" > programs
@@ -212,7 +227,8 @@ BEGIN {
         sub(/^[ \t]*ExecStart[ \t]*=[ \t]*/, "", p)
         sub(/^[-@:+!|]+/, "", p)
         sub(/[ \t\r].*$/, "", p)
-        execs = execs p "\n"
+        # Each program once.
+        if (!(p in seen)) { seen[p] = 1; execs = execs p "\n" }
       }
     }
     close(path)
@@ -221,7 +237,7 @@ BEGIN {
     printf "%s", execs > programs
   }
 }'
-  sort -u "$out/programs" | while IFS= read -r p; do
+  while IFS= read -r p; do
     case "$p" in
       ''|*[%\$\\\"\']*) continue ;;
       /*) set -- "$p" ;;
@@ -232,7 +248,7 @@ BEGIN {
       if [ -f "$c" ] && [ -x "$c" ]; then r=yes; else r=no; fi
       printf 'exec\t%s\t%s\n' "$c" "$r"
     done
-  done
+  done < "$out/programs"
 }
 audit_units > "$out/audit" || true
 rm -f "$out/found" "$out/resolved" "$out/programs"
