@@ -252,10 +252,11 @@ mod tests {
             "the check is in the image, and solved beside verification"
         );
         let dump = crate::llb::dump::render(&joined(&a).definition).expect("dump");
-        assert!(
-            dump.contains("join the files no later step reads"),
-            "{dump}"
-        );
+        // One merge lays the image: the chain, the leaf's diff, the report's and the check's;
+        // the other is what the check runs on.
+        assert!(dump.contains("a file no later step reads"), "{dump}");
+        assert_eq!(dump.matches("\n  merge ").count(), 2, "{dump}");
+        assert!(dump.contains("\n  merge 0 1 2 3\n"), "{dump}");
         assert!(dump.contains("check: nginx -t"), "{dump}");
         // The history lists the leaf's layer after the chain's, as the merge lays them out.
         let history = joined(&a).history;

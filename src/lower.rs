@@ -133,8 +133,8 @@ pub struct Lowering<'a> {
     /// once reached, and each leaf file applied on it alone, with its step's location
     /// (dependency-shaped builds only, see [`LowerOptions::joins`]).
     before_files: Option<Output>,
-    /// The filesystem before sysfile's finishing steps, once reached: what the checks run on.
-    before_finishing: Option<Output>,
+    /// The filesystem before the units step, once reached: what the checks run on.
+    before_units: Option<Output>,
     leaves: Vec<(Output, llb::Location)>,
     /// The history lines of the leaf files: their layers come after the chain's.
     leaf_history: Vec<(String, bool)>,
@@ -225,7 +225,7 @@ impl<'a> Lowering<'a> {
             graph,
             current,
             before_files: None,
-            before_finishing: None,
+            before_units: None,
             leaves: Vec::new(),
             leaf_history: Vec::new(),
             contexts: Contexts {
@@ -249,8 +249,8 @@ impl<'a> Lowering<'a> {
         let plan = self.plan;
         let joins = self.options.joins();
         for (i, step) in plan.steps.iter().enumerate().take(end) {
-            if i == plan.finishing_start {
-                self.before_finishing = Some(self.current.clone());
+            if i == plan.units_step {
+                self.before_units = Some(self.current.clone());
             }
             if i == plan.files_start && !plan.early_dirs.is_empty() {
                 self.early_directories();
@@ -403,15 +403,15 @@ impl<'a> Lowering<'a> {
     /// with the image carries it, and a daemon importing that cache reads the report without
     /// running the units step again.
     ///
-    /// On such daemons the leaf files join the chain first: each one's diff against the state it
-    /// was applied on (the filesystem before the files, with their directories), all merged on
-    /// top. Elsewhere (a linear build) the leaf files are applied at the end of the chain, after
-    /// the units step.
+    /// On such daemons the leaf files join the chain in the same merge: each one's diff against
+    /// the state it was applied on (the filesystem before the files, with their directories),
+    /// laid on the chain before the report's. Elsewhere (a linear build) the leaf files are
+    /// applied at the end of the chain, after the units step.
     ///
-    /// Every check runs on what the spec's own steps make: the chain before sysfile's finishing
-    /// steps (systemd configuration, hygiene, units) with the leaf files on it — their diffs
-    /// merged on it, or, in a linear build, their copies applied again in a graph of the check's
-    /// own. So a check never waits for the units step: a unit file change re-runs the checks
+    /// Every check runs on what the spec's own steps make, with sysfile's systemd configuration
+    /// and image hygiene: the chain before the units step with the leaf files on it — their
+    /// diffs merged on it, or, in a linear build, their copies applied again in a graph of the
+    /// check's own. So a check never waits for the units step: a unit file change re-runs the checks
     /// (they see the unit files) beside the units step, not after it. Each check is a definition of
     /// its own ([`Lowered::checks`]) that the caller solves beside verification; on daemons with
     /// merge and diff ops it also joins the image as the empty diff of its result against
@@ -419,8 +419,8 @@ impl<'a> Lowering<'a> {
     pub fn finish(mut self) -> Lowered {
         let plan = self.plan;
         let joins = self.options.joins();
-        let before_finishing = self
-            .before_finishing
+        let before_units = self
+            .before_units
             .clone()
             .unwrap_or_else(|| self.current.clone());
         let leaf_steps = || plan.leaves.iter().filter_map(|&i| plan.steps.get(i));
@@ -434,8 +434,8 @@ impl<'a> Lowering<'a> {
             if !plan.checks.is_empty() {
                 let image_graph = self.graph.clone();
                 let root = match &leaves {
-                    Some(step) => self.apply(step, &before_finishing),
-                    None => before_finishing.clone(),
+                    Some(step) => self.apply(step, &before_units),
+                    None => before_units.clone(),
                 };
                 let check_graph = std::mem::replace(&mut self.graph, image_graph);
                 linear_checks = Some((check_graph, root));
@@ -445,8 +445,11 @@ impl<'a> Lowering<'a> {
                 self.history.push((step.name.clone(), false));
             }
         }
-        let mut image = self.current.clone();
-        let mut check_root = before_finishing.clone();
+        // Every layer of the image, joined in one merge at the end: the chain, then the leaf
+        // files' diffs, the report's and the checks' (one merge op costs the daemon less than
+        // nested ones, and lays the same layers).
+        let mut layers = vec![self.current.clone()];
+        let mut check_root = before_units.clone();
         if let Some(before) = self.before_files.clone() {
             if !self.leaves.is_empty() {
                 let mut diffs = Vec::new();
@@ -457,25 +460,20 @@ impl<'a> Lowering<'a> {
                         OpOptions::named("[sysfile] a file no later step reads").at(Some(at)),
                     ));
                 }
-                // The merges point at the first leaf file's entry.
-                let at = leaf_steps()
-                    .next()
-                    .map(|step| location(self.sources, step.span));
-                let joined = |base: &Output| [std::slice::from_ref(base), &diffs].concat();
-                image = self.graph.merge(
-                    &joined(&image),
-                    OpOptions::named("[sysfile] join the files no later step reads").at(at.clone()),
-                );
                 if !plan.checks.is_empty() {
+                    // The merge points at the first leaf file's entry.
+                    let at = leaf_steps()
+                        .next()
+                        .map(|step| location(self.sources, step.span));
                     check_root = self.graph.merge(
-                        &joined(&before_finishing),
+                        &[std::slice::from_ref(&before_units), &diffs].concat(),
                         OpOptions::named("[sysfile] the files the checks see").at(at),
                     );
                 }
+                layers.extend(diffs);
                 self.history.append(&mut self.leaf_history);
             }
         }
-        let mut layers = vec![image.clone()];
         let (at, suffix) = self.report_origin.clone().unzip();
         let suffix = suffix.unwrap_or_default();
         if let Some(report) = self.report.clone() {
@@ -533,6 +531,7 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
+        let mut image = self.current.clone();
         if layers.len() > 1 {
             image = self.graph.merge(
                 &layers,

@@ -401,8 +401,9 @@ pub struct RunStep {
     pub mounts: Vec<RunMount>,
     /// `lint_skip`: lint rules not reported inside this step, as written.
     pub lint_skip: Vec<Spanned<String>>,
-    /// `check = true`: the step only verifies; it runs on what the spec's steps make (before
-    /// sysfile's finishing steps) and its changes are discarded.
+    /// `check = true`: the step only verifies; it runs on what the spec's steps make (with
+    /// sysfile's systemd configuration and hygiene, before the units step) and its changes are
+    /// discarded.
     pub check: bool,
     /// `reads`: the absolute paths (normalised) among earlier `[[files]]` this step reads or
     /// changes; `None` when undeclared (the step may read anything).

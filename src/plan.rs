@@ -63,10 +63,8 @@ pub struct Plan {
     /// their copies would make them there: the leaves and the files placed after the runs, in
     /// the spec's order, file by file.
     pub early_dirs: Vec<EarlyDir>,
-    /// Index of the first of sysfile's own finishing steps (systemd configuration, hygiene,
-    /// units): the state before it is every step the spec asked for, which the checks see.
-    pub finishing_start: usize,
-    /// The `check = true` runs: each runs on the state before `finishing_start`, leaf files
+    /// The `check = true` runs: each runs on the state before the units step (every step the
+    /// spec asked for, with sysfile's systemd configuration and image hygiene), leaf files
     /// included, and its changes are discarded. Not in `steps`.
     pub checks: Vec<Step>,
     /// Context-relative paths the build reads (the include patterns of the context source).
@@ -390,10 +388,21 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         .collect();
 
     let units = UnitPlan::new(spec, facts.family);
-    let finishing_start = steps.len();
-    // sysfile's two file steps as one op: they always re-run together.
+    // sysfile's two file steps as one op: they always re-run together. And in the same op as
+    // the file step before them when the chain ends in one (the files placed after the runs,
+    // say): what changes that step re-runs them anyway, and one op costs the daemon less.
     let [config, hygiene] = &finishing;
-    steps.extend(one_file_step(&[config, hygiene]));
+    let last = steps.len().checked_sub(1);
+    let joins_last = last.is_some_and(|i| {
+        matches!(steps[i].kind, StepKind::Files(_)) && leaves.binary_search(&i).is_err()
+    });
+    let finishing_step = if joins_last {
+        let previous = steps.pop().expect("the chain ends in a file step");
+        one_file_step(&[&previous, config, hygiene])
+    } else {
+        one_file_step(&[config, hygiene])
+    };
+    steps.extend(finishing_step);
     let units_step = steps.len();
     let mut step = units.step(spec);
     let unit_spans: Vec<Span> = spec
@@ -425,7 +434,6 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         files_start,
         leaves,
         early_dirs,
-        finishing_start,
         checks,
         context_paths: context_paths.into_iter().collect(),
         named_context_paths: named_paths
@@ -1863,17 +1871,31 @@ mod tests {
             position("[sysfile] write /etc/systemd/system/app.service"),
             position("[sysfile] run: true"),
         );
-        assert!(run_step < unit_step && unit_step < plan.finishing_start);
-        // Both files after the runs are one step, one file op.
-        assert!(
-            matches!(&plan.steps[unit_step].kind, StepKind::Files(files) if files.len() == 2),
-            "{:?}",
-            plan.steps[unit_step]
+        // Both files after the runs are one step, one file op, with sysfile's systemd
+        // configuration and hygiene after them: the step just before the units step.
+        assert!(run_step < unit_step && unit_step + 1 == plan.units_step);
+        let StepKind::Files(actions) = &plan.steps[unit_step].kind else {
+            panic!("{:?}", plan.steps[unit_step]);
+        };
+        let written: Vec<&str> = actions
+            .iter()
+            .take(2)
+            .filter_map(|action| match action {
+                FileStep::Write { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            written,
+            [
+                "/etc/systemd/system/app.service",
+                "/etc/systemd/system/app.service.d/x.conf"
+            ]
         );
         assert!(
-            plan.steps[unit_step]
-                .name
-                .ends_with("; write /etc/systemd/system/app.service.d/x.conf"),
+            plan.steps[unit_step].name.ends_with(
+                "; write /etc/systemd/system/app.service.d/x.conf; systemd configuration; image hygiene"
+            ),
             "{}",
             plan.steps[unit_step].name
         );
@@ -1907,7 +1929,7 @@ mod tests {
         let declared = plan(&spec, &BaseFacts::assumed(Family::Debian), Order::Declared);
         assert!(declared.leaves.is_empty());
         assert!(declared.early_dirs.is_empty());
-        let names: Vec<&str> = declared.steps[declared.files_start..declared.finishing_start]
+        let names: Vec<&str> = declared.steps[declared.files_start..declared.units_step]
             .iter()
             .map(|s| s.name.as_str())
             .collect();
@@ -1916,7 +1938,8 @@ mod tests {
             [
                 "[sysfile] write /etc/systemd/system/app.service",
                 "[sysfile] write /srv/page",
-                "[sysfile] run: true"
+                "[sysfile] run: true",
+                "[sysfile] systemd configuration; image hygiene"
             ]
         );
     }

@@ -28,8 +28,8 @@ const LINEAR: &[(&str, &str)] = &[("BUILDKIT_SYSFILE_LINEAR", "1")];
 const DECLARED: &[(&str, &str)] = &[("BUILDKIT_SYSFILE_LINEAR", "declared")];
 /// The progress name of the op that makes the moved files' directories early.
 const EARLY_DIRECTORIES: &str = "[sysfile] directories of the files copied later";
-/// The progress name of the merge that joins the leaf files (dependency-shaped builds only).
-const JOIN: &str = "[sysfile] join the files no later step reads";
+/// The progress name of a leaf file's diff, which joins the image (dependency-shaped builds only).
+const JOIN: &str = "[sysfile] a file no later step reads";
 /// The builder with merge and diff ops.
 const SHAPED: Builder = Builder::Buildctl(FrontendFrom::Registry);
 

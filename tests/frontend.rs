@@ -1636,10 +1636,9 @@ async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_m
     );
     let dump = image_dump(&new);
     assert!(dump.contains("app check (Sysfile:8): done"), "{dump}");
-    assert!(
-        dump.contains("join the files no later step reads"),
-        "{dump}"
-    );
+    // The leaf file's diff joins the image in the same merge as the check's.
+    assert!(dump.contains("a file no later step reads"), "{dump}");
+    assert!(dump.contains("\n  merge 0 1 2 3\n"), "{dump}");
     // v0.8, or the linear build argument: the check is solved (evaluated) on its own only.
     // `declared`: the same, and the leaf file stays where the spec declares it.
     for (version, linear, moves) in [
