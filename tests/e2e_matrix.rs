@@ -743,6 +743,45 @@ fn compatibility_table(readme: &str) -> Vec<Vec<String>> {
     rows
 }
 
+/// `scripts/lib.sh`'s `reset_bloated_buildkit_state`, which `scripts/setup-matrix` runs before it
+/// starts a buildkitd, empties a state directory one of whose databases passed the cap, and
+/// leaves one under it as it is. (Sparse files: no disk is used. Needs only bash, find and
+/// findmnt.)
+#[test]
+fn a_bloated_buildkit_state_is_emptied_before_the_daemon_starts() {
+    let run = |root: &Path| {
+        let script = format!(
+            ". {}/scripts/lib.sh && reset_bloated_buildkit_state \"$1\"",
+            repo_root().display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script, "reset", &root.display().to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let dir = tempdir();
+    let make = |name: &str, db_mb: u64| {
+        let root = dir.path().join(name);
+        std::fs::create_dir_all(root.join("runc-overlayfs")).unwrap();
+        std::fs::write(root.join("keep-me"), "x").unwrap();
+        let db = std::fs::File::create(root.join("runc-overlayfs/containerdmeta.db")).unwrap();
+        db.set_len(db_mb << 20).unwrap();
+        root
+    };
+    let small = make("small", 8);
+    let said = run(&small);
+    assert!(small.join("keep-me").exists() && said.is_empty(), "{said}");
+    let bloated = make("bloated", 65);
+    let said = run(&bloated);
+    assert!(!bloated.exists(), "{said}");
+    assert!(
+        said.contains("containerdmeta.db") && said.contains("an empty state"),
+        "it says why: {said}"
+    );
+}
+
 /// Every engine the scripts start keeps its build cache under the cap `scripts/lib.sh` sets: its
 /// garbage collection is capped (BuildKit's default is a share of the disk, tens of GB on these
 /// machines, which filled the disk across test runs). Read from the engine itself: `docker buildx
