@@ -1614,16 +1614,25 @@ async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_m
             .filter_map(|d| sysfile::llb::dump::render(d).ok())
             .collect()
     };
-    let image_dump = |handle: &FakeHandle| -> String {
-        let last = handle.solves().into_iter().rev().find(|s| {
-            s.definition
-                .as_ref()
-                .and_then(|d| sysfile::llb::dump::render(d).ok())
-                .is_some_and(|d| d.contains("image hygiene") && !s.evaluate)
+    // The image's solve: the last of a graph with sysfile's finishing steps whose result is
+    // neither the report (output 1 of the units step) nor a check's own result (a check op).
+    // Returns its dump and whether it was evaluated.
+    let image_solve = |handle: &FakeHandle| -> (String, bool) {
+        let image = handle.solves().into_iter().rev().find_map(|s| {
+            let definition = s.definition.as_ref()?;
+            let dump = sysfile::llb::dump::render(definition).ok()?;
+            let terminal = pb::llb::Op::decode(definition.def.last()?.as_slice()).ok()?;
+            let result = terminal.inputs.first()?;
+            let digest = result.digest.strip_prefix("sha256:")?.get(..12)?;
+            let result_op = dump
+                .lines()
+                .find(|l| l.starts_with(&format!("op {digest} ")))?;
+            (dump.contains("image hygiene")
+                && result.index == 0
+                && !result_op.contains("[sysfile] check: "))
+            .then_some((dump, s.evaluate))
         });
-        last.and_then(|s| s.definition)
-            .and_then(|d| sysfile::llb::dump::render(&d).ok())
-            .unwrap_or_default()
+        image.expect("the image was solved")
     };
     // Merge and diff ops: the check is evaluated beside verification and joins the image.
     let new = run(fake("v0.13", spec), &[("filename", "Sysfile")]).await?;
@@ -1634,7 +1643,9 @@ async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_m
         1,
         "{checks:?}"
     );
-    let dump = image_dump(&new);
+    // The image's solve stays lazy: evaluating would build the merged filesystem.
+    let (dump, image_evaluated) = image_solve(&new);
+    assert!(!image_evaluated, "{dump}");
     assert!(dump.contains("app check (Sysfile:8): done"), "{dump}");
     // The leaf file's diff joins the image in the same merge as the check's.
     assert!(dump.contains("a file no later step reads"), "{dump}");
@@ -1655,7 +1666,10 @@ async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_m
             .filter(|d| d.contains("app check"))
             .collect();
         assert_eq!(checks.len(), 1, "{version} {args:?}");
-        let dump = image_dump(&old);
+        // In a line the image is evaluated beside verification: the leaf file's op after the
+        // units step runs while the report is read.
+        let (dump, image_evaluated) = image_solve(&old);
+        assert!(image_evaluated, "{version} {args:?}: {dump}");
         assert!(!dump.contains("app check"), "{dump}");
         assert!(!dump.contains("diff lower"), "{dump}");
         assert_eq!(

@@ -101,18 +101,26 @@ impl PlatformBuild<'_> {
             options: &lower_options,
             cache_imports,
         };
-        // The image's solve is lazy (nothing runs until it is exported): sent beside the
-        // report's, it costs no round trip. The checks run on what the spec's steps make, not on
-        // the units step's result, so they are evaluated beside verification (on daemons with
-        // merge and diff ops they are in the image too, and then found in the cache).
-        // Verification's error wins, then a check's.
+        // The image's solve is sent beside the report's, so it costs no round trip. In a line it
+        // is evaluated: the ops after the units step (the leaf files) then run while the report
+        // is read and verified, instead of after the frontend returns. With merge and diff ops
+        // it stays lazy (nothing runs until it is exported): evaluating would make the daemon
+        // build the merged filesystem, which the export does not need. The checks run on what
+        // the spec's steps make, not on the units step's result, so they are evaluated beside
+        // verification (on daemons with merge and diff ops they are in the image too, and then
+        // found in the cache). Verification's error wins, then a check's.
+        let evaluate_image = !lower_options.joins();
         let checks = compiled
             .checks
             .iter()
             .map(|check| bridge.solve(check.clone(), cache_imports.clone(), true));
         let (verified, result_ref, checked) = tokio::join!(
             verification.run(),
-            bridge.solve(compiled.definition.clone(), cache_imports.clone(), false),
+            bridge.solve(
+                compiled.definition.clone(),
+                cache_imports.clone(),
+                evaluate_image
+            ),
             futures_util::future::try_join_all(checks),
         );
         let verified = verified?;
