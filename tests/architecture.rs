@@ -542,6 +542,14 @@ fn the_frontend_reads_options_only_through_the_build_request() {
     for file in files {
         let text = code(&std::fs::read_to_string(&file).expect("readable"));
         for (at, _) in text.match_indices("options.") {
+            // `options` itself, not a name ending in it (`lower_options`).
+            let whole_word = text[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            if !whole_word {
+                continue;
+            }
             let method: String = text[at + "options.".len()..]
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
