@@ -1846,3 +1846,101 @@ async fn the_ssh_host_key_unit_is_only_where_an_ssh_server_is() -> TestResult {
     assert_eq!(label(&without), "ssh.service");
     Ok(())
 }
+
+/// The base inspection asks the usual places first (`/etc/os-release`,
+/// `/usr/lib/systemd/systemd`, `/sbin/init`: three requests, all at once) and the older ones
+/// (`/usr/lib/os-release`, `/lib/systemd/systemd`) only when a usual one is missing; either way
+/// the facts decide whether the install step adds the systemd packages.
+#[tokio::test]
+async fn the_base_is_inspected_in_the_usual_places_first_and_the_older_ones_when_missing()
+-> TestResult {
+    const INSPECTED: [&str; 5] = [
+        "/etc/os-release",
+        "/usr/lib/os-release",
+        "/usr/lib/systemd/systemd",
+        "/lib/systemd/systemd",
+        "/sbin/init",
+    ];
+    let os_release = b"ID=debian\nVERSION_ID=\"12\"\n".to_vec();
+    let elf = b"\x7fELF".to_vec();
+    // (what the base holds, the paths asked, whether the systemd packages are added)
+    let cases: [(&[&str], &[&str], bool); 5] = [
+        (
+            &["/etc/os-release", "/usr/lib/systemd/systemd", "/sbin/init"],
+            &["/etc/os-release", "/usr/lib/systemd/systemd", "/sbin/init"],
+            false,
+        ),
+        (
+            &["/usr/lib/os-release", "/lib/systemd/systemd", "/sbin/init"],
+            &INSPECTED,
+            false,
+        ),
+        (
+            &["/etc/os-release", "/lib/systemd/systemd", "/sbin/init"],
+            &[
+                "/etc/os-release",
+                "/usr/lib/systemd/systemd",
+                "/sbin/init",
+                "/lib/systemd/systemd",
+            ],
+            false,
+        ),
+        (
+            &["/etc/os-release", "/usr/lib/systemd/systemd"],
+            &["/etc/os-release", "/usr/lib/systemd/systemd", "/sbin/init"],
+            true,
+        ),
+        (
+            &["/etc/os-release"],
+            &[
+                "/etc/os-release",
+                "/usr/lib/systemd/systemd",
+                "/sbin/init",
+                "/lib/systemd/systemd",
+            ],
+            true,
+        ),
+    ];
+    for (held, asked, adds_systemd) in cases {
+        let rootfs: Vec<(&str, Vec<u8>)> = held
+            .iter()
+            .map(|path| {
+                let data = if path.ends_with("os-release") {
+                    os_release.clone()
+                } else {
+                    elf.clone()
+                };
+                (*path, data)
+            })
+            .collect();
+        let fake = FakeBuildkit::new(caps("v0.32"))
+            .with_local("dockerfile", [("Sysfile", SSHD.as_bytes().to_vec())])
+            .with_local(
+                "context",
+                [("keys/admin.pub", b"ssh-ed25519 AAAA test".to_vec())],
+            )
+            .with_image_config(DEBIAN, DIGEST, base_config())
+            .with_image_rootfs(DEBIAN, rootfs)
+            .with_exec_output("sysfile-inventory", inventory())
+            .with_exec_output("sysfile-units", units_report(SSHD));
+        let handle = run(fake, &[("filename", "Sysfile")]).await?;
+        returned_config(&handle);
+        let mut requested: Vec<String> = handle
+            .file_requests()
+            .into_iter()
+            .map(|(_, path)| path)
+            .filter(|path| INSPECTED.contains(&path.as_str()))
+            .collect();
+        let mut expected: Vec<String> = asked.iter().map(|p| p.to_string()).collect();
+        requested.sort();
+        expected.sort();
+        assert_eq!(requested, expected, "a base holding {held:?}");
+        let installs_systemd = exec_ops(&handle).iter().any(|exec| {
+            exec.meta
+                .as_ref()
+                .is_some_and(|meta| meta.args.iter().any(|a| a == "systemd-sysv"))
+        });
+        assert_eq!(installs_systemd, adds_systemd, "a base holding {held:?}");
+    }
+    Ok(())
+}

@@ -44,15 +44,35 @@ pub(super) async fn detect_base(
         .solve(graph.finish(&image), cache_imports.to_vec(), false)
         .await
         .map_err(|e| not_resolved(spec, sources, base.reference, &e))?;
-    // Every question about the base at once: one round trip instead of five.
-    let (etc, usr, lib, usr_lib, sbin_init) = tokio::join!(
+    // The usual answers first, all at once: a merged-/usr image with an /etc/os-release and
+    // systemd in /usr/lib answers in one round trip of three requests. Each request mounts the
+    // base on the daemon, so the older places are only asked when the usual one is missing.
+    let (etc, usr_lib, sbin_init) = tokio::join!(
         bridge.read_file_opt(&reference, "/etc/os-release"),
-        bridge.read_file_opt(&reference, "/usr/lib/os-release"),
-        exists(bridge, &reference, "/lib/systemd/systemd"),
         exists(bridge, &reference, "/usr/lib/systemd/systemd"),
         exists(bridge, &reference, "/sbin/init"),
     );
-    let os_release = match etc? {
+    let (etc, usr_lib, has_sbin_init) = (etc?, usr_lib?, sbin_init?);
+    let (usr, lib) = tokio::join!(
+        async {
+            match etc {
+                Some(_) => Ok(None),
+                None => {
+                    bridge
+                        .read_file_opt(&reference, "/usr/lib/os-release")
+                        .await
+                }
+            }
+        },
+        async {
+            if usr_lib {
+                Ok(true)
+            } else {
+                exists(bridge, &reference, "/lib/systemd/systemd").await
+            }
+        },
+    );
+    let os_release = match etc {
         Some(data) => Some(data),
         None => usr?,
     }
@@ -83,8 +103,7 @@ pub(super) async fn detect_base(
             });
         }
     };
-    let has_systemd = lib? || usr_lib?;
-    let has_sbin_init = sbin_init?;
+    let has_systemd = lib?;
     Ok(BaseFacts {
         family,
         has_systemd,

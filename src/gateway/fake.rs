@@ -64,6 +64,8 @@ struct State {
     resolves: Vec<pb::gateway::ResolveImageConfigRequest>,
     warnings: Vec<pb::gateway::WarnRequest>,
     returned: Vec<pb::gateway::ReturnRequest>,
+    /// `ReadFile`, `StatFile` and `ReadDir` requests: (ref, path), in order.
+    file_requests: Vec<(String, String)>,
 }
 
 /// The fake daemon. Configure it with the `with_*` builders, then [`FakeBuildkit::connect`].
@@ -285,12 +287,15 @@ impl FakeBuildkit {
         Ok(id)
     }
 
+    /// Records a request for `path` of ref `id` and answers it from the ref's files.
     fn with_ref<T>(
         &self,
         id: &str,
+        path: &str,
         f: impl FnOnce(&Files) -> Result<T, Status>,
     ) -> Result<T, Status> {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
+        st.file_requests.push((id.to_string(), path.to_string()));
         match st.refs.get(id) {
             Some(fs) => f(fs),
             None => Err(Status::unknown(format!("no such ref: {id}"))),
@@ -413,7 +418,7 @@ impl LlbBridge for FakeBuildkit {
         request: Request<pb::gateway::ReadFileRequest>,
     ) -> Result<Response<pb::gateway::ReadFileResponse>, Status> {
         let req = request.into_inner();
-        self.with_ref(&req.r#ref, |fs| {
+        self.with_ref(&req.r#ref, &req.file_path, |fs| {
             let data = fs
                 .get(&clean_path(&req.file_path))
                 .ok_or_else(|| not_found(&req.file_path))?;
@@ -434,7 +439,7 @@ impl LlbBridge for FakeBuildkit {
         request: Request<pb::gateway::ReadDirRequest>,
     ) -> Result<Response<pb::gateway::ReadDirResponse>, Status> {
         let req = request.into_inner();
-        self.with_ref(&req.r#ref, |fs| {
+        self.with_ref(&req.r#ref, &req.dir_path, |fs| {
             let dir = clean_path(&req.dir_path).trim_end_matches('/').to_string();
             if !is_dir(fs, &dir) {
                 return Err(not_found(&req.dir_path));
@@ -464,7 +469,7 @@ impl LlbBridge for FakeBuildkit {
         request: Request<pb::gateway::StatFileRequest>,
     ) -> Result<Response<pb::gateway::StatFileResponse>, Status> {
         let req = request.into_inner();
-        self.with_ref(&req.r#ref, |fs| {
+        self.with_ref(&req.r#ref, &req.path, |fs| {
             let st = stat(&req.path, fs).ok_or_else(|| not_found(&req.path))?;
             Ok(Response::new(pb::gateway::StatFileResponse {
                 stat: Some(st),
@@ -477,9 +482,11 @@ impl LlbBridge for FakeBuildkit {
         request: Request<pb::gateway::EvaluateRequest>,
     ) -> Result<Response<pb::gateway::EvaluateResponse>, Status> {
         let req = request.into_inner();
-        self.with_ref(&req.r#ref, |_| {
+        if lock(&self.state).refs.contains_key(&req.r#ref) {
             Ok(Response::new(pb::gateway::EvaluateResponse {}))
-        })
+        } else {
+            Err(Status::unknown(format!("no such ref: {}", req.r#ref)))
+        }
     }
 
     async fn ping(
@@ -550,6 +557,11 @@ impl FakeHandle {
     /// The accepted `ReturnRequest`, if any (a second `Return` is rejected like BuildKit does).
     pub fn returned(&self) -> Option<pb::gateway::ReturnRequest> {
         lock(&self.state).returned.first().cloned()
+    }
+
+    /// Every `ReadFile`, `StatFile` and `ReadDir` request as (ref, path), in order.
+    pub fn file_requests(&self) -> Vec<(String, String)> {
+        lock(&self.state).file_requests.clone()
     }
 
     /// The files of a ref the fake handed out.
