@@ -58,9 +58,9 @@ if [ -x /usr/sbin/sshd ]; then echo present; fi > "$out/sshd"
 /// the unit (a failed step would show this script, not the unit). The masks go to one
 /// `systemctl mask` call, whose failure is recorded for `*`. A failed `systemctl` call does not
 /// stop the step. `--ssh-host-keys` writes TEXT as `/etc/systemd/system/UNIT` and enables it
-/// only where an SSH server is installed. Records the state of every enabled and disabled unit
-/// after both calls (a `disable` also disables the units its `Also=` names), then of every
-/// masked one after the mask, each group with one `systemctl is-enabled` call.
+/// only where an SSH server is installed. Then records the state of every unit named, after
+/// every change (a `disable` also disables the units its `Also=` names), with one
+/// `systemctl is-enabled` call.
 const CHANGES: &str = r#"# Host keys made by package scripts at build time would be shared by every container.
 rm -f /etc/ssh/ssh_host_*
 # count_lines FILE: sets $count to its number of lines (as `wc -l`, without a program).
@@ -98,12 +98,11 @@ record() {
   fi
   rm -f "$out/raw"
 }
-# group MODE VERB UNIT... [--OPTION ...]: for the units before the next option, MODE `change`
-# makes one `systemctl VERB` call (one call per unit when it fails), MODE `record` records their
-# states. Sets $n to how many units there were.
+# group VERB UNIT... [--OPTION ...]: one `systemctl VERB` call for the units before the next
+# option (one call per unit when it fails). Sets $n to how many units there were.
 group() {
-  mode=$1 gverb=$2
-  shift 2
+  gverb=$1
+  shift
   n=0 all=$#
   for a do
     case "$a" in --*) break ;; esac
@@ -112,56 +111,65 @@ group() {
   done
   shift "$all"
   if [ "$n" -eq 0 ]; then return 0; fi
-  if [ "$mode" = record ]; then
-    record "$@"
-  elif msg=$(systemctl "$gverb" -- "$@" 2>&1); then
+  if msg=$(systemctl "$gverb" -- "$@" 2>&1); then
     if [ -n "$msg" ]; then printf '%s\n' "$msg" >&2; fi
   else
     for u do change "$gverb" "$u" "$gverb" -- "$u"; done
   fi
 }
-# groups MODE ARGS...: `group MODE` for the enable group, then the disable group, at the start
-# of ARGS. Sets $taken to how many arguments those were.
-groups() {
-  mode=$1
-  shift
-  taken=0
+# set_units ARGS...: every change the arguments ask for, in their order.
+set_units() {
+  if [ "${1-}" = --default ]; then
+    change set-default "$2" set-default -- "$2"
+    shift 2
+  fi
   for verb in enable disable; do
     if [ "${1-}" = "--$verb" ]; then
       shift
-      group "$mode" "$verb" "$@"
+      group "$verb" "$@"
       shift "$n"
-      taken=$((taken + n + 1))
     fi
   done
-}
-if [ "${1-}" = --default ]; then
-  change set-default "$2" set-default -- "$2"
-  shift 2
-fi
-# Every state after every call: a `disable` also disables the units in its `Also=`.
-groups change "$@"
-groups record "$@"
-shift "$taken"
-if [ "${1-}" = --ssh-host-keys ]; then
-  if [ -s "$out/sshd" ]; then
-    printf '%s' "$3" > "/etc/systemd/system/$2"
-    chmod 0644 "/etc/systemd/system/$2"
-    change enable "$2" enable -- "$2"
-    s=$(systemctl is-enabled -- "$2" 2>/dev/null) || true
-  else
-    s=no-ssh-server
+  if [ "${1-}" = --ssh-host-keys ]; then
+    if [ -s "$out/sshd" ]; then
+      printf '%s' "$3" > "/etc/systemd/system/$2"
+      chmod 0644 "/etc/systemd/system/$2"
+      change enable "$2" enable -- "$2"
+    fi
+    shift 3
   fi
-  printf '%s\t%s\n' "$2" "${s:-not-found}" >> "$out/states"
-  shift 3
-fi
-if [ "${1-}" = --mask ] && [ "$#" -gt 1 ]; then
+  if [ "${1-}" = --mask ] && [ "$#" -gt 1 ]; then
+    shift
+    change mask '*' mask -- "$@"
+  fi
+}
+# record_states ARGS...: the state of every unit the arguments name, after every change, from
+# one is-enabled call; the SSH host key unit is `no-ssh-server` where it was not written.
+record_states() {
+  nossh=
+  set -- "$@" --end
+  while [ "$1" != --end ]; do
+    a=$1
+    shift
+    case "$a" in
+      --default) shift ;;
+      --enable|--disable|--mask) ;;
+      --ssh-host-keys)
+        if [ -s "$out/sshd" ]; then set -- "$@" "$1"; else nossh=$1; fi
+        shift 2 ;;
+      *) set -- "$@" "$a" ;;
+    esac
+  done
   shift
-  change mask '*' mask -- "$@"
-  record "$@"
-fi
+  if [ "$#" -gt 0 ]; then record "$@"; fi
+  if [ -n "$nossh" ]; then printf '%s\tno-ssh-server\n' "$nossh" >> "$out/states"; fi
+}
+set_units "$@"
+record_states "$@"
 {
-  printf 'default\t%s\n' "$(systemctl get-default 2>/dev/null || true)"
+  # What `systemctl get-default` prints, without a second systemctl: the unit the link ends at.
+  t=$(readlink -f /etc/systemd/system/default.target 2>/dev/null) || t=
+  printf 'default\t%s\n' "${t##*/}"
   if [ -f /etc/machine-id ] && [ ! -s /etc/machine-id ]; then printf 'machine-id\tempty\n'; else printf 'machine-id\tnot-empty\n'; fi
   for f in /var/lib/systemd/random-seed /var/lib/systemd/credential.secret /var/lib/dbus/machine-id /usr/sbin/policy-rc.d /etc/ssh/ssh_host_*; do
     if [ -e "$f" ]; then printf 'present\t%s\n' "$f"; fi
