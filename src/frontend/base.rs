@@ -55,13 +55,12 @@ pub(super) async fn detect_base(
     let (etc, usr_lib, has_sbin_init) = (etc?, usr_lib?, sbin_init?);
     let (usr, lib) = tokio::join!(
         async {
-            match etc {
-                Some(_) => Ok(None),
-                None => {
-                    bridge
-                        .read_file_opt(&reference, "/usr/lib/os-release")
-                        .await
-                }
+            if etc.is_some() {
+                Ok(None)
+            } else {
+                bridge
+                    .read_file_opt(&reference, "/usr/lib/os-release")
+                    .await
             }
         },
         async {
