@@ -220,6 +220,66 @@ mod tests {
         seen
     }
 
+    /// The digest of the op a check's result comes from: it changes exactly when the check
+    /// would run again.
+    fn check_op(definition: &pb::Definition) -> String {
+        let terminal = definition.def.last().expect("a terminal op");
+        let op = <pb::Op as prost::Message>::decode(terminal.as_slice()).expect("an op");
+        op.inputs[0].digest.clone()
+    }
+
+    #[test]
+    fn a_check_reruns_for_the_leaf_files_its_reads_lists_and_no_other() {
+        let spec = |site: &str, page: &str, reads: &str| {
+            format!(
+                "[image]\nfrom = \"debian\"\n[[files]]\ndest = \"/etc/nginx/conf.d/site.conf\"\ncontent = \"{site}\"\n[[files]]\ndest = \"/srv/page.html\"\ncontent = \"{page}\"\n[[run]]\nsh = \"nginx -t\"\ncheck = true\n{reads}\n"
+            )
+        };
+        for linear in [false, true] {
+            let shape = if linear {
+                "linear"
+            } else {
+                "dependency-shaped"
+            };
+            let compile = |text: &str| with_options(text, linear, None);
+            let check = |site: &str, page: &str, reads: &str| {
+                let compiled = compile(&spec(site, page, reads));
+                assert_eq!(compiled.checks.len(), 1, "{shape}");
+                check_op(&compiled.checks[0])
+            };
+            let nginx = "reads = [\"/etc/nginx\"]";
+            // It lists the site: a new page does not re-run it, a new site does.
+            let first = check("a", "a", nginx);
+            assert_eq!(
+                first,
+                check("a", "b", nginx),
+                "{shape}: the page is no input"
+            );
+            assert_ne!(
+                first,
+                check("b", "a", nginx),
+                "{shape}: the site is an input"
+            );
+            // Without `reads` it sees, and re-runs for, every leaf file.
+            let all = check("a", "a", "");
+            assert_ne!(all, check("a", "b", ""), "{shape}");
+            assert_ne!(all, check("b", "a", ""), "{shape}");
+            // Listing nothing: it runs on the chain alone, with neither file.
+            assert_eq!(
+                check("a", "a", "reads = []"),
+                check("b", "b", "reads = []"),
+                "{shape}"
+            );
+            // The image has both files either way: `reads` shapes only what the check sees.
+            let image = crate::llb::dump::render(&compile(&spec("a", "a", nginx)).definition)
+                .expect("dump");
+            assert!(
+                image.contains("/srv/page.html") && image.contains("site.conf"),
+                "{shape}: {image}"
+            );
+        }
+    }
+
     fn with_options(text: &str, linear: bool, caps: Option<&[&str]>) -> Compiled {
         let loaded = crate::spec::load(SourceFile::new("Sysfile", text), &Default::default());
         let spec = loaded.spec.expect("loads");

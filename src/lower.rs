@@ -409,13 +409,15 @@ impl<'a> Lowering<'a> {
     /// applied at the end of the chain, after the units step.
     ///
     /// Every check runs on what the spec's own steps make, with sysfile's systemd configuration
-    /// and image hygiene: the chain before the units step with the leaf files on it — their
-    /// diffs merged on it, or, in a linear build, their copies applied again in a graph of the
-    /// check's own. So a check never waits for the units step: a unit file change re-runs the checks
-    /// (they see the unit files) beside the units step, not after it. Each check is a definition of
-    /// its own ([`Lowered::checks`]) that the caller solves beside verification; on daemons with
-    /// merge and diff ops it also joins the image as the empty diff of its result against
-    /// itself, so it is cached and exported with the build.
+    /// and image hygiene: the chain before the units step with the leaf files it sees on it
+    /// (all of them, or those its `reads` lists) — their diffs merged on it, or, in a linear
+    /// build, their copies applied again in a graph of the check's own. So a check never waits
+    /// for the units step (a unit file change re-runs the checks, which see the unit files,
+    /// beside the units step, not after it), and a leaf file a check does not see never
+    /// re-runs it. Each check is a definition of its own ([`Lowered::checks`]) that the caller
+    /// solves beside verification; on daemons with merge and diff ops it also joins the image
+    /// as the empty diff of its result against itself, so it is cached and exported with the
+    /// build.
     pub fn finish(mut self) -> Lowered {
         let plan = self.plan;
         let joins = self.options.joins();
@@ -424,24 +426,18 @@ impl<'a> Lowering<'a> {
             .clone()
             .unwrap_or_else(|| self.current.clone());
         let leaf_steps = || plan.leaves.iter().filter_map(|&i| plan.steps.get(i));
-        // The graph and filesystem the checks of a linear build run on.
-        let mut linear_checks = None;
+        // In a line, the graph the checks run in: the image's up to the chain, plus, per check,
+        // the leaf files it sees copied on the state before the units step.
+        let mut check_graph = None;
         if !joins {
+            if !plan.checks.is_empty() {
+                check_graph = Some(self.graph.clone());
+            }
             // In a line the leaves come one after the other, so changing one re-runs the later
             // ones too: one file op for all of them costs the daemon less.
             let leaves: Vec<&Step> = leaf_steps().collect();
-            let leaves = crate::plan::one_file_step(&leaves);
-            if !plan.checks.is_empty() {
-                let image_graph = self.graph.clone();
-                let root = match &leaves {
-                    Some(step) => self.apply(step, &before_units),
-                    None => before_units.clone(),
-                };
-                let check_graph = std::mem::replace(&mut self.graph, image_graph);
-                linear_checks = Some((check_graph, root));
-            }
-            if let Some(step) = &leaves {
-                self.current = self.apply(step, &self.current.clone());
+            if let Some(step) = crate::plan::one_file_step(&leaves) {
+                self.current = self.apply(&step, &self.current.clone());
                 self.history.push((step.name.clone(), false));
             }
         }
@@ -449,31 +445,65 @@ impl<'a> Lowering<'a> {
         // files' diffs, the report's and the checks' (one merge op costs the daemon less than
         // nested ones, and lays the same layers).
         let mut layers = vec![self.current.clone()];
-        let mut check_root = before_units.clone();
+        // Each leaf's diff, by its index in the plan's steps (merge and diff ops only).
+        let mut leaf_diffs = BTreeMap::new();
         if let Some(before) = self.before_files.clone() {
             if !self.leaves.is_empty() {
-                let mut diffs = Vec::new();
-                for (leaf, at) in std::mem::take(&mut self.leaves) {
-                    diffs.push(self.graph.diff(
+                let leaves = std::mem::take(&mut self.leaves);
+                for (&index, (leaf, at)) in plan.leaves.iter().zip(leaves) {
+                    let diff = self.graph.diff(
                         &before,
                         &leaf,
                         OpOptions::named("[sysfile] a file no later step reads").at(Some(at)),
-                    ));
-                }
-                if !plan.checks.is_empty() {
-                    // The merge points at the first leaf file's entry.
-                    let at = leaf_steps()
-                        .next()
-                        .map(|step| location(self.sources, step.span));
-                    check_root = self.graph.merge(
-                        &[std::slice::from_ref(&before_units), &diffs].concat(),
-                        OpOptions::named("[sysfile] the files the checks see").at(at),
                     );
+                    layers.push(diff.clone());
+                    leaf_diffs.insert(index, diff);
                 }
-                layers.extend(diffs);
                 self.history.append(&mut self.leaf_history);
             }
         }
+        // What each check runs on: the state before the units step with the leaf files it
+        // sees. With merge and diff ops, their diffs merged on it (the merge points at the first
+        // one's entry; checks that see the same leaves share it); in a line, their copies in one
+        // file op, in a graph of the check's own.
+        let check_bases: Vec<(Option<Graph>, Output)> = plan
+            .checks
+            .iter()
+            .map(|check| {
+                let seen: Vec<&Step> = check
+                    .leaves
+                    .iter()
+                    .filter_map(|&i| plan.steps.get(i))
+                    .collect();
+                match &check_graph {
+                    None => {
+                        let diffs: Vec<Output> = check
+                            .leaves
+                            .iter()
+                            .filter_map(|i| leaf_diffs.get(i).cloned())
+                            .collect();
+                        if diffs.is_empty() {
+                            return (None, before_units.clone());
+                        }
+                        let at = seen.first().map(|step| location(self.sources, step.span));
+                        let root = self.graph.merge(
+                            &[std::slice::from_ref(&before_units), &diffs].concat(),
+                            OpOptions::named("[sysfile] the files the checks see").at(at),
+                        );
+                        (None, root)
+                    }
+                    Some(graph) => {
+                        let image_graph = std::mem::replace(&mut self.graph, graph.clone());
+                        let root = match crate::plan::one_file_step(&seen) {
+                            Some(step) => self.apply(&step, &before_units),
+                            None => before_units.clone(),
+                        };
+                        let graph = std::mem::replace(&mut self.graph, image_graph);
+                        (Some(graph), root)
+                    }
+                }
+            })
+            .collect();
         let (at, suffix) = self.report_origin.clone().unzip();
         let suffix = suffix.unwrap_or_default();
         if let Some(report) = self.report.clone() {
@@ -491,21 +521,21 @@ impl<'a> Lowering<'a> {
             }
         }
         let mut checks = Vec::new();
-        for step in &self.plan.checks {
-            let StepKind::Exec(exec) = &step.kind else {
+        for (check, (own_graph, root)) in plan.checks.iter().zip(check_bases) {
+            let StepKind::Exec(exec) = &check.step.kind else {
                 continue;
             };
-            let name = step_name(step, self.sources);
-            let located = location(self.sources, step.span);
+            let name = step_name(&check.step, self.sources);
+            let located = location(self.sources, check.step.span);
             let op_options = OpOptions::named(name.clone())
                 .at(Some(located.clone()))
                 .ignore_cache(self.options.no_cache);
-            match &linear_checks {
+            match own_graph {
                 None => {
                     let (result, _) = lower_exec(
                         &mut self.graph,
                         exec,
-                        &check_root,
+                        &root,
                         &self.contexts,
                         op_options,
                         self.options,
@@ -517,12 +547,11 @@ impl<'a> Lowering<'a> {
                     ));
                     checks.push(self.graph.clone().finish(&result));
                 }
-                Some((check_graph, root)) => {
-                    let mut graph = check_graph.clone();
+                Some(mut graph) => {
                     let (result, _) = lower_exec(
                         &mut graph,
                         exec,
-                        root,
+                        &root,
                         &self.contexts,
                         op_options,
                         self.options,

@@ -64,9 +64,9 @@ pub struct Plan {
     /// the spec's order, file by file.
     pub early_dirs: Vec<EarlyDir>,
     /// The `check = true` runs: each runs on the state before the units step (every step the
-    /// spec asked for, with sysfile's systemd configuration and image hygiene), leaf files
-    /// included, and its changes are discarded. Not in `steps`.
-    pub checks: Vec<Step>,
+    /// spec asked for, with sysfile's systemd configuration and image hygiene) with the leaf
+    /// files it may read, and its changes are discarded. Not in `steps`.
+    pub checks: Vec<Check>,
     /// Context-relative paths the build reads (the include patterns of the context source).
     pub context_paths: Vec<String>,
     /// Paths read from named build contexts (or images) that `from` keys name.
@@ -78,6 +78,16 @@ pub struct Plan {
     pub enabled_units: Vec<String>,
     pub disabled_units: Vec<String>,
     pub masked_units: Vec<String>,
+}
+
+/// A `check = true` run (see [`Plan::checks`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub step: Step,
+    /// The leaf files it sees, as indexes of [`Plan::steps`] (a subset of [`Plan::leaves`]):
+    /// all of them when it does not declare `reads`, else those whose `dest` overlaps a path
+    /// it lists. A leaf it does not see is no input of it, so changing one does not re-run it.
+    pub leaves: Vec<usize>,
 }
 
 /// A file whose parent directories are made early (see [`Plan::early_dirs`]).
@@ -290,12 +300,15 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         Order::Declared => vec![FilePlace::Chain; spec.files.len()],
     };
     let mut leaves = Vec::new();
+    // Each leaf's `dest`, beside `leaves`: what a check's `reads` is matched against.
+    let mut leaf_dests = Vec::new();
     // The steps placed after the runs.
     let mut held_back = Vec::new();
     let mut early_dirs = Vec::new();
     for (file, place) in spec.files.iter().zip(places) {
         if place == FilePlace::Leaf {
             leaves.push(steps.len());
+            leaf_dests.push(file.dest.as_str());
         }
         if place != FilePlace::Chain {
             early_dirs.push(EarlyDir {
@@ -383,7 +396,19 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
             step.name = step
                 .name
                 .replacen("[sysfile] run: ", "[sysfile] check: ", 1);
-            step
+            let leaves = match &run.reads {
+                None => leaves.clone(),
+                Some(reads) => {
+                    let read = PathIndex::new(reads.iter().map(String::as_str));
+                    leaves
+                        .iter()
+                        .zip(&leaf_dests)
+                        .filter(|(_, dest)| read.overlaps(dest, 0))
+                        .map(|(&i, _)| i)
+                        .collect()
+                }
+            };
+            Check { step, leaves }
         })
         .collect();
 
@@ -1962,10 +1987,50 @@ mod tests {
             "[sysfile] write /etc/a.conf"
         );
         assert_eq!(plan.checks.len(), 1);
-        assert!(plan.checks[0].name.starts_with("[sysfile] check: nginx -t"));
+        assert!(
+            plan.checks[0]
+                .step
+                .name
+                .starts_with("[sysfile] check: nginx -t")
+        );
+        assert_eq!(plan.checks[0].leaves, plan.leaves, "no `reads`: every leaf");
         assert!(
             plan.steps.iter().all(|s| !s.name.contains("nginx -t")),
             "a check is not a step of the chain"
+        );
+    }
+
+    #[test]
+    fn a_check_with_reads_sees_only_the_leaf_files_it_lists() {
+        let check = |reads: &str| {
+            let body = [
+                file("/etc/nginx/conf.d/site.conf"),
+                file("/srv/page/index.html"),
+                file("/etc/app/app.env"),
+                format!("[[run]]\nsh = \"nginx -t\"\ncheck = true\n{reads}\n"),
+            ]
+            .concat();
+            let plan = plan_of(
+                &format!("[image]\nfrom = \"debian\"\n{body}"),
+                Family::Debian,
+            );
+            let start = plan.files_start;
+            assert_eq!(plan.leaves, [start, start + 1, start + 2]);
+            plan.checks[0].leaves.clone()
+        };
+        let plan_start = plan_of("[image]\nfrom = \"debian\"\n", Family::Debian).files_start;
+        let at =
+            |offsets: &[usize]| -> Vec<usize> { offsets.iter().map(|o| plan_start + o).collect() };
+        assert_eq!(check(""), at(&[0, 1, 2]), "no `reads`: every leaf");
+        assert_eq!(check("reads = [\"/etc/nginx\"]"), at(&[0]));
+        // A listed path inside a leaf's directory, or one holding several leaves.
+        assert_eq!(check("reads = [\"/srv/page/index.html\"]"), at(&[1]));
+        assert_eq!(check("reads = [\"/etc\"]"), at(&[0, 2]));
+        assert_eq!(check("reads = [\"/\"]"), at(&[0, 1, 2]));
+        assert_eq!(check("reads = []"), at(&[]), "it reads none of the files");
+        assert_eq!(
+            check("reads = [\"/etc/nginx/conf.d/site.conf.bak\"]"),
+            at(&[])
         );
     }
 

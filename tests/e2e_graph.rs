@@ -4,8 +4,8 @@
 //! the line), and as the plain line of the declared order (`BUILDKIT_SYSFILE_LINEAR=declared`:
 //! no file moved), must give the same root filesystem, compared file by file — paths, types, modes,
 //! owners, contents, link targets and extended attributes, not times. Also: a changed leaf file
-//! re-runs neither the units step nor any `[[run]]`, a `check = true` step sees the spec's
-//! filesystem and leaves nothing in it, and a failing check fails the build in both shapes and
+//! re-runs neither the units step nor any `[[run]]` (nor a check whose `reads` does not list
+//! it), a `check = true` step sees the spec's filesystem and leaves nothing in it, and a failing check fails the build in both shapes and
 //! on Docker 26.
 //!
 //! Same rules as `tests/e2e_matrix.rs` (shared harness in `testkit/`): without an engine each
@@ -306,9 +306,33 @@ fn a_leaf_or_unit_file_change_reruns_only_what_reads_it() {
             );
         }
         assert!(
-            executed.iter().any(|n| n.contains("check: nginx -t")),
-            "{shape}: the check runs again on the new filesystem: {executed:?}"
+            !executed.iter().any(|n| n.contains("check: nginx -t")),
+            "{shape}: the check, which reads only /etc/nginx, does not see the page and stays cached: {executed:?}"
         );
+
+        // The nginx site changed: a leaf file the check lists, so the check runs again on the
+        // new filesystem, and still nothing in the chain does.
+        let site = ctx.path().join("nginx/hello.conf");
+        let mut text = std::fs::read_to_string(&site).unwrap();
+        text.push_str(&format!("# {}\n", unique_name(test)));
+        std::fs::write(&site, text).unwrap();
+        let executed = rebuild(
+            builder,
+            test,
+            ctx.path(),
+            extra,
+            &format!("site change, {shape}"),
+        );
+        assert!(
+            executed.iter().any(|n| n.contains("check: nginx -t")),
+            "{shape}: the check runs again on the new site: {executed:?}"
+        );
+        for step in ["enable units", "run: drop the default nginx site"] {
+            assert!(
+                !executed.iter().any(|n| n.contains(step)),
+                "{shape}: `{step}` stays cached when the site changes: {executed:?}"
+            );
+        }
 
         // A unit file changed: it is copied after the `[[run]]` (which does not read it), so
         // the units step runs again and the run does not.

@@ -355,7 +355,7 @@ pub const SPEC: &[TableDef] = &[
             key(
                 "reads",
                 Type::List(Format::AbsolutePath),
-                "Paths of earlier [[files]] the step reads or changes; files outside them are not rebuilt before it (default: everything)",
+                "Paths of earlier [[files]] the step reads or changes; files outside them are not rebuilt before it, and a check does not see (or re-run for) leaf files outside them (default: everything)",
             ),
         ],
     },
