@@ -262,6 +262,14 @@ fn rebuild(
     executed
 }
 
+/// Appends `line` to the text file at `path`.
+fn append_line(path: &Path, line: &str) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    text.push_str(line);
+    text.push('\n');
+    std::fs::write(path, text).unwrap();
+}
+
 #[test]
 fn a_leaf_or_unit_file_change_reruns_only_what_reads_it() {
     let test = "graph-leaf-change";
@@ -279,10 +287,10 @@ fn a_leaf_or_unit_file_change_reruns_only_what_reads_it() {
         builder
             .build(test, ctx.path(), &file, extra)
             .assert_ok(&format!("{shape}: first build"));
-        let page = ctx.path().join("site/index.html");
-        let mut text = std::fs::read_to_string(&page).unwrap();
-        text.push_str(&format!("<!-- {} -->\n", unique_name(test)));
-        std::fs::write(&page, text).unwrap();
+        append_line(
+            &ctx.path().join("site/index.html"),
+            &format!("<!-- {} -->", unique_name(test)),
+        );
         let executed = rebuild(
             builder,
             test,
@@ -312,10 +320,10 @@ fn a_leaf_or_unit_file_change_reruns_only_what_reads_it() {
 
         // The nginx site changed: a leaf file the check lists, so the check runs again on the
         // new filesystem, and still nothing in the chain does.
-        let site = ctx.path().join("nginx/hello.conf");
-        let mut text = std::fs::read_to_string(&site).unwrap();
-        text.push_str(&format!("# {}\n", unique_name(test)));
-        std::fs::write(&site, text).unwrap();
+        append_line(
+            &ctx.path().join("nginx/hello.conf"),
+            &format!("# {}", unique_name(test)),
+        );
         let executed = rebuild(
             builder,
             test,
