@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use crate::diag::{Code, Diagnostic, Sources, Span};
-use crate::model::{Command, Entry, Health, Network, Spanned, Spec};
+use crate::model::{Command, Entry, Health, Network, Spanned, Spec, paths_overlap};
 
 /// Where the documentation lives: the repository's `docs/` folder (Cargo.toml's `repository`).
 pub const DOCS_URL: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/");
@@ -113,6 +113,12 @@ pub const ARG_IN_VERBATIM_TEXT: Rule = rule!(
     "A `${NAME}` of a declared build argument in file content, which is never interpolated"
 );
 
+pub const CHECK_READS_NO_FILE: Rule = rule!(
+    "CheckReadsNoFile",
+    "check-reads-no-file",
+    "A check's `reads` lists a path that no `[[files]]` entry writes, holds or is inside"
+);
+
 /// Every lint rule.
 pub const RULES: &[Rule] = &[
     SERVICE_WITHOUT_PACKAGE,
@@ -129,6 +135,7 @@ pub const RULES: &[Rule] = &[
     MASKED_BUT_KEPT,
     SECRET_BUILD_ARG,
     ARG_IN_VERBATIM_TEXT,
+    CHECK_READS_NO_FILE,
 ];
 
 /// The rule with this code, if it is a lint rule.
@@ -161,6 +168,7 @@ pub fn check(spec: &Spec, sources: &Sources) -> Vec<Diagnostic> {
     lint.masked_but_kept(spec);
     lint.secret_build_arg(spec);
     lint.arg_in_verbatim_text(spec);
+    lint.check_reads_no_file(spec);
     let mut out = silence(spec, lint.out);
     out.extend(unknown_skips(spec));
     out.sort_by_key(|d| (d.span.file, d.span.start));
@@ -653,6 +661,28 @@ impl Lint<'_> {
                         "keep `{}` in `install` or in `remove`, not both",
                         removed.value
                     ),
+                );
+            }
+        }
+    }
+
+    /// A check's `reads` only chooses which leaf files it sees, so a path that overlaps no
+    /// `[[files]]` entry (a typo, a file since moved) hides from it files it may need: it then
+    /// passes or fails on a filesystem the image does not have.
+    fn check_reads_no_file(&mut self, spec: &Spec) {
+        for run in spec.runs.iter().filter(|r| r.check) {
+            for path in run.reads.iter().flatten() {
+                if spec.files.iter().any(|f| paths_overlap(&f.dest, path)) {
+                    continue;
+                }
+                let span = self.narrow(run.span, &format!("\"{path}"));
+                self.warn(
+                    CHECK_READS_NO_FILE,
+                    span,
+                    format!("`{path}` in this check's `reads` matches no `[[files]]` entry"),
+                    "matches no file",
+                    "fix the path, or remove it: the check sees only the added files its `reads` lists"
+                        .to_string(),
                 );
             }
         }
@@ -1256,6 +1286,33 @@ mod tests {
             r,
             "[packages]\ninstall = [\"vim\"]\nremove = [\"nano\"]\n"
         ));
+    }
+
+    #[test]
+    fn check_reads_no_file() {
+        let r = CHECK_READS_NO_FILE;
+        let spec = |reads: &str, check: bool| {
+            format!(
+                "[[files]]\ndest = \"/etc/nginx/conf.d/site.conf\"\ncontent = \"x\"\n[[run]]\nsh = \"nginx -t\"\ncheck = {check}\nreads = {reads}\n"
+            )
+        };
+        assert!(fires(r, &spec("[\"/etc/ngnix\"]", true)), "a typo");
+        assert!(fires(r, &spec("[\"/etc/nginx\", \"/srv/www\"]", true)));
+        assert!(!fires(r, &spec("[\"/etc/nginx\"]", true)), "holds the file");
+        assert!(!fires(r, &spec("[\"/etc/nginx/conf.d/site.conf\"]", true)));
+        assert!(!fires(r, &spec("[\"/\"]", true)));
+        assert!(!fires(r, &spec("[]", true)), "reads none of the files");
+        // A run's `reads` may name what it changes, which no file need write.
+        assert!(!fires(r, &spec("[\"/etc/ngnix\"]", false)));
+        // Located at the path as written.
+        let text = format!("{BASE}{}", spec("[\"/etc/ngnix\"]", true));
+        let loaded = load(
+            SourceFile::new("Sysfile", text.clone()),
+            &LoadOptions::default(),
+        );
+        let warnings = check(&loaded.spec.unwrap(), &loaded.sources);
+        let w = warnings.iter().find(|w| w.code == r.code).expect("fires");
+        assert_eq!(&text[w.span.start..w.span.end], "\"/etc/ngnix");
     }
 
     #[test]

@@ -193,6 +193,18 @@ pub enum ContextKind {
     FileOrDirectory,
 }
 
+/// Whether two absolute, normalised paths overlap: equal, or one is a directory holding the
+/// other (a prefix at a `/` boundary).
+pub fn paths_overlap(a: &str, b: &str) -> bool {
+    let holds = |dir: &str, path: &str| {
+        dir == "/"
+            || path
+                .strip_prefix(dir)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    holds(a, b) || holds(b, a)
+}
+
 /// A `SOURCE_DATE_EPOCH` value: empty (unset) or whole seconds since 1970 up to `i64::MAX`.
 pub fn parse_epoch(value: &str) -> Result<Option<u64>, &'static str> {
     if value.is_empty() {

@@ -11,7 +11,7 @@ use crate::diag::Span;
 use crate::distro::{self, Family};
 use crate::model::{
     self, CacheSharing, Command, FileSource, MountKind, Network, Owner, PackageManager, Phase,
-    RunMount, Spec,
+    RunMount, Spec, paths_overlap,
 };
 use crate::report::Inventory;
 
@@ -534,18 +534,6 @@ const NOT_LEAF: &[&str] = &[
     "/etc/rcS.d",
 ];
 
-/// Whether two absolute, normalised paths overlap: equal, or one is a directory holding the
-/// other (a prefix at a `/` boundary).
-pub fn paths_overlap(a: &str, b: &str) -> bool {
-    let holds = |dir: &str, path: &str| {
-        dir == "/"
-            || path
-                .strip_prefix(dir)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
-    holds(a, b) || holds(b, a)
-}
-
 /// Whether `dest` could be or hold an SSH host key (`/etc/ssh/ssh_host_*`, which the units
 /// step removes).
 fn holds_ssh_host_key(dest: &str) -> bool {
@@ -697,7 +685,7 @@ fn names_owner(owner: &model::Owner) -> bool {
 }
 
 /// Absolute, normalised paths, indexed so that "does this path overlap one of them" (equal, or
-/// one holds the other at a `/` boundary, as [`paths_overlap`] says) costs a few ordered-map
+/// one holds the other at a `/` boundary, as [`model::paths_overlap`] says) costs a few ordered-map
 /// lookups rather than a pass over all of them: a spec may have thousands of `[[files]]`, and
 /// planning stays linear in its size.
 struct PathIndex<'a> {
