@@ -685,9 +685,9 @@ fn names_owner(owner: &model::Owner) -> bool {
 }
 
 /// Absolute, normalised paths, indexed so that "does this path overlap one of them" (equal, or
-/// one holds the other at a `/` boundary, as [`model::paths_overlap`] says) costs a few ordered-map
-/// lookups rather than a pass over all of them: a spec may have thousands of `[[files]]`, and
-/// planning stays linear in its size.
+/// one holds the other at a `/` boundary, as [`model::paths_overlap`] says) costs a few
+/// ordered-map lookups rather than a pass over all of them: a spec may have thousands of
+/// `[[files]]`, and planning stays linear in its size.
 struct PathIndex<'a> {
     count: BTreeMap<&'a str, usize>,
     total: usize,

@@ -1,12 +1,13 @@
 //! The dependency-shaped build against the linear one on the newest standalone buildkitd (the
 //! matrix's `buildctl-registry` builder: Docker 26's builder has no merge and diff ops, so it
-//! always builds the line, leaf files at its end): the same spec built both ways (`BUILDKIT_SYSFILE_LINEAR=1` forces
-//! the line), and as the plain line of the declared order (`BUILDKIT_SYSFILE_LINEAR=declared`:
-//! no file moved), must give the same root filesystem, compared file by file — paths, types, modes,
-//! owners, contents, link targets and extended attributes, not times. Also: a changed leaf file
-//! re-runs neither the units step nor any `[[run]]` (nor a check whose `reads` does not list
-//! it), a `check = true` step sees the spec's filesystem and leaves nothing in it, and a failing check fails the build in both shapes and
-//! on Docker 26.
+//! always builds the line, leaf files at its end): the same spec built both ways
+//! (`BUILDKIT_SYSFILE_LINEAR=1` forces the line), and as the plain line of the declared order
+//! (`BUILDKIT_SYSFILE_LINEAR=declared`: no file moved), must give the same root filesystem,
+//! compared file by file — paths, types, modes, owners, contents, link targets and extended
+//! attributes, not times. Also: a changed leaf file re-runs neither the units step nor any
+//! `[[run]]` (nor a check whose `reads` does not list it), a `check = true` step sees the spec's
+//! filesystem and leaves nothing in it, and a failing check fails the build in both shapes and on
+//! Docker 26.
 //!
 //! Same rules as `tests/e2e_matrix.rs` (shared harness in `testkit/`): without an engine each
 //! test prints `=== SKIPPED … ===` and passes, unless `SYSFILE_E2E=required`.
