@@ -367,6 +367,7 @@ impl Lint<'_> {
         let unit_files: Vec<&str> = spec
             .files
             .iter()
+            .filter(|f| f.writes())
             .map(|f| f.dest.as_str())
             .filter(|d| UNIT_DIRS.iter().any(|dir| d.starts_with(dir)))
             .collect();

@@ -252,7 +252,7 @@ impl<'a> Lowering<'a> {
             if i == plan.units_step {
                 self.before_units = Some(self.current.clone());
             }
-            if i == plan.files_start && !plan.early_dirs.is_empty() {
+            if i == plan.files_start {
                 self.early_directories();
                 if joins {
                     self.before_files = Some(self.current.clone());
@@ -294,12 +294,16 @@ impl<'a> Lowering<'a> {
         if actions.is_empty() {
             return;
         }
-        let name = "[sysfile] directories of the files copied later";
-        let options = OpOptions::named(name)
+        // Located at the first of those files, and named with its line like every located op.
+        let mut name = "[sysfile] directories of the files copied later".to_string();
+        if let Some(span) = first {
+            name.push_str(&format!(" ({})", entry_line(self.sources, span)));
+        }
+        let options = OpOptions::named(&name)
             .at(first.map(|span| location(self.sources, span)))
             .ignore_cache(self.options.no_cache);
         self.current = self.graph.file(Some(&self.current), actions, options);
-        self.history.push((name.to_string(), false));
+        self.history.push((name, false));
     }
 
     /// SOURCE_DATE_EPOCH in nanoseconds, for file ops.
@@ -929,6 +933,9 @@ fn lower_files(
             FileStep::Remove { path, wildcard } => {
                 actions.push(FileAction::Rm {
                     path: path.clone(),
+                    // Also where the path is there: BuildKit v0.13 checks that it exists with a
+                    // stat that follows a final link, so an absolute link (nginx's
+                    // `sites-enabled/default`) would count as missing.
                     allow_not_found: true,
                     allow_wildcard: *wildcard,
                 });

@@ -291,6 +291,9 @@ pub enum FileSource {
     Context(String),
     /// Inline content.
     Content(String),
+    /// `remove = true`: the entry removes `dest` (a file, a link, or a directory with all it
+    /// holds); a missing path is no error.
+    Remove,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -312,6 +315,14 @@ pub struct FileEntry {
     pub lint_skip: Vec<Spanned<String>>,
     /// The span of this `[[files]]` entry.
     pub span: Span,
+}
+
+impl FileEntry {
+    /// Whether the entry puts a file or directory at `dest` (`src`, `content`), rather than
+    /// removing what is there (`remove = true`).
+    pub fn writes(&self) -> bool {
+        self.source.value != FileSource::Remove
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

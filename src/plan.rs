@@ -61,7 +61,8 @@ pub struct Plan {
     pub leaves: Vec<usize>,
     /// The files whose parent directories are made where the first `[[files]]` step is, as
     /// their copies would make them there: the leaves and the files placed after the runs, in
-    /// the spec's order, file by file.
+    /// the spec's order, file by file; not those directly inside an [`ALWAYS_THERE`] directory
+    /// (a unit file), whose parents exist already.
     pub early_dirs: Vec<EarlyDir>,
     /// The `check = true` runs: each runs on the state before the units step (every step the
     /// spec asked for, with sysfile's systemd configuration and image hygiene) with the leaf
@@ -190,7 +191,8 @@ pub enum FileStep {
         mode: u32,
         owner: Option<Owner>,
     },
-    /// Remove a path; `wildcard` allows globs. Missing paths are fine.
+    /// Remove a path (a link itself, not what it points to); `wildcard` allows globs. Missing
+    /// paths are fine.
     Remove { path: String, wildcard: bool },
 }
 
@@ -310,7 +312,9 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
             leaves.push(steps.len());
             leaf_dests.push(file.dest.as_str());
         }
-        if place != FilePlace::Chain {
+        // A file directly inside a directory every image has by then needs none made.
+        let parent_there = ALWAYS_THERE.contains(&ancestors(&file.dest).last().unwrap_or("/"));
+        if place != FilePlace::Chain && !parent_there {
             early_dirs.push(EarlyDir {
                 dest: file.dest.clone(),
                 owner: file.owner.clone(),
@@ -348,6 +352,13 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
                     data: content.as_bytes().to_vec(),
                     mode: file.mode.unwrap_or(0o644),
                     owner: file.owner.clone(),
+                },
+            ),
+            FileSource::Remove => (
+                format!("[sysfile] remove {}", file.dest),
+                FileStep::Remove {
+                    path: file.dest.clone(),
+                    wildcard: false,
                 },
             ),
         };
@@ -591,11 +602,17 @@ const ALWAYS_THERE: &[&str] = &["/etc", "/etc/systemd", "/etc/systemd/system"];
 ///   with `reads` reads the paths it lists. Checks change nothing.
 ///
 /// An entry that meets every rule but the first because it is inside [`AFTER_RUNS_DIR`] (a
-/// unit file, a drop-in: the units step reads it) is placed *after the runs* instead, when
-/// there is a run to move past, no finishing step writes it, and it does not name its owner (a
-/// name resolves against the state the copy is applied on, which a run may change). Moving it
-/// past runs that neither read nor change it changes nothing they see; its directories are
-/// made where the first file is, as for a leaf.
+/// unit file, a drop-in: the units step reads it) is placed *after the runs* instead, at the
+/// end of the chain, when no finishing step writes it and it does not name its owner (a name
+/// resolves against the state the copy is applied on, which a run may change). Moving it past
+/// runs and entries that neither read nor change it changes nothing they see; its directories
+/// are made where the first file is, as for a leaf. With no run to move past it still moves,
+/// into the finishing steps' file op: one op fewer per entry, and changing it re-runs no other
+/// entry.
+///
+/// A `remove` entry stays in the chain: what it removes was made by an earlier step, so it is
+/// not a layer of its own to join, and moving it would change what the steps between see. It
+/// creates no directory.
 pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
     let written = finishing
         .iter()
@@ -610,6 +627,7 @@ pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
             FileStep::Remove {
                 path,
                 wildcard: true,
+                ..
             } => path.rsplit_once('/').map_or(path.as_str(), |(dir, _)| dir),
             FileStep::Remove { path, .. } => path.as_str(),
             FileStep::CopyFromContext { dest, .. } => dest.as_str(),
@@ -650,12 +668,16 @@ pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
                     .is_some_and(|owners| owners.iter().any(|o| *o != owner))
         });
         let renamed = owner.is_some() && identity_written;
-        let movable =
-            !(overlapped || shared_parent || renamed || reads_anything || read.overlaps(dest, 0));
+        let removes = !file.writes();
+        let movable = !(removes
+            || overlapped
+            || shared_parent
+            || renamed
+            || reads_anything
+            || read.overlaps(dest, 0));
         let place = if movable && !reserved {
             FilePlace::Leaf
         } else if movable
-            && !later_runs.is_empty()
             && dest.starts_with(AFTER_RUNS_DIR)
             && !finishing_writes.overlaps(dest, 0)
             && !owner.is_some_and(names_owner)
@@ -664,7 +686,7 @@ pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
         } else {
             FilePlace::Chain
         };
-        if place != FilePlace::Leaf {
+        if place != FilePlace::Leaf && !removes {
             for dir in ancestors(dest) {
                 let owners = owners_below.entry(dir).or_default();
                 if owners.len() < 2 && !owners.contains(&owner) {
@@ -1814,6 +1836,67 @@ mod tests {
     }
 
     #[test]
+    fn a_remove_entry_stays_in_the_chain_and_keeps_the_entries_it_overlaps_there() {
+        use FilePlace::{Chain, Leaf};
+        let remove = |dest: &str| format!("[[files]]\ndest = \"{dest}\"\nremove = true\n");
+        let owned = |dest: &str| {
+            format!("[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\nowner = \"7:7\"\n")
+        };
+        for (body, places) in [
+            (
+                [
+                    remove("/etc/nginx/sites-enabled/default"),
+                    file("/srv/page"),
+                ]
+                .concat(),
+                vec![Chain, Leaf],
+            ),
+            // A copy into what an entry removes, or a removal of what an entry copied: both
+            // keep their order in the chain.
+            (
+                [remove("/etc/app"), file("/etc/app/app.conf")].concat(),
+                vec![Chain, Chain],
+            ),
+            (
+                [file("/etc/app/app.conf"), remove("/etc/app")].concat(),
+                vec![Chain, Chain],
+            ),
+            // It creates no directory, so an entry with another owner beside it stays a leaf
+            // (a copy in the chain there would make `/srv/a` root's).
+            (
+                [remove("/srv/a/old"), owned("/srv/a/new")].concat(),
+                vec![Chain, Leaf],
+            ),
+            // (Two copies of one path are in the chain, the first creating /srv/a.)
+            (
+                [file("/srv/a/old"), file("/srv/a/old"), owned("/srv/a/new")].concat(),
+                vec![Chain, Chain, Chain],
+            ),
+        ] {
+            assert_eq!(places_of(&body), places, "{body}");
+        }
+        let plan = plan_of(
+            &format!(
+                "[image]\nfrom = \"debian\"\n{}",
+                remove("/etc/nginx/sites-enabled/")
+            ),
+            Family::Debian,
+        );
+        // Its file op (here the finishing steps' too: it ends the chain) removes the directory,
+        // after the packages and users, before sysfile's own files.
+        let StepKind::Files(actions) = &plan.steps[plan.units_step - 1].kind else {
+            panic!("{:?}", plan.steps[plan.units_step - 1]);
+        };
+        assert_eq!(
+            actions.first(),
+            Some(&FileStep::Remove {
+                path: "/etc/nginx/sites-enabled".to_string(),
+                wildcard: false,
+            })
+        );
+    }
+
+    #[test]
     fn files_only_the_units_step_reads_go_after_the_runs_that_do_not_read_them() {
         use FilePlace::{AfterRuns, Chain, Leaf};
         let unit = file("/etc/systemd/system/app.service");
@@ -1830,8 +1913,18 @@ mod tests {
                 [unit.clone(), run("reads = [\"/etc/systemd\"]")].concat(),
                 vec![Chain],
             ),
-            // With no run after the files there is nothing to move past.
-            (unit.clone(), vec![Chain]),
+            // With no run after the files it still moves to the end of the chain, past the
+            // entries after it: into the finishing steps' file op.
+            (unit.clone(), vec![AfterRuns]),
+            (
+                [
+                    unit.clone(),
+                    "[[files]]\ndest = \"/etc/nginx/sites-enabled/default\"\nremove = true\n".to_string(),
+                    file("/etc/passwd"),
+                ]
+                .concat(),
+                vec![AfterRuns, Chain, Chain],
+            ),
             // Only what is inside /etc/systemd/system moves: not the identity files, /run,
             // other systemd paths (a merged /usr makes /lib and /usr/lib one), nor a directory
             // holding the units, nor what a package's scripts read (policy-rc.d).
@@ -1913,15 +2006,12 @@ mod tests {
             plan.steps[unit_step].name
         );
         assert_eq!(plan.leaves, [position("[sysfile] write /srv/page")]);
-        // All three get their directories where the first file is, in the spec's order.
+        // They get their directories where the first file is, in the spec's order, but for the
+        // unit file: its directory is there already.
         let early: Vec<&str> = plan.early_dirs.iter().map(|d| d.dest.as_str()).collect();
         assert_eq!(
             early,
-            [
-                "/etc/systemd/system/app.service",
-                "/srv/page",
-                "/etc/systemd/system/app.service.d/x.conf"
-            ]
+            ["/srv/page", "/etc/systemd/system/app.service.d/x.conf"]
         );
     }
 

@@ -228,7 +228,7 @@ pub fn check_units(
     };
     // A `[[files]]` destination may be written after the units step (so it is not known here).
     let executable = |p: &str| {
-        if spec.files.iter().any(|f| under(p, &f.dest)) {
+        if spec.files.iter().any(|f| f.writes() && under(p, &f.dest)) {
             return None;
         }
         collected.executables.get(p).copied()
@@ -262,7 +262,7 @@ pub fn check_units(
                 .files
                 .iter()
                 .rev()
-                .find(|f| under(path, &f.dest))
+                .find(|f| f.writes() && under(path, &f.dest))
                 .map(|f| f.span)
                 .or_else(|| {
                     spec.services

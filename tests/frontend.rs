@@ -1604,7 +1604,8 @@ async fn health_start_period_sets_the_healthcheck_start_period() -> TestResult {
 #[tokio::test]
 async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_merge_and_diff()
 -> TestResult {
-    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\ndest = \"/etc/app.conf\"\ncontent = \"x\"\n\n[[run]]\nname = \"app check\"\nargv = [\"/usr/bin/app\", \"--check\"]\ncheck = true\n";
+    // The leaf is in a directory of its own: the op that makes it early shows where it went.
+    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\ndest = \"/etc/app/app.conf\"\ncontent = \"x\"\n\n[[run]]\nname = \"app check\"\nargv = [\"/usr/bin/app\", \"--check\"]\ncheck = true\n";
     let evaluated = |handle: &FakeHandle| -> Vec<String> {
         handle
             .solves()

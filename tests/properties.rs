@@ -43,6 +43,7 @@ fn piece() -> impl Strategy<Value = String> {
         (value(), value()).prop_map(move |(a, b)| format!("[[run]]\nargv = [{}, \"-c\", {}]\n", q(&a), q(&b))),
         (value(), value(), value()).prop_map(move |(a, b, m)| format!("[[files]]\ndest = {}\ncontent = {}\nmode = {}\n", q(&a), q(&b), q(&m))),
         (value(), value()).prop_map(move |(a, b)| format!("[[files]]\nsrc = {}\ndest = {}\n", q(&a), q(&b))),
+        (value(), any::<bool>()).prop_map(move |(a, b)| format!("[[files]]\ndest = {}\nremove = {b}\n", q(&a))),
         (value(), value()).prop_map(move |(a, b)| format!("[packages]\ninstall = [{}]\nremove = [{}]\n", q(&a), q(&b))),
         (value(), value(), 0..70000_i64).prop_map(move |(a, b, n)| format!("[[users]]\nname = {}\nuid = {n}\ngroups = [{}]\nauthorized_keys = [{}]\n", q(&a), q(&b), q(&b))),
         (value(), value()).prop_map(move |(a, b)| format!("[[run]]\nsh = \"true\"\nmounts = [{{ type = \"secret\", id = {} }}, {{ type = \"tmpfs\", target = \"/t\", size = {} }}]\n", q(&a), q(&b))),

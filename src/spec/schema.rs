@@ -229,7 +229,7 @@ pub const SPEC: &[TableDef] = &[
         name: "files",
         kind: TableKind::ArrayOfTables,
         required: false,
-        doc: "Files copied into the image",
+        doc: "Files copied into the image, or removed from it",
         keys: &[
             key(
                 "src",
@@ -240,6 +240,11 @@ pub const SPEC: &[TableDef] = &[
                 "content",
                 Type::Format(Format::Text),
                 "Inline file content, used verbatim (never interpolated)",
+            ),
+            key(
+                "remove",
+                Type::Bool,
+                "Remove `dest` (a file, or a directory with all it holds) instead of writing it; it must exist",
             ),
             req(
                 "dest",

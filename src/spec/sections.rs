@@ -348,6 +348,22 @@ fn packages(ctx: &mut Ctx<'_>, value: Option<&Value<'_>>, image_span: &Range<usi
     }
 }
 
+/// Reports `conflicting-keys` for each key of a `remove = true` entry that describes a file to
+/// write: the entry removes `dest` and writes nothing.
+fn removal_keys(ctx: &mut Ctx<'_>, table: &Table<'_, '_>) {
+    for key in ["src", "content", "from", "mode", "owner"] {
+        if let Some(at) = table.key_span(key) {
+            ctx.error(
+                Code::ConflictingKeys,
+                at,
+                format!("{} sets `remove = true` and `{key}`", table.what),
+                "the entry removes `dest` and writes nothing",
+                format!("leave out `{key}`, or drop `remove = true` to write `dest`"),
+            );
+        }
+    }
+}
+
 /// Reports `conflicting-keys` when both of two mutually exclusive keys are set; `missing-key` when neither is.
 fn exactly_one(
     ctx: &mut Ctx<'_>,
@@ -401,12 +417,23 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
     let mut out = Vec::new();
     for mut table in ctx.tables("files", value, "this `[[files]]` entry") {
         ctx.check_keys(&mut table, &schema::keys_of("files"));
-        exactly_one(
-            ctx,
-            &table,
-            ("src", "\"path/in/context\""),
-            ("content", "\"inline text\""),
-        );
+        // `None` when the key is missing or not a boolean (then reported as such, not as a
+        // missing source).
+        let removal = table.get("remove").map(|v| {
+            ctx.bool("remove", v)
+                .map(|remove| (remove, ctx.span(v.span())))
+        });
+        let remove = removal.flatten().filter(|(remove, _)| *remove);
+        if remove.is_some() {
+            removal_keys(ctx, &table);
+        } else if removal != Some(None) {
+            exactly_one(
+                ctx,
+                &table,
+                ("src", "\"path/in/context\""),
+                ("content", "\"inline text\""),
+            );
+        }
         // Both are checked even when both are set (a `conflicting-keys` error), to report everything.
         let src = table
             .get("src")
@@ -416,7 +443,10 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
             let text = ctx.raw_string("content", v)?;
             Some(Spanned::new(FileSource::Content(text), ctx.span(v.span())))
         });
-        let source = src.or(content);
+        let source = match remove {
+            Some((_, span)) => Some(Spanned::new(FileSource::Remove, span)),
+            None => src.or(content),
+        };
         let from = table.get("from").and_then(|v| {
             let name = ctx.string("from", v)?;
             if !values::is_context_name(&name.value) {
@@ -461,6 +491,13 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
                         format!("{d}/{base}")
                     };
                 }
+                Some(FileSource::Remove) if d == "/" => ctx.error(
+                    Code::BadDest,
+                    raw.span,
+                    "`remove` would remove the whole filesystem",
+                    "the root directory",
+                    "name the file or directory to remove, such as \"/etc/nginx/sites-enabled/default\"",
+                ),
                 Some(FileSource::Content(_)) if into_dir => ctx.error(
                     Code::BadDest,
                     raw.span,
