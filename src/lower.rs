@@ -348,6 +348,7 @@ impl<'a> Lowering<'a> {
                     &self.contexts,
                     timestamp,
                     op_options,
+                    self.options,
                 )
             }
         }
@@ -874,6 +875,14 @@ fn lower_mount(
     }
 }
 
+/// BuildKit before v0.10 (Docker 20.10) has no `file.rm.nofollowsymlink`: its file op removes
+/// what a final link points to, not the link (nginx's `sites-enabled/default` would keep its link
+/// and lose the site it names).
+const CAP_RM_KEEPS_LINK_TARGETS: &str = "file.rm.nofollowsymlink";
+
+/// Lowers a file step to one file op on `base`. On a daemon whose file op follows a final link
+/// on removal, each run of plain removals is an exec of `rm -rf --` with the paths as its
+/// arguments instead, between the file ops of the actions around it, in the step's order.
 fn lower_files(
     graph: &mut Graph,
     files: &[FileStep],
@@ -881,9 +890,39 @@ fn lower_files(
     contexts: &Contexts,
     timestamp: Option<i64>,
     op_options: OpOptions,
+    options: &LowerOptions,
 ) -> Output {
+    let removes_links = options.has_cap(CAP_RM_KEEPS_LINK_TARGETS);
+    let mut base = base.clone();
     let mut actions = Vec::new();
+    let mut removals: Vec<String> = Vec::new();
     for file in files {
+        match file {
+            FileStep::Remove {
+                path,
+                wildcard: false,
+            } if !removes_links => {
+                if !actions.is_empty() {
+                    base = graph.file(
+                        Some(&base),
+                        std::mem::take(&mut actions),
+                        op_options.clone(),
+                    );
+                }
+                removals.push(path.clone());
+                continue;
+            }
+            _ if !removals.is_empty() => {
+                base = remove_by_exec(
+                    graph,
+                    std::mem::take(&mut removals),
+                    &base,
+                    &op_options,
+                    options,
+                );
+            }
+            _ => {}
+        }
         match file {
             FileStep::CopyFromContext {
                 from,
@@ -942,7 +981,41 @@ fn lower_files(
             }
         }
     }
-    graph.file(Some(base), actions, op_options)
+    if !removals.is_empty() {
+        base = remove_by_exec(graph, removals, &base, &op_options, options);
+    }
+    if actions.is_empty() {
+        base
+    } else {
+        graph.file(Some(&base), actions, op_options)
+    }
+}
+
+/// `/bin/rm -rf -- PATH…` on `root`, the paths as arguments (no shell reads them), with the root as
+/// its only mount of ours, so a path under `/run` or `/tmp` is the image's.
+fn remove_by_exec(
+    graph: &mut Graph,
+    paths: Vec<String>,
+    root: &Output,
+    op_options: &OpOptions,
+    options: &LowerOptions,
+) -> Output {
+    // `/bin/rm`: there on every distribution sysfile builds, merged `/usr` or not.
+    let mut args = vec!["/bin/rm".to_string(), "-rf".to_string(), "--".to_string()];
+    args.extend(paths);
+    let exec = llb::Exec {
+        args,
+        env: options.base_env.clone(),
+        cwd: "/".to_string(),
+        user: String::new(),
+        network: Network::None,
+        extra_hosts: Vec::new(),
+        hostname: String::new(),
+        remove_mount_stubs_recursive: options.has_cap("exec.meta.removemountstubs.recursive"),
+        mounts: vec![Mount::root(root.clone())],
+    };
+    let outputs = graph.exec(exec, op_options.clone());
+    outputs.get("/").cloned().unwrap_or_else(|| root.clone())
 }
 
 /// A `mkdir -p` of `path`'s parent, mode 0755. Directories it creates belong to the file's owner

@@ -84,7 +84,18 @@ fn scenario(builder: Builder) {
     // webapp: nginx in front of the app unit, and a timer.
     let (webapp, _ctx, _) = build_example(builder, "webapp", &test);
     boot_and_check(builder, webapp.tag(), &test, |c| {
-        assert_webapp_page(&c.ip())
+        assert_webapp_page(&c.ip());
+        // Its `remove = true` took the link away, not the site it pointed to (BuildKit v0.8's
+        // file op would have removed the site and left the link).
+        let (code, out) = c.exec(&[
+            "sh",
+            "-c",
+            "test -f /etc/nginx/sites-available/default && ! test -e /etc/nginx/sites-enabled/default && ! test -L /etc/nginx/sites-enabled/default",
+        ]);
+        assert_eq!(
+            code, 0,
+            "{builder:?}: the default site's link or its target: {out}"
+        );
     });
     row.insert("boot", true);
 

@@ -1601,6 +1601,49 @@ async fn health_start_period_sets_the_healthcheck_start_period() -> TestResult {
     Ok(())
 }
 
+/// A removal takes a link away, not what it points to, on every daemon: a file op where the
+/// daemon has `file.rm.nofollowsymlink` (v0.10+), else (v0.8, Docker 20.10, whose file op would
+/// remove the link's target) an exec of `/bin/rm -rf --` with the paths as arguments, in the
+/// step's order between the file ops of the actions around it. A glob stays in the file op.
+#[tokio::test]
+async fn a_removal_takes_the_link_not_its_target_on_every_daemon() -> TestResult {
+    let spec = "[image]\nfrom = \"local/debian:bookworm\"\n\n[[files]]\ndest = \"/etc/nginx/sites-enabled/default\"\nremove = true\n";
+    let by_exec = r#"exec ["/bin/rm","-rf","--","/etc/nginx/sites-enabled/default"]"#;
+    let by_file_op = "rm /etc/nginx/sites-enabled/default allow-not-found=true wildcard=false";
+    for (version, exec) in [("v0.8", true), ("v0.13", false), ("v0.32", false)] {
+        let handle = run(fake(version, spec), &[("filename", "Sysfile")]).await?;
+        returned_config(&handle);
+        let image = handle
+            .solves()
+            .iter()
+            .filter_map(|s| s.definition.as_ref())
+            .filter_map(|d| sysfile::llb::dump::render(d).ok())
+            .find(|dump| dump.contains("image hygiene"))
+            .expect("the image was solved");
+        assert_eq!(image.contains(by_exec), exec, "{version}: {image}");
+        assert_eq!(image.contains(by_file_op), !exec, "{version}: {image}");
+        assert!(
+            image.contains("rm /run/* allow-not-found=true wildcard=true"),
+            "{version}: {image}"
+        );
+        if exec {
+            // The removal first, then the writes of the same step, then its later removals.
+            let at = |needle: &str| {
+                image
+                    .find(needle)
+                    .unwrap_or_else(|| panic!("{needle}: {image}"))
+            };
+            assert!(at(by_exec) < at("mkfile /etc/machine-id"), "{image}");
+            assert!(
+                at("mkfile /etc/machine-id")
+                    < at(r#""/var/lib/systemd/random-seed","/var/lib/systemd/credential.secret""#),
+                "{image}"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_merge_and_diff()
 -> TestResult {
