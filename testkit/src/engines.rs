@@ -603,6 +603,11 @@ mod tests {
         assert_eq!(executed_steps(&parse_plain_progress(silent)).len(), 1);
         let cached = "#12 [sysfile] write /etc/motd (Sysfile:9)\n#12 CACHED\n";
         assert!(executed_steps(&parse_plain_progress(cached)).is_empty());
+        // Named only, after the export: no step the build waited for.
+        let named_only = "#15 exporting to image\n#15 DONE 0.0s\n\n#16 [sysfile] enable units: ssh (Sysfile:40)\n";
+        assert!(executed_steps(&parse_plain_progress(named_only)).is_empty());
+        let failed = "#12 [sysfile] run: x (Sysfile:9)\n#12 ERROR: process did not complete\n";
+        assert_eq!(executed_steps(&parse_plain_progress(failed)).len(), 1);
     }
 
     #[test]

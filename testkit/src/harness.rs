@@ -944,14 +944,19 @@ pub fn is_bookkeeping(v: &Vertex) -> bool {
 }
 
 /// Build steps that executed instead of coming from the cache. The criterion: a vertex executed
-/// if it is not bookkeeping (see [`is_bookkeeping`]) and either printed output lines, or is
-/// neither marked `CACHED` nor loaded its result's layers from an imported cache. A cached vertex
-/// prints only its name and `CACHED`; one whose cached result lives in a registry cache prints the
-/// layer blobs it fetches and `DONE`.
+/// if it is not bookkeeping (see [`is_bookkeeping`]) and printed output lines, failed, or
+/// finished (`DONE`) without being marked `CACHED` and without loading its result's layers from
+/// an imported cache. A cached vertex prints only its name and `CACHED`; one whose cached result
+/// lives in a registry cache prints the layer blobs it fetches and `DONE`. A vertex that never
+/// finished in the output ran nothing the build waited for: Docker 26 once printed the units step
+/// of a warm rebuild after the export, by its name alone, with neither `CACHED` nor `DONE` nor
+/// any output, every other step `CACHED`.
 pub fn executed_steps(vertices: &[Vertex]) -> Vec<&Vertex> {
     vertices
         .iter()
-        .filter(|v| !is_bookkeeping(v) && (v.log_lines > 0 || (!v.cached && !v.pulled)))
+        .filter(|v| {
+            !is_bookkeeping(v) && (v.log_lines > 0 || v.error || (v.done && !v.cached && !v.pulled))
+        })
         .collect()
 }
 
