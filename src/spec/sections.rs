@@ -417,16 +417,18 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
     let mut out = Vec::new();
     for mut table in ctx.tables("files", value, "this `[[files]]` entry") {
         ctx.check_keys(&mut table, &schema::keys_of("files"));
-        // `None` when the key is missing or not a boolean (then reported as such, not as a
-        // missing source).
-        let removal = table.get("remove").map(|v| {
-            ctx.bool("remove", v)
-                .map(|remove| (remove, ctx.span(v.span())))
-        });
-        let remove = removal.flatten().filter(|(remove, _)| *remove);
-        if remove.is_some() {
+        // `remove`'s value, if set, and where: the span of `remove = true`; a value that is not a
+        // boolean is reported as such, not as a missing source.
+        let remove = table
+            .get("remove")
+            .map(|v| (ctx.bool("remove", v), ctx.span(v.span())));
+        let removal = match remove {
+            Some((Some(true), span)) => Some(span),
+            _ => None,
+        };
+        if removal.is_some() {
             removal_keys(ctx, &table);
-        } else if removal != Some(None) {
+        } else if !matches!(remove, Some((None, _))) {
             exactly_one(
                 ctx,
                 &table,
@@ -443,8 +445,8 @@ fn files(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<FileEntry> {
             let text = ctx.raw_string("content", v)?;
             Some(Spanned::new(FileSource::Content(text), ctx.span(v.span())))
         });
-        let source = match remove {
-            Some((_, span)) => Some(Spanned::new(FileSource::Remove, span)),
+        let source = match removal {
+            Some(span) => Some(Spanned::new(FileSource::Remove, span)),
             None => src.or(content),
         };
         let from = table.get("from").and_then(|v| {
