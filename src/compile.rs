@@ -33,6 +33,9 @@ pub struct Compiled {
     /// The checks to solve apart (evaluated) on a daemon without merge and diff ops; empty
     /// where they are part of `definition` (see [`lower::Lowered::checks`]).
     pub checks: Vec<pb::Definition>,
+    /// The leaf files no check sees, to solve (evaluated) beside verification (see
+    /// [`lower::Lowered::leaves`]).
+    pub leaves: Option<pb::Definition>,
 }
 
 /// Compiles `spec` (whose files are `sources`) for a base described by `facts`.
@@ -49,6 +52,7 @@ pub fn compile(
         definition: image.definition,
         history: image.history,
         checks: image.checks,
+        leaves: image.leaves,
         plan,
     }
 }

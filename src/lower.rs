@@ -107,6 +107,11 @@ pub struct Lowered {
     /// daemon with merge and diff ops they are also part of `definition` (so they are cached and
     /// exported with it); elsewhere (or in a `linear` build) only here.
     pub checks: Vec<pb::Definition>,
+    /// On a daemon with merge and diff ops, the leaf files no check sees (a check builds those
+    /// it sees): their diffs, merged when there is more than one. The caller solves it
+    /// (evaluated) beside verification, so that they are built while the units step runs
+    /// instead of when the image is exported.
+    pub leaves: Option<pb::Definition>,
 }
 
 /// Lowers the whole `plan` to LLB: the image, and the units step's verification report (see
@@ -572,8 +577,30 @@ impl<'a> Lowering<'a> {
                 OpOptions::named(format!("[sysfile] image{suffix}")).at(at),
             );
         }
+        let unseen: Vec<(&usize, &Output)> = leaf_diffs
+            .iter()
+            .filter(|(index, _)| !plan.checks.iter().any(|c| c.leaves.contains(index)))
+            .collect();
+        let leaves = match unseen.as_slice() {
+            [] => None,
+            [(_, diff)] => Some(self.graph.clone().finish(diff)),
+            [(first, _), ..] => {
+                let mut graph = self.graph.clone();
+                let at = plan
+                    .steps
+                    .get(**first)
+                    .map(|step| location(self.sources, step.span));
+                let diffs: Vec<Output> = unseen.iter().map(|(_, diff)| (*diff).clone()).collect();
+                let joined = graph.merge(
+                    &diffs,
+                    OpOptions::named("[sysfile] the files no check sees").at(at),
+                );
+                Some(graph.finish(&joined))
+            }
+        };
         let mut lowered = self.finish_at(&image);
         lowered.checks = checks;
+        lowered.leaves = leaves;
         lowered
     }
 
@@ -583,6 +610,7 @@ impl<'a> Lowering<'a> {
             definition: self.graph.finish(result),
             history: self.history,
             checks: Vec::new(),
+            leaves: None,
         }
     }
 }

@@ -1725,6 +1725,122 @@ async fn checks_are_evaluated_beside_verification_and_joined_to_the_image_with_m
     Ok(())
 }
 
+/// The ops of `dump` by short digest, each with its lines.
+fn ops_by_digest(dump: &str) -> std::collections::BTreeMap<String, String> {
+    let mut ops = std::collections::BTreeMap::new();
+    for block in dump.split("\nop ") {
+        let block = block.strip_prefix("op ").unwrap_or(block);
+        if let Some(digest) = block.split_whitespace().next() {
+            ops.insert(digest.to_string(), block.to_string());
+        }
+    }
+    ops
+}
+
+/// The op a definition's terminal points at, and every op of the definition by short digest.
+fn result_op(
+    definition: &pb::llb::Definition,
+) -> Option<(String, std::collections::BTreeMap<String, String>)> {
+    let dump = sysfile::llb::dump::render(definition).ok()?;
+    let ops = ops_by_digest(&dump);
+    let terminal = pb::llb::Op::decode(definition.def.last()?.as_slice()).ok()?;
+    let digest = terminal
+        .inputs
+        .first()?
+        .digest
+        .strip_prefix("sha256:")?
+        .get(..12)?;
+    Some((ops.get(digest)?.clone(), ops))
+}
+
+/// The ops `op` reads, in input order.
+fn inputs_of(op: &str, ops: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    op.lines()
+        .filter_map(|l| l.trim().strip_prefix("input "))
+        .filter_map(|i| ops.get(i.split(':').next()?).cloned())
+        .collect()
+}
+
+/// With merge and diff ops, the leaf files no check sees are solved (evaluated) beside
+/// verification — the diff the image's merge uses, or with more than one their diffs merged —
+/// so that they are built while the units step runs rather than when the image is exported; a
+/// leaf a check sees is built by the check. In a line there is nothing to add: the image itself
+/// is evaluated there.
+#[tokio::test]
+async fn leaf_files_no_check_sees_are_built_beside_verification() -> TestResult {
+    let leaf = |dest: &str| format!("[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\n\n");
+    let check = "[[run]]\nname = \"app check\"\nargv = [\"/usr/bin/app\", \"--check\"]\nreads = [\"/etc/app\"]\ncheck = true\n";
+    let spec = |dests: &[&str]| {
+        let leaves: String = dests.iter().map(|d| leaf(d)).collect();
+        format!("[image]\nfrom = \"local/debian:bookworm\"\n\n{leaves}{check}")
+    };
+    // The paths written by the leaves an evaluated solve of leaf diffs builds.
+    let built = |handle: &FakeHandle| -> Vec<Vec<String>> {
+        let written = |diff: &str, ops: &std::collections::BTreeMap<String, String>| -> String {
+            assert!(diff.contains("a file no later step reads"), "{diff}");
+            assert!(diff.contains("diff lower=0 upper=1"), "{diff}");
+            // The copy's own op, named after what it writes.
+            inputs_of(diff, ops)
+                .get(1)
+                .and_then(|upper| {
+                    upper
+                        .lines()
+                        .next()?
+                        .split_once("] write ")
+                        .map(|(_, r)| r.to_string())
+                })
+                .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+                .unwrap_or_default()
+        };
+        handle
+            .solves()
+            .iter()
+            .filter(|s| s.evaluate)
+            .filter_map(|s| result_op(s.definition.as_ref()?))
+            .filter_map(|(op, ops)| {
+                if op.contains("a file no later step reads") {
+                    Some(vec![written(&op, &ops)])
+                } else if op.contains("the files no check sees") {
+                    Some(
+                        inputs_of(&op, &ops)
+                            .iter()
+                            .map(|d| written(d, &ops))
+                            .collect(),
+                    )
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    let one = spec(&["/etc/app/app.conf", "/srv/site/index.html"]);
+    let two = spec(&[
+        "/etc/app/app.conf",
+        "/srv/site/index.html",
+        "/opt/data/a.txt",
+    ]);
+    for version in ["v0.13", "v0.32"] {
+        let handle = run(fake(version, &one), &[("filename", "Sysfile")]).await?;
+        returned_config(&handle);
+        assert_eq!(built(&handle), [["/srv/site/index.html"]], "{version}");
+        let handle = run(fake(version, &two), &[("filename", "Sysfile")]).await?;
+        returned_config(&handle);
+        assert_eq!(
+            built(&handle),
+            [["/srv/site/index.html", "/opt/data/a.txt"]],
+            "{version}"
+        );
+    }
+    for (version, linear) in [("v0.8", None), ("v0.13", Some("1"))] {
+        let mut args = vec![("filename", "Sysfile")];
+        args.extend(linear.map(|v| ("build-arg:BUILDKIT_SYSFILE_LINEAR", v)));
+        let handle = run(fake(version, &two), &args).await?;
+        returned_config(&handle);
+        assert!(built(&handle).is_empty(), "{version} {args:?}");
+    }
+    Ok(())
+}
+
 /// A `systemctl` call that fails in the units step is an error at the entry that named the unit,
 /// naming the step and the unit; the step's internal script never appears (issue #13).
 #[tokio::test]

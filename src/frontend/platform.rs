@@ -105,16 +105,22 @@ impl PlatformBuild<'_> {
         // is evaluated: the ops after the units step (the leaf files) then run while the report
         // is read and verified, instead of after the frontend returns. With merge and diff ops
         // it stays lazy (nothing runs until it is exported): evaluating would make the daemon
-        // build the merged filesystem, which the export does not need. The checks run on what
+        // build the merged filesystem, which the export does not need; the leaf files no check
+        // sees are solved (evaluated) on their own instead, so that they too are built while
+        // the units step runs (a warm build finds them in the cache). The checks run on what
         // the spec's steps make, not on the units step's result, so they are evaluated beside
         // verification (on daemons with merge and diff ops they are in the image too, and then
-        // found in the cache). Verification's error wins, then a check's.
+        // found in the cache). Verification's error wins, then a check's, then a leaf's.
         let evaluate_image = !lower_options.joins();
         let checks = compiled
             .checks
             .iter()
             .map(|check| bridge.solve(check.clone(), cache_imports.clone(), true));
-        let (verified, result_ref, checked) = tokio::join!(
+        let leaves = compiled
+            .leaves
+            .iter()
+            .map(|leaves| bridge.solve(leaves.clone(), cache_imports.clone(), true));
+        let (verified, result_ref, checked, leaves_built) = tokio::join!(
             verification.run(),
             bridge.solve(
                 compiled.definition.clone(),
@@ -122,11 +128,13 @@ impl PlatformBuild<'_> {
                 evaluate_image
             ),
             futures_util::future::try_join_all(checks),
+            futures_util::future::try_join_all(leaves),
         );
         let verified = verified?;
         // The warnings of a verified build go out even when a check failed.
         warn(bridge, &verified.warnings, self.sources, self.load_digest).await;
         checked?;
+        leaves_built?;
         let result_ref = result_ref?;
         let config = compiled.image_config(
             spec,
