@@ -173,20 +173,12 @@ impl<'a> Lowering<'a> {
             options.base_oci.as_ref(),
             OpOptions::named(base_name).at(Some(location(sources, options.base_span))),
         );
-        let context = (!plan.context_paths.is_empty()).then(|| {
-            let local = LocalOptions {
-                session: options.session_id.clone(),
-                include_patterns: literal_patterns(&plan.context_paths),
-                follow_paths: follow_patterns(&plan.context_paths),
-                shared_key_hint: options.context_name.clone(),
-                ..LocalOptions::default()
-            };
-            let name = format!(
-                "[sysfile] load build context: {}",
-                plan.context_paths.join(" ")
-            );
-            graph.local(&options.context_name, &local, OpOptions::named(name))
-        });
+        let context = main_context(
+            &mut graph,
+            &plan.context_paths,
+            &options.session_id,
+            &options.context_name,
+        );
         let mut named = BTreeMap::new();
         for (name, paths) in &plan.named_context_paths {
             let Some(source) = options.named_contexts.get(name) else {
@@ -613,6 +605,30 @@ impl<'a> Lowering<'a> {
             leaves: None,
         }
     }
+}
+
+/// The main build context's source op, restricted to `paths` (the plan's
+/// [`crate::plan::context_paths`]); `None` when the build reads no context file. The image's
+/// graph and the frontend's early load of the context make the same op, so the daemon loads
+/// the context once.
+pub fn main_context(
+    graph: &mut Graph,
+    paths: &[String],
+    session: &str,
+    context_name: &str,
+) -> Option<Output> {
+    if paths.is_empty() {
+        return None;
+    }
+    let local = LocalOptions {
+        session: session.to_string(),
+        include_patterns: literal_patterns(paths),
+        follow_paths: follow_patterns(paths),
+        shared_key_hint: context_name.to_string(),
+        ..LocalOptions::default()
+    };
+    let name = format!("[sysfile] load build context: {}", paths.join(" "));
+    Some(graph.local(context_name, &local, OpOptions::named(name)))
 }
 
 /// The base image source: an `oci-layout://` op when `oci` names a store, else a

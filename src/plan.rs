@@ -208,6 +208,14 @@ pub enum Order {
     Declared,
 }
 
+/// The paths of the main build context the build reads, sorted and each once: every
+/// [`Spec::context_uses`] path. The include patterns of the context source; they depend on the
+/// spec alone, so the frontend loads the context while it resolves the base.
+pub fn context_paths(spec: &Spec) -> Vec<String> {
+    let paths: BTreeSet<&str> = spec.context_uses().iter().map(|u| u.path).collect();
+    paths.into_iter().map(str::to_string).collect()
+}
+
 pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
     let manager = spec
         .packages
@@ -215,7 +223,6 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         .as_ref()
         .map_or(facts.family.package_manager(), |m| m.value);
     let mut steps = Vec::new();
-    let mut context_paths = BTreeSet::new();
     let mut named_paths: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let build_args: Vec<(String, String)> = spec
         .args
@@ -229,13 +236,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         .iter()
         .filter(|r| r.phase == Phase::BeforePackages && !r.check)
     {
-        steps.push(run_step(
-            run,
-            &build_args,
-            &shown,
-            &mut context_paths,
-            &mut named_paths,
-        ));
+        steps.push(run_step(run, &build_args, &shown, &mut named_paths));
     }
 
     let mut install: Vec<String> = spec
@@ -287,7 +288,6 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         step.name = shown.show(&step.name, &[user.span]);
         steps.push(step);
         if !user.authorized_keys.is_empty() {
-            context_paths.extend(user.authorized_keys.iter().cloned());
             let mut step = authorized_keys_step(user);
             step.name = shown.show(&step.name, &[user.span]);
             steps.push(step);
@@ -323,13 +323,12 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         }
         let (name, action) = match &file.source.value {
             FileSource::Context(src) => {
-                match &file.from {
-                    Some(name) => named_paths
+                if let Some(name) = &file.from {
+                    named_paths
                         .entry(name.clone())
                         .or_default()
-                        .insert(src.clone()),
-                    None => context_paths.insert(src.clone()),
-                };
+                        .insert(src.clone());
+                }
                 let shown = file
                     .from
                     .as_ref()
@@ -380,13 +379,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         .iter()
         .filter(|r| r.phase == Phase::AfterPackages && !r.check)
     {
-        steps.push(run_step(
-            run,
-            &build_args,
-            &shown,
-            &mut context_paths,
-            &mut named_paths,
-        ));
+        steps.push(run_step(run, &build_args, &shown, &mut named_paths));
     }
     // The files placed after the runs go into one step (one file op): what changes one of them
     // re-runs the units step anyway, and one op costs the daemon less than one per file.
@@ -397,13 +390,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         .iter()
         .filter(|r| r.check)
         .map(|run| {
-            let mut step = run_step(
-                run,
-                &build_args,
-                &shown,
-                &mut context_paths,
-                &mut named_paths,
-            );
+            let mut step = run_step(run, &build_args, &shown, &mut named_paths);
             step.name = step
                 .name
                 .replacen("[sysfile] run: ", "[sysfile] check: ", 1);
@@ -471,7 +458,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         leaves,
         early_dirs,
         checks,
-        context_paths: context_paths.into_iter().collect(),
+        context_paths: context_paths(spec),
         named_context_paths: named_paths
             .into_iter()
             .map(|(k, v)| (k, v.into_iter().collect()))
@@ -754,7 +741,6 @@ fn run_step(
     run: &model::RunStep,
     build_args: &[(String, String)],
     shown: &Shown<'_>,
-    context_paths: &mut BTreeSet<String>,
     named_paths: &mut BTreeMap<String, BTreeSet<String>>,
 ) -> Step {
     let args = match &run.command.value {
@@ -762,14 +748,6 @@ fn run_step(
         Command::Exec(argv) => argv.clone(),
     };
     for mount in &run.mounts {
-        if let MountKind::Bind {
-            source,
-            from: model::BindFrom::Context,
-            ..
-        } = &mount.kind
-        {
-            context_paths.insert(source.clone());
-        }
         // `from` may name a named build context; if it turns out to be an image, this is unused.
         if let MountKind::Bind {
             source,

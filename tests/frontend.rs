@@ -1354,6 +1354,90 @@ async fn a_base_context_that_is_no_image_is_an_error_at_from() -> TestResult {
     Ok(())
 }
 
+/// The frontend loads the build context while it resolves and inspects the base: one evaluated
+/// solve of the very source op the image's graph reads (so the daemon transfers the context
+/// once, before the build needs it), sent before the build's own solves; the `authorized_keys`
+/// files are looked up in it. A spec that reads no context file loads none.
+#[tokio::test]
+async fn the_build_context_is_loaded_beside_the_base_with_the_images_own_op() -> TestResult {
+    let with_file =
+        format!("{SSHD}\n[[files]]\nsrc = \"keys/admin.pub\"\ndest = \"/etc/app/admin.pub\"\n");
+    let digest_of = |bytes: &Vec<u8>| sysfile::llb::digest(bytes);
+    for spec in [SSHD, with_file.as_str()] {
+        let handle = run(fake("v0.32", spec), &[("filename", "Sysfile")]).await?;
+        returned_config(&handle);
+        let solves = handle.solves();
+        // A solve of the main context alone: one `local://context` op and the terminal.
+        let context_only = |s: &pb::gateway::SolveRequest| {
+            let definition = s.definition.as_ref()?;
+            let [source, _terminal] = definition.def.as_slice() else {
+                return None;
+            };
+            let op = pb::llb::Op::decode(source.as_slice()).ok()?;
+            match op.op {
+                Some(pb::llb::op::Op::Source(s)) if s.identifier == "local://context" => {
+                    Some((source.clone(), s.attrs))
+                }
+                _ => None,
+            }
+        };
+        let loads: Vec<(usize, Vec<u8>, std::collections::BTreeMap<String, String>)> = solves
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| context_only(s).map(|(op, attrs)| (i, op, attrs)))
+            .collect();
+        let [(at, op, attrs)] = loads.as_slice() else {
+            panic!("one load of the context, not {}", loads.len());
+        };
+        assert!(solves[*at].evaluate, "the load is evaluated");
+        assert!(
+            attrs["local.includepattern"].contains("keys/admin.pub"),
+            "{attrs:?}"
+        );
+        let image_ops = |s: &pb::gateway::SolveRequest| -> Vec<String> {
+            s.definition
+                .as_ref()
+                .map(|d| d.def.iter().map(digest_of).collect())
+                .unwrap_or_default()
+        };
+        let builds: Vec<usize> = solves
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.definition.as_ref().is_some_and(|d| {
+                    sysfile::llb::dump::render(d).is_ok_and(|dump| dump.contains("image hygiene"))
+                })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!builds.is_empty());
+        for build in builds {
+            assert!(
+                *at < build,
+                "the context is loaded before the build is solved"
+            );
+            assert!(
+                image_ops(&solves[build]).contains(&digest_of(op)),
+                "the build reads the same context op"
+            );
+        }
+    }
+    let none = "[image]\nfrom = \"local/debian:bookworm\"\n";
+    let handle = run(fake("v0.32", none), &[("filename", "Sysfile")]).await?;
+    returned_config(&handle);
+    assert!(
+        handle
+            .solves()
+            .iter()
+            .all(|s| s.definition.as_ref().is_none_or(|d| d
+                .def
+                .iter()
+                .all(|op| !String::from_utf8_lossy(op).contains("local://context")))),
+        "no context is loaded"
+    );
+    Ok(())
+}
+
 /// An `authorized_keys` file that is not in the build context is a located frontend error at the
 /// entry that names it, before any step runs (not a failing build step).
 #[tokio::test]

@@ -23,7 +23,7 @@ use crate::gateway::{
 use crate::model::{MountKind, Spec};
 use crate::{lint, pb};
 use platform::PlatformBuild;
-use read::{load_spec, missing_context_files};
+use read::{load_context, load_spec};
 
 /// Frontend caps this frontend implements (the `moby.buildkit.frontend.caps` image label).
 pub const FRONTEND_CAPS: &[&str] = &[
@@ -227,10 +227,10 @@ async fn build_spec(
             sources: sources.clone(),
         });
     }
-    // The context files only a step reads are checked beside the first platform's base
-    // resolution; a missing one is the error.
+    // The build context is loaded beside the first platform's base resolution and inspection,
+    // and the context files only a step reads are checked in it; a missing one is the error.
     let preflight = async {
-        let missing = missing_context_files(bridge, options, spec).await?;
+        let missing = load_context(bridge, &request, spec).await?;
         if missing.is_empty() {
             Ok(())
         } else {

@@ -25,8 +25,8 @@ pub(super) struct PlatformBuild<'a> {
 }
 
 impl PlatformBuild<'_> {
-    /// Builds `platform`. `preflight` runs beside the base's resolution (the only request
-    /// that does not need it); its error wins over the build's.
+    /// Builds `platform`. `preflight` runs beside the base's resolution and inspection (which
+    /// do not need it); its error wins over the build's.
     pub async fn build(
         &self,
         platform: &Platform,
@@ -36,39 +36,43 @@ impl PlatformBuild<'_> {
         let caps = bridge.caps().clone();
         let platform = llb::to_pb_platform(platform);
         let cache_imports = &request.cache_imports;
-        let (checked, base) = tokio::join!(
-            preflight,
-            resolve_base(bridge, spec, request, &platform, self.sources)
-        );
+        // The base is resolved and inspected beside the preflight (the context's load).
+        let resolved = async {
+            let base = resolve_base(bridge, spec, request, &platform, self.sources).await?;
+            let mut warnings = Vec::new();
+            if !self
+                .base_linted
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                let resolution = if base.manifest_digest.is_empty() {
+                    lint::BaseResolution::LocalStore
+                } else {
+                    lint::BaseResolution::Registry {
+                        digest: &base.manifest_digest,
+                    }
+                };
+                warnings = lint::check_base(spec, self.sources, resolution);
+            }
+            let (_, facts) = tokio::join!(
+                warn(bridge, &warnings, self.sources, self.load_digest),
+                detect_base(
+                    bridge,
+                    spec,
+                    BaseImage {
+                        reference: &base.pinned,
+                        resolve_mode: request.resolve_mode.as_str(),
+                        oci: base.oci.as_ref(),
+                    },
+                    &platform,
+                    self.sources,
+                    cache_imports,
+                )
+            );
+            Ok::<_, BuildError>((base, facts?))
+        };
+        let (checked, resolved) = tokio::join!(preflight, resolved);
         checked?;
-        let base = base?;
-        if !self
-            .base_linted
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            let resolution = if base.manifest_digest.is_empty() {
-                lint::BaseResolution::LocalStore
-            } else {
-                lint::BaseResolution::Registry {
-                    digest: &base.manifest_digest,
-                }
-            };
-            let warnings = lint::check_base(spec, self.sources, resolution);
-            warn(bridge, &warnings, self.sources, self.load_digest).await;
-        }
-        let facts = detect_base(
-            bridge,
-            spec,
-            BaseImage {
-                reference: &base.pinned,
-                resolve_mode: request.resolve_mode.as_str(),
-                oci: base.oci.as_ref(),
-            },
-            &platform,
-            self.sources,
-            cache_imports,
-        )
-        .await?;
+        let (base, facts) = resolved?;
         let lower_options = LowerOptions {
             named_contexts: request.named_contexts.clone(),
             base_ref: base.pinned.clone(),

@@ -1,15 +1,17 @@
-//! Reading through BuildKit: the spec from the spec local, the files it includes and the
-//! context files only a step would read, from the context local (only the paths named).
+//! Reading through BuildKit: the spec from the spec local, the files it includes from the
+//! context local (only the paths named), and the build context itself, loaded early with the
+//! image's own source op, in which the files only a step would read are looked up.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::BuildError;
 use crate::diag::{Diagnostic, SourceFile, Sources};
 use crate::gateway::request::spec_candidates;
-use crate::gateway::{Bridge, FrontendOptions};
+use crate::gateway::{Bridge, BuildRequest, FrontendOptions};
 use crate::llb::{Graph, LocalOptions, OpOptions};
 use crate::lower;
 use crate::model::Spec;
+use crate::plan;
 use crate::spec::{self, LoadOptions};
 
 /// The spec as read from the `dockerfile` local, with the digest of the op that loaded it.
@@ -126,35 +128,40 @@ async fn read_includes(
     Ok((texts, errors))
 }
 
-/// The context files a spec names by path that only a build step would read (the users'
-/// `authorized_keys`): checked before the build, so that a missing one is a located error at its
-/// entry instead of a failing step. Reads nothing but those paths from the context.
-pub(super) async fn missing_context_files(
+/// Loads the main build context the build reads, and checks the context files a spec names by
+/// path that only a build step would read (the users' `authorized_keys`), so that a missing one
+/// is a located error at its entry instead of a failing step. The context is the very source op
+/// the image's graph makes ([`lower::main_context`]), solved evaluated: the daemon transfers it
+/// while the base is resolved and inspected, and the build's own solves find it loaded.
+pub(super) async fn load_context(
     bridge: &Bridge,
-    options: &FrontendOptions,
+    request: &BuildRequest,
     spec: &Spec,
 ) -> Result<Vec<Diagnostic>, BuildError> {
-    let paths: Vec<String> = spec
+    let mut graph = Graph::new(None);
+    let Some(context) = lower::main_context(
+        &mut graph,
+        &plan::context_paths(spec),
+        &request.context_session,
+        &request.context_name,
+    ) else {
+        return Ok(Vec::new());
+    };
+    let reference = bridge.solve(graph.finish(&context), vec![], true).await?;
+    let keys: BTreeSet<&str> = spec
         .users
         .iter()
-        .flat_map(|u| u.authorized_keys.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+        .flat_map(|u| u.authorized_keys.iter().map(String::as_str))
         .collect();
-    if paths.is_empty() {
-        return Ok(Vec::new());
-    }
-    let name = "[sysfile] check context files".to_string();
-    let reference = solve_context_paths(bridge, options, &paths, name).await?;
     let found = futures_util::future::try_join_all(
-        paths.iter().map(|path| exists(bridge, &reference, path)),
+        keys.iter().map(|path| exists(bridge, &reference, path)),
     )
     .await?;
-    let present: BTreeSet<&str> = paths
+    let present: BTreeSet<&str> = keys
         .iter()
         .zip(found)
         .filter(|(_, found)| *found)
-        .map(|(path, _)| path.as_str())
+        .map(|(path, _)| *path)
         .collect();
     Ok(spec.missing_context_files(|path| present.contains(path)))
 }
