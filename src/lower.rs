@@ -190,13 +190,7 @@ impl<'a> Lowering<'a> {
                     name: local_name,
                     session,
                 } => {
-                    let local = LocalOptions {
-                        session: session.clone(),
-                        include_patterns: literal_patterns(paths),
-                        follow_paths: follow_patterns(paths),
-                        shared_key_hint: local_name.clone(),
-                        ..LocalOptions::default()
-                    };
+                    let local = restricted_local(paths, session, local_name);
                     graph.local(local_name, &local, OpOptions::named(title))
                 }
                 NamedContext::Image(reference) => {
@@ -620,15 +614,21 @@ pub fn main_context(
     if paths.is_empty() {
         return None;
     }
-    let local = LocalOptions {
+    let local = restricted_local(paths, session, context_name);
+    let name = format!("[sysfile] load build context: {}", paths.join(" "));
+    Some(graph.local(context_name, &local, OpOptions::named(name)))
+}
+
+/// A local source of the client's directory `name` that transfers only `paths` (literal
+/// patterns, symlinks followed inside the context), with `name` as its shared key hint.
+pub fn restricted_local(paths: &[String], session: &str, name: &str) -> LocalOptions {
+    LocalOptions {
         session: session.to_string(),
         include_patterns: literal_patterns(paths),
         follow_paths: follow_patterns(paths),
-        shared_key_hint: context_name.to_string(),
+        shared_key_hint: name.to_string(),
         ..LocalOptions::default()
-    };
-    let name = format!("[sysfile] load build context: {}", paths.join(" "));
-    Some(graph.local(context_name, &local, OpOptions::named(name)))
+    }
 }
 
 /// The base image source: an `oci-layout://` op when `oci` names a store, else a
@@ -700,14 +700,14 @@ fn escape_with_backslash(text: &str, special: &[char]) -> String {
 }
 
 /// [`literal_pattern`] of each path.
-pub fn literal_patterns(paths: &[String]) -> Vec<String> {
+fn literal_patterns(paths: &[String]) -> Vec<String> {
     paths.iter().map(|p| literal_pattern(p)).collect()
 }
 
 /// Follow paths (whose symbolic links BuildKit resolves, inside the context): only the glob
 /// characters `*`, `?`, `[` and `\\` are escaped, as BuildKit reads a follow path without
 /// them literally. What is sent is still bounded by the [`literal_patterns`] include patterns.
-pub fn follow_patterns(paths: &[String]) -> Vec<String> {
+fn follow_patterns(paths: &[String]) -> Vec<String> {
     paths
         .iter()
         .map(|p| escape_with_backslash(p, &['*', '?', '[', '\\']))

@@ -175,13 +175,8 @@ async fn solve_context_paths(
     name: String,
 ) -> Result<String, BuildError> {
     let key = options.context_key();
-    let local = LocalOptions {
-        session: options.local_session(&key).unwrap_or_default(),
-        include_patterns: lower::literal_patterns(paths),
-        follow_paths: lower::follow_patterns(paths),
-        shared_key_hint: key.clone(),
-        ..LocalOptions::default()
-    };
+    let session = options.local_session(&key).unwrap_or_default();
+    let local = lower::restricted_local(paths, &session, &key);
     let mut graph = Graph::new(None);
     let output = graph.local(&key, &local, OpOptions::named(name));
     Ok(bridge.solve(graph.finish(&output), vec![], false).await?)
