@@ -3,7 +3,7 @@
 use prost::Message as _;
 use sysfile::frontend;
 use sysfile::gateway::fake::{FakeBuildkit, FakeHandle};
-use sysfile::gateway::{Bridge, Caps, FrontendOptions, errors};
+use sysfile::gateway::{Bridge, Caps, DebugSink, FrontendOptions, errors};
 use sysfile::pb;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -2187,4 +2187,114 @@ async fn the_base_is_inspected_in_the_usual_places_first_and_the_older_ones_when
         assert_eq!(installs_systemd, adds_systemd, "a base holding {held:?}");
     }
     Ok(())
+}
+
+/// Runs `spec` on the fake with the debug lines collected instead of written to stderr.
+async fn debug_lines(
+    spec: &str,
+    build_args: &[(&str, &str)],
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let (client, handle) = fake("v0.32", spec).connect().await?;
+    let mut vars = vec![("BUILDKIT_SESSION_ID".to_string(), "session-1".to_string())];
+    let mut opts = vec![("filename".to_string(), "Sysfile".to_string())];
+    opts.extend(
+        build_args
+            .iter()
+            .map(|(k, v)| (format!("build-arg:{k}"), v.to_string())),
+    );
+    for (i, (k, v)) in opts.iter().enumerate() {
+        vars.push((format!("BUILDKIT_FRONTEND_OPT_{i}"), format!("{k}={v}")));
+    }
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut bridge = Bridge::new(client);
+    bridge.set_debug_sink(DebugSink::Lines(lines.clone()));
+    let code = frontend::serve(bridge, &FrontendOptions::from_env(vars)).await?;
+    assert_eq!(code, 0);
+    returned_config(&handle);
+    let lines = lines.lock().map_err(|e| e.to_string())?.clone();
+    Ok(lines)
+}
+
+#[tokio::test]
+async fn debug_logs_every_request_with_when_it_was_sent_and_answered() -> TestResult {
+    let lines = debug_lines(SSHD, &[("BUILDKIT_SYSFILE_DEBUG", "1")]).await?;
+    // `sysfile: debug: WHAT: MS ms (+SENT..+ANSWERED)`, SENT and ANSWERED in ms from the start.
+    let requests: Vec<(String, f64, f64, f64)> =
+        lines.iter().filter_map(|l| debug_request(l)).collect();
+    for expected in [
+        "Ping",
+        "ReadFile Sysfile",
+        "ResolveImageConfig",
+        "ReadFile /etc/os-release",
+        "StatFile /usr/lib/systemd/systemd",
+        "ReadFile units",
+        "Return",
+    ] {
+        assert!(
+            requests.iter().any(|(what, ..)| what.starts_with(expected)),
+            "no debug line for {expected}: {lines:#?}"
+        );
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|(what, ..)| what.starts_with("Solve ") && what.ends_with("evaluate=true")),
+        "{lines:#?}"
+    );
+    for (what, took, sent, answered) in &requests {
+        assert!(
+            sent <= answered,
+            "{what}: sent at +{sent}, answered at +{answered}"
+        );
+        assert!(
+            (answered - sent - took).abs() < 0.11,
+            "{what}: {took} ms is the time between +{sent} and +{answered}"
+        );
+    }
+    // Ping is the first request, Return the last.
+    assert!(
+        requests.first().is_some_and(|(what, ..)| what == "Ping"),
+        "{lines:#?}"
+    );
+    let last_sent = requests.iter().map(|r| r.2).fold(0.0, f64::max);
+    assert!(
+        requests
+            .last()
+            .is_some_and(|(what, _, sent, _)| what == "Return" && *sent == last_sent),
+        "{lines:#?}"
+    );
+    // The total, and the wall-clock moment the offsets count from (within a day of now).
+    let answered: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("sysfile: answered in "))
+        .collect();
+    let [answered] = answered.as_slice() else {
+        panic!("one `answered in` line: {lines:#?}");
+    };
+    let from = answered
+        .rsplit_once("offsets from unix ")
+        .map(|(_, t)| t.parse::<f64>())
+        .transpose()?
+        .ok_or("no offsets-from time")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    assert!((now - from).abs() < 86_400.0, "{answered}");
+    // Without the build argument, nothing.
+    assert_eq!(debug_lines(SSHD, &[]).await?, Vec::<String>::new());
+    Ok(())
+}
+
+/// `sysfile: debug: WHAT: MS ms (+SENT..+ANSWERED)` → (WHAT, MS, SENT, ANSWERED).
+fn debug_request(line: &str) -> Option<(String, f64, f64, f64)> {
+    let rest = line.strip_prefix("sysfile: debug: ")?;
+    let (what, times) = rest.rsplit_once(": ")?;
+    let (took, offsets) = times.split_once(" ms (+")?;
+    let (sent, answered) = offsets.strip_suffix(')')?.split_once("..+")?;
+    Some((
+        what.to_string(),
+        took.parse().ok()?,
+        sent.parse().ok()?,
+        answered.parse().ok()?,
+    ))
 }

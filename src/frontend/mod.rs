@@ -120,12 +120,17 @@ pub async fn serve(mut bridge: Bridge, options: &FrontendOptions) -> anyhow::Res
     let elapsed = started.elapsed();
     if bridge.debugging() {
         let waited = bridge.waited();
-        eprintln!(
-            "sysfile: answered in {:.1} ms: {:.1} ms waiting for BuildKit, {:.1} ms of its own",
+        // The bridge's start on the wall clock lines the `+ms` offsets of the debug lines up
+        // with the daemon's trace of the build.
+        let since_epoch = bridge.created_since_epoch();
+        bridge.debug_line(format!(
+            "sysfile: answered in {:.1} ms: {:.1} ms waiting for BuildKit, {:.1} ms of its own; offsets from unix {}.{:06}",
             elapsed.as_secs_f64() * 1000.0,
             waited.as_secs_f64() * 1000.0,
-            elapsed.saturating_sub(waited).as_secs_f64() * 1000.0
-        );
+            elapsed.saturating_sub(waited).as_secs_f64() * 1000.0,
+            since_epoch.as_secs(),
+            since_epoch.subsec_micros()
+        ));
     } else {
         eprintln!("sysfile: answered in {} ms", elapsed.as_millis());
     }

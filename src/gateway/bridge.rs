@@ -85,15 +85,32 @@ pub struct Pong {
     pub workers: Vec<pb::types::WorkerRecord>,
 }
 
+/// Where the debug lines of [`Bridge::set_debug`] go.
+#[derive(Clone, Debug, Default)]
+pub enum DebugSink {
+    /// The frontend's stderr, which BuildKit writes to its log.
+    #[default]
+    Stderr,
+    /// A list the caller reads (tests).
+    Lines(std::sync::Arc<std::sync::Mutex<Vec<String>>>),
+}
+
 /// The typed `LLBBridge` client.
 #[derive(Clone, Debug)]
 pub struct Bridge {
     client: LlbBridgeClient<Channel>,
     caps: Caps,
-    /// Log every request with its time on stderr (see [`Bridge::set_debug`]).
+    /// Log every request with its time (see [`Bridge::set_debug`]).
     debug: bool,
+    /// Where those lines go.
+    debug_sink: DebugSink,
     /// While debugging: how long at least one request was in flight.
     waiting: std::sync::Arc<std::sync::Mutex<Waiting>>,
+    /// When the bridge was made: debug lines say when each request went out and came back,
+    /// in ms from then.
+    created: std::time::Instant,
+    /// The same moment on the wall clock, which lines those offsets up with the daemon's trace.
+    created_wall: std::time::SystemTime,
 }
 
 /// Requests in flight and the time spent with at least one of them.
@@ -111,7 +128,10 @@ impl Bridge {
             client,
             caps: Caps::default(),
             debug: false,
+            debug_sink: DebugSink::Stderr,
             waiting: Default::default(),
+            created: std::time::Instant::now(),
+            created_wall: std::time::SystemTime::now(),
         }
     }
 
@@ -126,10 +146,40 @@ impl Bridge {
         self.waiting.lock().map_or(Duration::ZERO, |w| w.total)
     }
 
-    /// Logs every request from now on, with how long BuildKit took to answer, as
-    /// `sysfile: debug: <request> <what>: <ms> ms` on stderr (the daemon's log).
+    /// Logs every request from now on, with how long BuildKit took to answer and when it was
+    /// sent and answered (ms since the bridge was made), as
+    /// `sysfile: debug: <request> <what>: <ms> ms (+<sent>..+<answered>)` on stderr (the
+    /// daemon's log).
     pub fn set_debug(&mut self, debug: bool) {
         self.debug = debug;
+    }
+
+    /// When the bridge was made, as the time since the Unix epoch: the `+ms` offsets of the debug
+    /// lines count from then.
+    pub fn created_since_epoch(&self) -> Duration {
+        self.created_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+    }
+
+    /// Sends the debug lines to `sink` instead of stderr.
+    pub fn set_debug_sink(&mut self, sink: DebugSink) {
+        self.debug_sink = sink;
+    }
+
+    /// Logs `line` when debugging.
+    pub fn debug_line(&self, line: String) {
+        if !self.debug {
+            return;
+        }
+        match &self.debug_sink {
+            DebugSink::Stderr => eprintln!("{line}"),
+            DebugSink::Lines(lines) => {
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push(line);
+                }
+            }
+        }
     }
 
     /// Awaits `request`, logging its time when debugging.
@@ -145,19 +195,23 @@ impl Bridge {
             waiting.in_flight += 1;
         }
         let out = request.await;
+        let answered = std::time::Instant::now();
         if let Ok(mut waiting) = self.waiting.lock() {
             waiting.in_flight -= 1;
             if waiting.in_flight == 0 {
                 if let Some(since) = waiting.since.take() {
-                    waiting.total += since.elapsed();
+                    waiting.total += answered.duration_since(since);
                 }
             }
         }
-        eprintln!(
-            "sysfile: debug: {}: {:.1} ms",
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        self.debug_line(format!(
+            "sysfile: debug: {}: {:.1} ms (+{:.1}..+{:.1})",
             what(),
-            started.elapsed().as_secs_f64() * 1000.0
-        );
+            ms(answered.duration_since(started)),
+            ms(started.duration_since(self.created)),
+            ms(answered.duration_since(self.created))
+        ));
         out
     }
 
@@ -359,7 +413,8 @@ impl Bridge {
             result: Some(result),
             error: None,
         };
-        self.client.clone().r#return(req).await?;
+        self.timed(|| "Return".to_string(), self.client.clone().r#return(req))
+            .await?;
         Ok(())
     }
 
@@ -369,7 +424,8 @@ impl Bridge {
             result: None,
             error: Some(status),
         };
-        self.client.clone().r#return(req).await?;
+        self.timed(|| "Return".to_string(), self.client.clone().r#return(req))
+            .await?;
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ pub mod options;
 pub mod request;
 pub mod transport;
 
-pub use bridge::{Bridge, BridgeError, Pong};
+pub use bridge::{Bridge, BridgeError, DebugSink, Pong};
 pub use caps::{Caps, MissingCap};
 pub use options::{FrontendOptions, ResolveMode};
 pub use request::{BuildRequest, RequestError};
