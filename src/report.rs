@@ -14,16 +14,29 @@ use std::collections::BTreeMap;
 /// Where the report is written: a scratch directory mounted in the units step.
 pub const REPORT_DIR: &str = "/run/sysfile-report";
 
-/// Lists unit files (with symlink targets), `Alias=` lines, the systemd version, `/sbin/init`
-/// and whether an SSH server (`/usr/sbin/sshd`) is installed into `$out`.
-const INVENTORY: &str = r#"if command -v find >/dev/null 2>&1; then
-  for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
-    [ -d "$d" ] || continue
-    find "$d" -mindepth 1 -maxdepth 1 \( -type f -o -type l \) -printf '%f\t%l\n'
-  done > "$out/units"
+/// Lists unit files (with symlink targets) and `Alias=` lines of each unit directory once (one
+/// `find`, one `grep`), the systemd version and `/sbin/init` (asked meanwhile, in the
+/// background), and whether an SSH server (`/usr/sbin/sshd`) is installed, into `$out`.
+const INVENTORY: &str = r#"# systemd's version and where /sbin/init leads, asked while the unit directories are listed.
+{
+  systemctl --version > "$out/version" 2>/dev/null || :
+  readlink -f /sbin/init > "$out/init" 2>/dev/null || :
+} &
+asked=$!
+# The unit directories, each once: on a merged-/usr image /lib/systemd/system is
+# /usr/lib/systemd/system. (Fixed paths without spaces: `$dirs` is split on purpose.)
+dirs=
+for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+  [ -d "$d" ] || continue
+  if [ "$d" = /usr/lib/systemd/system ] && [ /lib/systemd/system -ef "$d" ] 2>/dev/null; then continue; fi
+  dirs="$dirs $d"
+done
+if command -v find >/dev/null 2>&1; then
+  if [ -n "$dirs" ]; then
+    find $dirs -mindepth 1 -maxdepth 1 \( -type f -o -type l \) -printf '%f\t%l\n'
+  fi > "$out/units"
 else
-  for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
-    [ -d "$d" ] || continue
+  for d in $dirs; do
     for f in "$d"/*; do
       [ -e "$f" ] || [ -L "$f" ] || continue
       [ -d "$f" ] && [ ! -L "$f" ] && continue
@@ -36,18 +49,14 @@ fi
 # Every unit file of every directory to one grep (a function: its own arguments).
 aliases() {
   set --
-  for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
-    [ -d "$d" ] || continue
+  for d in $dirs; do
     set -- "$@" "$d"/*
   done
   [ "$#" -eq 0 ] || grep -s -H '^Alias=' "$@" || true
 }
 aliases > "$out/aliases"
-v=$(systemctl --version 2>/dev/null) || v=
-printf '%s\n' "${v%%
-*}" > "$out/version"
-(readlink -f /sbin/init 2>/dev/null || true) > "$out/init"
 if [ -x /usr/sbin/sshd ]; then echo present; fi > "$out/sshd"
+wait "$asked" || :
 "#;
 
 /// Sets the unit states. Arguments: `--default T [--enable U…] [--disable U…]
@@ -58,9 +67,10 @@ if [ -x /usr/sbin/sshd ]; then echo present; fi > "$out/sshd"
 /// the unit (a failed step would show this script, not the unit). The masks go to one
 /// `systemctl mask` call, whose failure is recorded for `*`. A failed `systemctl` call does not
 /// stop the step. `--ssh-host-keys` writes TEXT as `/etc/systemd/system/UNIT` and enables it
-/// only where an SSH server is installed. Then records the state of every unit named, after
-/// every change (a `disable` also disables the units its `Also=` names), with one
-/// `systemctl is-enabled` call.
+/// only where an SSH server is installed. Also defines what [`RECORD`] runs after the changes:
+/// `record_states`, the state of every unit named, after every change (a `disable` also
+/// disables the units its `Also=` names), from one `systemctl is-enabled` call; and `facts`,
+/// the image hygiene facts.
 const CHANGES: &str = r#"# Host keys made by package scripts at build time would be shared by every container.
 rm -f /etc/ssh/ssh_host_*
 # count_lines FILE: sets $count to its number of lines (as `wc -l`, without a program).
@@ -96,7 +106,6 @@ record() {
       printf '%s\t%s\n' "$u" "${s:-not-found}"
     done >> "$out/states"
   fi
-  rm -f "$out/raw"
 }
 # group VERB UNIT... [--OPTION ...]: one `systemctl VERB` call for the units before the next
 # option (one call per unit when it fails). Sets $n to how many units there were.
@@ -164,9 +173,8 @@ record_states() {
   if [ "$#" -gt 0 ]; then record "$@"; fi
   if [ -n "$nossh" ]; then printf '%s\tno-ssh-server\n' "$nossh" >> "$out/states"; fi
 }
-set_units "$@"
-record_states "$@"
-{
+# facts: the default target, the machine ID and the files the image hygiene removes.
+facts() {
   # What `systemctl get-default` prints, without a second systemctl: the unit the link ends at.
   t=$(readlink -f /etc/systemd/system/default.target 2>/dev/null) || t=
   printf 'default\t%s\n' "${t##*/}"
@@ -174,10 +182,12 @@ record_states "$@"
   for f in /var/lib/systemd/random-seed /var/lib/systemd/credential.secret /var/lib/dbus/machine-id /usr/sbin/policy-rc.d /etc/ssh/ssh_host_*; do
     if [ -e "$f" ]; then printf 'present\t%s\n' "$f"; fi
   done
-} > "$out/facts"
+}
+set_units "$@"
 "#;
 
-/// What the unit audit reads, written to `$out/audit` after the changes: every unit file in
+/// Defines `audit_units`, which [`RECORD`] runs after the changes: what the unit audit reads,
+/// written to `$out/audit`: every unit file in
 /// `/etc/systemd/system` (where `[[files]]` puts units; links resolved, masks skipped), every
 /// unit enabled there (the targets of the links in its `*.wants/` and `*.requires/` directories)
 /// and every drop-in there, each as a `file KIND NAME PATH LENGTH` line followed by its text and
@@ -258,14 +268,25 @@ BEGIN {
     done
   done < "$out/programs"
 }
-audit_units > "$out/audit" || true
-rm -f "$out/found" "$out/resolved" "$out/programs"
+"#;
+
+/// After the changes everything only reads: the facts and the unit audit are collected in the
+/// background while `systemctl is-enabled` is asked for the states (a failure of the facts
+/// fails the step, as in the foreground; the audit's never does).
+const RECORD: &str = r#"facts > "$out/facts" &
+facts_job=$!
+{ audit_units || true; } > "$out/audit" &
+audit_job=$!
+record_states "$@"
+wait "$facts_job"
+wait "$audit_job" || true
+rm -f "$out/raw" "$out/found" "$out/resolved" "$out/programs"
 "#;
 
 /// The units step's script: inventory, changes, report, what the unit audit reads. A failed
 /// `systemctl` call is recorded in the report, not a failure of the step.
 pub fn units_script() -> String {
-    format!("set -eu\nout={REPORT_DIR}\n{INVENTORY}{CHANGES}{AUDIT}")
+    format!("set -eu\nout={REPORT_DIR}\n{INVENTORY}{CHANGES}{AUDIT}{RECORD}")
 }
 
 /// The inventory alone, for a report-only step on the filesystem before the units step; the
