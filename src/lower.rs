@@ -1063,22 +1063,66 @@ fn remove_by_exec(
 }
 
 /// A `mkdir -p` of `path`'s parent, mode 0755. Directories it creates belong to the file's owner
-/// too; existing ones keep theirs.
+/// too; existing ones keep theirs. Left out when an earlier `mkdir -p` of the same op has made
+/// that directory already ([`made_earlier`]).
 fn push_parent_dirs(
     actions: &mut Vec<FileAction>,
     path: &str,
     owner: Option<&model::Owner>,
     timestamp: Option<i64>,
 ) {
-    if let Some(parent) = parent_dir(path) {
-        actions.push(FileAction::Mkdir {
-            path: parent.to_string(),
-            mode: 0o755,
-            make_parents: true,
-            owner: owner.map(chown),
-            timestamp,
-        });
+    let Some(parent) = parent_dir(path) else {
+        return;
+    };
+    let owner = owner.map(chown);
+    if made_earlier(actions, parent, owner.as_ref()) {
+        return;
     }
+    actions.push(FileAction::Mkdir {
+        path: parent.to_string(),
+        mode: 0o755,
+        make_parents: true,
+        owner,
+        timestamp,
+    });
+}
+
+/// Whether `dir` exists for certain after `actions`, so that a `mkdir -p` of it with `owner`
+/// would change nothing: an earlier `mkdir -p` made it or a directory under it, with that owner
+/// or no owner asked for now (an owner is looked up even when nothing is created), and no action
+/// since removed, linked or wrote anything at it or above it. BuildKit leaves an existing
+/// directory as it is (no mode, owner or time is set), and every action of a file op costs the
+/// daemon a mount of the filesystem, so each one left out makes the step faster.
+fn made_earlier(actions: &[FileAction], dir: &str, owner: Option<&llb::Chown>) -> bool {
+    let at_or_above = |path: &str| dir == path || is_under(dir, path);
+    for action in actions.iter().rev() {
+        match action {
+            FileAction::Mkdir {
+                path,
+                make_parents: true,
+                owner: made_with,
+                ..
+            } if path == dir || is_under(path, dir) => {
+                return owner.is_none() || owner == made_with.as_ref();
+            }
+            FileAction::Mkdir { .. } => {}
+            FileAction::Mkfile { path, .. } if !at_or_above(path) => {}
+            FileAction::Copy { dest, .. } if !at_or_above(dest) => {}
+            FileAction::Mkfile { .. }
+            | FileAction::Copy { .. }
+            | FileAction::Rm { .. }
+            | FileAction::Symlink { .. } => return false,
+        }
+    }
+    false
+}
+
+/// Whether `path` is strictly under the directory `dir` (both absolute, without a trailing `/`).
+fn is_under(path: &str, dir: &str) -> bool {
+    dir == "/" && path.len() > 1 && path.starts_with('/')
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn parent_dir(path: &str) -> Option<&str> {
@@ -1100,6 +1144,75 @@ fn chown(owner: &model::Owner) -> llb::Chown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A parent directory an earlier `mkdir -p` of the same op made is not made again; anything
+    /// that may have removed or replaced it since, or another owner, makes it again.
+    #[test]
+    fn a_parent_directory_made_earlier_in_the_op_is_not_made_again() {
+        let mkdirs = |actions: &[FileAction]| -> Vec<String> {
+            actions
+                .iter()
+                .filter_map(|a| match a {
+                    FileAction::Mkdir { path, .. } => Some(path.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let file = |path: &str| FileAction::Mkfile {
+            path: path.into(),
+            mode: 0o644,
+            data: Vec::new(),
+            owner: None,
+            timestamp: None,
+        };
+        let bob = model::Owner {
+            user: OwnerId::Name("bob".into()),
+            group: None,
+        };
+        // Two files in one directory, then one directly in a directory above it.
+        let mut actions = Vec::new();
+        push_parent_dirs(&mut actions, "/etc/systemd/system/a.service", None, None);
+        actions.push(file("/etc/systemd/system/a.service"));
+        push_parent_dirs(&mut actions, "/etc/systemd/system/b.service", None, None);
+        push_parent_dirs(&mut actions, "/etc/fstab", None, None);
+        assert_eq!(mkdirs(&actions), ["/etc/systemd/system"]);
+        // Another directory, and the same one for an owner the first did not ask for.
+        push_parent_dirs(&mut actions, "/etc/app/x", None, None);
+        push_parent_dirs(&mut actions, "/etc/app/y", Some(&bob), None);
+        assert_eq!(
+            mkdirs(&actions),
+            ["/etc/systemd/system", "/etc/app", "/etc/app"]
+        );
+        // A removal, a link or a write at the directory or above it comes between: made again.
+        for between in [
+            FileAction::Rm {
+                path: "/tmp/x".into(),
+                allow_not_found: true,
+                allow_wildcard: false,
+            },
+            FileAction::Symlink {
+                target: "/x".into(),
+                link: "/y".into(),
+                owner: None,
+                timestamp: None,
+            },
+            file("/srv"),
+        ] {
+            let mut actions = Vec::new();
+            push_parent_dirs(&mut actions, "/srv/www/a", None, None);
+            actions.push(between);
+            push_parent_dirs(&mut actions, "/srv/www/b", None, None);
+            assert_eq!(mkdirs(&actions), ["/srv/www", "/srv/www"]);
+        }
+        // `/srv/web` is not under `/srv/www`, nor `/srv/wwwx` under `/srv/www`.
+        let mut actions = Vec::new();
+        push_parent_dirs(&mut actions, "/srv/www/a", None, None);
+        push_parent_dirs(&mut actions, "/srv/web/a", None, None);
+        push_parent_dirs(&mut actions, "/srv/wwwx/a", None, None);
+        push_parent_dirs(&mut actions, "/srv/a", None, None);
+        assert_eq!(mkdirs(&actions), ["/srv/www", "/srv/web", "/srv/wwwx"]);
+        assert!(is_under("/a", "/") && !is_under("/", "/") && !is_under("/ab", "/a"));
+    }
 
     /// A source-map location is the place `diag` gives every other consumer (errors, warnings,
     /// outline): a span ending just past a newline ends on its own line, not at the next one.
