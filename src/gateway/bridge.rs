@@ -148,8 +148,8 @@ impl Bridge {
 
     /// Logs every request from now on, with how long BuildKit took to answer and when it was
     /// sent and answered (ms since the bridge was made), as
-    /// `sysfile: debug: <request> <what>: <ms> ms (+<sent>..+<answered>)` on stderr (the
-    /// daemon's log).
+    /// `sysfile: debug: <request> <what>: <ms> ms (+<sent>..+<answered>)`, to the debug sink:
+    /// stderr (the daemon's log) unless [`Bridge::set_debug_sink`] chose another.
     pub fn set_debug(&mut self, debug: bool) {
         self.debug = debug;
     }
