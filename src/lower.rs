@@ -1094,7 +1094,7 @@ fn push_parent_dirs(
 /// directory as it is (no mode, owner or time is set), and every action of a file op costs the
 /// daemon a mount of the filesystem, so each one left out makes the step faster.
 fn made_earlier(actions: &[FileAction], dir: &str, owner: Option<&llb::Chown>) -> bool {
-    let at_or_above = |path: &str| dir == path || is_under(dir, path);
+    let at_or_above = |path: &str| model::path_holds(path, dir);
     for action in actions.iter().rev() {
         match action {
             FileAction::Mkdir {
@@ -1102,7 +1102,7 @@ fn made_earlier(actions: &[FileAction], dir: &str, owner: Option<&llb::Chown>) -
                 make_parents: true,
                 owner: made_with,
                 ..
-            } if path == dir || is_under(path, dir) => {
+            } if model::path_holds(dir, path) => {
                 return owner.is_none() || owner == made_with.as_ref();
             }
             FileAction::Mkdir { .. } => {}
@@ -1115,14 +1115,6 @@ fn made_earlier(actions: &[FileAction], dir: &str, owner: Option<&llb::Chown>) -
         }
     }
     false
-}
-
-/// Whether `path` is strictly under the directory `dir` (both absolute, without a trailing `/`).
-fn is_under(path: &str, dir: &str) -> bool {
-    dir == "/" && path.len() > 1 && path.starts_with('/')
-        || path
-            .strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn parent_dir(path: &str) -> Option<&str> {
@@ -1211,7 +1203,6 @@ mod tests {
         push_parent_dirs(&mut actions, "/srv/wwwx/a", None, None);
         push_parent_dirs(&mut actions, "/srv/a", None, None);
         assert_eq!(mkdirs(&actions), ["/srv/www", "/srv/web", "/srv/wwwx"]);
-        assert!(is_under("/a", "/") && !is_under("/", "/") && !is_under("/ab", "/a"));
     }
 
     /// A source-map location is the place `diag` gives every other consumer (errors, warnings,

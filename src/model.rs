@@ -196,13 +196,15 @@ pub enum ContextKind {
 /// Whether two absolute, normalised paths overlap: equal, or one is a directory holding the
 /// other (a prefix at a `/` boundary).
 pub fn paths_overlap(a: &str, b: &str) -> bool {
-    let holds = |dir: &str, path: &str| {
-        dir == "/"
-            || path
-                .strip_prefix(dir)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
-    holds(a, b) || holds(b, a)
+    path_holds(a, b) || path_holds(b, a)
+}
+
+/// Whether the absolute, normalised `path` is `dir` or inside it (a prefix at a `/` boundary).
+pub fn path_holds(dir: &str, path: &str) -> bool {
+    dir == "/"
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// A `SOURCE_DATE_EPOCH` value: empty (unset) or whole seconds since 1970 up to `i64::MAX`.

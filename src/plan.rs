@@ -1719,6 +1719,12 @@ mod tests {
         assert!(paths_overlap("/", "/etc"));
         assert!(!paths_overlap("/etc/nginx", "/etc/nginx2"));
         assert!(!paths_overlap("/etc/a/b", "/etc/a/c"));
+        // One way round only: a directory holds itself and what is inside it.
+        assert!(crate::model::path_holds("/etc", "/etc/nginx"));
+        assert!(crate::model::path_holds("/etc", "/etc"));
+        assert!(crate::model::path_holds("/", "/etc"));
+        assert!(!crate::model::path_holds("/etc/nginx", "/etc"));
+        assert!(!crate::model::path_holds("/etc/nginx", "/etc/nginx2"));
         assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), ["/a", "/a/b"]);
         assert!(holds_ssh_host_key("/etc/ssh/ssh_host_rsa_key"));
         assert!(holds_ssh_host_key("/etc"));

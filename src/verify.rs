@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::audit::{self, UnitFile};
 use crate::diag::{Code, Diagnostic, Severity, Span};
-use crate::model::{Spec, Unit};
+use crate::model::{Spec, Unit, path_holds};
 use crate::plan::{Plan, SSH_KEYGEN_UNIT};
 use crate::report::{Collected, CollectedKind, Failure, Inventory, Lookup};
 
@@ -228,7 +228,11 @@ pub fn check_units(
     };
     // A `[[files]]` destination may be written after the units step (so it is not known here).
     let executable = |p: &str| {
-        if spec.files.iter().any(|f| f.writes() && under(p, &f.dest)) {
+        if spec
+            .files
+            .iter()
+            .any(|f| f.writes() && path_holds(&f.dest, p))
+        {
             return None;
         }
         collected.executables.get(p).copied()
@@ -262,7 +266,7 @@ pub fn check_units(
                 .files
                 .iter()
                 .rev()
-                .find(|f| f.writes() && under(path, &f.dest))
+                .find(|f| f.writes() && path_holds(&f.dest, path))
                 .map(|f| f.span)
                 .or_else(|| {
                     spec.services
@@ -291,14 +295,6 @@ pub fn check_units(
         }
     }
     diagnostics
-}
-
-/// Whether `path` is `dest` or inside it.
-fn under(path: &str, dest: &str) -> bool {
-    path == dest
-        || path
-            .strip_prefix(dest.trim_end_matches('/'))
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// `foo@.service` for `foo@bar.service`.
