@@ -120,15 +120,19 @@ async fn run_with_env(
     env: &[(&str, &str)],
 ) -> Result<FakeHandle, Box<dyn std::error::Error>> {
     let (client, handle) = fake.connect().await?;
+    let code = frontend::serve(Bridge::new(client), &frontend_options(opts, env)).await?;
+    assert_eq!(code, 0, "the frontend exits 0 once Return went through");
+    Ok(handle)
+}
+
+/// The options BuildKit hands the frontend: session 1, `opts` as frontend options, `env` besides.
+fn frontend_options(opts: &[(&str, &str)], env: &[(&str, &str)]) -> FrontendOptions {
     let mut vars = vec![("BUILDKIT_SESSION_ID".to_string(), "session-1".to_string())];
     vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     for (i, (k, v)) in opts.iter().enumerate() {
         vars.push((format!("BUILDKIT_FRONTEND_OPT_{i}"), format!("{k}={v}")));
     }
-    let options = FrontendOptions::from_env(vars);
-    let code = frontend::serve(Bridge::new(client), &options).await?;
-    assert_eq!(code, 0, "the frontend exits 0 once Return went through");
-    Ok(handle)
+    FrontendOptions::from_env(vars)
 }
 
 /// The error status the frontend returned; panics when it returned none.
@@ -2195,20 +2199,20 @@ async fn debug_lines(
     build_args: &[(&str, &str)],
 ) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let (client, handle) = fake("v0.32", spec).connect().await?;
-    let mut vars = vec![("BUILDKIT_SESSION_ID".to_string(), "session-1".to_string())];
-    let mut opts = vec![("filename".to_string(), "Sysfile".to_string())];
+    let keys: Vec<String> = build_args
+        .iter()
+        .map(|(k, _)| format!("build-arg:{k}"))
+        .collect();
+    let mut opts = vec![("filename", "Sysfile")];
     opts.extend(
-        build_args
-            .iter()
-            .map(|(k, v)| (format!("build-arg:{k}"), v.to_string())),
+        keys.iter()
+            .map(String::as_str)
+            .zip(build_args.iter().map(|(_, v)| *v)),
     );
-    for (i, (k, v)) in opts.iter().enumerate() {
-        vars.push((format!("BUILDKIT_FRONTEND_OPT_{i}"), format!("{k}={v}")));
-    }
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut bridge = Bridge::new(client);
     bridge.set_debug_sink(DebugSink::Lines(lines.clone()));
-    let code = frontend::serve(bridge, &FrontendOptions::from_env(vars)).await?;
+    let code = frontend::serve(bridge, &frontend_options(&opts, &[])).await?;
     assert_eq!(code, 0);
     returned_config(&handle);
     let lines = lines.lock().map_err(|e| e.to_string())?.clone();
