@@ -1492,6 +1492,33 @@ async fn a_missing_authorized_keys_file_is_a_located_error() -> TestResult {
     Ok(())
 }
 
+/// The context is loaded beside the base's resolution, and its error wins: with a base that
+/// cannot be resolved too, a missing context file is the error (the user's to fix first).
+#[tokio::test]
+async fn a_missing_context_file_wins_over_a_base_that_cannot_be_resolved() -> TestResult {
+    let fake = FakeBuildkit::new(caps("v0.32"))
+        .with_local("dockerfile", [("Sysfile", SSHD.as_bytes().to_vec())])
+        .with_local(
+            "context",
+            [("keys/other.pub", b"ssh-ed25519 AAAA x".to_vec())],
+        );
+    let handle = run(fake, &[("filename", "Sysfile")]).await?;
+    let status = returned_error(&handle);
+    assert!(
+        status
+            .message
+            .contains("`keys/admin.pub` is not in the build context"),
+        "{}",
+        status.message
+    );
+    assert!(
+        !status.message.contains("cannot resolve the base image"),
+        "{}",
+        status.message
+    );
+    Ok(())
+}
+
 /// A Sysfile that is not UTF-8 is a located `not-utf8` error, as in `sysfile check`.
 #[tokio::test]
 async fn a_non_utf8_sysfile_is_a_located_error() -> TestResult {
