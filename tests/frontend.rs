@@ -1442,16 +1442,30 @@ async fn the_build_context_is_loaded_beside_the_base_with_the_images_own_op() ->
     Ok(())
 }
 
-/// An `authorized_keys` file that is not in the build context is a located frontend error at the
-/// entry that names it, before any step runs (not a failing build step).
-#[tokio::test]
-async fn a_missing_authorized_keys_file_is_a_located_error() -> TestResult {
-    let fake = FakeBuildkit::new(caps("v0.32"))
+/// The sshd example with a context that lacks its `authorized_keys` file (`keys/admin.pub`).
+fn sshd_without_its_key() -> FakeBuildkit {
+    FakeBuildkit::new(caps("v0.32"))
         .with_local("dockerfile", [("Sysfile", SSHD.as_bytes().to_vec())])
         .with_local(
             "context",
             [("keys/other.pub", b"ssh-ed25519 AAAA x".to_vec())],
         )
+}
+
+/// The error of [`sshd_without_its_key`]: located at the user's `authorized_keys` entry.
+fn assert_missing_admin_key(message: &str) {
+    assert!(message.starts_with("Sysfile:10:"), "{message}");
+    assert!(
+        message.contains("`keys/admin.pub` is not in the build context"),
+        "{message}"
+    );
+}
+
+/// An `authorized_keys` file that is not in the build context is a located frontend error at the
+/// entry that names it, before any step runs (not a failing build step).
+#[tokio::test]
+async fn a_missing_authorized_keys_file_is_a_located_error() -> TestResult {
+    let fake = sshd_without_its_key()
         .with_image_config(DEBIAN, DIGEST, base_config())
         .with_image_rootfs(
             DEBIAN,
@@ -1462,18 +1476,7 @@ async fn a_missing_authorized_keys_file_is_a_located_error() -> TestResult {
         );
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
     let status = returned_error(&handle);
-    assert!(
-        status.message.starts_with("Sysfile:10:"),
-        "{}",
-        status.message
-    );
-    assert!(
-        status
-            .message
-            .contains("`keys/admin.pub` is not in the build context"),
-        "{}",
-        status.message
-    );
+    assert_missing_admin_key(&status.message);
     let execs = handle
         .solves()
         .iter()
@@ -1496,21 +1499,10 @@ async fn a_missing_authorized_keys_file_is_a_located_error() -> TestResult {
 /// cannot be resolved too, a missing context file is the error (the user's to fix first).
 #[tokio::test]
 async fn a_missing_context_file_wins_over_a_base_that_cannot_be_resolved() -> TestResult {
-    let fake = FakeBuildkit::new(caps("v0.32"))
-        .with_local("dockerfile", [("Sysfile", SSHD.as_bytes().to_vec())])
-        .with_local(
-            "context",
-            [("keys/other.pub", b"ssh-ed25519 AAAA x".to_vec())],
-        );
+    let fake = sshd_without_its_key();
     let handle = run(fake, &[("filename", "Sysfile")]).await?;
     let status = returned_error(&handle);
-    assert!(
-        status
-            .message
-            .contains("`keys/admin.pub` is not in the build context"),
-        "{}",
-        status.message
-    );
+    assert_missing_admin_key(&status.message);
     assert!(
         !status.message.contains("cannot resolve the base image"),
         "{}",
