@@ -195,6 +195,12 @@ impl Observed {
     }
 }
 
+/// What the journal holds of one unit, its messages only.
+fn journal_of(c: &Container, unit: &str) -> String {
+    c.exec(&["journalctl", "-u", unit, "-o", "cat", "--no-pager"])
+        .1
+}
+
 fn observe(c: &Container, unit: &str) -> Observed {
     let (_, show) = c.exec(&[
         "systemctl",
@@ -209,7 +215,7 @@ fn observe(c: &Container, unit: &str) -> Observed {
             .unwrap_or("")
             .to_string()
     };
-    let (_, journal) = c.exec(&["journalctl", "-u", unit, "-o", "cat", "--no-pager"]);
+    let journal = journal_of(c, unit);
     let facts = journal
         .lines()
         .filter_map(|l| l.strip_prefix("AUDIT "))
@@ -345,14 +351,9 @@ fn verdict_of(c: &Container, setting: &Setting, o: &Observed, base: &Baseline) -
                 .and_then(word)
                 .or_else(|| text.split("Failed at step ").nth(1).and_then(word))
         };
-        let journal = poll_until(
-            Duration::from_secs(15),
-            &|| {
-                c.exec(&["journalctl", "-u", &unit, "-o", "cat", "--no-pager"])
-                    .1
-            },
-            &|text| named(text).is_some(),
-        )
+        let journal = poll_until(Duration::from_secs(15), &|| journal_of(c, &unit), &|text| {
+            named(text).is_some()
+        })
         .unwrap_or_else(|text| text);
         // journald may drop both lines (seen on bookworm): then the status number, which
         // systemd measured, is named by systemd's own fixed table (systemd.exec(5)).
@@ -494,15 +495,12 @@ fn audit_matrix(host: Host, suite: &str) {
         // The unit's state can change before journald has written the line: wait for it. On
         // bookworm journald sometimes drops it altogether (as for the settings' failures,
         // verdict_of); then systemd's own measured status must say the same.
-        let journal = poll_until(
-            Duration::from_secs(15),
-            &|| {
-                c.exec(&["journalctl", "-u", name, "-o", "cat", "--no-pager"])
-                    .1
-            },
-            &|text| text.contains(says),
-        );
-        let explained = journal.is_ok() || status == Some(o.status.as_str());
+        let explained = o.journal.contains(says)
+            || poll_until(Duration::from_secs(15), &|| journal_of(&c, name), &|text| {
+                text.contains(says)
+            })
+            .is_ok()
+            || status == Some(o.status.as_str());
         if o.active != active || !explained {
             wrong.push(format!(
                 "{name}: expected {active} with {says:?} in its journal (or ExecMainStatus {status:?}), measured {o:?}"
