@@ -1090,9 +1090,10 @@ fn push_parent_dirs(
 /// Whether `dir` exists for certain after `actions`, so that a `mkdir -p` of it with `owner`
 /// would change nothing: an earlier `mkdir -p` made it or a directory under it, with that owner
 /// or no owner asked for now (an owner is looked up even when nothing is created), and since
-/// then no action removed or linked anything (wherever it was) or wrote a file at it or above it. BuildKit leaves an existing
-/// directory as it is (no mode, owner or time is set), and every action of a file op costs the
-/// daemon a mount of the filesystem, so each one left out makes the step faster.
+/// then no action removed or linked anything (wherever it was) or wrote a file at it or above
+/// it. BuildKit leaves an existing directory as it is (no mode, owner or time is set), and every
+/// action of a file op costs the daemon a mount of the filesystem, so each one left out makes
+/// the step faster.
 fn made_earlier(actions: &[FileAction], dir: &str, owner: Option<&llb::Chown>) -> bool {
     let at_or_above = |path: &str| model::path_holds(path, dir);
     for action in actions.iter().rev() {
