@@ -2218,16 +2218,12 @@ async fn debug_lines(
     build_args: &[(&str, &str)],
 ) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let (client, handle) = fake("v0.32", spec).connect().await?;
-    let keys: Vec<String> = build_args
+    let args: Vec<(String, &str)> = build_args
         .iter()
-        .map(|(k, _)| format!("build-arg:{k}"))
+        .map(|(k, v)| (format!("build-arg:{k}"), *v))
         .collect();
     let mut opts = vec![("filename", "Sysfile")];
-    opts.extend(
-        keys.iter()
-            .map(String::as_str)
-            .zip(build_args.iter().map(|(_, v)| *v)),
-    );
+    opts.extend(args.iter().map(|(k, v)| (k.as_str(), *v)));
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut bridge = Bridge::new(client);
     bridge.set_debug_sink(DebugSink::Lines(lines.clone()));
