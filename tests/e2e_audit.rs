@@ -351,10 +351,14 @@ fn verdict_of(c: &Container, setting: &Setting, o: &Observed, base: &Baseline) -
                 .and_then(word)
                 .or_else(|| text.split("Failed at step ").nth(1).and_then(word))
         };
-        let journal = poll_until(Duration::from_secs(15), &|| journal_of(c, &unit), &|text| {
-            named(text).is_some()
-        })
-        .unwrap_or_else(|text| text);
+        let journal = if named(&o.journal).is_some() {
+            o.journal.clone()
+        } else {
+            poll_until(Duration::from_secs(15), &|| journal_of(c, &unit), &|text| {
+                named(text).is_some()
+            })
+            .unwrap_or_else(|text| text)
+        };
         // journald may drop both lines (seen on bookworm): then the status number, which
         // systemd measured, is named by systemd's own fixed table (systemd.exec(5)).
         let name = named(&journal).unwrap_or_else(|| {
