@@ -126,6 +126,19 @@ pub fn lower(
     lowering.finish_with_report()
 }
 
+/// The user steps applied apart from the chain (see [`Lowering::join_users`]).
+struct UsersBeside {
+    /// The state they were applied on: the chain's before them.
+    before: Output,
+    /// The state after the last of them so far.
+    current: Output,
+    /// The first user's spec location and its `(file:line)`, where the diff and the merge
+    /// that join them point.
+    at: llb::Location,
+    line: String,
+    history: Vec<(String, bool)>,
+}
+
 /// Lowering in progress: the graph, the current root filesystem and the build context.
 ///
 /// [`lower`] runs every step; [`crate::compile::Compiled::inspection`] stops part-way to
@@ -140,6 +153,9 @@ pub struct Lowering<'a> {
     before_files: Option<Output>,
     /// The filesystem before the units step, once reached: what the checks run on.
     before_units: Option<Output>,
+    /// The user steps run beside the files ([`Plan::users_beside_files`], dependency-shaped
+    /// builds only), until their diff is laid on the chain before the units step.
+    users_beside: Option<UsersBeside>,
     leaves: Vec<(Output, llb::Location)>,
     /// The history lines of the leaf files: their layers come after the chain's.
     leaf_history: Vec<(String, bool)>,
@@ -217,6 +233,7 @@ impl<'a> Lowering<'a> {
             current,
             before_files: None,
             before_units: None,
+            users_beside: None,
             leaves: Vec::new(),
             leaf_history: Vec::new(),
             contexts: Contexts {
@@ -239,9 +256,18 @@ impl<'a> Lowering<'a> {
     pub fn steps(&mut self, end: usize) {
         let plan = self.plan;
         let joins = self.options.joins();
+        let users_beside = plan.users_beside_files.clone().filter(|_| joins);
         for (i, step) in plan.steps.iter().enumerate().take(end) {
             if i == plan.units_step {
+                self.join_users();
                 self.before_units = Some(self.current.clone());
+            }
+            if users_beside
+                .as_ref()
+                .is_some_and(|users| users.contains(&i))
+            {
+                self.apply_beside_files(step);
+                continue;
             }
             if i == plan.files_start {
                 self.early_directories();
@@ -267,6 +293,59 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
+        if end >= plan.units_step {
+            self.join_users();
+        }
+    }
+
+    /// Applies a user step apart from the chain, after the user steps before it: the chain
+    /// stays at the state before them (see [`Plan::users_beside_files`]).
+    fn apply_beside_files(&mut self, step: &Step) {
+        let root = match &self.users_beside {
+            Some(side) => side.current.clone(),
+            None => self.current.clone(),
+        };
+        let applied = self.apply(step, &root);
+        let line = (step.name.clone(), false);
+        match &mut self.users_beside {
+            Some(side) => {
+                side.current = applied;
+                side.history.push(line);
+            }
+            None => {
+                self.users_beside = Some(UsersBeside {
+                    before: self.current.clone(),
+                    current: applied,
+                    at: location(self.sources, step.span),
+                    line: entry_line(self.sources, step.span),
+                    history: vec![line],
+                });
+            }
+        }
+    }
+
+    /// Lays the diff of the user steps run beside the files (their changes to the state before
+    /// them) on the chain, when they did: `merge(chain, diff(before the users, the users))`.
+    /// Their history lines follow the chain's, as their layers do.
+    fn join_users(&mut self) {
+        let Some(mut side) = self.users_beside.take() else {
+            return;
+        };
+        let line = &side.line;
+        let diff = self.graph.diff(
+            &side.before,
+            &side.current,
+            OpOptions::named(format!(
+                "[sysfile] the users, made beside the files ({line})"
+            ))
+            .at(Some(side.at.clone())),
+        );
+        self.current = self.graph.merge(
+            &[self.current.clone(), diff],
+            OpOptions::named(format!("[sysfile] the files and the users ({line})"))
+                .at(Some(side.at)),
+        );
+        self.history.append(&mut side.history);
     }
 
     /// Creates the parent directories of every leaf file and every file placed after the runs in

@@ -6,6 +6,7 @@
 //! script text.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use crate::diag::Span;
 use crate::distro::{self, Family};
@@ -64,6 +65,11 @@ pub struct Plan {
     /// the spec's order, file by file; not those directly inside an [`ALWAYS_THERE`] directory
     /// (a unit file), whose parents exist already.
     pub early_dirs: Vec<EarlyDir>,
+    /// The user steps, as a range of [`Plan::steps`], when they may run beside the files (see
+    /// [`users_beside_files`]): on daemons with merge and diff ops they are applied on the state
+    /// before them apart from the chain, which goes on from that state, and their diff is laid
+    /// on the chain just before the units step, so neither waits for the other.
+    pub users_beside_files: Option<Range<usize>>,
     /// The `check = true` runs: each runs on the state before the units step (every step the
     /// spec asked for, with sysfile's systemd configuration and image hygiene) with the leaf
     /// files it may read, and its changes are discarded. Not in `steps`.
@@ -283,6 +289,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         steps.push(step);
     }
 
+    let users_start = steps.len();
     for user in &spec.users {
         let mut step = user_step(user);
         step.name = shown.show(&step.name, &[user.span]);
@@ -297,6 +304,10 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
     // sysfile's own file steps after the runs: built once, for the leaf rule and the plan.
     let finishing = [systemd_config_step(spec), hygiene_step(spec)];
     let files_start = steps.len();
+    let users_beside_files = (order == Order::Graph
+        && users_start < files_start
+        && users_beside_files(spec, &finishing))
+    .then_some(users_start..files_start);
     let places = match order {
         Order::Graph => place_files(spec, &finishing),
         Order::Declared => vec![FilePlace::Chain; spec.files.len()],
@@ -457,6 +468,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         files_start,
         leaves,
         early_dirs,
+        users_beside_files,
         checks,
         context_paths: context_paths(spec),
         named_context_paths: named_paths
@@ -601,25 +613,7 @@ const ALWAYS_THERE: &[&str] = &["/etc", "/etc/systemd", "/etc/systemd/system"];
 /// not a layer of its own to join, and moving it would change what the steps between see. It
 /// creates no directory.
 pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
-    let written = finishing
-        .iter()
-        .filter_map(|step| match &step.kind {
-            StepKind::Files(files) => Some(files),
-            StepKind::Exec(_) => None,
-        })
-        .flatten()
-        .map(|file| match file {
-            FileStep::Write { path, .. } => path.as_str(),
-            // `/run/*`: the directory the glob lists.
-            FileStep::Remove {
-                path,
-                wildcard: true,
-                ..
-            } => path.rsplit_once('/').map_or(path.as_str(), |(dir, _)| dir),
-            FileStep::Remove { path, .. } => path.as_str(),
-            FileStep::CopyFromContext { dest, .. } => dest.as_str(),
-        });
-    let written: Vec<&str> = written.collect();
+    let written = paths_written(finishing);
     let blocked = PathIndex::new(NOT_LEAF.iter().copied().chain(written.iter().copied()));
     let finishing_writes = PathIndex::new(written.iter().copied());
     let later_runs: Vec<&model::RunStep> = spec
@@ -685,6 +679,93 @@ pub fn place_files(spec: &Spec, finishing: &[Step]) -> Vec<FilePlace> {
         places.push(place);
     }
     places
+}
+
+/// The paths file steps write or remove (for a glob such as `/run/*`, the directory it lists).
+fn paths_written(steps: &[Step]) -> Vec<&str> {
+    steps
+        .iter()
+        .filter_map(|step| match &step.kind {
+            StepKind::Files(files) => Some(files),
+            StepKind::Exec(_) => None,
+        })
+        .flatten()
+        .map(|file| match file {
+            FileStep::Write { path, .. } => path.as_str(),
+            FileStep::Remove {
+                path,
+                wildcard: true,
+                ..
+            } => path.rsplit_once('/').map_or(path.as_str(), |(dir, _)| dir),
+            FileStep::Remove { path, .. } => path.as_str(),
+            FileStep::CopyFromContext { dest, .. } => dest.as_str(),
+        })
+        .collect()
+}
+
+/// What the user steps write: the identity files with their backups (`/etc/passwd-`) and lock,
+/// the subordinate id ranges, the login records `useradd` resets, the mail spools, and `/home`,
+/// where a new user's home is made (the user step names it: `/home/NAME`, whatever the base's
+/// `/etc/default/useradd` says).
+const USERS_WRITE: &[&str] = &[
+    "/etc/passwd",
+    "/etc/passwd-",
+    "/etc/group",
+    "/etc/group-",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/.pwd.lock",
+    "/etc/subuid",
+    "/etc/subuid-",
+    "/etc/subgid",
+    "/etc/subgid-",
+    "/var/log/lastlog",
+    "/var/log/faillog",
+    "/var/log/tallylog",
+    "/var/mail",
+    "/var/spool/mail",
+    "/home",
+];
+
+/// Whether the user steps may run beside the `[[files]]` entries and sysfile's finishing steps
+/// (see [`Plan::users_beside_files`]) and the filesystem still be the line's, where the users
+/// come first. The chain then runs from the state before the users, and the users' diff (their
+/// changes to that same state, so exactly the line's) is laid over it before the units step.
+/// That differs from the line only where the chain reads what the users write, or both write
+/// one path (the users' version would win, where the line has the later file's). So:
+/// * no `[[run]]` after the packages that changes the image (it may read anything, such as a
+///   user; checks run on the joined state, after the users, as in the line);
+/// * no `[[files]]` owner is a name (names resolve against the state the copy is applied on);
+/// * no user sets `uid` (`usermod --uid` on a user the base or a package made re-owns the files
+///   in its home, which may be anywhere) or `authorized_keys` (written into a home, which may
+///   be anywhere for such a user);
+/// * no `[[files]]` entry's `dest`, nor a path the `finishing` steps write or remove, overlaps
+///   what the user steps write ([`USERS_WRITE`]). A directory the chain makes which a user
+///   step makes too (a new user's home) then takes the user step's owner and mode in both
+///   shapes; none can, as `/home` is excluded.
+pub fn users_beside_files(spec: &Spec, finishing: &[Step]) -> bool {
+    let users_write = PathIndex::new(USERS_WRITE.iter().copied());
+    let changing_run = spec
+        .runs
+        .iter()
+        .any(|r| r.phase == Phase::AfterPackages && !r.check);
+    let named_owner = spec
+        .files
+        .iter()
+        .any(|f| f.owner.as_ref().is_some_and(names_owner));
+    let user_elsewhere = spec
+        .users
+        .iter()
+        .any(|u| u.uid.is_some() || !u.authorized_keys.is_empty());
+    let overlaps = spec
+        .files
+        .iter()
+        .map(|f| f.dest.as_str())
+        .chain(paths_written(finishing))
+        .any(|dest| users_write.overlaps(dest, 0));
+    !(changing_run || named_owner || user_elsewhere || overlaps)
 }
 
 /// Whether an owner is given by a user or group name (rather than by numbers only).
@@ -1094,7 +1175,7 @@ if getent passwd "$name" >/dev/null; then
   if [ -n "$shell" ]; then set -- "$@" --shell "$shell"; fi
   if [ "$#" -gt 0 ]; then usermod "$@" "$name"; fi
 else
-  set -- --create-home
+  set -- --create-home --home-dir "/home/$name"
   if [ -n "$uid" ]; then set -- "$@" --uid "$uid"; fi
   if [ -n "$groups" ]; then set -- "$@" --groups "$groups"; fi
   if [ -n "$shell" ]; then set -- "$@" --shell "$shell"; fi
@@ -2094,6 +2175,99 @@ mod tests {
             check("reads = [\"/etc/nginx/conf.d/site.conf.bak\"]"),
             at(&[])
         );
+    }
+
+    #[test]
+    fn users_run_beside_the_files_only_when_nothing_there_reads_or_writes_what_they_write() {
+        let beside = |body: &str| {
+            let text = format!("[image]\nfrom = \"debian\"\n{body}");
+            let graph = plan_of(&text, Family::Debian);
+            let declared = plan(
+                &spec_of(&text),
+                &BaseFacts::assumed(Family::Debian),
+                Order::Declared,
+            );
+            assert_eq!(
+                declared.users_beside_files, None,
+                "the declared line moves nothing"
+            );
+            graph.users_beside_files.map(|users| {
+                assert!(
+                    graph.steps[users.clone()]
+                        .iter()
+                        .all(|s| s.name.starts_with("[sysfile] user "))
+                );
+                assert_eq!(users.end, graph.files_start);
+                users.len()
+            })
+        };
+        let user = |extra: &str| format!("[[users]]\nname = \"app\"\n{extra}\n");
+        let files = [
+            file("/etc/nginx/conf.d/site.conf"),
+            file("/srv/page/index.html"),
+        ]
+        .concat();
+        assert_eq!(beside(&files), None, "no user");
+        assert_eq!(
+            beside(&user("")),
+            Some(1),
+            "no file: beside the finishing steps"
+        );
+        assert_eq!(
+            beside(
+                &[
+                    user(""),
+                    "[[users]]\nname = \"web\"\n".into(),
+                    files.clone()
+                ]
+                .concat()
+            ),
+            Some(2)
+        );
+        let owned = "[[files]]\ndest = \"/srv/a\"\ncontent = \"x\"\nowner = ";
+        assert_eq!(
+            beside(&[user(""), format!("{owned}\"1500:1500\"\n")].concat()),
+            Some(1)
+        );
+        for blocked in [
+            format!("{owned}\"app\"\n"),
+            format!("{owned}\"0:app\"\n"),
+            file("/etc/passwd"),
+            file("/etc/group-"),
+            file("/etc/subuid"),
+            file("/home/app/.profile"),
+            file("/home"),
+            file("/var/log/lastlog"),
+            file("/var/mail/app"),
+            file("/var"),
+            "[[files]]\ndest = \"/home/app/.bashrc\"\nremove = true\n".into(),
+            "[[run]]\nsh = \"true\"\nreads = [\"/srv\"]\n".into(),
+        ] {
+            assert_eq!(
+                beside(&[user(""), files.clone(), blocked.clone()].concat()),
+                None,
+                "{blocked}"
+            );
+        }
+        assert_eq!(
+            beside(&[user("uid = 1500"), files.clone()].concat()),
+            None,
+            "uid"
+        );
+        assert_eq!(
+            beside(&[user("authorized_keys = [\"k.pub\"]"), files.clone()].concat()),
+            None,
+            "keys"
+        );
+        // A check changes nothing and runs after the users; a run before the packages is before
+        // them in both shapes.
+        let check = "[[run]]\nsh = \"true\"\ncheck = true\n";
+        let before = "[[run]]\nsh = \"true\"\nphase = \"before-packages\"\n";
+        assert_eq!(
+            beside(&[user(""), files.clone(), check.into()].concat()),
+            Some(1)
+        );
+        assert_eq!(beside(&[user(""), files, before.into()].concat()), Some(1));
     }
 
     /// The manager drop-in of a spec, as the systemd configuration step writes it.

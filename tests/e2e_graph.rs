@@ -31,6 +31,9 @@ const DECLARED: &[(&str, &str)] = &[("BUILDKIT_SYSFILE_LINEAR", "declared")];
 const EARLY_DIRECTORIES: &str = "[sysfile] directories of the files copied later";
 /// The progress name of a leaf file's diff, which joins the image (dependency-shaped builds only).
 const JOIN: &str = "[sysfile] a file no later step reads";
+/// The progress name of the diff of the user steps run beside the files (dependency-shaped
+/// builds of a spec whose files neither read nor write what the users write).
+const USERS_JOIN: &str = "[sysfile] the users, made beside the files";
 /// The builder with merge and diff ops.
 const SHAPED: Builder = Builder::Buildctl(FrontendFrom::Registry);
 
@@ -153,7 +156,8 @@ fn differences(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -> Vec<
 }
 
 /// Builds `dir` both ways and compares the root filesystems; returns the shaped one.
-fn assert_same_filesystem(test: &str, dir: &Path) -> BTreeMap<String, Entry> {
+/// `users_beside`: whether the shaped build runs the user steps beside the files.
+fn assert_same_filesystem(test: &str, dir: &Path, users_beside: bool) -> BTreeMap<String, Entry> {
     let Some(builder) = setup(test, SHAPED) else {
         return BTreeMap::new();
     };
@@ -175,6 +179,11 @@ fn assert_same_filesystem(test: &str, dir: &Path) -> BTreeMap<String, Entry> {
             build.output.contains(JOIN),
             merged,
             "{test}, {shape}: a merge of the leaf files only where asked for"
+        );
+        assert_eq!(
+            build.output.contains(USERS_JOIN),
+            merged && users_beside,
+            "{test}, {shape}: the users beside the files only where asked for and allowed"
         );
     }
     // And the plain line, every step where the spec declares it: what both must equal.
@@ -204,18 +213,24 @@ fn assert_same_filesystem(test: &str, dir: &Path) -> BTreeMap<String, Entry> {
 
 #[test]
 fn webapp_is_the_same_file_by_file_in_both_shapes() {
-    assert_same_filesystem("graph-webapp", &repo_root().join("examples/webapp"));
+    // Its user runs beside the files: nothing there is owned by a name or under /home.
+    assert_same_filesystem("graph-webapp", &repo_root().join("examples/webapp"), true);
 }
 
 #[test]
 fn webstack_is_the_same_file_by_file_in_both_shapes() {
-    assert_same_filesystem("graph-webstack", &repo_root().join("examples/webstack"));
+    assert_same_filesystem(
+        "graph-webstack",
+        &repo_root().join("examples/webstack"),
+        false,
+    );
 }
 
 #[test]
 fn the_fixture_built_to_break_the_rule_is_the_same_in_both_shapes() {
     let fixture = repo_root().join("tests/fixtures/graph/ctx");
-    let root = assert_same_filesystem("graph-fixture", &fixture);
+    // Its user sets a uid, and files name it as their owner: the users stay in the chain.
+    let root = assert_same_filesystem("graph-fixture", &fixture, false);
     if root.is_empty() {
         return;
     }
