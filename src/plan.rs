@@ -396,7 +396,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
     // re-runs the units step anyway, and one op costs the daemon less than one per file.
     steps.extend(one_file_step(&held_back.iter().collect::<Vec<_>>()));
 
-    let checks = spec
+    let mut checks: Vec<Check> = spec
         .runs
         .iter()
         .filter(|r| r.check)
@@ -423,19 +423,31 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
 
     let units = UnitPlan::new(spec, facts.family);
     // sysfile's two file steps as one op: they always re-run together. And in the same op as
-    // the file step before them when the chain ends in one (the files placed after the runs,
-    // say): what changes that step re-runs them anyway, and one op costs the daemon less.
+    // the chain's file steps before them (see `joined_into_finishing`): what changes one of
+    // those re-runs them anyway, and one op costs the daemon less than several.
     let [config, hygiene] = &finishing;
-    let last = steps.len().checked_sub(1);
-    let joins_last = last.is_some_and(|i| {
-        matches!(steps[i].kind, StepKind::Files(_)) && leaves.binary_search(&i).is_err()
-    });
-    let finishing_step = if joins_last {
-        let previous = steps.pop().expect("the chain ends in a file step");
-        one_file_step(&[&previous, config, hygiene])
-    } else {
-        one_file_step(&[config, hygiene])
-    };
+    let joined = joined_into_finishing(&steps, &leaves);
+    let mut finishing_steps = Vec::new();
+    for &i in joined.iter().rev() {
+        finishing_steps.push(steps.remove(i));
+    }
+    finishing_steps.reverse();
+    let finishing_step = one_file_step(
+        &finishing_steps
+            .iter()
+            .chain([config, hygiene])
+            .collect::<Vec<_>>(),
+    );
+    // The leaves after a joined step moved up by one for each.
+    let moved = |i: usize| i - joined.iter().filter(|&&j| j < i).count();
+    for leaf in &mut leaves {
+        *leaf = moved(*leaf);
+    }
+    for check in &mut checks {
+        for leaf in &mut check.leaves {
+            *leaf = moved(*leaf);
+        }
+    }
     steps.extend(finishing_step);
     let units_step = steps.len();
     let mut step = units.step(spec);
@@ -482,6 +494,31 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
         disabled_units: units.disable,
         masked_units: units.mask,
     }
+}
+
+/// The chain's file steps that go into the finishing steps' op, as ascending indexes of
+/// `steps`: the chain's last step when it is a file step, and the removals right before it
+/// in the chain (leaves are no ops of the chain, so they do not separate them). Whatever
+/// re-runs one of them re-runs the later ones and the finishing steps anyway; a removal costs
+/// nothing to do again, while an earlier copy stays an op of its own, so that changing the
+/// last file does not copy it again.
+fn joined_into_finishing(steps: &[Step], leaves: &[usize]) -> Vec<usize> {
+    let mut joined = Vec::new();
+    for (i, step) in steps.iter().enumerate().rev() {
+        if leaves.binary_search(&i).is_ok() {
+            continue;
+        }
+        let StepKind::Files(files) = &step.kind else {
+            break;
+        };
+        let removes_only = files.iter().all(|f| matches!(f, FileStep::Remove { .. }));
+        if !joined.is_empty() && !removes_only {
+            break;
+        }
+        joined.push(i);
+    }
+    joined.reverse();
+    joined
 }
 
 /// File steps as one step (one file op, its actions in order), named after all of them and
@@ -2268,6 +2305,75 @@ mod tests {
             Some(1)
         );
         assert_eq!(beside(&[user(""), files, before.into()].concat()), Some(1));
+    }
+
+    #[test]
+    fn removals_before_the_chain_s_last_file_step_join_the_finishing_op_across_leaves() {
+        let removal = |dest: &str| format!("[[files]]\ndest = \"{dest}\"\nremove = true\n");
+        let unit = file("/etc/systemd/system/app.service");
+        // The finishing op's steps, by their names, and the leaves', by their indexes.
+        let layout = |body: &str| {
+            let plan = plan_of(
+                &format!("[image]\nfrom = \"debian\"\n{body}"),
+                Family::Debian,
+            );
+            let last = &plan.steps[plan.units_step - 1];
+            let leaves: Vec<&str> = plan
+                .leaves
+                .iter()
+                .map(|&i| plan.steps[i].name.as_str())
+                .collect();
+            let checks: Vec<Vec<String>> = plan
+                .checks
+                .iter()
+                .map(|c| {
+                    c.leaves
+                        .iter()
+                        .map(|&i| plan.steps[i].name.clone())
+                        .collect()
+                })
+                .collect();
+            (last.name.clone(), leaves.join(" | "), checks)
+        };
+        let check = "[[run]]\nsh = \"true\"\ncheck = true\n";
+        let (last, leaves, checks) = layout(
+            &[
+                removal("/etc/nginx/sites-enabled/default"),
+                file("/srv/a"),
+                removal("/etc/motd"),
+                file("/srv/b"),
+                unit.clone(),
+                check.into(),
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            last,
+            "[sysfile] remove /etc/nginx/sites-enabled/default; remove /etc/motd; write /etc/systemd/system/app.service; systemd configuration; image hygiene"
+        );
+        assert_eq!(leaves, "[sysfile] write /srv/a | [sysfile] write /srv/b");
+        assert_eq!(
+            checks,
+            [["[sysfile] write /srv/a", "[sysfile] write /srv/b"]]
+        );
+        // A copy before the removals stays an op of its own, and so does what is before it.
+        let (last, _, _) = layout(
+            &[
+                removal("/etc/motd"),
+                file("/etc/init.d/x"),
+                removal("/etc/issue"),
+                removal("/etc/issue.net"),
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            last,
+            "[sysfile] remove /etc/issue; remove /etc/issue.net; systemd configuration; image hygiene"
+        );
+        // A run ends the chain's file steps.
+        let run = "[[run]]\nsh = \"true\"\n";
+        let (last, _, _) = layout(&[removal("/etc/motd"), run.into()].concat());
+        assert_eq!(last, "[sysfile] systemd configuration; image hygiene");
     }
 
     /// The manager drop-in of a spec, as the systemd configuration step writes it.
