@@ -252,7 +252,10 @@ impl<'a> Lowering<'a> {
     /// dependency-shaped build the leaf files go on the filesystem as it was before the first
     /// `[[files]]` step, apart from the chain; [`Lowering::finish`] joins them on top. On a
     /// linear build [`Lowering::finish`] applies them at the end of the chain instead. Either
-    /// way their directories are made in the chain, where the first `[[files]]` step is.
+    /// way their directories are made in the chain, where the first `[[files]]` step is. On a
+    /// dependency-shaped build the user steps the plan puts beside the files are applied apart
+    /// too, and joined on the chain before the units step (or at `end` when that is where
+    /// the units step would be).
     pub fn steps(&mut self, end: usize) {
         let plan = self.plan;
         let joins = self.options.joins();

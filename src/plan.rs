@@ -427,11 +427,16 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
     // those re-runs them anyway, and one op costs the daemon less than several.
     let [config, hygiene] = &finishing;
     let joined = joined_into_finishing(&steps, &leaves);
-    let mut finishing_steps = Vec::new();
-    for &i in joined.iter().rev() {
-        finishing_steps.push(steps.remove(i));
+    let mut finishing_steps = Vec::with_capacity(joined.len());
+    let mut chain = Vec::with_capacity(steps.len());
+    for (i, step) in steps.into_iter().enumerate() {
+        if joined.binary_search(&i).is_ok() {
+            finishing_steps.push(step);
+        } else {
+            chain.push(step);
+        }
     }
-    finishing_steps.reverse();
+    steps = chain;
     let finishing_step = one_file_step(
         &finishing_steps
             .iter()
@@ -439,7 +444,7 @@ pub fn plan(spec: &Spec, facts: &BaseFacts, order: Order) -> Plan {
             .collect::<Vec<_>>(),
     );
     // The leaves after a joined step moved up by one for each.
-    let moved = |i: usize| i - joined.iter().filter(|&&j| j < i).count();
+    let moved = |i: usize| i - joined.partition_point(|&j| j < i);
     for leaf in &mut leaves {
         *leaf = moved(*leaf);
     }
@@ -779,9 +784,8 @@ const USERS_WRITE: &[&str] = &[
 ///   in its home, which may be anywhere) or `authorized_keys` (written into a home, which may
 ///   be anywhere for such a user);
 /// * no `[[files]]` entry's `dest`, nor a path the `finishing` steps write or remove, overlaps
-///   what the user steps write ([`USERS_WRITE`]). A directory the chain makes which a user
-///   step makes too (a new user's home) then takes the user step's owner and mode in both
-///   shapes; none can, as `/home` is excluded.
+///   what the user steps write ([`USERS_WRITE`]). So no directory is made by both: a user
+///   step makes one only under `/home` (a new user's home), which no file may touch.
 pub fn users_beside_files(spec: &Spec, finishing: &[Step]) -> bool {
     let users_write = PathIndex::new(USERS_WRITE.iter().copied());
     let changing_run = spec
