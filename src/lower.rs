@@ -132,10 +132,8 @@ struct UsersBeside {
     before: Output,
     /// The state after the last of them so far.
     current: Output,
-    /// The first user's spec location and its `(file:line)`, where the diff and the merge
-    /// that join them point.
-    at: llb::Location,
-    line: String,
+    /// The first user's entry, where the diff and the merge that join them point.
+    span: Span,
     history: Vec<(String, bool)>,
 }
 
@@ -319,8 +317,7 @@ impl<'a> Lowering<'a> {
                 self.users_beside = Some(UsersBeside {
                     before: self.current.clone(),
                     current: applied,
-                    at: location(self.sources, step.span),
-                    line: entry_line(self.sources, step.span),
+                    span: step.span,
                     history: vec![line],
                 });
             }
@@ -334,19 +331,19 @@ impl<'a> Lowering<'a> {
         let Some(mut side) = self.users_beside.take() else {
             return;
         };
-        let line = &side.line;
+        let line = entry_line(self.sources, side.span);
+        let at = location(self.sources, side.span);
         let diff = self.graph.diff(
             &side.before,
             &side.current,
             OpOptions::named(format!(
                 "[sysfile] the users, made beside the files ({line})"
             ))
-            .at(Some(side.at.clone())),
+            .at(Some(at.clone())),
         );
         self.current = self.graph.merge(
             &[self.current.clone(), diff],
-            OpOptions::named(format!("[sysfile] the files and the users ({line})"))
-                .at(Some(side.at)),
+            OpOptions::named(format!("[sysfile] the files and the users ({line})")).at(Some(at)),
         );
         self.history.append(&mut side.history);
     }
