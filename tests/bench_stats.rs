@@ -1,6 +1,8 @@
 //! `scripts/paired-ratio.awk`, the statistics `scripts/bench` prints for each ratio: the median
-//! of the per-run ratios and its distribution-free 95 % confidence interval. Known inputs, exact
-//! answers (the interval's ranks are those of the binomial distribution, worked out by hand).
+//! of the per-run ratios and its distribution-free 95 % confidence interval; and
+//! `scripts/bench-pool`, which pools the pairs of several bench runs into one such ratio. Known
+//! inputs, exact answers (the interval's ranks are those of the binomial distribution, worked
+//! out by hand).
 
 use std::process::Command;
 
@@ -79,4 +81,74 @@ fn fewer_than_six_runs_give_no_interval() {
 fn unpaired_or_missing_runs_give_no_ratio() {
     assert_eq!(paired("1 2 3", "1 2"), "–");
     assert_eq!(paired("", ""), "–");
+}
+
+/// `scripts/bench-pool` on these raw files (name, text): its exit status, stdout and stderr.
+fn pool(files: &[(&str, &str)], figures: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let paths: Vec<std::path::PathBuf> = files
+        .iter()
+        .map(|(name, text)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("raw file written");
+            path
+        })
+        .collect();
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench-pool"))
+        .args(&paths)
+        .env("BENCH_POOL_FIGURES", figures)
+        .output()
+        .expect("bench-pool runs");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).expect("UTF-8"),
+        String::from_utf8(out.stderr).expect("UTF-8"),
+    )
+}
+
+/// The table row of `figure` on `daemon`.
+fn row<'a>(table: &'a str, figure: &str, daemon: &str) -> &'a str {
+    let start = format!("| {figure} | {daemon} |");
+    table
+        .lines()
+        .find(|line| line.starts_with(&start))
+        .unwrap_or_else(|| panic!("no {figure} row for {daemon} in:\n{table}"))
+}
+
+/// The pairs of every file go into one list: the pooled ratio is that of all the pairs, not a
+/// mean of each file's, and each file's runs are paired with the peer's runs of the same file.
+#[test]
+fn pooling_pairs_each_file_s_runs_and_takes_the_ratio_of_all_the_pairs() {
+    // File 1: ratios 2, 2, 2 (sysfile slower); file 2: 0.5, 0.5, 0.5, 0.5 — seven pairs in all,
+    // median 0.5, the whole range (n = 7) the interval. Pairing across files, or sorting each
+    // list on its own, would give other ratios.
+    let first = "# run one\ncold/buildctl/sysfile\t20 20 20\ncold/buildctl/df-gateway\t10 10 10\n";
+    let second = "# run two\n# its machine\ncold/buildctl/sysfile\t5 5 5 5\ncold/buildctl/df-gateway\t10 10 10 10\n\
+                  cold/buildctl/df-builtin\t5 5 5 5\n";
+    let (ok, table, stderr) = pool(&[("a.tsv", first), ("b.tsv", second)], "cold");
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        row(&table, "cold", "buildctl"),
+        "| cold | buildctl | 0.50; 0.50–2.00 (7 pairs, 2 runs) | 1.00; – (4 pairs, 1 runs) |"
+    );
+    // What was pooled is said above the table, with each file's own lines.
+    for said in ["a.tsv`", "  run one", "b.tsv`", "  its machine"] {
+        assert!(table.contains(said), "{said} in:\n{table}");
+    }
+    // A figure or daemon no file has gets no row.
+    assert!(!table.contains("| cold | docker |"), "{table}");
+}
+
+/// Runs that cannot be paired are refused, loudly, rather than pooled wrong.
+#[test]
+fn pooling_refuses_a_file_whose_peers_ran_different_numbers_of_times() {
+    let bad = "cold/docker/sysfile\t1 2 3\ncold/docker/df-gateway\t1 2\n";
+    let (ok, _, stderr) = pool(&[("bad.tsv", bad)], "cold");
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "bad.tsv: cold/docker: sysfile and df-gateway have different numbers of runs"
+        ),
+        "{stderr}"
+    );
 }
